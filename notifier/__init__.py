@@ -1,0 +1,24 @@
+"""notifier: real-time notifications for Python services.
+
+Producers need only this package and the broker URL::
+
+    from notifier import send_notification
+    send_notification.delay("user123", {"type": "order_update", "title": "Order Shipped"})
+"""
+
+from notifier.errors import (
+    ConfigError,
+    InvalidTarget,
+    NotifierError,
+    PermanentError,
+    RetryableError,
+    ValidationError,
+)
+from notifier.models import Notification, Preferences, QuietHours
+from notifier.producer import broadcast, send_bulk, send_notification, send_to_group
+
+__all__ = [
+    "ConfigError", "InvalidTarget", "NotifierError", "PermanentError", "RetryableError",
+    "ValidationError", "Notification", "Preferences", "QuietHours",
+    "broadcast", "send_bulk", "send_notification", "send_to_group",
+]

@@ -1,0 +1,47 @@
+"""Celery configuration shared by producers and workers, built from the settings.
+
+The reliability choices live here: late acks and reject-on-worker-lost so a killed worker's task is
+run again; a small prefetch; a visibility timeout that bounds how long a lost task waits to be
+redelivered; and a short ``unacked_mutex_expire`` so a killed worker does not block restores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notifier.config import Settings
+from notifier.queues import QUEUES, ROUTES
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    from kombu import Queue
+
+    transport: dict[str, Any] = {}
+    if settings.broker.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
+        transport = {
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_mutex_expire": 30,
+        }
+    return {
+        "broker_url": settings.broker,
+        "result_backend": settings.results,
+        "result_expires": 3600,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_routes": ROUTES,
+        "task_queues": [Queue(q, routing_key=q) for q in QUEUES],
+        "task_default_queue": "router",
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_ignore_result": True,
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }

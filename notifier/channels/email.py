@@ -1,0 +1,121 @@
+"""Email over SMTP: one connection per batch, plain-text and HTML bodies from templates.
+
+The recipient is the address in the user's preferences (their contact record); users without one are
+skipped. SMTP answers map onto the error tree: 4xx and dropped connections retry, 5xx and refused
+logins are permanent.
+"""
+
+from __future__ import annotations
+
+import html
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from importlib import resources
+from string import Template
+from typing import Sequence
+
+from notifier.channels.base import ALL_TARGETS, Channel, Delivery, Outcome
+from notifier.config import Settings, get_settings
+from notifier.errors import DeliveryError, PermanentError, RetryableError
+from notifier.preferences import PreferenceStore
+
+
+def _template(name: str) -> Template:
+    return Template(resources.files("notifier").joinpath("templates", name).read_text())
+
+
+class Email(Channel):
+    name = "email"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.text = _template("email.txt")
+        self.html = _template("email.html")
+
+    def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        open_ = [d for d in deliveries if d.target == ALL_TARGETS]
+        prefs = PreferenceStore().get_many([d.user_id for d in open_])
+        address = {d.user_id: p.email for d, p in zip(open_, prefs)}
+        expanded = []
+        for d in deliveries:
+            target = address.get(d.user_id) if d.target == ALL_TARGETS else d.target
+            if target:
+                expanded.append(Delivery(d.user_id, d.notification, target))
+        return expanded
+
+    def build_payload(self, delivery: Delivery) -> EmailMessage:
+        n = delivery.notification
+        msg = EmailMessage()
+        msg["Subject"] = n.title
+        msg["From"] = self.settings.smtp_from
+        msg["To"] = delivery.target
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = make_msgid(idstring=n.id)
+        msg["X-Notification-Id"] = n.id
+        text_action = f"\n{n.action_url}\n" if n.action_url else ""
+        html_action = (f'<p><a href="{html.escape(n.action_url)}">Open</a></p>' if n.action_url else "")
+        msg.set_content(self.text.safe_substitute(title=n.title, body=n.body, action=text_action))
+        msg.add_alternative(self.html.safe_substitute(
+            title=html.escape(n.title), body=html.escape(n.body), action=html_action), subtype="html")
+        return msg
+
+    def send(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        if not deliveries:
+            return []
+        try:
+            smtp = self._connect()
+        except DeliveryError as exc:
+            return [Outcome(d, exc) for d in deliveries]
+        outcomes = []
+        try:
+            for d in deliveries:
+                outcomes.append(Outcome(d, self._send_one(smtp, d)))
+        finally:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+        return outcomes
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            if s.smtp_tls == "ssl":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout,
+                                                      context=ssl.create_default_context())
+            else:
+                smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
+                if s.smtp_tls == "starttls":
+                    smtp.starttls(context=ssl.create_default_context())
+            if s.smtp_user:
+                smtp.login(s.smtp_user, s.smtp_password)
+            return smtp
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentError(f"SMTP login refused ({exc.smtp_code}): check NOTIFIER_SMTP_USER and "
+                                 "NOTIFIER_SMTP_PASSWORD") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise PermanentError(f"SMTP server does not support what NOTIFIER_SMTP_TLS asks: {exc}") from None
+        except ssl.SSLError as exc:
+            raise PermanentError(f"TLS with {s.smtp_host}:{s.smtp_port} failed ({exc.reason}): check "
+                                 "NOTIFIER_SMTP_TLS and the server certificate") from None
+        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+            raise RetryableError(f"SMTP server {s.smtp_host}:{s.smtp_port} unavailable: {exc}") from None
+
+    def _send_one(self, smtp: smtplib.SMTP, delivery: Delivery) -> DeliveryError | None:
+        try:
+            smtp.send_message(self.build_payload(delivery))
+            return None
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reason = next(iter(exc.recipients.values()))
+            return _by_code(code, f"recipient {delivery.target} refused: {code} {reason!r}")
+        except smtplib.SMTPResponseException as exc:
+            return _by_code(exc.smtp_code, f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}")
+        except (smtplib.SMTPException, OSError) as exc:
+            return RetryableError(f"SMTP connection lost: {exc}")
+
+
+def _by_code(code: int, message: str) -> DeliveryError:
+    return RetryableError(message) if 400 <= code < 500 else PermanentError(message)

@@ -1,0 +1,48 @@
+"""Realtime: the durable inbox plus a live Pub/Sub announcement, in one Lua call per delivery."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import orjson
+
+from notifier.channels.base import ALL_TARGETS, Channel, Delivery, Outcome
+from notifier.inbox import Inbox
+
+LIVE = "live"
+"""Target: append to the inbox and publish to open connections."""
+INBOX_ONLY = "inbox"
+"""Target: append to the inbox only (the user is over the realtime rate limit)."""
+
+
+class Realtime(Channel):
+    name = "realtime"
+    interruptive = False
+    uses_receipts = False
+
+    def __init__(self, inbox: Inbox | None = None) -> None:
+        self._inbox = inbox
+
+    @property
+    def inbox(self) -> Inbox:
+        if self._inbox is None:
+            self._inbox = Inbox()
+        return self._inbox
+
+    def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        return [Delivery(d.user_id, d.notification, LIVE) if d.target == ALL_TARGETS else d for d in deliveries]
+
+    def build_payload(self, delivery: Delivery) -> str:
+        return orjson.dumps(delivery.notification.to_dict()).decode()
+
+    def send(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        payloads: dict[str, str] = {}
+        items = []
+        for d in deliveries:
+            payload = payloads.get(d.notification.id)
+            if payload is None:
+                payload = payloads[d.notification.id] = self.build_payload(d)
+            items.append((d.user_id, d.notification.id, payload, d.target != INBOX_ONLY))
+        results = self.inbox.append_many(items)
+        return [Outcome(d, detail={"entry_id": r.entry_id, "unread": r.unread, "added": r.added})
+                for d, r in zip(deliveries, results)]

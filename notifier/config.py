@@ -1,0 +1,141 @@
+"""One settings object, read once from ``NOTIFIER_*`` environment variables.
+
+Every part of notifier (producers, workers, gateway, CLI) reads configuration through
+:func:`get_settings`; nothing else looks at the environment. A bad value fails at start with
+a message naming the variable, never deep inside a task.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from notifier.errors import ConfigError
+
+CHANNELS: tuple[str, ...] = ("realtime", "email", "fcm", "apns", "webpush")
+"""Every channel notifier knows; each has its own Celery queue of the same name."""
+
+_RATE = re.compile(r"^\s*(\w+)\s*=\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+class Settings(BaseSettings):
+    """Configuration for every notifier process; see README "Configuration" for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = ""
+    result_backend: str = ""
+    key_prefix: str = Field("notifier", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "notifier@localhost"
+    smtp_tls: Literal["none", "starttls", "ssl"] = "none"
+    smtp_timeout: float = Field(10.0, gt=0)
+
+    max_retries: int = Field(5, ge=0, le=100)
+    retry_backoff: float = Field(2.0, gt=0)
+    retry_backoff_max: float = Field(3600.0, gt=0)
+    countdown_max: float = Field(60.0, ge=0)
+    """Retries due sooner than this use Celery's countdown; later ones go to the schedule."""
+
+    rate_limits: str = "realtime=120/60,email=20/3600,fcm=60/3600,apns=60/3600,webpush=60/3600"
+    default_channels: str = ",".join(CHANNELS)
+    inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
+    idempotency_ttl: int = Field(86400, ge=1)
+    receipt_ttl: int = Field(7 * 86400, ge=60)
+    visibility_timeout: int = Field(600, ge=5)
+    prefetch_multiplier: int = Field(4, ge=1, le=1000)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    scheduler_interval: float = Field(1.0, gt=0, le=60)
+
+    secret_key: str = ""
+    api_key: str = ""
+    dev_mode: bool = False
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rates(cls, value: str) -> str:
+        parse_rate_limits(value)
+        return value
+
+    @field_validator("default_channels")
+    @classmethod
+    def _check_channels(cls, value: str) -> str:
+        names = [c.strip() for c in value.split(",") if c.strip()]
+        unknown = sorted(set(names) - set(CHANNELS))
+        if unknown or not names:
+            raise ValueError(f"unknown channel(s) {unknown}; choose from {', '.join(CHANNELS)}")
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> "Settings":
+        if self.retry_backoff_max < self.retry_backoff:
+            raise ValueError("NOTIFIER_RETRY_BACKOFF_MAX must be >= NOTIFIER_RETRY_BACKOFF")
+        return self
+
+    @property
+    def broker(self) -> str:
+        """The Celery broker: ``NOTIFIER_BROKER_URL``, or the store's Redis when unset."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def results(self) -> str:
+        """Where router results live (the notification id a send resolved to)."""
+        return self.result_backend or self.redis_url
+
+    @property
+    def limits(self) -> dict[str, tuple[int, int]]:
+        """Per-channel ``(limit, window_seconds)``."""
+        return parse_rate_limits(self.rate_limits)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Channels a notification goes to when it names none."""
+        return tuple(self.default_channels.split(","))
+
+
+def parse_rate_limits(value: str) -> dict[str, tuple[int, int]]:
+    """Parse ``"email=20/3600,fcm=60/3600"`` into ``{"email": (20, 3600), ...}``."""
+    limits: dict[str, tuple[int, int]] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        match = _RATE.match(part)
+        if not match:
+            raise ValueError(f"{part!r} is not CHANNEL=LIMIT/SECONDS (e.g. email=20/3600)")
+        channel, limit, window = match.group(1), int(match.group(2)), int(match.group(3))
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r} in rate limits")
+        if window <= 0:
+            raise ValueError(f"window for {channel} must be positive")
+        limits[channel] = (limit, window)
+    return limits
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            name = f"NOTIFIER_{field.upper()}" if err["loc"] else "settings"
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def reload_settings() -> Settings:
+    """Forget the cached settings (tests and ``notifier dev`` change the environment)."""
+    get_settings.cache_clear()
+    from notifier import store
+
+    store.reset()
+    return get_settings()

@@ -1,0 +1,69 @@
+"""The dead-letter queue: deliveries that failed for good, kept in a Redis Stream for ops.
+
+An entry records the task, its arguments, the error, the attempts and the times, so that
+``notifier dlq show`` explains what went wrong and ``notifier dlq replay`` can send it again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+import orjson
+import redis
+
+from notifier import store
+from notifier.inbox import check_entry_id
+from notifier.keys import Keys
+
+
+class DeadLetters:
+    def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None) -> None:
+        self.r = client or store.get_redis()
+        self.keys = keys or store.get_keys()
+
+    def add(self, *, task: str, args: list[Any], kwargs: dict[str, Any], queue: str, error: str,
+            error_type: str, attempts: int, first_attempt_at: float | None = None) -> str:
+        """Record one failure; returns its id (also its position in time)."""
+        now = time.time()
+        entry = {
+            "task": task, "args": args, "kwargs": kwargs, "queue": queue, "error": error,
+            "error_type": error_type, "attempts": attempts,
+            "first_attempt_at": first_attempt_at or now, "failed_at": now,
+        }
+        return str(self.r.xadd(self.keys.dead_letters(), {"d": orjson.dumps(entry, default=str)}))
+
+    def list(self, count: int = 100, after: str | None = None) -> list[dict[str, Any]]:
+        """Oldest first."""
+        low = f"({check_entry_id(after)}" if after else "-"
+        return [_decode(e) for e in self.r.xrange(self.keys.dead_letters(), min=low, max="+", count=count)]
+
+    def all(self, batch: int = 500) -> Iterable[dict[str, Any]]:
+        after = None
+        while True:
+            page = self.list(batch, after)
+            yield from page
+            if len(page) < batch:
+                return
+            after = page[-1]["id"]
+
+    def get(self, entry_id: str) -> dict[str, Any] | None:
+        entries = self.r.xrange(self.keys.dead_letters(), min=check_entry_id(entry_id), max=entry_id)
+        return _decode(entries[0]) if entries else None
+
+    def remove(self, entry_ids: Iterable[str]) -> int:
+        ids = list(entry_ids)
+        return int(self.r.xdel(self.keys.dead_letters(), *ids)) if ids else 0
+
+    def size(self) -> int:
+        return int(self.r.xlen(self.keys.dead_letters()))
+
+    def purge(self) -> int:
+        size = self.size()
+        self.r.delete(self.keys.dead_letters())
+        return size
+
+
+def _decode(entry: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    entry_id, fields = entry
+    return {"id": entry_id, **orjson.loads(fields["d"])}

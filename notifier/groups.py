@@ -1,0 +1,72 @@
+"""Groups of users kept in Redis, for ``send_to_group``."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import redis
+
+from notifier import store
+from notifier.errors import ValidationError
+from notifier.keys import Keys
+from notifier.models import check_user_id
+
+_MAX_GROUP_ID = 128
+
+
+def check_group_id(group_id: str) -> str:
+    if not isinstance(group_id, str) or not 0 < len(group_id) <= _MAX_GROUP_ID or not group_id.isprintable():
+        raise ValidationError(f"invalid group id {group_id!r}: 1 to {_MAX_GROUP_ID} printable characters")
+    return group_id
+
+
+class Groups:
+    def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None) -> None:
+        self.r = client or store.get_redis()
+        self.keys = keys or store.get_keys()
+
+    def add(self, group_id: str, user_ids: Sequence[str]) -> int:
+        """Add members; returns how many were new."""
+        users = [check_user_id(u) for u in user_ids]
+        if not users:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
+        pipe.sadd(self.keys.group(check_group_id(group_id)), *users)
+        pipe.sadd(self.keys.groups(), group_id)
+        pipe.sadd(self.keys.users(), *users)
+        return int(pipe.execute()[0])
+
+    def remove(self, group_id: str, user_ids: Sequence[str]) -> int:
+        users = list(user_ids)
+        if not users:
+            return 0
+        removed = int(self.r.srem(self.keys.group(check_group_id(group_id)), *users))
+        if not self.r.exists(self.keys.group(group_id)):
+            self.r.srem(self.keys.groups(), group_id)
+        return removed
+
+    def members(self, group_id: str, batch: int = 1000) -> Iterator[list[str]]:
+        """Members in batches (SSCAN), so a large group never loads at once."""
+        yield from scan_batches(self.r, self.keys.group(check_group_id(group_id)), batch)
+
+    def size(self, group_id: str) -> int:
+        return int(self.r.scard(self.keys.group(check_group_id(group_id))))
+
+    def list(self) -> list[str]:
+        return sorted(self.r.smembers(self.keys.groups()))
+
+
+def scan_batches(client: redis.Redis, key: str, batch: int) -> Iterator[list[str]]:
+    """The members of a set in batches of about ``batch``."""
+    cursor = 0
+    pending: list[str] = []
+    while True:
+        cursor, members = client.sscan(key, cursor, count=batch)
+        pending.extend(members)
+        while len(pending) >= batch:
+            yield pending[:batch]
+            pending = pending[batch:]
+        if cursor == 0:
+            break
+    if pending:
+        yield pending

@@ -1,0 +1,160 @@
+"""The durable per-user inbox: a Redis Stream with read state, announced on Pub/Sub.
+
+Each user has a stream of entries (``nid`` = notification id, ``n`` = notification JSON), a hash from
+notification id to entry id (so a redelivered task never appends twice) and a set of unread ids whose
+size is the unread count. Appends, deletes and mark-read are Lua scripts, so counts stay right under
+concurrency and when the cap trims old entries. Entry ids (``1700000000000-0``) are the cursor for
+pagination and for resuming a live stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import orjson
+import redis
+
+from notifier import store
+from notifier.config import get_settings
+from notifier.errors import ValidationError
+from notifier.keys import Keys
+
+MAX_PAGE = 200
+MAX_IDS = 1000
+_ENTRY_ID_CHARS = set("0123456789-")
+
+
+@dataclass(frozen=True)
+class Appended:
+    entry_id: str
+    unread: int
+    added: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def check_entry_id(entry_id: str) -> str:
+    """Entry ids come from clients (cursors, Last-Event-ID): accept only ``<ms>-<seq>``."""
+    ms, sep, seq = entry_id.partition("-")
+    if not (ms.isdigit() and len(ms) <= 20 and (not sep or (seq.isdigit() and len(seq) <= 20))):
+        raise ValidationError(f"invalid cursor {entry_id!r}: expected an inbox entry id like 1700000000000-0")
+    return entry_id
+
+
+class Inbox:
+    """Inbox operations for any user, on one Redis client and key namespace."""
+
+    def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None,
+                 max_len: int | None = None) -> None:
+        self.r = client or store.get_redis()
+        self.keys = keys or store.get_keys()
+        self.max_len = max_len or get_settings().inbox_max_len
+        self.slack = max(10, self.max_len // 10)
+
+    def _append_keys(self, user_id: str) -> list[str]:
+        k = self.keys
+        return [k.inbox(user_id), k.inbox_ids(user_id), k.unread(user_id), k.live(user_id)]
+
+    # Writing ----------------------------------------------------------------------------------
+    def append_many(self, items: Iterable[tuple[str, str, str, bool]]) -> list[Appended]:
+        """Append ``(user_id, notification_id, notification_json, publish)`` items in one round trip.
+
+        Returns one result per item; ``added`` is False when the inbox already held that id.
+        """
+        lua = store.script("inbox_append")
+        pipe = self.r.pipeline(transaction=False)
+        count = 0
+        for user_id, nid, payload, publish in items:
+            lua(self._append_keys(user_id), [nid, payload, self.max_len, self.slack, "1" if publish else "0"],
+                client=pipe)
+            count += 1
+        if not count:
+            return []
+        return [Appended(str(e), int(u), bool(a)) for e, u, a in pipe.execute()]
+
+    def append(self, user_id: str, notification: dict[str, Any], publish: bool = True) -> Appended:
+        return self.append_many([(user_id, notification["id"], orjson.dumps(notification).decode(), publish)])[0]
+
+    def mark_read(self, user_id: str, ids: Sequence[str] | None = None) -> int:
+        """Mark ``ids`` read, or everything when ``ids`` is None; returns the unread count."""
+        if ids is not None:
+            ids = _check_ids(ids)
+            if not ids:
+                return self.unread_count(user_id)
+        k = self.keys
+        _, unread = store.script("inbox_read")([k.unread(user_id), k.live(user_id)], list(ids or []),
+                                               client=self.r)
+        return int(unread)
+
+    def delete(self, user_id: str, ids: Sequence[str]) -> tuple[int, int]:
+        """Delete by notification id; returns ``(deleted, unread count)``."""
+        ids = _check_ids(ids)
+        if not ids:
+            return 0, self.unread_count(user_id)
+        deleted, unread = store.script("inbox_delete")(self._append_keys(user_id), list(ids), client=self.r)
+        return int(deleted), int(unread)
+
+    # Reading ----------------------------------------------------------------------------------
+    def unread_count(self, user_id: str) -> int:
+        return int(self.r.scard(self.keys.unread(user_id)))
+
+    def list(self, user_id: str, limit: int = 20, before: str | None = None,
+             unread_only: bool = False) -> Page:
+        """Newest first, ``limit`` items older than the cursor ``before``; ``next_cursor`` pages on."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"limit must be between 1 and {MAX_PAGE}")
+        upper = f"({check_entry_id(before)}" if before else "+"
+        items: list[dict[str, Any]] = []
+        chunk = limit if not unread_only else max(limit * 2, 50)
+        while True:
+            entries = self.r.xrevrange(self.keys.inbox(user_id), max=upper, min="-", count=chunk)
+            if not entries:
+                return Page(items, None)
+            decoded = [_decode(e) for e in entries]
+            flags = self.r.smismember(self.keys.unread(user_id), [d["id"] for d in decoded])
+            for item, unread in zip(decoded, flags):
+                item["read"] = not unread
+                if unread or not unread_only:
+                    items.append(item)
+                    if len(items) == limit:
+                        return Page(items, item["entry_id"])
+            if len(entries) < chunk:
+                return Page(items, None)
+            upper = f"({decoded[-1]['entry_id']}"
+
+    def since(self, user_id: str, entry_id: str, count: int = 500) -> list[dict[str, Any]]:
+        """Entries after ``entry_id``, oldest first: what a reconnecting client missed."""
+        entries = self.r.xrange(self.keys.inbox(user_id), min=f"({check_entry_id(entry_id)}", max="+",
+                                count=count)
+        return [_decode(e) for e in entries]
+
+    def get(self, user_id: str, notification_id: str) -> dict[str, Any] | None:
+        entry_id = self.r.hget(self.keys.inbox_ids(user_id), notification_id)
+        if not entry_id:
+            return None
+        entries = self.r.xrange(self.keys.inbox(user_id), min=entry_id, max=entry_id)
+        if not entries:
+            return None
+        item = _decode(entries[0])
+        item["read"] = not self.r.sismember(self.keys.unread(user_id), notification_id)
+        return item
+
+
+def _decode(entry: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    entry_id, fields = entry
+    item: dict[str, Any] = orjson.loads(fields["n"])
+    item["entry_id"] = entry_id
+    return item
+
+
+def _check_ids(ids: Sequence[str]) -> list[str]:
+    if isinstance(ids, str) or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+        raise ValidationError("ids must be a list of notification id strings")
+    if len(ids) > MAX_IDS:
+        raise ValidationError(f"at most {MAX_IDS} ids per call")
+    return list(dict.fromkeys(ids))

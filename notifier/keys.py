@@ -1,0 +1,82 @@
+"""Every Redis key name notifier uses, in one place.
+
+Per-user keys carry the user id in a hash tag (``notifier:{user123}:inbox``) so that all of a user's
+keys, and every Lua script that touches them, stay in one Redis Cluster slot. No key suffix contains
+``}``, so two different user ids can never produce the same key, whatever characters they hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix (``NOTIFIER_KEY_PREFIX``; tests use one each)."""
+
+    prefix: str = "notifier"
+
+    def _user(self, user_id: str, suffix: str) -> str:
+        return f"{self.prefix}:{{{user_id}}}:{suffix}"
+
+    # Per user ---------------------------------------------------------------------------------
+    def inbox(self, user_id: str) -> str:
+        """Stream of inbox entries (fields ``nid`` and ``n``, the notification JSON)."""
+        return self._user(user_id, "inbox")
+
+    def inbox_ids(self, user_id: str) -> str:
+        """Hash notification id -> stream entry id: de-duplicates delivery, finds entries by id."""
+        return self._user(user_id, "ids")
+
+    def unread(self, user_id: str) -> str:
+        """Set of unread notification ids; its size is the unread count."""
+        return self._user(user_id, "unread")
+
+    def live(self, user_id: str) -> str:
+        """Pub/Sub channel for live delivery to the user's open connections."""
+        return self._user(user_id, "live")
+
+    def preferences(self, user_id: str) -> str:
+        """String: the user's preferences as JSON."""
+        return self._user(user_id, "prefs")
+
+    def rate(self, user_id: str, channel: str) -> str:
+        """Sorted set of send times in the current window, one per channel."""
+        return self._user(user_id, f"rate:{channel}")
+
+    def devices(self, user_id: str) -> str:
+        """Hash device id -> device JSON (push channels)."""
+        return self._user(user_id, "devices")
+
+    def receipt(self, user_id: str, channel: str, notification_id: str, target: str) -> str:
+        """Marks one delivery (notification, channel, target) as claimed or done."""
+        return self._user(user_id, f"receipt:{channel}:{notification_id}:{target}")
+
+    # Global -----------------------------------------------------------------------------------
+    def idempotency(self, key: str) -> str:
+        """String: the notification id that first used this idempotency key."""
+        return f"{self.prefix}:idem:{{{key}}}"
+
+    def users(self) -> str:
+        """Set of every user that was ever sent to or configured (``broadcast`` with no list)."""
+        return f"{self.prefix}:users"
+
+    def group(self, group_id: str) -> str:
+        """Set of the group's user ids."""
+        return f"{self.prefix}:group:{{{group_id}}}"
+
+    def groups(self) -> str:
+        """Set of group ids that have members."""
+        return f"{self.prefix}:groups"
+
+    def dead_letters(self) -> str:
+        """Stream of dead-lettered deliveries (entry id = dead letter id)."""
+        return f"{self.prefix}:dlq"
+
+    def schedule(self) -> str:
+        """Sorted set of deferred task messages, scored by due time (epoch seconds)."""
+        return f"{self.prefix}:schedule"
+
+    def scheduler_lock(self) -> str:
+        """Held by the one scheduler loop releasing due messages right now."""
+        return f"{self.prefix}:schedule:lock"

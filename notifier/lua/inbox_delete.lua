@@ -1,0 +1,18 @@
+-- Delete notifications from a user's inbox by notification id.
+-- KEYS: inbox stream, id hash, unread set, live channel
+-- ARGV: notification ids...
+-- Returns {number deleted, unread count}.
+local deleted = 0
+for _, nid in ipairs(ARGV) do
+  local id = redis.call('HGET', KEYS[2], nid)
+  if id then
+    deleted = deleted + redis.call('XDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], nid)
+  end
+  redis.call('SREM', KEYS[3], nid)
+end
+local unread = redis.call('SCARD', KEYS[3])
+if deleted > 0 then
+  redis.call('PUBLISH', KEYS[4], '{"event":"unread_count","unread":' .. unread .. '}')
+end
+return {deleted, unread}

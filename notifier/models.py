@@ -1,0 +1,212 @@
+"""Typed models for what crosses notifier's boundaries: notifications and preferences.
+
+Validation happens here, at the producer, so bad input fails at the ``.delay()`` call site with a
+clear message instead of inside a worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+import zoneinfo
+from typing import Any, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+from notifier.config import CHANNELS
+from notifier.errors import ValidationError
+
+Channel = Literal["realtime", "email", "fcm", "apns", "webpush"]
+Priority = Literal["normal", "high", "critical"]
+
+SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+USER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+MAX_TITLE = 256
+MAX_BODY = 4096
+MAX_DATA_BYTES = 4096
+"""FCM's data payload limit; larger data would be refused by the push providers anyway."""
+MAX_TTL = 28 * 86400
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+def new_id() -> str:
+    """A notification id: random, URL- and Redis-key-safe."""
+    return uuid.uuid4().hex
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Notification(BaseModel):
+    """One notification as a producer sends it and a user finally sees it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    id: str = Field(default_factory=new_id, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    type: str = Field(pattern=SLUG, description="short slug, e.g. order_update")
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    body: str = Field("", max_length=MAX_BODY)
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+    channels: tuple[Channel, ...] | None = None
+    priority: Priority = "normal"
+    ttl: int | None = Field(None, ge=0, le=MAX_TTL, description="seconds the notification stays relevant")
+    collapse_key: str | None = Field(None, min_length=1, max_length=64)
+    action_url: str | None = Field(None, max_length=2048)
+    timestamp: dt.datetime = Field(default_factory=utcnow)
+
+    @field_validator("data")
+    @classmethod
+    def _data_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(orjson.dumps(value))
+        if size > MAX_DATA_BYTES:
+            raise ValueError(f"data is {size} bytes as JSON; the limit is {MAX_DATA_BYTES}")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("channels must name at least one channel, or be left out")
+            value = tuple(dict.fromkeys(value))
+        return value
+
+    @field_validator("action_url")
+    @classmethod
+    def _action_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?://[^\s]+|/[^\s]*)$", value):
+            raise ValueError("action_url must be an http(s) URL or a path starting with /")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        """True once ``ttl`` seconds have passed since ``timestamp`` (deferred sends check this)."""
+        if self.ttl is None:
+            return False
+        return (now or utcnow()) > self.timestamp + dt.timedelta(seconds=self.ttl)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form carried in tasks, the inbox and live events."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class QuietHours(BaseModel):
+    """A daily window (``HH:MM``-``HH:MM``, may cross midnight) in the user's time zone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _TIME.match(value):
+            raise ValueError(f"{value!r} is not a time as HH:MM (00:00 to 23:59)")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "QuietHours":
+        if self.start == self.end:
+            raise ValueError("quiet hours start and end must differ")
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> "QuietHours":
+        """``"22:00-07:00"`` as typed on the command line."""
+        start, sep, end = text.partition("-")
+        if not sep:
+            raise ValidationError(f"quiet hours {text!r} must look like HH:MM-HH:MM")
+        return validate(cls, {"start": start.strip(), "end": end.strip()})
+
+
+class Preferences(BaseModel):
+    """What one user wants: channels on/off, muted types, quiet hours and contact details."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: dict[Channel, bool] = Field(default_factory=dict)
+    disabled_types: tuple[str, ...] = ()
+    quiet_hours: QuietHours | None = None
+    timezone: str = "UTC"
+    email: str | None = None
+
+    @field_validator("disabled_types")
+    @classmethod
+    def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for slug in value:
+            if not re.match(SLUG, slug):
+                raise ValueError(f"{slug!r} is not a notification type slug")
+        return tuple(sorted(set(value)))
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    def channel_enabled(self, channel: str) -> bool:
+        return self.channels.get(channel, True)  # type: ignore[call-overload]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def validate(model: type[BaseModel], value: Any) -> Any:
+    """Build ``model`` from ``value`` or raise our ``ValidationError`` with a one-line reason."""
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except PydanticValidationError as exc:
+        raise ValidationError(describe(exc, model.__name__)) from None
+
+
+def describe(exc: PydanticValidationError, what: str) -> str:
+    """One readable line from pydantic's error list: ``field: problem; field: problem``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or what
+        parts.append(f"{where}: {err['msg']}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+def check_user_id(user_id: Any) -> str:
+    """User ids are non-empty strings without control characters (they end up in Redis keys)."""
+    if not isinstance(user_id, str) or not USER_ID.match(user_id) or not user_id.strip():
+        raise ValidationError(f"invalid user id {user_id!r}: a non-empty string of at most 128 characters")
+    return user_id
+
+
+def check_channel(name: str) -> str:
+    if name not in CHANNELS:
+        raise ValidationError(f"unknown channel {name!r}; choose from {', '.join(CHANNELS)}")
+    return name

@@ -1,0 +1,104 @@
+"""Per-user preferences: stored as one JSON document, with defaults when none are set.
+
+The quiet-hours rule lives here too, as a pure function of the preferences and the time, so the router
+and the tests share one definition of "inside the window".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any, Iterable, Sequence
+
+import orjson
+import redis
+
+from notifier import store
+from notifier.errors import ValidationError
+from notifier.keys import Keys
+from notifier.models import Preferences, check_channel, check_user_id, validate
+
+DEFAULT = Preferences()
+
+
+class PreferenceStore:
+    """Read and write preferences in Redis."""
+
+    def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None) -> None:
+        self.r = client or store.get_redis()
+        self.keys = keys or store.get_keys()
+
+    def get(self, user_id: str) -> Preferences:
+        raw = self.r.get(self.keys.preferences(check_user_id(user_id)))
+        return parse(raw)
+
+    def get_many(self, user_ids: Sequence[str]) -> list[Preferences]:
+        """One round trip for a batch of users (the router's bulk path)."""
+        pipe = self.r.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.get(self.keys.preferences(user_id))
+        return [parse(raw) for raw in pipe.execute()] if user_ids else []
+
+    def set(self, user_id: str, prefs: Preferences | dict[str, Any]) -> Preferences:
+        """Replace the user's preferences (validated) and remember the user."""
+        prefs = validate(Preferences, prefs)
+        check_user_id(user_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(self.keys.preferences(user_id), orjson.dumps(prefs.to_dict()))
+        pipe.sadd(self.keys.users(), user_id)
+        pipe.execute()
+        return prefs
+
+    def update(self, user_id: str, **changes: Any) -> Preferences:
+        """Merge ``changes`` into the current preferences (``channels`` merges per channel)."""
+        current = self.get(user_id).to_dict()
+        if "channels" in changes:
+            changes["channels"] = {**current["channels"], **changes["channels"]}
+        return self.set(user_id, {**current, **changes})
+
+
+def parse(raw: str | bytes | None) -> Preferences:
+    """Stored JSON to preferences; missing means defaults."""
+    if not raw:
+        return DEFAULT
+    return Preferences.model_validate(orjson.loads(raw))
+
+
+def quiet_until(prefs: Preferences, now: dt.datetime) -> dt.datetime | None:
+    """When ``now`` falls in the user's quiet hours, the UTC time the window ends; else None.
+
+    Windows may cross midnight (22:00-07:00) and are read in the user's IANA time zone.
+    """
+    window = prefs.quiet_hours
+    if window is None:
+        return None
+    tz = zoneinfo.ZoneInfo(prefs.timezone)
+    local = now.astimezone(tz)
+    start, end = dt.time.fromisoformat(window.start), dt.time.fromisoformat(window.end)
+    t = local.time()
+    if start < end:
+        inside, end_day = start <= t < end, local.date()
+    else:
+        inside = t >= start or t < end
+        end_day = local.date() + dt.timedelta(days=1) if t >= start else local.date()
+    if not inside:
+        return None
+    return dt.datetime.combine(end_day, end, tzinfo=tz).astimezone(dt.timezone.utc)
+
+
+def changes_from_cli(channels: Iterable[str] = (), disable_types: Iterable[str] = (),
+                     enable_types: Iterable[str] = (), current: Preferences = DEFAULT) -> dict[str, Any]:
+    """Turn ``--channel email=off`` style options into a preferences change."""
+    result: dict[str, Any] = {}
+    toggles: dict[str, bool] = {}
+    for item in channels:
+        name, sep, state = item.partition("=")
+        if not sep or state.lower() not in ("on", "off"):
+            raise ValidationError(f"--channel {item!r} must be NAME=on or NAME=off")
+        toggles[check_channel(name.strip())] = state.lower() == "on"
+    if toggles:
+        result["channels"] = toggles
+    disable, enable = set(disable_types), set(enable_types)
+    if disable or enable:
+        result["disabled_types"] = sorted((set(current.disabled_types) | disable) - enable)
+    return result

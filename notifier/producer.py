@@ -1,0 +1,139 @@
+"""The producer API: validate at the call site, then send by task name through the broker.
+
+``send_notification.delay(user_id, notification, idempotency_key=...)`` behaves like a Celery task's
+``delay`` but never imports worker code: it checks the input (raising ``notifier.ValidationError``
+before anything reaches the broker) and sends the router task by name. The returned
+``AsyncResult``'s id is the notification id.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterable, Mapping, Sequence
+
+import redis
+from celery import Celery
+from celery.result import AsyncResult
+
+from notifier.config import get_settings
+from notifier.errors import ValidationError
+from notifier.groups import check_group_id
+from notifier.idempotency import Idempotency, check_key
+from notifier.models import Notification, check_user_id, validate
+from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, queue_of
+
+NotificationInput = Notification | Mapping[str, Any]
+
+
+@functools.lru_cache(maxsize=1)
+def producer_app() -> Celery:
+    """A Celery app that only sends (configured like the workers, from the same settings)."""
+    from notifier.celeryconfig import celery_config
+
+    app = Celery("notifier", set_as_current=False)
+    app.conf.update(celery_config(get_settings()))
+    return app
+
+
+def _send(task: str, args: list[Any], task_id: str | None = None) -> AsyncResult:
+    return producer_app().send_task(task, args=args, task_id=task_id, queue=queue_of(task))
+
+
+def _notification(value: NotificationInput) -> Notification:
+    if not isinstance(value, (Notification, Mapping)):
+        raise ValidationError(f"a notification must be a dict or Notification, not {type(value).__name__}")
+    return validate(Notification, value)
+
+
+class _SendNotification:
+    """``send_notification.delay(user_id, notification, idempotency_key=None)``"""
+
+    name = ROUTE
+
+    def delay(self, user_id: str, notification: NotificationInput,
+              idempotency_key: str | None = None) -> AsyncResult:
+        return self.apply_async((user_id, notification), {"idempotency_key": idempotency_key})
+
+    def apply_async(self, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None,
+                    **_options: Any) -> AsyncResult:
+        user_id, notification = _unpack(args, kwargs or {})
+        user_id = check_user_id(user_id)
+        n = _notification(notification)
+        key = check_key((kwargs or {}).get("idempotency_key"))
+        if key is not None:
+            first = _already_sent(key)
+            if first is not None:
+                return AsyncResult(first, app=producer_app())
+        return _send(ROUTE, [[[user_id, n.to_dict(), key]]], task_id=n.id)
+
+    __call__ = delay
+
+
+def _unpack(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
+    extra = set(kwargs) - {"idempotency_key", "user_id", "notification"}
+    if extra:
+        raise ValidationError(f"unexpected argument(s): {', '.join(sorted(extra))}")
+    values = list(args) + [kwargs[k] for k in ("user_id", "notification") if k in kwargs]
+    if len(values) != 2:
+        raise ValidationError("send_notification takes (user_id, notification, idempotency_key=None)")
+    return values[0], values[1]
+
+
+def _already_sent(key: str) -> str | None:
+    """A cheap pre-check; the router's atomic claim is what really de-duplicates."""
+    try:
+        return Idempotency().lookup(key)
+    except redis.RedisError:
+        return None
+
+
+send_notification = _SendNotification()
+
+
+def send_bulk(items: Iterable[tuple[str, NotificationInput] | tuple[str, NotificationInput, str | None]
+                             | Mapping[str, Any]]) -> list[str]:
+    """Send many notifications, each to its own user, in router batches; returns their ids.
+
+    Each item is ``(user_id, notification)``, ``(user_id, notification, idempotency_key)`` or a dict
+    with ``user_id``, ``notification`` and optionally ``idempotency_key``. Everything is validated
+    before anything is sent.
+    """
+    rows: list[list[Any]] = []
+    for index, item in enumerate(items):
+        try:
+            if isinstance(item, Mapping):
+                user_id, notification, key = item.get("user_id"), item.get("notification"), item.get("idempotency_key")
+            else:
+                user_id, notification, key = (*item, None)[:3] if len(item) in (2, 3) else (None, None, None)
+                if notification is None:
+                    raise ValidationError("each item is (user_id, notification[, idempotency_key])")
+            rows.append([check_user_id(user_id), _notification(notification).to_dict(), check_key(key)])
+        except ValidationError as exc:
+            raise ValidationError(f"item {index}: {exc}") from None
+    size = get_settings().batch_size
+    for start in range(0, len(rows), size):
+        _send(ROUTE, [rows[start:start + size]])
+    return [row[1]["id"] for row in rows]
+
+
+def send_to_group(group_id: str, notification: NotificationInput) -> str:
+    """Send to every member of a group (membership in Redis); returns the notification id."""
+    n = _notification(notification)
+    _send(ROUTE_AUDIENCE, [n.to_dict(), {"group": check_group_id(group_id)}])
+    return n.id
+
+
+def broadcast(notification: NotificationInput, user_ids: Sequence[str] | None = None) -> str:
+    """Send to ``user_ids``, or to every known user when None; returns the notification id."""
+    n = _notification(notification)
+    if user_ids is None:
+        _send(ROUTE_AUDIENCE, [n.to_dict(), {"all": True}])
+        return n.id
+    if isinstance(user_ids, str):
+        raise ValidationError("user_ids must be a list of user ids, not a string")
+    users = list(dict.fromkeys(check_user_id(u) for u in user_ids))
+    size = get_settings().batch_size
+    payload = n.to_dict()
+    for start in range(0, len(users), size):
+        _send(ROUTE_USERS, [payload, users[start:start + size]])
+    return n.id

@@ -1,0 +1,64 @@
+"""Delivery receipts: each (notification, channel, target) is sent at most once while receipts last.
+
+A task that is redelivered (worker killed, visibility timeout) or replayed from the dead-letter queue
+runs again; before sending, it claims the receipt. A ``done`` receipt means the target already got it;
+a ``pending`` claim means another run is sending right now (or crashed mid-send: the claim expires
+after ``claim_seconds``, then the send is tried again).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Sequence
+
+import redis
+
+from notifier import store
+from notifier.config import get_settings
+from notifier.keys import Keys
+
+Item = tuple[str, str, str, str]
+"""``(user_id, channel, notification_id, target)``"""
+
+
+class Claim(Enum):
+    SEND = "send"
+    DONE = "done"
+    BUSY = "busy"
+
+
+class Receipts:
+    def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None,
+                 claim_seconds: int = 120) -> None:
+        self.r = client or store.get_redis()
+        self.keys = keys or store.get_keys()
+        self.claim_seconds = claim_seconds
+        self.ttl = get_settings().receipt_ttl
+
+    def _key(self, item: Item) -> str:
+        user_id, channel, nid, target = item
+        return self.keys.receipt(user_id, channel, nid, target)
+
+    def claim_many(self, items: Sequence[Item]) -> list[Claim]:
+        if not items:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for item in items:
+            pipe.set(self._key(item), "pending", nx=True, get=True, ex=self.claim_seconds)
+        return [Claim.SEND if old is None else Claim.DONE if old == "done" else Claim.BUSY
+                for old in pipe.execute()]
+
+    def done_many(self, items: Sequence[Item]) -> None:
+        self._write(items, lambda pipe, key: pipe.set(key, "done", ex=self.ttl))
+
+    def release_many(self, items: Sequence[Item]) -> None:
+        """Give up a claim after a failed send, so a retry may claim it again."""
+        self._write(items, lambda pipe, key: pipe.delete(key))
+
+    def _write(self, items: Sequence[Item], op: object) -> None:
+        if not items:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for item in items:
+            op(pipe, self._key(item))  # type: ignore[operator]
+        pipe.execute()
