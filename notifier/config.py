@@ -55,10 +55,42 @@ class Settings(BaseSettings):
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
     batch_size: int = Field(500, ge=1, le=10_000)
     scheduler_interval: float = Field(1.0, gt=0, le=60)
+    log_json: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Push providers (channels/fcm.py, apns.py, webpush.py) ------------------------------------
+    fcm_credentials: str = ""
+    """Path to the Firebase service-account JSON (its project id is used unless fcm_project_id)."""
+    fcm_project_id: str = ""
+    fcm_endpoint: str = "https://fcm.googleapis.com"
+    apns_key_file: str = ""
+    """Path to the APNs token-auth key (.p8)."""
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_topic: str = ""
+    apns_use_sandbox: bool = False
+    apns_host: str = ""
+    """Overrides the Apple host (a private gateway or a test peer); empty means Apple's."""
+    apns_port: int = Field(443, ge=1, le=65535)
+    apns_ca_file: str = ""
+    vapid_private_key: str = ""
+    vapid_public_key: str = ""
+    vapid_subject: str = "mailto:ops@example.com"
+    push_timeout: float = Field(10.0, gt=0)
+    ca_file: str = ""
+    """Extra CA bundle trusted for provider HTTPS (FCM, web push) when set."""
+
+    # Gateway (notifier/gateway) ------------------------------------------------------------
     secret_key: str = ""
     api_key: str = ""
     dev_mode: bool = False
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(8000, ge=1, le=65535)
+    token_ttl: int = Field(3600, ge=10)
+    max_connections_per_user: int = Field(20, ge=1)
+    heartbeat_seconds: float = Field(15.0, gt=0)
+    client_buffer: int = Field(256, ge=1)
+    max_request_bytes: int = Field(64 * 1024, ge=1024)
 
     @field_validator("rate_limits")
     @classmethod

@@ -45,7 +45,8 @@ class Keys:
         return self._user(user_id, f"rate:{channel}")
 
     def devices(self, user_id: str) -> str:
-        """Hash device id -> device JSON (push channels)."""
+        """Hash device id -> device JSON. Device ids start with the platform (``fcm-…``), so the
+        router learns which push channels a user has from HKEYS alone."""
         return self._user(user_id, "devices")
 
     def receipt(self, user_id: str, channel: str, notification_id: str, target: str) -> str:

@@ -1,0 +1,60 @@
+"""The ``notifier`` command line.
+
+Each module in this package adds one command or command group to :data:`main`; they are found and
+imported automatically, so adding a command is one new module. Errors print one line on stderr and
+exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from typing import Any
+
+import click
+import redis
+
+from notifier.errors import NotifierError
+
+
+class _Group(click.Group):
+    """Turns expected failures into one readable line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NotifierError as exc:
+            raise click.ClickException(str(exc)) from None
+        except redis.exceptions.ConnectionError as exc:
+            from notifier.config import get_settings
+
+            raise click.ClickException(
+                f"cannot reach Redis at {get_settings().redis_url} ({exc}); is it running? "
+                "Set NOTIFIER_REDIS_URL.") from None
+        except redis.exceptions.RedisError as exc:
+            raise click.ClickException(f"Redis error: {exc}") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="notifier")
+def main() -> None:
+    """notifier: real-time notifications for Python services."""
+
+
+def echo_json(value: Any) -> None:
+    import orjson
+
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+
+
+def _load_commands() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_load_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Run one batch of deliveries on a channel and sort the outcomes.
+
+This is the part of a delivery task that does not depend on Celery: expand users into targets, skip
+targets that already got the notification (receipts), send, record receipts, prune dead targets, and
+report which deliveries succeeded, should be retried, or failed for good. ``workers/base.py`` decides
+what to do with the report (re-enqueue with backoff, dead-letter).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from notifier.channels import ALL_TARGETS, Delivery, Outcome, get_channel
+from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
+from notifier.models import Notification, utcnow, validate
+from notifier.receipts import Claim, Receipts
+
+log = logging.getLogger("notifier.delivery")
+
+
+@dataclass
+class Report:
+    delivered: list[Delivery] = field(default_factory=list)
+    already: list[Delivery] = field(default_factory=list)
+    """Skipped: a receipt says the target already got it (a redelivered or replayed task)."""
+    expired: list[Delivery] = field(default_factory=list)
+    pruned: list[tuple[Delivery, DeliveryError]] = field(default_factory=list)
+    retry: list[tuple[Delivery, RetryableError]] = field(default_factory=list)
+    failed: list[tuple[Any, DeliveryError]] = field(default_factory=list)
+    """Permanent failures: a delivery, or a raw row that could not be read at all."""
+
+    @property
+    def retry_after(self) -> float | None:
+        hints = [e.retry_after for _, e in self.retry if e.retry_after is not None]
+        return max(hints) if hints else None
+
+
+def run(channel_name: str, notifications: dict[str, Any], targets: Sequence[Any]) -> Report:
+    """Deliver ``targets`` (``[user_id, notification_id, target]`` rows) on one channel."""
+    channel = get_channel(channel_name)
+    report = Report()
+    deliveries = _parse(notifications, targets, report)
+    now = utcnow()
+    live = []
+    for d in deliveries:
+        (report.expired if d.notification.expired(now) else live).append(d)
+    live = channel.expand(live)
+    to_send = _claim(channel_name, live, report) if channel.uses_receipts else live
+    outcomes = channel.send(to_send) if to_send else []
+    _sort(channel_name, outcomes, report)
+    for d, _ in report.pruned:
+        channel.prune(d)
+    return report
+
+
+def _parse(notifications: Any, targets: Any, report: Report) -> list[Delivery]:
+    if not isinstance(notifications, dict) or not isinstance(targets, list):
+        report.failed.append(([notifications, targets], PermanentError(
+            "malformed delivery task: expected ({notification_id: notification}, [[user, id, target], ...])")))
+        return []
+    parsed: dict[str, Notification | PermanentError] = {}
+    deliveries = []
+    for row in targets:
+        if not (isinstance(row, list) and len(row) == 3 and all(isinstance(x, str) for x in row)):
+            report.failed.append((row, PermanentError("malformed target row: expected [user_id, id, target]")))
+            continue
+        user_id, nid, target = row
+        if nid not in parsed:
+            try:
+                parsed[nid] = validate(Notification, notifications.get(nid))
+            except Exception as exc:
+                parsed[nid] = PermanentError(f"notification {nid}: {exc}")
+        n = parsed[nid]
+        if isinstance(n, PermanentError):
+            report.failed.append((row, n))
+        else:
+            deliveries.append(Delivery(user_id, n, target))
+    return deliveries
+
+
+def _claim(channel: str, deliveries: list[Delivery], report: Report) -> list[Delivery]:
+    claims = Receipts().claim_many([(d.user_id, channel, d.notification.id, d.target) for d in deliveries])
+    to_send = []
+    for d, claim in zip(deliveries, claims):
+        if claim is Claim.SEND:
+            to_send.append(d)
+        elif claim is Claim.DONE:
+            report.already.append(d)
+        else:
+            report.retry.append((d, RetryableError("another attempt is sending this right now")))
+    return to_send
+
+
+def _sort(channel: str, outcomes: list[Outcome], report: Report) -> None:
+    done, release = [], []
+    for o in outcomes:
+        key = (o.delivery.user_id, channel, o.delivery.notification.id, o.delivery.target)
+        if o.ok:
+            report.delivered.append(o.delivery)
+            done.append(key)
+            continue
+        release.append(key)
+        if isinstance(o.error, InvalidTarget):
+            report.pruned.append((o.delivery, o.error))
+        elif isinstance(o.error, RetryableError):
+            report.retry.append((o.delivery, o.error))
+        else:
+            report.failed.append((o.delivery, o.error or PermanentError("unknown failure")))
+    if get_channel(channel).uses_receipts:
+        receipts = Receipts()
+        receipts.done_many(done)
+        receipts.release_many(release)
+
+
+def rows(deliveries: Sequence[Delivery]) -> tuple[dict[str, Any], list[list[str]]]:
+    """Deliveries back into task arguments (for a retry or a dead letter)."""
+    notifications: dict[str, Any] = {}
+    targets = []
+    for d in deliveries:
+        notifications.setdefault(d.notification.id, d.notification.to_dict())
+        targets.append([d.user_id, d.notification.id, d.target])
+    return notifications, targets
+
+
+__all__ = ["ALL_TARGETS", "Report", "run", "rows"]

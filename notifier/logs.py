@@ -1,0 +1,36 @@
+"""Logging set-up: plain text by default, one JSON object per line with ``NOTIFIER_LOG_JSON=1``."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from notifier.config import get_settings
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "msg": record.getMessage()}
+        for key in ("notification_id", "channel", "user_id", "task_id"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging() -> None:
+    logger = logging.getLogger("notifier")
+    if logger.handlers:
+        return
+    settings = get_settings()
+    handler = logging.StreamHandler()
+    if settings.log_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(settings.log_level)
+    logger.propagate = False

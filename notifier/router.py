@@ -1,0 +1,177 @@
+"""Routing: decide, for a batch of sends, which channel gets what, now or later.
+
+Per send and channel, in order: the channel is wanted (the notification's ``channels`` or the default
+set) and on in the user's preferences; the type is not disabled; interruptive channels wait for the
+end of quiet hours unless the priority is ``critical``; and the user is under the channel's rate limit
+(over it, the notification still lands in the inbox, just not on that channel).
+
+Everything is batched: one pipelined round trip each for idempotency claims, preferences and rate
+limits, whatever the batch size. The result is a :class:`Plan` that the router task turns into
+per-channel tasks; this module sends nothing itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import redis
+
+from notifier import store
+from notifier.channels.realtime import INBOX_ONLY
+from notifier.channels.base import ALL_TARGETS
+from notifier.config import Settings, get_settings
+from notifier.errors import ValidationError
+from notifier.idempotency import Idempotency, check_key
+from notifier.keys import Keys
+from notifier.models import Notification, Preferences, check_user_id, utcnow, validate
+from notifier.preferences import PreferenceStore, quiet_until
+from notifier.ratelimit import RateLimiter
+
+PUSH = frozenset({"fcm", "apns", "webpush"})
+INTERRUPTIVE = PUSH | {"email"}
+
+
+@dataclass
+class Batch:
+    """The arguments of one delivery task: each notification once, then ``[user, nid, target]`` rows."""
+
+    notifications: dict[str, dict[str, Any]] = field(default_factory=dict)
+    targets: list[list[str]] = field(default_factory=list)
+
+    def add(self, user_id: str, notification: dict[str, Any], target: str = ALL_TARGETS) -> None:
+        self.notifications.setdefault(notification["id"], notification)
+        self.targets.append([user_id, notification["id"], target])
+
+    def args(self) -> list[Any]:
+        return [self.notifications, self.targets]
+
+
+@dataclass
+class Plan:
+    """What a routed batch becomes."""
+
+    now: dict[str, Batch] = field(default_factory=lambda: defaultdict(Batch))
+    later: dict[tuple[float, str], Batch] = field(default_factory=lambda: defaultdict(Batch))
+    ids: dict[str, str] = field(default_factory=dict)
+    """Notification id -> the id it resolved to (the first send's, for a duplicate)."""
+    rejected: list[tuple[Any, str]] = field(default_factory=list)
+    """Items that failed validation, with the reason (they go to the dead-letter queue)."""
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Outcome counters: ``deduplicated``, ``type_disabled``, ``deferred:<ch>``, ``rate_limited:<ch>``..."""
+
+
+class Router:
+    def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None,
+                 settings: Settings | None = None) -> None:
+        self.r = client or store.get_redis()
+        self.keys = keys or store.get_keys()
+        self.settings = settings or get_settings()
+        self.prefs = PreferenceStore(self.r, self.keys)
+        self.limits = RateLimiter(self.r, self.keys, self.settings.limits)
+        self.idempotency = Idempotency(self.r, self.keys, self.settings.idempotency_ttl)
+
+    def plan(self, items: Sequence[Any], now: dt.datetime | None = None) -> Plan:
+        """Route ``[user_id, notification, idempotency_key]`` items (as they arrive from the queue)."""
+        plan = Plan()
+        valid: list[tuple[str, Notification, dict[str, Any]]] = []
+        claims: list[tuple[str, str]] = []
+        for item in items:
+            try:
+                user_id, notification, key = _parse_item(item)
+            except ValidationError as exc:
+                plan.rejected.append((item, str(exc)))
+                continue
+            valid.append((user_id, notification, notification.to_dict()))
+            if key is not None:
+                claims.append((key, notification.id))
+        winners = dict(zip((nid for _, nid in claims), self.idempotency.claim_many(claims)))
+        fresh = []
+        for user_id, n, payload in valid:
+            first = winners.get(n.id)
+            plan.ids[n.id] = first or n.id
+            if first is not None and first != n.id:
+                plan.counts["deduplicated"] += 1
+            else:
+                fresh.append((user_id, n, payload))
+        self._route(plan, fresh, now or utcnow())
+        return plan
+
+    def plan_audience(self, notification: dict[str, Any], user_ids: Sequence[str],
+                      now: dt.datetime | None = None) -> Plan:
+        """Route one notification to many users (validated once, not per recipient)."""
+        plan = Plan()
+        try:
+            n = validate(Notification, notification)
+        except ValidationError as exc:
+            plan.rejected.append(([notification, list(user_ids)], str(exc)))
+            return plan
+        payload = n.to_dict()
+        users = []
+        for user_id in user_ids:
+            try:
+                users.append(check_user_id(user_id))
+            except ValidationError as exc:
+                plan.rejected.append(([payload, [user_id]], str(exc)))
+        plan.ids[n.id] = n.id
+        self._route(plan, [(u, n, payload) for u in users], now or utcnow())
+        return plan
+
+    def _route(self, plan: Plan, sends: list[tuple[str, Notification, dict[str, Any]]],
+               now: dt.datetime) -> None:
+        if not sends:
+            return
+        prefs = self.prefs.get_many([u for u, _, _ in sends])
+        platforms = self._platforms([u for u, _, _ in sends])
+        decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str]]] = []
+        for (user_id, n, payload), p in zip(sends, prefs):
+            if n.type in p.disabled_types:
+                plan.counts["type_disabled"] += 1
+                continue
+            if n.expired(now):
+                plan.counts["expired"] += 1
+                continue
+            wanted = n.channels or self.settings.channels
+            channels = [c for c in wanted if p.channel_enabled(c)]
+            plan.counts["channel_disabled"] += len(wanted) - len(channels)
+            if "email" in channels and not p.email:
+                channels.remove("email")
+            channels = [c for c in channels if c not in PUSH or c in platforms.get(user_id, ())]
+            decided.append((user_id, n, payload, p, channels))
+        verdicts = self.limits.allow_many([(u, n.id, chans) for u, n, _, _, chans in decided])
+        for (user_id, n, payload, p, channels), allowed in zip(decided, verdicts):
+            quiet_end = None if n.priority == "critical" else quiet_until(p, now)
+            limited = [c for c in channels if not allowed[c]]
+            for channel in channels:
+                if not allowed[channel]:
+                    plan.counts[f"rate_limited:{channel}"] += 1
+                    if channel == "realtime":
+                        plan.now["realtime"].add(user_id, payload, INBOX_ONLY)
+                    continue
+                if quiet_end is not None and channel in INTERRUPTIVE:
+                    plan.counts[f"deferred:{channel}"] += 1
+                    plan.later[(quiet_end.timestamp(), channel)].add(user_id, payload)
+                    continue
+                plan.now[channel].add(user_id, payload)
+            if limited and "realtime" not in channels and p.channel_enabled("realtime"):
+                plan.now["realtime"].add(user_id, payload, INBOX_ONLY)
+        self.r.sadd(self.keys.users(), *{u for u, _, _ in sends})
+
+
+    def _platforms(self, user_ids: Sequence[str]) -> dict[str, set[str]]:
+        """The push platforms each user has a device on (device ids start with the platform)."""
+        pipe = self.r.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.hkeys(self.keys.devices(user_id))
+        return {u: {d.split("-", 1)[0] for d in ids} for u, ids in zip(user_ids, pipe.execute()) if ids}
+
+
+def _parse_item(item: Any) -> tuple[str, Notification, str | None]:
+    if not isinstance(item, (list, tuple)) or len(item) != 3:
+        raise ValidationError("a routed item is [user_id, notification, idempotency_key]")
+    user_id, notification, key = item
+    if not isinstance(notification, dict):
+        raise ValidationError("notification must be a JSON object")
+    return check_user_id(user_id), validate(Notification, notification), check_key(key)

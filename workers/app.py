@@ -1,0 +1,18 @@
+"""The Celery application: configured from the settings, task modules registered here."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from notifier.celeryconfig import celery_config
+from notifier.config import get_settings
+from notifier.logs import configure_logging
+
+app = Celery("notifier", set_as_current=True)
+app.conf.update(celery_config(get_settings()))
+configure_logging()
+
+import workers.deliver  # noqa: E402,F401  (registers the tasks)
+import workers.maintenance  # noqa: E402,F401
+import workers.router  # noqa: E402,F401
+import workers.scheduler  # noqa: E402,F401

@@ -1,0 +1,115 @@
+"""The one place that decides what happens when a task fails: retry with backoff, or dead-letter.
+
+Every notifier task uses :class:`NotifierTask`. A message whose arguments do not fit the task (sent
+by hand, an old producer) and any unexpected exception go to the dead-letter queue with the reason,
+so a worker never crashes or loops on a poison message. Delivery retries are per target: only the
+targets that failed are sent again, after an exponential backoff with jitter that honours the
+provider's ``Retry-After``. Short waits use Celery's countdown; long ones wait in the Redis schedule
+(an ETA longer than the broker's visibility timeout would run twice).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+import time
+from typing import Any, Sequence
+
+import redis
+from celery import Task
+from celery.exceptions import Reject
+
+from notifier.channels import Delivery
+from notifier.config import get_settings
+from notifier.deadletters import DeadLetters
+from notifier.errors import DeliveryError, RetryableError
+from notifier.queues import queue_of
+from notifier.schedule import Schedule
+
+log = logging.getLogger("notifier.worker")
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds before retry number ``attempt + 1``: exponential, capped, with equal jitter."""
+    settings = get_settings()
+    ceiling = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** attempt)
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.retry_backoff_max))
+    return delay
+
+
+class NotifierTask(Task):
+    """Base task: poison messages and bugs become dead letters instead of lost or looping messages."""
+
+    abstract = True
+    ignore_result = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            inspect.signature(self.run).bind(*args, **kwargs)
+        except TypeError as exc:
+            self.dead_letter(list(args), kwargs, f"malformed task message: {exc}", "MalformedMessage")
+            return None
+        try:
+            return super().__call__(*args, **kwargs)
+        except redis.exceptions.ConnectionError as exc:
+            log.warning("%s: Redis unavailable (%s); message goes back to the queue", self.name, exc)
+            raise Reject(str(exc), requeue=True) from None
+        except Reject:
+            raise
+        except Exception as exc:  # a bug: keep the message, tell ops
+            log.exception("%s failed unexpectedly; dead-lettering the message", self.name)
+            self.dead_letter(list(args), kwargs, f"{type(exc).__name__}: {exc}", type(exc).__name__)
+            return None
+
+    def dead_letter(self, args: list[Any], kwargs: dict[str, Any], error: str, error_type: str,
+                    attempts: int | None = None, task: str | None = None) -> str:
+        attempt = kwargs.get("attempt", 0) if isinstance(kwargs.get("attempt"), int) else 0
+        entry_id = DeadLetters().add(
+            task=task or self.name, args=args, kwargs={k: v for k, v in kwargs.items() if k != "attempt"},
+            queue=queue_of(task or self.name), error=error, error_type=error_type,
+            attempts=attempts if attempts is not None else attempt + 1,
+            first_attempt_at=kwargs.get("first_attempt_at"))
+        log.warning("dead-lettered %s as %s: %s", task or self.name, entry_id, error)
+        return entry_id
+
+    def enqueue(self, name: str, args: list[Any], kwargs: dict[str, Any] | None = None,
+                delay: float = 0.0) -> None:
+        """Send a task now, after a short countdown, or via the schedule when the wait is long."""
+        queue = queue_of(name)
+        if delay > get_settings().countdown_max:
+            Schedule().add(time.time() + delay, name, args, kwargs or {}, queue)
+        else:
+            self.app.send_task(name, args=args, kwargs=kwargs or {}, queue=queue,
+                               countdown=delay if delay > 0 else None)
+
+    def retry_targets(self, retry: Sequence[tuple[Delivery, RetryableError]], rows: Any,
+                      attempt: int, first_attempt_at: float) -> None:
+        """Send only the failed targets again, or dead-letter them once the retries are used up."""
+        if not retry:
+            return
+        notifications, targets = rows([d for d, _ in retry])
+        last = retry[-1][1]
+        if attempt >= get_settings().max_retries:
+            self.dead_letter_deliveries(retry, rows, attempt, first_attempt_at, prefix="gave up: ")
+            return
+        hints = [e.retry_after for _, e in retry if e.retry_after is not None]
+        delay = backoff(attempt, max(hints) if hints else None)
+        log.info("%s: %d target(s) retry in %.1fs (attempt %d): %s", self.name, len(targets), delay,
+                 attempt + 1, last)
+        self.enqueue(self.name, [notifications, targets],
+                     {"attempt": attempt + 1, "first_attempt_at": first_attempt_at}, delay)
+
+    def dead_letter_deliveries(self, failed: Sequence[tuple[Any, DeliveryError]], rows: Any, attempt: int,
+                               first_attempt_at: float, prefix: str = "") -> None:
+        """One dead letter per target, so each can be inspected and replayed on its own."""
+        for item, error in failed:
+            if isinstance(item, Delivery):
+                notifications, targets = rows([item])
+                args: list[Any] = [notifications, targets]
+            else:
+                args = [{}, [item]]
+            self.dead_letter(args, {"first_attempt_at": first_attempt_at}, prefix + str(error),
+                             type(error).__name__, attempts=attempt + 1)

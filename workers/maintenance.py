@@ -1,0 +1,27 @@
+"""Operations tasks: replaying dead letters."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from notifier.deadletters import DeadLetters
+from notifier.queues import REPLAY
+from workers.app import app
+from workers.base import NotifierTask
+
+log = logging.getLogger("notifier.worker")
+
+
+@app.task(bind=True, base=NotifierTask, name=REPLAY, ignore_result=False)
+def replay_dead_letters(self: NotifierTask, ids: list[str] | None = None) -> dict[str, Any]:
+    """Re-enqueue dead letters (``ids``, or all when None); each is removed only once re-sent."""
+    dlq = DeadLetters()
+    entries = [dlq.get(i) for i in ids] if ids is not None else list(dlq.all())
+    replayed, missing = [], [i for i, e in zip(ids or [], entries) if e is None]
+    for entry in filter(None, entries):
+        self.enqueue(entry["task"], list(entry["args"]), dict(entry.get("kwargs") or {}))
+        dlq.remove([entry["id"]])
+        replayed.append(entry["id"])
+    log.info("replayed %d dead letter(s)", len(replayed))
+    return {"replayed": replayed, "missing": missing}

@@ -1,0 +1,73 @@
+"""Router tasks: turn sends into per-channel delivery tasks (see ``notifier/router.py``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from notifier.groups import Groups, scan_batches
+from notifier.keys import Keys
+from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task
+from notifier import store
+from notifier.config import get_settings
+from notifier.router import Plan, Router
+from notifier.schedule import Schedule
+from workers.app import app
+from workers.base import NotifierTask
+
+log = logging.getLogger("notifier.worker")
+
+
+def _dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
+    for args, reason in plan.rejected:
+        task.dead_letter([args] if rejected_task == ROUTE else args, {}, reason, "ValidationError",
+                         task=rejected_task)
+    for channel, batch in plan.now.items():
+        task.enqueue(deliver_task(channel), batch.args())
+    for (due, channel), batch in plan.later.items():
+        Schedule().add(due, deliver_task(channel), batch.args(), {}, channel)
+
+
+@app.task(bind=True, base=NotifierTask, name=ROUTE, ignore_result=False)
+def route(self: NotifierTask, items: list[Any]) -> str | dict[str, str] | None:
+    """Route ``[user_id, notification, idempotency_key]`` items; returns the id(s) they resolved to."""
+    if not isinstance(items, list):
+        self.dead_letter([items], {}, "malformed task message: items must be a list", "MalformedMessage")
+        return None
+    plan = Router().plan(items)
+    _dispatch(self, plan, ROUTE)
+    if len(items) == 1:
+        return next(iter(plan.ids.values()), None)
+    return plan.ids
+
+
+@app.task(bind=True, base=NotifierTask, name=ROUTE_USERS)
+def route_users(self: NotifierTask, notification: dict[str, Any], user_ids: list[str]) -> int:
+    """Route one notification to a batch of users."""
+    if not isinstance(user_ids, list):
+        self.dead_letter([notification, user_ids], {}, "malformed task message: user_ids must be a list",
+                         "MalformedMessage")
+        return 0
+    plan = Router().plan_audience(notification, user_ids)
+    _dispatch(self, plan, ROUTE_USERS)
+    return len(user_ids)
+
+
+@app.task(bind=True, base=NotifierTask, name=ROUTE_AUDIENCE)
+def route_audience(self: NotifierTask, notification: dict[str, Any], audience: dict[str, Any]) -> int:
+    """Expand a group (``{"group": id}``) or everyone (``{"all": true}``) into ``route_users`` batches."""
+    keys: Keys = store.get_keys()
+    if isinstance(audience, dict) and "group" in audience:
+        batches = Groups().members(str(audience["group"]), get_settings().batch_size)
+    elif audience == {"all": True}:
+        batches = scan_batches(store.get_redis(), keys.users(), get_settings().batch_size)
+    else:
+        self.dead_letter([notification, audience], {}, 'audience must be {"group": ID} or {"all": true}',
+                         "MalformedMessage")
+        return 0
+    total = 0
+    for users in batches:
+        self.enqueue(ROUTE_USERS, [notification, users])
+        total += len(users)
+    log.info("audience %s: %d users in batches", audience, total)
+    return total

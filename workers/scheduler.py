@@ -1,0 +1,49 @@
+"""The loop that releases deferred messages (quiet hours, long backoffs) when they fall due.
+
+It runs as a thread in every worker's main process; a Redis lock lets one of them work at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import redis
+from celery.signals import worker_ready, worker_shutdown
+
+from notifier.config import get_settings
+from notifier.schedule import Schedule
+from workers.app import app
+
+log = logging.getLogger("notifier.scheduler")
+_stop = threading.Event()
+
+
+def _send(task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> None:
+    app.send_task(task, args=args, kwargs=kwargs, queue=queue)
+
+
+def _loop() -> None:
+    interval = get_settings().scheduler_interval
+    schedule = Schedule()
+    while not _stop.wait(interval):
+        try:
+            released = schedule.release_due(_send)
+            if released:
+                log.info("released %d deferred message(s)", released)
+        except redis.RedisError as exc:
+            log.warning("scheduler: Redis unavailable (%s); trying again", exc)
+        except Exception:
+            log.exception("scheduler: unexpected error; trying again")
+
+
+@worker_ready.connect
+def _start(**_: Any) -> None:
+    _stop.clear()
+    threading.Thread(target=_loop, name="notifier-scheduler", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _shutdown(**_: Any) -> None:
+    _stop.set()
