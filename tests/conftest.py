@@ -1,0 +1,80 @@
+"""Shared fixtures: the test process's settings, a real worker per session, an SMTP peer."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import pytest
+import redis
+
+from tests.helpers import Worker, base_env, release_db, start_worker
+from tests.peers.smtp import SmtpPeer
+
+_env = base_env()
+os.environ.update(_env)
+
+
+def _reload() -> None:
+    from notifier import producer
+    from notifier.channels import close_all
+    from notifier.config import reload_settings
+
+    reload_settings()
+    producer.producer_app.cache_clear()
+    close_all()
+
+
+_reload()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    release_db()
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[SmtpPeer]:
+    peer = SmtpPeer().start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(smtp: SmtpPeer) -> Iterator[Worker]:
+    """One worker for every queue, shared by the core pipeline tests."""
+    w = start_worker(smtp.env())
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def worker_factory() -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def make(env: dict[str, str] | None = None, queues: str | None = None, concurrency: int = 2) -> Worker:
+        w = start_worker(env, queues, concurrency)
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], None]:
+    """Change the test process's settings for one test (restored afterwards)."""
+
+    def apply(env: dict[str, str]) -> None:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        _reload()
+
+    yield apply
+    monkeypatch.undo()
+    _reload()
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(_env["NOTIFIER_REDIS_URL"], decode_responses=True)

@@ -1,0 +1,140 @@
+"""Test support: an isolated Redis database per test session, real Celery workers, polling.
+
+Each pytest session claims a Redis database nobody else is using (a lock key in it), so parallel test
+runs on one machine never see each other's data; workers run as real ``celery worker`` subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_HOST = os.environ.get("NOTIFIER_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("NOTIFIER_TEST_REDIS_PORT", "6379"))
+_LOCK = "notifier-test-session-lock"
+_session = uuid.uuid4().hex
+_db: int | None = None
+
+
+def claim_db() -> int:
+    """The first Redis database (1-15) no other test session holds; flushed for this session."""
+    global _db
+    if _db is not None:
+        return _db
+    for db in range(1, 16):
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+        if client.set(_LOCK, _session, nx=True, ex=3600):
+            for key in client.scan_iter(count=1000):
+                if key != _LOCK.encode():
+                    client.delete(key)
+            _db = db
+            return db
+    raise RuntimeError("every Redis database 1-15 is held by another test session")
+
+
+def release_db() -> None:
+    if _db is not None:
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=_db)
+        if client.get(_LOCK) == _session.encode():
+            client.flushdb()
+
+
+def base_env() -> dict[str, str]:
+    """Environment for the test process and every worker/gateway subprocess it starts."""
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{claim_db()}"
+    return {
+        "NOTIFIER_REDIS_URL": url,
+        "NOTIFIER_BROKER_URL": os.environ.get("NOTIFIER_TEST_BROKER_URL", url),
+        "NOTIFIER_KEY_PREFIX": "nt",
+        "NOTIFIER_RETRY_BACKOFF": "0.2",
+        "NOTIFIER_RETRY_BACKOFF_MAX": "1",
+        "NOTIFIER_MAX_RETRIES": "3",
+        "NOTIFIER_COUNTDOWN_MAX": "5",
+        "NOTIFIER_SCHEDULER_INTERVAL": "0.2",
+        "NOTIFIER_VISIBILITY_TIMEOUT": "30",
+        "NOTIFIER_RATE_LIMITS": "realtime=1000/60,email=3/60,fcm=1000/60,apns=1000/60,webpush=1000/60",
+        "NOTIFIER_SECRET_KEY": "test-secret-key-0123456789abcdef",
+        "NOTIFIER_API_KEY": "test-api-key",
+    }
+
+
+class Worker:
+    """A running ``celery -A workers worker`` subprocess; its output is kept for failure messages."""
+
+    def __init__(self, env: dict[str, str], queues: str, concurrency: int = 2) -> None:
+        self.env = env
+        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        self.output: list[str] = []
+        cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
+               "-P", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
+               "-n", self.name, "-l", "INFO"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if " ready." in line:
+                self._ready.set()
+
+    def wait_ready(self, timeout: float = 60) -> "Worker":
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("worker did not start:\n" + "".join(self.output[-50:]))
+        return self
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children), as a crash would."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+
+def start_worker(env: dict[str, str] | None = None, queues: str | None = None, concurrency: int = 2) -> Worker:
+    from notifier.queues import QUEUES
+
+    return Worker({**base_env(), **(env or {})}, queues or ",".join(QUEUES), concurrency).wait_ready()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {value!r})")
+        time.sleep(interval)
+
+
+def uid(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
