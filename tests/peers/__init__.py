@@ -1,0 +1,1 @@
+"""Local servers that speak the real provider protocols, for tests."""
