@@ -42,6 +42,10 @@ class Idempotency:
             pipe.set(self.keys.idempotency(key), nid, nx=True, get=True, ex=self.ttl)
         return list(pipe.execute())
 
+    def release(self, key: str, notification_id: str) -> None:
+        """Drop a claim that was never used (its send did not reach the broker)."""
+        store.script("release_if")([self.keys.idempotency(key)], [notification_id], client=self.r)
+
     def lookup(self, key: str) -> str | None:
         """The id a key already resolved to, if any (a cheap pre-check for producers)."""
         return self.r.get(self.keys.idempotency(key))

@@ -3,26 +3,33 @@
 ``send_notification.delay(user_id, notification, idempotency_key=...)`` behaves like a Celery task's
 ``delay`` but never imports worker code: it checks the input (raising ``notifier.ValidationError``
 before anything reaches the broker) and sends the router task by name. The returned
-``AsyncResult``'s id is the notification id.
+``AsyncResult``'s id is the notification id; with an idempotency key that was already used, it is the
+first send's id and nothing is sent. Results are not stored, so don't ``.get()`` it.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Iterable, Mapping, Sequence
 
+import kombu.exceptions
 import redis
 from celery import Celery
 from celery.result import AsyncResult
 
 from notifier.config import get_settings
-from notifier.errors import ValidationError
+from notifier.errors import NotifierError, ValidationError
 from notifier.groups import check_group_id
 from notifier.idempotency import Idempotency, check_key
 from notifier.models import Notification, check_user_id, validate
 from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, queue_of
 
 NotificationInput = Notification | Mapping[str, Any]
+
+
+class BrokerUnavailable(NotifierError):
+    """The broker did not take the message: nothing was sent; try again when it is back."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,7 +43,18 @@ def producer_app() -> Celery:
 
 
 def _send(task: str, args: list[Any], task_id: str | None = None) -> AsyncResult:
-    return producer_app().send_task(task, args=args, task_id=task_id, queue=queue_of(task))
+    """Publish by name; results are not stored (the notification id is the answer)."""
+    try:
+        return producer_app().send_task(task, args=args, task_id=task_id, queue=queue_of(task),
+                                        ignore_result=True)
+    except kombu.exceptions.OperationalError as exc:
+        raise BrokerUnavailable(f"cannot reach the broker at {_safe_url(get_settings().broker)} ({exc}); "
+                                "is it running? Set NOTIFIER_BROKER_URL.") from None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for error messages."""
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
 def _notification(value: NotificationInput) -> Notification:
@@ -61,10 +79,15 @@ class _SendNotification:
         n = _notification(notification)
         key = check_key((kwargs or {}).get("idempotency_key"))
         if key is not None:
-            first = _already_sent(key)
+            first = _claim(key, n.id)
             if first is not None:
                 return AsyncResult(first, app=producer_app())
-        return _send(ROUTE, [[[user_id, n.to_dict(), key]]], task_id=n.id)
+        try:
+            return _send(ROUTE, [[[user_id, n.to_dict(), key]]], task_id=n.id)
+        except BrokerUnavailable:
+            if key is not None:
+                _unclaim(key, n.id)
+            raise
 
     __call__ = delay
 
@@ -79,12 +102,24 @@ def _unpack(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
     return values[0], values[1]
 
 
-def _already_sent(key: str) -> str | None:
-    """A cheap pre-check; the router's atomic claim is what really de-duplicates."""
+def _claim(key: str, notification_id: str) -> str | None:
+    """Claim the key here, so a duplicate is answered at once with the first send's id.
+
+    Without the store (Redis unreachable from this producer) the router's claim still de-duplicates.
+    """
     try:
-        return Idempotency().lookup(key)
+        first = Idempotency().claim_many([(key, notification_id)])[0]
     except redis.RedisError:
         return None
+    return first if first != notification_id else None
+
+
+def _unclaim(key: str, notification_id: str) -> None:
+    """Give the key back when the send never reached the broker, so a retry can use it."""
+    try:
+        Idempotency().release(key, notification_id)
+    except redis.RedisError:
+        pass
 
 
 send_notification = _SendNotification()

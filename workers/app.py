@@ -14,5 +14,6 @@ configure_logging()
 
 import workers.deliver  # noqa: E402,F401  (registers the tasks)
 import workers.maintenance  # noqa: E402,F401
+import workers.poison  # noqa: E402,F401
 import workers.router  # noqa: E402,F401
 import workers.scheduler  # noqa: E402,F401

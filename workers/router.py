@@ -28,16 +28,14 @@ def _dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
         Schedule().add(due, deliver_task(channel), batch.args(), {}, channel)
 
 
-@app.task(bind=True, base=NotifierTask, name=ROUTE, ignore_result=False)
-def route(self: NotifierTask, items: list[Any]) -> str | dict[str, str] | None:
-    """Route ``[user_id, notification, idempotency_key]`` items; returns the id(s) they resolved to."""
+@app.task(bind=True, base=NotifierTask, name=ROUTE)
+def route(self: NotifierTask, items: list[Any]) -> dict[str, str] | None:
+    """Route ``[user_id, notification, idempotency_key]`` items; returns the ids they resolved to."""
     if not isinstance(items, list):
         self.dead_letter([items], {}, "malformed task message: items must be a list", "MalformedMessage")
         return None
     plan = Router().plan(items)
     _dispatch(self, plan, ROUTE)
-    if len(items) == 1:
-        return next(iter(plan.ids.values()), None)
     return plan.ids
 
 

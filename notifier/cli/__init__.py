@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import sys
 from typing import Any
 
 import click
@@ -55,6 +54,3 @@ def _load_commands() -> None:
 
 
 _load_commands()
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

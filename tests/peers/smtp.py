@@ -14,12 +14,18 @@ from aiosmtpd.controller import Controller
 class _Handler:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.replies: dict[str, list[str]] = {}
+        """Recipient -> SMTP replies to give, one per attempt, before accepting (e.g. '451 try later')."""
         self.refuse: dict[str, str] = {}
-        """Recipient -> SMTP reply to give instead of accepting (e.g. '550 no such user')."""
+        """Recipient -> SMTP reply to give on every attempt until removed (e.g. '550 no such user')."""
+        self.attempts: dict[str, int] = {}
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self.attempts[address] = self.attempts.get(address, 0) + 1
         if address in self.refuse:
             return self.refuse[address]
+        if self.replies.get(address):
+            return self.replies[address].pop(0)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -51,6 +57,20 @@ class SmtpPeer:
     @property
     def messages(self) -> list[EmailMessage]:
         return self.handler.messages
+
+    def fail(self, address: str, *replies: str) -> None:
+        """Answer the next attempts for ``address`` with ``replies``, then accept."""
+        self.handler.replies[address] = list(replies)
+
+    def refuse(self, address: str, reply: str | None) -> None:
+        """Refuse ``address`` with ``reply`` until called again with None."""
+        if reply is None:
+            self.handler.refuse.pop(address, None)
+        else:
+            self.handler.refuse[address] = reply
+
+    def attempts(self, address: str) -> int:
+        return self.handler.attempts.get(address, 0)
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if m["To"] == address]

@@ -1,0 +1,118 @@
+"""What the three push channels (FCM, APNs, web push) share: devices as targets.
+
+A push delivery starts with target ``ALL_TARGETS``; :meth:`PushChannel.expand` turns it into one
+delivery per registered device of the channel's platform (target = device id), so receipts, retries
+and pruning work per device. :meth:`PushChannel.send` looks the devices up again (a retried delivery
+arrives with its device id only), hands the live ones to the provider adapter and reports a vanished
+device as ``InvalidTarget``. Also here: the small pure helpers every provider mapping needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hashlib
+import re
+import time
+from abc import abstractmethod
+from typing import Sequence
+
+import orjson
+
+from notifier.channels.base import ALL_TARGETS, Channel, Delivery, Outcome
+from notifier.devices import Device, Devices
+from notifier.errors import InvalidTarget
+from notifier.models import Notification
+
+DEFAULT_TTL = 28 * 86400
+"""Seconds a provider keeps an undelivered push when the notification sets no ``ttl`` (its maximum)."""
+_URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class PushChannel(Channel):
+    """Base of the push adapters: targets are device ids of the platform named like the channel."""
+
+    def __init__(self, devices: Devices | None = None) -> None:
+        self._devices = devices
+
+    @property
+    def devices(self) -> Devices:
+        if self._devices is None:
+            self._devices = Devices()
+        return self._devices
+
+    def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """One delivery per device; all users' devices load in one pipelined round trip."""
+        open_ = [d.user_id for d in deliveries if d.target == ALL_TARGETS]
+        found = self.devices.for_users(open_, self.name)
+        expanded = []
+        for d in deliveries:
+            if d.target != ALL_TARGETS:
+                expanded.append(d)
+                continue
+            expanded.extend(Delivery(d.user_id, d.notification, device.id) for device in found.get(d.user_id, ()))
+        return expanded
+
+    def send(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        if not deliveries:
+            return []
+        found = self.devices.for_users([d.user_id for d in deliveries], self.name)
+        by_id = {(user, device.id): device for user, devices in found.items() for device in devices}
+        live: list[tuple[Delivery, Device]] = []
+        outcomes = []
+        for d in deliveries:
+            device = by_id.get((d.user_id, d.target))
+            if device is None:
+                outcomes.append(Outcome(d, InvalidTarget(f"device {d.target} is no longer registered")))
+            else:
+                live.append((d, device))
+        if live:
+            outcomes.extend(self.send_to_devices(live))
+        return outcomes
+
+    @abstractmethod
+    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]]) -> list[Outcome]:
+        """Push to registered devices; one outcome each."""
+
+    def prune(self, delivery: Delivery) -> None:
+        self.devices.remove(delivery.user_id, delivery.target)
+
+
+def remaining_ttl(notification: Notification, now: dt.datetime | None = None) -> int:
+    """Seconds the provider may still hold the push: what is left of ``ttl`` since the notification's
+    timestamp (a retried or deferred push must not outlive it), or :data:`DEFAULT_TTL`."""
+    if notification.ttl is None:
+        return DEFAULT_TTL
+    if now is None:
+        return notification.ttl
+    left = notification.timestamp + dt.timedelta(seconds=notification.ttl) - now
+    return max(0, int(left.total_seconds()))
+
+
+def short_key(value: str, limit: int, url_safe: bool = False) -> str:
+    """A collapse key a provider accepts: itself if it fits (``limit`` bytes, and only base64url
+    characters when ``url_safe``), else a stable digest, so the same key still collapses."""
+    if len(value.encode()) <= limit and (not url_safe or _URL_SAFE.match(value)):
+        return value
+    return hashlib.sha256(value.encode()).hexdigest()[:min(limit, 32)]
+
+
+def json_size(value: object) -> int:
+    return len(orjson.dumps(value))
+
+
+def parse_retry_after(value: str | bytes | None) -> float | None:
+    """``Retry-After`` as seconds, from either form (``120`` or an HTTP date); None when absent or junk."""
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

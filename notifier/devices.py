@@ -1,0 +1,221 @@
+"""The device registry: which phones and browsers each user can be pushed to.
+
+Each user has one Redis hash (``Keys.devices``) from device id to the device as JSON. A device id is
+``<platform>-<hash of the token or endpoint>``, so it is stable: registering the same token again
+updates that device (topic, subscription keys, last seen) and never adds a second one. The platform
+prefix is what the router reads (HKEYS alone) to decide which push channels a user has.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import logging
+import re
+from typing import Any, Literal, Sequence
+from urllib.parse import urlsplit
+
+import orjson
+import redis
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from notifier import store
+from notifier.errors import ValidationError
+from notifier.keys import Keys
+from notifier.models import check_user_id, utcnow, validate
+
+log = logging.getLogger("notifier.devices")
+
+Platform = Literal["fcm", "apns", "webpush"]
+PLATFORMS: tuple[str, ...] = ("fcm", "apns", "webpush")
+MAX_DEVICES = 100
+"""Per user; a user who really has more is more likely a client registering a fresh token each launch."""
+_FCM_TOKEN = re.compile(r"^[A-Za-z0-9_:.\-]{16,4096}$")
+_APNS_TOKEN = re.compile(r"^[0-9a-f]{64,200}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _b64url(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+class Subscription(BaseModel):
+    """A browser's ``PushSubscription.toJSON()``: where to post, and the keys to encrypt for."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    endpoint: str = Field(max_length=2048)
+    keys: dict[Literal["p256dh", "auth"], str]
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        url = urlsplit(value)
+        secure = url.scheme == "https" or (url.scheme == "http" and url.hostname in _LOOPBACK)
+        if not secure or not url.hostname:
+            raise ValueError("endpoint must be an https URL (plain http only to a loopback host)")
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, size in (("p256dh", 65), ("auth", 16)):
+            raw = value.get(name)
+            try:
+                decoded = _b64url(raw) if isinstance(raw, str) else b""
+            except (binascii.Error, ValueError):
+                decoded = b""
+            if len(decoded) != size or (name == "p256dh" and decoded[0] != 4):
+                raise ValueError(f"keys.{name} must be the browser's base64url {size}-byte value")
+        return value
+
+
+class Registration(BaseModel):
+    """What a client sends to register a device (the API, the CLI and Python all validate this)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    platform: Platform
+    token: str | None = None
+    subscription: Subscription | None = None
+    topic: str | None = None
+    """APNs: the app's bundle id (``apns-topic``) when it differs from NOTIFIER_APNS_TOPIC."""
+
+    @model_validator(mode="after")
+    def _target(self) -> "Registration":
+        if self.platform == "webpush":
+            if self.subscription is None or self.token is not None:
+                raise ValueError("a webpush device needs a subscription (endpoint and keys), not a token")
+        elif self.token is None or self.subscription is not None:
+            raise ValueError(f"an {self.platform} device needs a token, not a subscription")
+        elif self.platform == "apns" and not _APNS_TOKEN.match(_apns_token(self.token)):
+            raise ValueError("an APNs device token is 64 or more hex characters")
+        elif self.platform == "fcm" and not _FCM_TOKEN.match(self.token):
+            raise ValueError("an FCM registration token is 16 to 4096 characters of [A-Za-z0-9_:.-]")
+        if self.topic is not None and not _TOPIC.match(self.topic):
+            raise ValueError("topic must be an app bundle id like com.example.app")
+        return self
+
+    @property
+    def address(self) -> str:
+        """What identifies the device at its provider: the token, or the subscription endpoint."""
+        if self.subscription is not None:
+            return self.subscription.endpoint
+        assert self.token is not None
+        return _apns_token(self.token) if self.platform == "apns" else self.token
+
+
+class Device(BaseModel):
+    """A registered device as stored and listed."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    platform: Platform
+    token: str | None = None
+    subscription: Subscription | None = None
+    topic: str | None = None
+    created_at: dt.datetime
+    last_seen: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _apns_token(token: str) -> str:
+    """Apple tokens are hex; clients print them with spaces or angle brackets and in any case."""
+    return re.sub(r"[\s<>]", "", token).lower()
+
+
+def device_id(platform: str, address: str) -> str:
+    """``<platform>-<hash>``: stable for a token, safe in Redis keys and receipts, and short."""
+    return f"{platform}-{hashlib.sha256(address.encode()).hexdigest()[:32]}"
+
+
+def platform_of(device_id: str) -> str:
+    return device_id.split("-", 1)[0]
+
+
+class Devices:
+    """Register, list and remove devices; load them in bulk for a push batch."""
+
+    def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None) -> None:
+        self.r = client or store.get_redis()
+        self.keys = keys or store.get_keys()
+
+    def register(self, user_id: str, registration: Registration | dict[str, Any]) -> Device:
+        """Add a device, or refresh it (same token or endpoint: same id, new last seen)."""
+        user_id = check_user_id(user_id)
+        reg: Registration = validate(Registration, registration)
+        did = device_id(reg.platform, reg.address)
+        key = self.keys.devices(user_id)
+        now = utcnow()
+        old = self.r.hget(key, did)
+        if old is None and self.r.hlen(key) >= MAX_DEVICES:
+            raise ValidationError(f"user {user_id} already has {MAX_DEVICES} devices; remove stale ones first")
+        previous = _load(did, old)
+        device = Device(id=did, platform=reg.platform, token=reg.address if reg.token is not None else None,
+                        subscription=reg.subscription, topic=reg.topic,
+                        created_at=previous.created_at if previous else now, last_seen=now)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(key, did, orjson.dumps(device.to_dict()).decode())
+        pipe.sadd(self.keys.users(), user_id)
+        pipe.execute()
+        return device
+
+    def list(self, user_id: str) -> list[Device]:
+        """The user's devices, oldest first."""
+        raw = self.r.hgetall(self.keys.devices(check_user_id(user_id)))
+        devices = [d for d in (_load(i, v) for i, v in raw.items()) if d is not None]
+        return sorted(devices, key=lambda d: (d.created_at, d.id))
+
+    def get(self, user_id: str, device_id: str) -> Device | None:
+        return _load(device_id, self.r.hget(self.keys.devices(check_user_id(user_id)), device_id))
+
+    def remove(self, user_id: str, device_id: str) -> bool:
+        """Forget a device; False when the user had no such device."""
+        return bool(self.r.hdel(self.keys.devices(check_user_id(user_id)), device_id))
+
+    def remove_many(self, items: Sequence[tuple[str, str]]) -> None:
+        """Forget ``(user_id, device_id)`` pairs in one round trip (pruning after a send)."""
+        if not items:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for user_id, did in items:
+            pipe.hdel(self.keys.devices(user_id), did)
+        pipe.execute()
+
+    def for_users(self, user_ids: Sequence[str], platform: str) -> dict[str, list[Device]]:
+        """Each user's devices on one platform, in one pipelined round trip for the whole batch."""
+        users = list(dict.fromkeys(user_ids))
+        if not users:
+            return {}
+        pipe = self.r.pipeline(transaction=False)
+        for user_id in users:
+            pipe.hgetall(self.keys.devices(user_id))
+        found: dict[str, list[Device]] = {}
+        for user_id, raw in zip(users, pipe.execute()):
+            devices = [_load(i, v) for i, v in raw.items() if platform_of(i) == platform]
+            found[user_id] = sorted((d for d in devices if d is not None), key=lambda d: d.id)
+        return found
+
+
+def _load(did: str, raw: str | None) -> Device | None:
+    """A stored device, or None (with a warning) if the entry is missing or unreadable."""
+    if raw is None:
+        return None
+    try:
+        device = Device.model_validate(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        log.warning("ignoring unreadable device %s: %s", did, exc)
+        return None
+    if device.id != did:
+        log.warning("ignoring device stored under %s with id %s", did, device.id)
+        return None
+    return device
+
+
+__all__ = ["Device", "Devices", "Registration", "Subscription", "PLATFORMS", "device_id", "platform_of"]
