@@ -38,7 +38,6 @@ def test_send_lands_in_inbox_and_on_pubsub(worker: Worker, redis_client: redis.R
     page = Inbox().list(user)
     assert [i["id"] for i in page.items] == [result.id]
     assert page.items[0]["data"] == {"order_id": "12345"} and page.items[0]["read"] is False
-    assert result.get(timeout=10) == result.id
     pubsub.close()
 
 
@@ -49,7 +48,6 @@ def test_idempotent_send_delivers_once(worker: Worker) -> None:
     wait_for(lambda: Inbox().unread_count(user) == 1, message="first delivery")
     second = send_notification.delay(user, order(channels=["realtime"]), idempotency_key=key)
     assert second.id == first.id
-    assert second.get(timeout=10) == first.id
     assert Inbox().unread_count(user) == 1
 
 
