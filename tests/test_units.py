@@ -1,0 +1,172 @@
+"""Fast tests of pure logic: models, quiet hours, settings, rate-limit and inbox scripts (fakeredis)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import fakeredis
+import pytest
+
+from notifier.config import Settings, get_settings, reload_settings
+from notifier.errors import ConfigError, ValidationError
+from notifier.inbox import Inbox
+from notifier.keys import Keys
+from notifier.models import Notification, Preferences, QuietHours, validate
+from notifier.preferences import quiet_until
+from notifier.ratelimit import RateLimiter
+
+UTC = dt.timezone.utc
+
+
+def prefs(start: str, end: str, tz: str) -> Preferences:
+    return Preferences(quiet_hours=QuietHours(start=start, end=end), timezone=tz)
+
+
+@pytest.mark.parametrize("local_now, expected_end", [
+    ("2026-01-10 23:30", "2026-01-11 07:00"),   # after start, before midnight
+    ("2026-01-11 03:00", "2026-01-11 07:00"),   # after midnight
+    ("2026-01-11 06:59", "2026-01-11 07:00"),
+    ("2026-01-11 07:00", None),                  # the end is outside the window
+    ("2026-01-11 12:00", None),
+    ("2026-01-10 22:00", "2026-01-11 07:00"),   # the start is inside
+])
+def test_overnight_quiet_hours_in_user_zone(local_now: str, expected_end: str | None) -> None:
+    tz = zoneinfo.ZoneInfo("America/New_York")
+    now = dt.datetime.fromisoformat(local_now).replace(tzinfo=tz).astimezone(UTC)
+    end = quiet_until(prefs("22:00", "07:00", "America/New_York"), now)
+    if expected_end is None:
+        assert end is None
+    else:
+        assert end == dt.datetime.fromisoformat(expected_end).replace(tzinfo=tz).astimezone(UTC)
+
+
+def test_daytime_window_and_dst_change() -> None:
+    tz = zoneinfo.ZoneInfo("Europe/Berlin")
+    p = prefs("01:00", "04:00", "Europe/Berlin")
+    # 2026-03-29: clocks jump from 02:00 to 03:00 in Berlin; the window still ends at 04:00 local.
+    now = dt.datetime(2026, 3, 29, 1, 30, tzinfo=tz).astimezone(UTC)
+    assert quiet_until(p, now) == dt.datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
+    assert quiet_until(p, dt.datetime(2026, 3, 29, 12, 0, tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize("payload, problem", [
+    ({"type": "t", "title": ""}, "title"),
+    ({"type": "t", "title": "x", "extra": 1}, "extra"),
+    ({"type": "T T", "title": "x"}, "type"),
+    ({"type": "t", "title": "x", "data": {"k": "v" * 5000}}, "data"),
+    ({"type": "t", "title": "x", "data": ["not", "an", "object"]}, "data"),
+    ({"type": "t", "title": "x", "channels": ["sms"]}, "channels"),
+    ({"type": "t", "title": "x", "channels": []}, "channels"),
+    ({"type": "t", "title": "x", "ttl": -1}, "ttl"),
+    ({"type": "t", "title": "x", "action_url": "javascript:alert(1)"}, "action_url"),
+    ({"type": "t", "title": "x", "body": "b" * 5000}, "body"),
+])
+def test_notification_validation_names_the_field(payload: dict, problem: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        validate(Notification, payload)
+    assert problem in str(info.value)
+
+
+def test_notification_defaults_and_expiry() -> None:
+    n = validate(Notification, {"type": "t", "title": "x", "ttl": 60, "channels": ["email", "email"]})
+    assert len(n.id) == 32 and n.timestamp.tzinfo is not None and n.channels == ("email",)
+    assert not n.expired(n.timestamp + dt.timedelta(seconds=59))
+    assert n.expired(n.timestamp + dt.timedelta(seconds=61))
+
+
+@pytest.mark.parametrize("prefs_input, problem", [
+    ({"timezone": "Mars/Olympus"}, "IANA"),
+    ({"quiet_hours": {"start": "7:00", "end": "08:00"}}, "HH:MM"),
+    ({"quiet_hours": {"start": "08:00", "end": "08:00"}}, "differ"),
+    ({"email": "not-an-address"}, "email"),
+    ({"channels": {"pigeon": True}}, "channels"),
+    ({"disabled_types": ["Bad Type"]}, "slug"),
+])
+def test_preferences_validation(prefs_input: dict, problem: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        validate(Preferences, prefs_input)
+    assert problem in str(info.value)
+
+
+def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value in [("NOTIFIER_MAX_RETRIES", "many"), ("NOTIFIER_RATE_LIMITS", "email=ten/60"),
+                       ("NOTIFIER_SMTP_TLS", "sometimes"), ("NOTIFIER_DEFAULT_CHANNELS", "sms")]:
+        with monkeypatch.context() as m:
+            m.setenv(var, value)
+            get_settings.cache_clear()
+            with pytest.raises(ConfigError) as info:
+                get_settings()
+            assert var in str(info.value)
+    reload_settings()
+
+
+def test_broker_defaults_to_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFIER_BROKER_URL")
+    s = Settings(redis_url="redis://example:6379/3")
+    assert s.broker == "redis://example:6379/3"
+    assert Settings(redis_url="redis://a/1", broker_url="amqp://guest@b//").broker == "amqp://guest@b//"
+
+
+def test_keys_keep_user_in_one_hash_tag() -> None:
+    k = Keys("p")
+    assert k.inbox("user123") == "p:{user123}:inbox"
+    odd = "a}:inbox"  # Redis key syntax in a user id must not reach another user's keys
+    assert k.inbox(odd) != k.inbox("a") and k.unread(odd) != k.inbox("a")
+
+
+def _fake_inbox(max_len: int = 10) -> Inbox:
+    import notifier.store as store
+
+    store.script.cache_clear()
+    client = fakeredis.FakeRedis(decode_responses=True)
+    store._client, store._client_pid = client, __import__("os").getpid()
+    return Inbox(client, Keys("t"), max_len=max_len)
+
+
+def test_inbox_trim_keeps_unread_count_exact() -> None:
+    box = _fake_inbox(max_len=10)
+    try:
+        ids = [box.append("u", {"id": f"n{i}", "type": "t", "title": str(i)}).entry_id for i in range(40)]
+        assert len(set(ids)) == 40
+        length = box.r.xlen(box.keys.inbox("u"))
+        assert 10 <= length <= 10 + box.slack
+        assert box.unread_count("u") == length
+        assert box.r.hlen(box.keys.inbox_ids("u")) == length
+        page = box.list("u", limit=5)
+        assert [i["title"] for i in page.items] == ["39", "38", "37", "36", "35"]
+        rest = box.list("u", limit=100, before=page.next_cursor)
+        assert rest.items[0]["title"] == "34" and rest.next_cursor is None
+        assert box.append("u", {"id": "n39", "type": "t", "title": "again"}).added is False
+    finally:
+        reload_settings()
+
+
+def test_inbox_read_and_delete_counts() -> None:
+    box = _fake_inbox(max_len=100)
+    try:
+        for i in range(6):
+            box.append("u", {"id": f"n{i}", "type": "t", "title": str(i)})
+        assert box.mark_read("u", ["n0", "n1", "nope"]) == 4
+        assert [i["id"] for i in box.list("u", unread_only=True, limit=10).items] == ["n5", "n4", "n3", "n2"]
+        assert box.delete("u", ["n2", "n0"]) == (2, 3)
+        assert box.mark_read("u") == 0
+        assert [i["read"] for i in box.list("u").items] == [True] * 4
+        with pytest.raises(ValidationError):
+            box.list("u", before="1-2-3")
+    finally:
+        reload_settings()
+
+
+def test_rate_limiter_sliding_window() -> None:
+    _fake_inbox()
+    try:
+        import notifier.store as store
+
+        limiter = RateLimiter(store._client, Keys("t"), {"email": (2, 60)})
+        verdicts = [limiter.allow("u", f"s{i}", ["email", "realtime"]) for i in range(3)]
+        assert [v["email"] for v in verdicts] == [True, True, False]
+        assert all(v["realtime"] for v in verdicts)
+        assert limiter.allow("other", "s9", ["email"])["email"] is True
+    finally:
+        reload_settings()
