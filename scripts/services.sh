@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Make sure the services the tests talk to are there: Redis (required), RabbitMQ (second broker),
+# and Debian's Chromium for the browser test. Installs with apt-get and starts what does not answer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+answers() {  # host port
+  .venv/bin/python - "$1" "$2" <<'PY'
+import socket, sys
+s = socket.socket(); s.settimeout(1)
+sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)
+PY
+}
+
+if ! answers 127.0.0.1 6379; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  echo "starting redis-server on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 50); do answers 127.0.0.1 6379 && break; sleep 0.1; done
+fi
+command -v redis-server >/dev/null || apt_install redis-server   # the cluster test starts its own
+
+if ! answers 127.0.0.1 5672; then
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  echo "starting rabbitmq-server"
+  rabbitmq-server -detached || true
+  for _ in $(seq 120); do answers 127.0.0.1 5672 && break; sleep 0.5; done
+fi
+
+command -v chromium >/dev/null || apt_install chromium
