@@ -1,0 +1,247 @@
+"""Firebase Cloud Messaging (HTTP v1) through pyfcm: Android and web devices with an FCM token.
+
+pyfcm provides the service-account credentials, the OAuth access token and the HTTP session; the
+request itself is posted here, on that session, because pyfcm 2.1's own send path is unfit for a
+worker: its default adapter retries 502/503 ten times and ``send_request`` sleeps on
+``Retry-After`` inside the call (a worker blocked for minutes), and its ``FCMNotRegisteredError``
+drops the error details. So the session gets an adapter without retries, 429/5xx become
+``RetryableError(retry_after=...)`` (Celery owns the backoff), and the FCM error JSON decides
+whether a 400/404 means a dead token (prune it) or a rejected payload (dead-letter it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import orjson
+import requests
+from google.auth import exceptions as google_errors
+from pyfcm import FCMNotification
+from pyfcm.errors import FCMError
+from requests.adapters import HTTPAdapter
+
+from notifier.channels.base import Delivery, Outcome
+from notifier.channels.push import PushChannel, json_size, parse_retry_after, remaining_ttl
+from notifier.config import Settings, get_settings
+from notifier.devices import Device
+from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
+from notifier.models import utcnow
+
+log = logging.getLogger("notifier.channels.fcm")
+
+MAX_PAYLOAD = 4096
+"""FCM's limit for a message's ``data`` plus ``notification`` (bytes, counted here as JSON)."""
+RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type"})
+RESERVED_DATA_PREFIXES = ("google", "gcm")
+_FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+_BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+_CREDENTIALS_HINT = "check NOTIFIER_FCM_CREDENTIALS (the Firebase service-account JSON)"
+
+
+@dataclass
+class _Client:
+    """pyfcm's client for this process, and where its messages go."""
+
+    fcm: FCMNotification
+    url: str
+    project_id: str
+    pid: int
+
+
+class FCMChannel(PushChannel):
+    name = "fcm"
+    max_payload_bytes = MAX_PAYLOAD
+
+    def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings or get_settings()
+        self._client: _Client | None = None
+        self._lock = threading.Lock()
+
+    # Mapping ------------------------------------------------------------------------------------
+    def build_payload(self, delivery: Delivery, now: dt.datetime | None = None) -> dict[str, Any]:
+        """The FCM v1 ``message`` without its ``token``: notification, string data, Android and web
+        options. Raises ``PermanentError`` when FCM would refuse it (size, reserved data keys)."""
+        n = delivery.notification
+        notification = {"title": n.title, **({"body": n.body} if n.body else {})}
+        data = {key: value if isinstance(value, str) else orjson.dumps(value).decode()
+                for key, value in n.data.items()}
+        for key in data:
+            if key in RESERVED_DATA_KEYS or key.startswith(RESERVED_DATA_PREFIXES):
+                raise PermanentError(f"data key {key!r} is reserved by FCM; rename it")
+        data.update({"notification_id": n.id, "notification_type": n.type})
+        if n.action_url:
+            data["action_url"] = n.action_url
+        size = json_size({"notification": notification, "data": data})
+        if size > MAX_PAYLOAD:
+            raise PermanentError(f"FCM payload is {size} bytes (title, body and data as JSON); FCM's limit is "
+                                 f"{MAX_PAYLOAD}: send less data or a shorter body")
+        ttl = remaining_ttl(n, now)
+        urgent = n.priority != "normal"
+        android: dict[str, Any] = {
+            "priority": "HIGH" if urgent else "NORMAL",
+            "ttl": f"{ttl}s",
+            "notification": {
+                "tag": n.collapse_key or n.id,
+                "notification_priority": {"normal": "PRIORITY_DEFAULT", "high": "PRIORITY_HIGH",
+                                          "critical": "PRIORITY_MAX"}[n.priority],
+            },
+        }
+        webpush: dict[str, Any] = {
+            "headers": {"TTL": str(ttl), "Urgency": "high" if urgent else "normal"},
+            "notification": {"title": n.title, "body": n.body, "tag": n.collapse_key or n.id},
+        }
+        if n.collapse_key:
+            android["collapse_key"] = n.collapse_key
+        if n.action_url and n.action_url.startswith("https://"):
+            webpush["fcm_options"] = {"link": n.action_url}
+        return {"notification": notification, "data": data, "android": android, "webpush": webpush}
+
+    # Sending ------------------------------------------------------------------------------------
+    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]]) -> list[Outcome]:
+        try:
+            client = self._get_client()
+        except DeliveryError as exc:
+            return [Outcome(d, exc) for d, _ in items]
+        now = utcnow()
+        outcomes = []
+        for d, device in items:
+            try:
+                message = {**self.build_payload(d, now), "token": device.token}
+                name = self._post(client, message)
+                outcomes.append(Outcome(d, detail={"name": name}))
+            except DeliveryError as exc:
+                outcomes.append(Outcome(d, exc))
+        return outcomes
+
+    def _post(self, client: _Client, message: dict[str, Any]) -> str:
+        body = client.fcm.json_dumps({"message": message})
+        for attempt in (1, 2):
+            session = self._session(client)
+            try:
+                response = session.post(client.url, data=body, timeout=self.settings.push_timeout)
+            except requests.exceptions.SSLError as exc:
+                raise PermanentError(f"TLS with {self.settings.fcm_endpoint} failed ({exc}): check "
+                                     "NOTIFIER_FCM_ENDPOINT and NOTIFIER_CA_FILE") from None
+            except requests.RequestException as exc:
+                raise RetryableError(f"FCM unreachable at {self.settings.fcm_endpoint}: {exc}") from None
+            if response.status_code == 401 and attempt == 1:
+                client.fcm.thread_local.token_expiry = 0
+                continue
+            return self._result(client, response)
+        raise AssertionError("unreachable")
+
+    def _session(self, client: _Client) -> requests.Session:
+        """pyfcm's authenticated session (it refreshes the access token every 30 minutes)."""
+        try:
+            session: requests.Session = client.fcm.requests_session
+        except FCMError as exc:
+            raise _credentials_error(exc) from None
+        except (ValueError, KeyError) as exc:
+            raise PermanentError(f"NOTIFIER_FCM_CREDENTIALS {self.settings.fcm_credentials!r} is not a usable "
+                                 f"service-account key ({exc})") from None
+        if self.settings.ca_file:
+            session.verify = self.settings.ca_file
+        return session
+
+    def _result(self, client: _Client, response: requests.Response) -> str:
+        status = response.status_code
+        if status == 200:
+            try:
+                return str(response.json().get("name", ""))
+            except ValueError:
+                return ""
+        error = _error_json(response)
+        code, status_name, message = error["code"], error["status"], error["message"]
+        what = f"FCM answered {status} {code or status_name}: {message}"
+        if status == 429 or status >= 500:
+            raise RetryableError(what, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        if code == "UNREGISTERED" or (status == 400 and error["token_field"]):
+            raise InvalidTarget(what)
+        if status == 401:
+            raise PermanentError(f"{what}; FCM refused the access token: {_CREDENTIALS_HINT}")
+        if code == "SENDER_ID_MISMATCH":
+            raise PermanentError(f"{what}; the token belongs to another Firebase project than "
+                                 f"{client.project_id}: check NOTIFIER_FCM_CREDENTIALS and NOTIFIER_FCM_PROJECT_ID")
+        if status in (403, 404):
+            raise PermanentError(f"{what}; cannot send for project {client.project_id!r}: check "
+                                 "NOTIFIER_FCM_PROJECT_ID and the service account's permissions "
+                                 "(NOTIFIER_FCM_CREDENTIALS)")
+        raise PermanentError(f"{what}; the message was rejected")
+
+    def _get_client(self) -> _Client:
+        with self._lock:
+            if self._client is None or self._client.pid != os.getpid():
+                self._client = self._new_client()
+            return self._client
+
+    def _new_client(self) -> _Client:
+        s = self.settings
+        if not s.fcm_credentials:
+            raise PermanentError("FCM is not configured: set NOTIFIER_FCM_CREDENTIALS to the Firebase "
+                                 "service-account JSON file")
+        try:
+            with open(s.fcm_credentials, "rb") as f:
+                account = orjson.loads(f.read())
+        except OSError as exc:
+            raise PermanentError(f"cannot read NOTIFIER_FCM_CREDENTIALS {s.fcm_credentials!r}: "
+                                 f"{exc.strerror}") from None
+        except orjson.JSONDecodeError:
+            raise PermanentError(f"NOTIFIER_FCM_CREDENTIALS {s.fcm_credentials!r} is not JSON; download the "
+                                 "service-account key from the Firebase console") from None
+        if not isinstance(account, dict) or account.get("type") != "service_account":
+            raise PermanentError(f"NOTIFIER_FCM_CREDENTIALS {s.fcm_credentials!r} is not a service-account "
+                                 "key (its \"type\" must be \"service_account\")")
+        project_id = s.fcm_project_id or str(account.get("project_id") or "")
+        if not project_id:
+            raise PermanentError("no Firebase project id: set NOTIFIER_FCM_PROJECT_ID or use a service-account "
+                                 "JSON with project_id")
+        fcm = FCMNotification(service_account_file=s.fcm_credentials, project_id=project_id,
+                              adapter=HTTPAdapter(max_retries=0))
+        url = f"{s.fcm_endpoint.rstrip('/')}/v1/projects/{project_id}/messages:send"
+        return _Client(fcm, url, project_id, os.getpid())
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        session = getattr(client.fcm.thread_local, "requests_session", None) if client else None
+        if session is not None:
+            session.close()
+
+
+def _credentials_error(exc: FCMError) -> DeliveryError:
+    """pyfcm wraps every credential problem in one error; the google-auth cause says which it is."""
+    cause = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc
+    if isinstance(cause, google_errors.TransportError) or getattr(cause, "retryable", False):
+        return RetryableError(f"cannot get an FCM access token right now: {cause}")
+    return PermanentError(f"cannot get an FCM access token ({cause}): {_CREDENTIALS_HINT}")
+
+
+def _error_json(response: requests.Response) -> dict[str, Any]:
+    """The parts of an FCM error body that decide what to do (all empty when it is not FCM JSON)."""
+    found: dict[str, Any] = {"code": "", "status": "", "message": response.text[:200], "token_field": False}
+    try:
+        error = response.json().get("error", {})
+    except (ValueError, AttributeError):
+        return found
+    if not isinstance(error, dict):
+        return found
+    found["status"] = str(error.get("status", ""))
+    found["message"] = str(error.get("message", ""))[:300]
+    for detail in error.get("details", []) if isinstance(error.get("details"), list) else []:
+        if not isinstance(detail, dict):
+            continue
+        if detail.get("@type") == _FCM_ERROR:
+            found["code"] = str(detail.get("errorCode", ""))
+        elif detail.get("@type") == _BAD_REQUEST:
+            fields = [v.get("field", "") for v in detail.get("fieldViolations", []) if isinstance(v, dict)]
+            found["token_field"] = "message.token" in fields
+    found["code"] = found["code"] or found["status"]
+    if not found["token_field"]:
+        found["token_field"] = "registration token" in found["message"].lower()
+    return found

@@ -1,0 +1,68 @@
+"""``notifier devices list|add|remove``: the push device registry from the command line."""
+
+from __future__ import annotations
+
+import click
+import orjson
+
+from notifier.cli import echo_json, main
+
+
+@main.group()
+def devices() -> None:
+    """List, register and remove a user's push devices."""
+
+
+@devices.command("list")
+@click.argument("user_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the devices as JSON.")
+def list_(user_id: str, as_json: bool) -> None:
+    """Show USER_ID's devices, oldest first."""
+    from notifier.devices import Devices
+
+    found = [d.to_dict() for d in Devices().list(user_id)]
+    if as_json:
+        echo_json(found)
+        return
+    for d in found:
+        where = d.get("token") or d["subscription"]["endpoint"]
+        click.echo(f"{d['id']}  {d['platform']}  {_short(where)}  last seen {d['last_seen']}")
+
+
+@devices.command()
+@click.argument("user_id")
+@click.option("--platform", required=True, type=click.Choice(["fcm", "apns", "webpush"]))
+@click.option("--token", help="The FCM registration token or APNs device token.")
+@click.option("--subscription", metavar="JSON", help="A browser's PushSubscription as JSON (web push).")
+@click.option("--topic", help="APNs topic (bundle id) when it differs from NOTIFIER_APNS_TOPIC.")
+def add(user_id: str, platform: str, token: str | None, subscription: str | None, topic: str | None) -> None:
+    """Register a device for USER_ID (again: refreshes it); prints its id."""
+    from notifier.devices import Devices
+    from notifier.errors import ValidationError
+
+    if (token is None) == (subscription is None):
+        raise ValidationError("give exactly one of --token (fcm, apns) or --subscription (webpush)")
+    registration: dict[str, object] = {"platform": platform, "token": token, "topic": topic}
+    if subscription is not None:
+        try:
+            registration["subscription"] = orjson.loads(subscription)
+        except orjson.JSONDecodeError as exc:
+            raise ValidationError(f"--subscription is not JSON: {exc}") from None
+    click.echo(Devices().register(user_id, registration).id)
+
+
+@devices.command()
+@click.argument("user_id")
+@click.argument("device_id")
+def remove(user_id: str, device_id: str) -> None:
+    """Forget DEVICE_ID of USER_ID."""
+    from notifier.devices import Devices
+    from notifier.errors import ValidationError
+
+    if not Devices().remove(user_id, device_id):
+        raise ValidationError(f"user {user_id} has no device {device_id}")
+    click.echo(f"removed {device_id}")
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"

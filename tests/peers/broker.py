@@ -1,0 +1,79 @@
+"""A broker and key namespace of their own for a test module whose worker needs extra settings.
+
+The shared session worker consumes every queue, push queues included, but has no push provider
+configured: a push task it picked up would fail there. A push test module therefore gets its own
+broker database and key prefix (so its deferred retries stay in its own schedule too), applied to the
+test process and to the workers it starts, and released at the end of the module.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Iterator
+
+import pytest
+import redis
+
+from tests.helpers import _LOCK, REDIS_HOST, REDIS_PORT, Worker, start_worker
+
+
+def _reload() -> None:
+    from notifier import producer
+    from notifier.channels import close_all
+    from notifier.config import reload_settings
+
+    reload_settings()
+    producer.producer_app.cache_clear()
+    close_all()
+
+
+class Isolated:
+    """Claim a free Redis database as broker, use a fresh key prefix; start workers on both."""
+
+    def __init__(self) -> None:
+        self._token = uuid.uuid4().hex
+        self.db = self._claim()
+        self.env = {"NOTIFIER_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.db}",
+                    "NOTIFIER_KEY_PREFIX": f"push{self._token[:8]}"}
+        self._patch = pytest.MonkeyPatch()
+        self._workers: list[Worker] = []
+
+    def _claim(self) -> int:
+        for db in range(15, 0, -1):
+            client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+            if client.set(_LOCK, self._token, nx=True, ex=3600):
+                for key in client.scan_iter(count=1000):
+                    if key != _LOCK.encode():
+                        client.delete(key)
+                return db
+        raise RuntimeError("no free Redis database (1-15) for an isolated broker")
+
+    def apply(self, env: dict[str, str] | None = None) -> None:
+        """Use the isolated broker and prefix (and ``env``) in this test process too."""
+        for key, value in {**self.env, **(env or {})}.items():
+            self._patch.setenv(key, value)
+        _reload()
+
+    def worker(self, env: dict[str, str] | None = None, queues: str = "router,realtime,fcm,apns,webpush",
+               concurrency: int = 2) -> Worker:
+        w = start_worker({**self.env, **(env or {})}, queues, concurrency)
+        self._workers.append(w)
+        return w
+
+    def close(self) -> None:
+        for w in self._workers:
+            w.stop()
+        self._patch.undo()
+        _reload()
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=self.db)
+        if client.get(_LOCK) == self._token.encode():
+            client.flushdb()
+
+
+def isolated() -> Iterator[Isolated]:
+    """Body of a module-scoped fixture: ``yield from isolated()``."""
+    stack = Isolated()
+    try:
+        yield stack
+    finally:
+        stack.close()
