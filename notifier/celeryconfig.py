@@ -2,7 +2,8 @@
 
 The reliability choices live here: late acks and reject-on-worker-lost so a killed worker's task is
 run again; a small prefetch; a visibility timeout that bounds how long a lost task waits to be
-redelivered; and a short ``unacked_mutex_expire`` so a killed worker does not block restores.
+redelivered, checked every few seconds (kombu's default scans only every 100 s); and a short
+``unacked_mutex_expire`` so a killed worker does not block restores.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         transport = {
             "visibility_timeout": settings.visibility_timeout,
             "unacked_mutex_expire": 30,
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 2)),
+            "unacked_restore_throttle": 1,
         }
     return {
         "broker_url": settings.broker,

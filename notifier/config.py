@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
     idempotency_ttl: int = Field(86400, ge=1)
     receipt_ttl: int = Field(7 * 86400, ge=60)
+    claim_seconds: int = Field(120, ge=1)
+    """How long a delivery claimed by a worker that then died blocks another attempt."""
     visibility_timeout: int = Field(600, ge=5)
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
     batch_size: int = Field(500, ge=1, le=10_000)

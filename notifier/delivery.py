@@ -81,7 +81,8 @@ def _parse(notifications: Any, targets: Any, report: Report) -> list[Delivery]:
 
 
 def _claim(channel: str, deliveries: list[Delivery], report: Report) -> list[Delivery]:
-    claims = Receipts().claim_many([(d.user_id, channel, d.notification.id, d.target) for d in deliveries])
+    receipts = Receipts()
+    claims = receipts.claim_many([(d.user_id, channel, d.notification.id, d.target) for d in deliveries])
     to_send = []
     for d, claim in zip(deliveries, claims):
         if claim is Claim.SEND:
@@ -89,7 +90,8 @@ def _claim(channel: str, deliveries: list[Delivery], report: Report) -> list[Del
         elif claim is Claim.DONE:
             report.already.append(d)
         else:
-            report.retry.append((d, RetryableError("another attempt is sending this right now")))
+            report.retry.append((d, RetryableError("another attempt is sending this right now",
+                                                   retry_after=receipts.claim_seconds)))
     return to_send
 
 

@@ -3,7 +3,7 @@
 A task that is redelivered (worker killed, visibility timeout) or replayed from the dead-letter queue
 runs again; before sending, it claims the receipt. A ``done`` receipt means the target already got it;
 a ``pending`` claim means another run is sending right now (or crashed mid-send: the claim expires
-after ``claim_seconds``, then the send is tried again).
+after ``NOTIFIER_CLAIM_SECONDS``, then the send is tried again).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ class Claim(Enum):
 
 
 class Receipts:
-    def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None,
-                 claim_seconds: int = 120) -> None:
+    def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None) -> None:
         self.r = client or store.get_redis()
         self.keys = keys or store.get_keys()
-        self.claim_seconds = claim_seconds
-        self.ttl = get_settings().receipt_ttl
+        settings = get_settings()
+        self.claim_seconds = settings.claim_seconds
+        self.ttl = settings.receipt_ttl
 
     def _key(self, item: Item) -> str:
         user_id, channel, nid, target = item

@@ -91,9 +91,11 @@ class Worker:
                 self._ready.set()
 
     def wait_ready(self, timeout: float = 60) -> "Worker":
-        if not self._ready.wait(timeout):
-            self.stop()
-            raise RuntimeError("worker did not start:\n" + "".join(self.output[-50:]))
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("worker did not start:\n" + "".join(self.output[-50:]))
         return self
 
     def log(self) -> str:

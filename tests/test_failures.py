@@ -139,3 +139,29 @@ def test_cli_send_inbox_prefs(worker: Worker, redis_client: redis.Redis) -> None
                         (("dlq", "show", "nope"), "invalid cursor")]:
         res = cli(*bad)
         assert res.returncode != 0 and expect in res.stderr and "Traceback" not in res.stderr, (bad, res.stderr)
+
+
+def test_dlq_purge_and_replay_all(worker: Worker, smtp: SmtpPeer) -> None:
+    DeadLetters().add(task="notifier.deliver.email", args=[{}, []], kwargs={}, queue="email",
+                      error="test entry", error_type="PermanentError", attempts=1)
+    assert DeadLetters().size() >= 1
+    refused = cli("dlq", "purge")
+    assert refused.returncode != 0 and DeadLetters().size() >= 1
+    purged = cli("dlq", "purge", "--yes")
+    assert purged.returncode == 0 and "purged" in purged.stdout
+    assert DeadLetters().size() == 0 and "empty" in cli("dlq", "list").stdout
+
+    users = [uid() for _ in range(3)]
+    for u in users:
+        PreferenceStore().set(u, {"email": f"{u}@example.test"})
+        smtp.refuse(f"{u}@example.test", "550 5.1.1 unknown")
+    send_bulk([(u, note(channels=["email"])) for u in users])
+    wait_for(lambda: DeadLetters().size() == 3, message="3 dead letters")
+    for u in users:
+        smtp.refuse(f"{u}@example.test", None)
+    out = cli("dlq", "replay", "--all")
+    assert out.returncode == 0 and "replayed 3" in out.stdout, out.stderr
+    for u in users:
+        wait_for(lambda: smtp.to(f"{u}@example.test"), message="replayed email")
+    assert DeadLetters().size() == 0
+    assert cli("dlq", "replay").returncode != 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -19,6 +20,8 @@ class _Handler:
         self.refuse: dict[str, str] = {}
         """Recipient -> SMTP reply to give on every attempt until removed (e.g. '550 no such user')."""
         self.attempts: dict[str, int] = {}
+        self.slow: dict[str, float] = {}
+        """Recipient -> seconds to wait before accepting the message (to catch a sender mid-send)."""
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         self.attempts[address] = self.attempts.get(address, 0) + 1
@@ -30,6 +33,9 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        delay = max((self.slow.get(a, 0.0) for a in envelope.rcpt_tos), default=0.0)
+        if delay:
+            await asyncio.sleep(delay)
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.messages.append(msg)  # type: ignore[arg-type]
         return "250 Message accepted"
