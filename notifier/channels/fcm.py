@@ -217,9 +217,10 @@ class FCMChannel(PushChannel):
 def _credentials_error(exc: FCMError) -> DeliveryError:
     """pyfcm wraps every credential problem in one error; the google-auth cause says which it is."""
     cause = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc
+    detail = cause.args[0] if cause.args and isinstance(cause.args[0], str) else str(cause)
     if isinstance(cause, google_errors.TransportError) or getattr(cause, "retryable", False):
-        return RetryableError(f"cannot get an FCM access token right now: {cause}")
-    return PermanentError(f"cannot get an FCM access token ({cause}): {_CREDENTIALS_HINT}")
+        return RetryableError(f"cannot get an FCM access token right now: {detail}")
+    return PermanentError(f"cannot get an FCM access token ({detail}): {_CREDENTIALS_HINT}")
 
 
 def _error_json(response: requests.Response) -> dict[str, Any]:

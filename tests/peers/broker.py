@@ -8,6 +8,7 @@ test process and to the workers it starts, and released at the end of the module
 
 from __future__ import annotations
 
+import ast
 import uuid
 from typing import Iterator
 
@@ -77,3 +78,13 @@ def isolated() -> Iterator[Isolated]:
         yield stack
     finally:
         stack.close()
+
+
+def task_summary(worker: Worker, task_id: str) -> dict[str, int] | None:
+    """What a delivery task returned (``{"delivered": 1, "already": 0, ...}``), read from the worker's
+    log once it finished; None until then. Delivery tasks store no results, so the log is the witness."""
+    marker = f"[{task_id}] succeeded in "
+    for line in worker.output:
+        if marker in line:
+            return ast.literal_eval(line.split(marker, 1)[1].split(": ", 1)[1].strip())
+    return None

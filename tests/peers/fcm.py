@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+"""The assertion's audience is always Google's token endpoint, whatever ``token_uri`` says."""
 
 
 def _error(code: int, status: str, message: str, fcm_code: str | None = None,
@@ -111,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             claims = jwt.decode(form.get("assertion", ""), s.public_key, algorithms=["RS256"],
-                                audience=f"{self.base_url}/token", issuer=s.client_email)
+                                audience=GOOGLE_TOKEN_AUDIENCE, issuer=s.client_email)
         except jwt.PyJWTError as exc:
             self._reply(400, {"error": "invalid_grant", "error_description": f"Invalid JWT: {exc}"})
             return
