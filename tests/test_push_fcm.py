@@ -178,3 +178,7 @@ def test_config_errors_name_the_setting(stack: Isolated, fcm: FcmPeer, credentia
     gone = Delivery(user, d.notification, "fcm-" + "0" * 32)
     [missing] = FCMChannel(Settings(fcm_endpoint=fcm.url, fcm_credentials=str(credentials))).send([gone])
     assert isinstance(missing.error, InvalidTarget)
+
+
+def test_worker_logged_no_unexpected_errors(worker: Worker) -> None:
+    assert "Traceback" not in worker.log() and "ERROR" not in worker.log(), worker.log()[-3000:]
