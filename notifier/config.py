@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=10_000)
     scheduler_interval: float = Field(1.0, gt=0, le=60)
     log_json: bool = False
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
+    """Port of a worker's Prometheus endpoint (0: none). One per worker host/pool."""
+    metrics_dir: str = ""
+    """Where prefork children share metric files (default: a fresh temporary folder per worker)."""
+    flower_user: str = ""
+    flower_password: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Push providers (channels/fcm.py, apns.py, webpush.py) ------------------------------------

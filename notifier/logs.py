@@ -21,6 +21,13 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+def _defaults(record: logging.LogRecord) -> bool:
+    """Every line has a notification id field ("-" when it is about none)."""
+    if not hasattr(record, "notification_id"):
+        record.notification_id = "-"
+    return True
+
+
 def configure_logging() -> None:
     logger = logging.getLogger("notifier")
     if logger.handlers:
@@ -30,7 +37,9 @@ def configure_logging() -> None:
     if settings.log_json:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s [%(notification_id)s]: %(message)s"))
+    handler.addFilter(_defaults)
     logger.addHandler(handler)
     logger.setLevel(settings.log_level)
     logger.propagate = False

@@ -13,7 +13,7 @@ per-channel tasks; this module sends nothing itself.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -59,8 +59,15 @@ class Plan:
     """Notification id -> the id it resolved to (the first send's, for a duplicate)."""
     rejected: list[tuple[Any, str]] = field(default_factory=list)
     """Items that failed validation, with the reason (they go to the dead-letter queue)."""
-    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    """Outcome counters: ``deduplicated``, ``type_disabled``, ``deferred:<ch>``, ``rate_limited:<ch>``..."""
+    decisions: dict[str, Counter[tuple[str, str]]] = field(default_factory=lambda: defaultdict(Counter))
+    """Per notification id, how many sends got each ``(channel, decision)``; channel ``*`` is all of them.
+
+    Decisions: ``queued``, ``inbox_only``, ``deferred``, ``rate_limited``, ``channel_disabled``,
+    ``type_disabled``, ``expired``, ``deduplicated``.
+    """
+
+    def note(self, nid: str, channel: str, decision: str) -> None:
+        self.decisions[nid][(channel, decision)] += 1
 
 
 class Router:
@@ -93,7 +100,7 @@ class Router:
             first = winners.get(n.id)
             plan.ids[n.id] = first or n.id
             if first is not None and first != n.id:
-                plan.counts["deduplicated"] += 1
+                plan.note(n.id, "*", "deduplicated")
             else:
                 fresh.append((user_id, n, payload))
         self._route(plan, fresh, now or utcnow())
@@ -128,14 +135,15 @@ class Router:
         decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str]]] = []
         for (user_id, n, payload), p in zip(sends, prefs):
             if n.type in p.disabled_types:
-                plan.counts["type_disabled"] += 1
+                plan.note(n.id, "*", "type_disabled")
                 continue
             if n.expired(now):
-                plan.counts["expired"] += 1
+                plan.note(n.id, "*", "expired")
                 continue
             wanted = n.channels or self.settings.channels
             channels = [c for c in wanted if p.channel_enabled(c)]
-            plan.counts["channel_disabled"] += len(wanted) - len(channels)
+            for channel in set(wanted) - set(channels):
+                plan.note(n.id, channel, "channel_disabled")
             if "email" in channels and not p.email:
                 channels.remove("email")
             channels = [c for c in channels if c not in PUSH or c in platforms.get(user_id, ())]
@@ -146,16 +154,18 @@ class Router:
             limited = [c for c in channels if not allowed[c]]
             for channel in channels:
                 if not allowed[channel]:
-                    plan.counts[f"rate_limited:{channel}"] += 1
+                    plan.note(n.id, channel, "rate_limited")
                     if channel == "realtime":
                         plan.now["realtime"].add(user_id, payload, INBOX_ONLY)
                     continue
                 if quiet_end is not None and channel in INTERRUPTIVE:
-                    plan.counts[f"deferred:{channel}"] += 1
+                    plan.note(n.id, channel, "deferred")
                     plan.later[(quiet_end.timestamp(), channel)].add(user_id, payload)
                     continue
+                plan.note(n.id, channel, "queued")
                 plan.now[channel].add(user_id, payload)
             if limited and "realtime" not in channels and p.channel_enabled("realtime"):
+                plan.note(n.id, "realtime", "inbox_only")
                 plan.now["realtime"].add(user_id, payload, INBOX_ONLY)
         self.r.sadd(self.keys.users(), *{u for u, _, _ in sends})
 

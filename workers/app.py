@@ -7,7 +7,9 @@ from celery import Celery
 from notifier.celeryconfig import celery_config
 from notifier.config import get_settings
 from notifier.logs import configure_logging
+from workers import observability
 
+observability.prepare(get_settings())
 app = Celery("notifier", set_as_current=True)
 app.conf.update(celery_config(get_settings()))
 configure_logging()

@@ -24,6 +24,7 @@ from notifier.channels import Delivery
 from notifier.config import get_settings
 from notifier.deadletters import DeadLetters
 from notifier.errors import DeliveryError, RetryableError
+from notifier.metrics import DEAD_LETTERED
 from notifier.queues import queue_of
 from notifier.schedule import Schedule
 
@@ -72,7 +73,9 @@ class NotifierTask(Task):
             queue=queue_of(task or self.name), error=error, error_type=error_type,
             attempts=attempts if attempts is not None else attempt + 1,
             first_attempt_at=kwargs.get("first_attempt_at"))
-        log.warning("dead-lettered %s as %s: %s", task or self.name, entry_id, error)
+        DEAD_LETTERED.labels(task or self.name).inc()
+        log.warning("dead-lettered %s as %s: %s", task or self.name, entry_id, error,
+                    extra={"notification_id": _notification_ids(args)})
         return entry_id
 
     def enqueue(self, name: str, args: list[Any], kwargs: dict[str, Any] | None = None,
@@ -98,7 +101,7 @@ class NotifierTask(Task):
         hints = [e.retry_after for _, e in retry if e.retry_after is not None]
         delay = backoff(attempt, max(hints) if hints else None)
         log.info("%s: %d target(s) retry in %.1fs (attempt %d): %s", self.name, len(targets), delay,
-                 attempt + 1, last)
+                 attempt + 1, last, extra={"notification_id": ",".join(notifications)})
         self.enqueue(self.name, [notifications, targets],
                      {"attempt": attempt + 1, "first_attempt_at": first_attempt_at}, delay)
 
@@ -113,3 +116,16 @@ class NotifierTask(Task):
                 args = [{}, [item]]
             self.dead_letter(args, {"first_attempt_at": first_attempt_at}, prefix + str(error),
                              type(error).__name__, attempts=attempt + 1)
+
+
+def _notification_ids(args: list[Any]) -> str:
+    """The notification ids in a task's arguments, for log lines ("-" when none can be read)."""
+    first = args[0] if args else None
+    if isinstance(first, dict) and "id" in first:
+        return str(first["id"])
+    if isinstance(first, dict):
+        return ",".join(map(str, first)) or "-"
+    if isinstance(first, list) and first and isinstance(first[0], list) and len(first[0]) == 3:
+        return ",".join(str(i[1].get("id", "?")) for i in first if isinstance(i, list) and len(i) == 3
+                        and isinstance(i[1], dict)) or "-"
+    return "-"

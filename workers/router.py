@@ -7,6 +7,7 @@ from typing import Any
 
 from notifier.groups import Groups, scan_batches
 from notifier.keys import Keys
+from notifier.metrics import ROUTED
 from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task
 from notifier import store
 from notifier.config import get_settings
@@ -19,7 +20,14 @@ log = logging.getLogger("notifier.worker")
 
 
 def _dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
+    for nid, decisions in plan.decisions.items():
+        for (channel, decision), count in decisions.items():
+            ROUTED.labels(channel, decision).inc(count)
+        log.info("routed: %s", ", ".join(f"{c} {d} x{n}" if n > 1 else f"{c} {d}"
+                                          for (c, d), n in sorted(decisions.items())),
+                 extra={"notification_id": nid})
     for args, reason in plan.rejected:
+        ROUTED.labels("*", "rejected").inc()
         task.dead_letter([args] if rejected_task == ROUTE else args, {}, reason, "ValidationError",
                          task=rejected_task)
     for channel, batch in plan.now.items():

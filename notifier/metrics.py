@@ -1,0 +1,23 @@
+"""Prometheus metrics of the pipeline (the gateway defines its own next to its code).
+
+Celery's prefork children do the work, so the worker exposes these through prometheus_client's
+multiprocess mode: ``workers/observability.py`` points ``PROMETHEUS_MULTIPROC_DIR`` at a folder before
+this module is imported and serves the merged view on ``NOTIFIER_WORKER_METRICS_PORT``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+ROUTED = Counter("notifier_routed_total",
+                 "Router decisions: sent, deferred, rate_limited, channel_disabled, type_disabled, "
+                 "expired, deduplicated, rejected.", ["channel", "decision"])
+DELIVERIES = Counter("notifier_deliveries_total",
+                     "Delivery outcomes per channel: sent, already (receipt), expired, pruned, retried, "
+                     "failed, dead_lettered.", ["channel", "outcome"])
+LATENCY = Histogram("notifier_delivery_latency_seconds",
+                    "From the notification's timestamp (send) to the channel reporting it delivered.",
+                    ["channel"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+DEAD_LETTERED = Counter("notifier_dead_lettered_total", "Messages put in the dead-letter queue, by task.",
+                        ["task"])
