@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The test command: install, make sure Redis/RabbitMQ/Chromium are there, run the whole suite.
+# The test command: install, make sure Redis/RabbitMQ/Chromium are there, run the whole suite, then
+# the end-to-end pipeline tests again with RabbitMQ as the broker (Redis stays the store).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
-exec .venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q "$@"
+echo "== end-to-end tests with RabbitMQ as the broker"
+NOTIFIER_TEST_BROKER=amqp .venv/bin/python -m pytest -q tests/test_pipeline.py tests/test_rules.py \
+  tests/test_failures.py "$@"

@@ -49,12 +49,29 @@ def release_db() -> None:
             client.flushdb()
 
 
+def amqp_broker(db: int) -> str:
+    """A RabbitMQ virtual host of this session's own (``NOTIFIER_TEST_BROKER=amqp``)."""
+    vhost = f"notifier-test-{db}"
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], capture_output=True, timeout=60, check=True)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   capture_output=True, timeout=60, check=True)
+    return f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+
+
+_broker: str | None = None
+
+
 def base_env() -> dict[str, str]:
     """Environment for the test process and every worker/gateway subprocess it starts."""
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{claim_db()}"
+    global _broker
+    db = claim_db()
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    if _broker is None:
+        _broker = amqp_broker(db) if os.environ.get("NOTIFIER_TEST_BROKER") == "amqp" else url
     return {
         "NOTIFIER_REDIS_URL": url,
-        "NOTIFIER_BROKER_URL": os.environ.get("NOTIFIER_TEST_BROKER_URL", url),
+        "NOTIFIER_BROKER_URL": _broker,
         "NOTIFIER_KEY_PREFIX": "nt",
         "NOTIFIER_RETRY_BACKOFF": "0.2",
         "NOTIFIER_RETRY_BACKOFF_MAX": "1",
