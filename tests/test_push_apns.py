@@ -65,6 +65,7 @@ def dead_letters(user: str) -> list[dict]:
 def test_each_device_gets_the_alert_with_badge_and_headers(worker: Worker, apns: ApnsPeer) -> None:
     user, tokens = uid(), [token(), token()]
     register(user, *tokens)
+    refused = len(apns.refusals)
     for i in range(2):
         Inbox().append(user, Notification(type="older", title=f"older {i}").to_dict(), publish=False)
     sent = send_notification.delay(user, note(priority="high", collapse_key="order-12345", ttl=600,
@@ -81,7 +82,7 @@ def test_each_device_gets_the_alert_with_badge_and_headers(worker: Worker, apns:
             "aps": {"alert": {"title": "Order Shipped", "body": "Your order #12345 has shipped"}, "badge": 2,
                     "sound": "default", "thread-id": "order_update", "interruption-level": "time-sensitive"},
             "id": sent.id, "type": "order_update", "url": "/orders/12345", "data": {"order_id": "12345"}}
-    assert apns.refusals == []
+    assert len(apns.refusals) == refused
 
 
 def test_critical_priority_and_per_device_topic(worker: Worker, apns: ApnsPeer) -> None:

@@ -114,7 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
             queued = s.script.get(sub_id)
             answer = queued.pop(0) if queued else None
             if answer is None:
-                s.received.append(Received(sub_id, dict(self.headers), claims, plaintext, time.time()))
+                s.received.append(Received(sub_id, {k.lower(): v for k, v in self.headers.items()}, claims,
+                                          plaintext, time.time()))
         if answer is None:
             self._reply(201, headers={"Location": f"{self.origin}/message/{secrets.token_hex(8)}"})
             return
