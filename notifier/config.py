@@ -121,6 +121,13 @@ class Settings(BaseSettings):
             raise ValueError("NOTIFIER_RETRY_BACKOFF_MAX must be >= NOTIFIER_RETRY_BACKOFF")
         return self
 
+    @model_validator(mode="after")
+    def _check_broker(self) -> "Settings":
+        if not self.broker_url and not _plain_redis(self.redis_url):
+            raise ValueError("NOTIFIER_BROKER_URL must be set when NOTIFIER_REDIS_URL is a Cluster or Sentinel "
+                             "URL (Celery's broker cannot use it): use a plain redis:// or amqp:// broker")
+        return self
+
     @property
     def broker(self) -> str:
         """The Celery broker: ``NOTIFIER_BROKER_URL``, or the store's Redis when unset."""
@@ -128,8 +135,13 @@ class Settings(BaseSettings):
 
     @property
     def results(self) -> str:
-        """Where router results live (the notification id a send resolved to)."""
-        return self.result_backend or self.redis_url
+        """Celery's result backend (only ``notifier dlq replay --wait`` reads results)."""
+        if self.result_backend:
+            return self.result_backend
+        for url in (self.redis_url, self.broker):
+            if _plain_redis(url):
+                return url
+        return "rpc://"
 
     @property
     def limits(self) -> dict[str, tuple[int, int]]:
@@ -140,6 +152,10 @@ class Settings(BaseSettings):
     def channels(self) -> tuple[str, ...]:
         """Channels a notification goes to when it names none."""
         return tuple(self.default_channels.split(","))
+
+
+def _plain_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://", "unix://"))
 
 
 def parse_rate_limits(value: str) -> dict[str, tuple[int, int]]:

@@ -67,15 +67,10 @@ class Inbox:
         Returns one result per item; ``added`` is False when the inbox already held that id.
         """
         lua = store.script("inbox_append")
-        pipe = self.r.pipeline(transaction=False)
-        count = 0
-        for user_id, nid, payload, publish in items:
-            lua(self._append_keys(user_id), [nid, payload, self.max_len, self.slack, "1" if publish else "0"],
-                client=pipe)
-            count += 1
-        if not count:
-            return []
-        return [Appended(str(e), int(u), bool(a)) for e, u, a in pipe.execute()]
+        calls: list[store.ScriptCall] = [
+            (lua, self._append_keys(user_id), [nid, payload, self.max_len, self.slack, "1" if publish else "0"])
+            for user_id, nid, payload, publish in items]
+        return [Appended(str(e), int(u), bool(a)) for e, u, a in store.run_scripts(self.r, calls)]
 
     def append(self, user_id: str, notification: dict[str, Any], publish: bool = True) -> Appended:
         return self.append_many([(user_id, notification["id"], orjson.dumps(notification).decode(), publish)])[0]

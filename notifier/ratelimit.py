@@ -7,7 +7,7 @@ on that channel (see ``workers/router.py``).
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import redis
 
@@ -32,18 +32,18 @@ class RateLimiter:
         """
         lua = store.script("rate_limit")
         now = int(time.time() * 1000)
-        pipe = self.r.pipeline(transaction=False)
+        calls: list[store.ScriptCall] = []
         asked: list[list[str]] = []
         for user_id, send_id, channels in checks:
             limited = [c for c in channels if c in self.limits]
             asked.append(limited)
             if limited:
-                args: list[int | str] = [now, send_id]
+                args: list[Any] = [now, send_id]
                 for channel in limited:
                     limit, window = self.limits[channel]
                     args += [limit, window * 1000]
-                lua([self.keys.rate(user_id, c) for c in limited], args, client=pipe)
-        answers = iter(pipe.execute()) if any(asked) else iter(())
+                calls.append((lua, [self.keys.rate(user_id, c) for c in limited], args))
+        answers = iter(store.run_scripts(self.r, calls))
         results = []
         for (_, _, channels), limited in zip(checks, asked):
             verdict = dict.fromkeys(channels, True)

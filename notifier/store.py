@@ -1,7 +1,9 @@
 """The Redis connection of this process, and the Lua scripts that run in it.
 
-One connection pool per process (workers, gateway, CLI), created on first use from the settings.
-Lua scripts live as files in ``notifier/lua/`` and are sent once, then called by SHA.
+One connection pool per process (workers, gateway, CLI), created on first use from the settings: a
+single server, a Sentinel-managed master or a Redis Cluster. Lua scripts live as files in
+``notifier/lua/`` and are sent once, then called by SHA; every script touches the keys of one user
+only, so it stays in one cluster slot.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from notifier.config import get_settings
+from notifier.errors import ConfigError
 from notifier.keys import Keys
 
 _lock = threading.Lock()
@@ -23,12 +27,57 @@ _client: redis.Redis | None = None
 _client_pid: int | None = None
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def is_cluster(url: str) -> bool:
+    """Cluster URLs (``redis+cluster://host:port[,host:port...]``) switch Pub/Sub to sharded Pub/Sub."""
+    return url.startswith(CLUSTER_SCHEME)
+
+
 def connect(url: str, **options: Any) -> redis.Redis:
-    """A client for ``url``: plain Redis or ``rediss://`` (Sentinel and Cluster come with scale-out)."""
+    """A client for ``url``.
+
+    - ``redis://``, ``rediss://``, ``unix://``: one server;
+    - ``redis+cluster://h1:7000,h2:7001``: a Redis Cluster (any reachable nodes to start from);
+    - ``redis+sentinel://s1:26379,s2:26379/mymaster/0``: the master Sentinel names ``mymaster``, db 0.
+    """
     options.setdefault("health_check_interval", 30)
     options.setdefault("socket_keepalive", True)
     options.setdefault("retry_on_timeout", True)
+    if url.startswith(CLUSTER_SCHEME):
+        from redis.cluster import ClusterNode, RedisCluster
+
+        hosts = _hosts(url[len(CLUSTER_SCHEME):].split("/", 1)[0], 6379)
+        options.pop("health_check_interval")
+        options.pop("retry_on_timeout")
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts],  # type: ignore[return-value]
+                            decode_responses=True, **options)
+    if url.startswith(SENTINEL_SCHEME):
+        from redis.sentinel import Sentinel
+
+        rest = url[len(SENTINEL_SCHEME):]
+        hosts_part, _, path = rest.partition("/")
+        service, _, db = path.partition("/")
+        if not service:
+            raise ConfigError(f"{url!r}: name the master, e.g. redis+sentinel://host:26379/mymaster/0")
+        sentinel = Sentinel(_hosts(hosts_part, 26379), socket_timeout=5)
+        return sentinel.master_for(service, db=int(db or 0), decode_responses=True, **options)
     return redis.Redis.from_url(url, decode_responses=True, **options)
+
+
+def _hosts(text: str, default_port: int) -> list[tuple[str, int]]:
+    hosts = []
+    for part in filter(None, text.split(",")):
+        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+        try:
+            hosts.append((host or part, int(port) if port else default_port))
+        except ValueError:
+            raise ConfigError(f"{part!r} is not host:port") from None
+    if not hosts:
+        raise ConfigError("a cluster or sentinel URL needs at least one host:port")
+    return hosts
 
 
 def get_redis() -> redis.Redis:
@@ -59,6 +108,50 @@ def reset() -> None:
 
 @functools.lru_cache(maxsize=None)
 def script(name: str) -> Script:
-    """The Lua script ``notifier/lua/<name>.lua``, registered on this process's client."""
+    """The Lua script ``notifier/lua/<name>.lua``, registered on this process's client.
+
+    Scripts announce with ``redis.call(PUBLISH, ...)``; ``PUBLISH`` is defined here as the command
+    this deployment uses (``SPUBLISH`` on a cluster).
+    """
     source = resources.files("notifier").joinpath("lua", f"{name}.lua").read_text()
-    return get_redis().register_script(source)
+    source = f"local PUBLISH = '{publish_command()}'\n{source}"
+    client = get_redis()
+    if is_cluster(get_settings().redis_url):
+        client.script_load(source)  # to every primary: cluster pipelines cannot load scripts on demand
+    return client.register_script(source)
+
+
+def publish_command() -> str:
+    """``SPUBLISH`` on a cluster (each shard carries only its users' traffic), else ``PUBLISH``."""
+    return "SPUBLISH" if is_cluster(get_settings().redis_url) else "PUBLISH"
+
+
+ScriptCall = tuple[Script, list[str], list[Any]]
+
+
+def run_scripts(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:
+    """Run many script calls in one round trip (one per node on a cluster); results in call order.
+
+    redis-py refuses scripts in cluster pipelines, so on a cluster the calls are grouped by the node
+    owning their first key (every script's keys share one slot) and sent as a plain pipeline to each.
+    """
+    if not calls:
+        return []
+    if not isinstance(client, RedisCluster):
+        pipe = client.pipeline(transaction=False)
+        for lua, keys, args in calls:
+            lua(keys, args, client=pipe)
+        return list(pipe.execute())
+    groups: dict[str, tuple[redis.Redis, list[int]]] = {}
+    for index, (_, keys, _) in enumerate(calls):
+        node = client.get_node_from_key(keys[0])
+        groups.setdefault(node.name, (node.redis_connection, []))[1].append(index)
+    results: list[Any] = [None] * len(calls)
+    for node_client, indexes in groups.values():
+        pipe = node_client.pipeline(transaction=False)
+        for i in indexes:
+            lua, keys, args = calls[i]
+            lua(keys, args, client=pipe)
+        for i, value in zip(indexes, pipe.execute()):
+            results[i] = value
+    return results

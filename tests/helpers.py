@@ -26,25 +26,39 @@ _session = uuid.uuid4().hex
 _db: int | None = None
 
 
-def claim_db() -> int:
-    """The first Redis database (1-15) no other test session holds; flushed for this session."""
-    global _db
-    if _db is not None:
-        return _db
+_extra: list[int] = []
+
+
+def _claim_free_db() -> int:
     for db in range(1, 16):
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
         if client.set(_LOCK, _session, nx=True, ex=3600):
             for key in client.scan_iter(count=1000):
                 if key != _LOCK.encode():
                     client.delete(key)
-            _db = db
             return db
     raise RuntimeError("every Redis database 1-15 is held by another test session")
 
 
+def claim_db() -> int:
+    """The first Redis database (1-15) no other test session holds; flushed for this session."""
+    global _db
+    if _db is None:
+        _db = _claim_free_db()
+    return _db
+
+
+def private_env() -> dict[str, str]:
+    """Store and broker in a database of their own, for a test whose worker must be the only one."""
+    db = _claim_free_db()
+    _extra.append(db)
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    return {"NOTIFIER_REDIS_URL": url, "NOTIFIER_BROKER_URL": url}
+
+
 def release_db() -> None:
-    if _db is not None:
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=_db)
+    for db in ([_db] if _db is not None else []) + _extra:
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
         if client.get(_LOCK) == _session.encode():
             client.flushdb()
 

@@ -13,7 +13,7 @@ import httpx
 
 from notifier import send_notification
 from notifier.inbox import Inbox
-from tests.helpers import ROOT, Worker, base_env, uid, wait_for
+from tests.helpers import ROOT, Worker, base_env, private_env, uid, wait_for
 from tests.peers.smtp import free_port
 
 
@@ -25,10 +25,13 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_worker_metrics_and_json_logs(worker_factory: Callable[..., Worker]) -> None:
+def test_worker_metrics_and_json_logs(worker_factory: Callable[..., Worker],
+                                     settings_env: Callable[[dict[str, str]], None]) -> None:
     port = free_port()
-    w = worker_factory({"NOTIFIER_WORKER_METRICS_PORT": str(port), "NOTIFIER_LOG_JSON": "1"},
+    private = private_env()
+    w = worker_factory({**private, "NOTIFIER_WORKER_METRICS_PORT": str(port), "NOTIFIER_LOG_JSON": "1"},
                        queues="router,realtime")
+    settings_env(private)
     url = f"http://127.0.0.1:{port}/metrics"
     wait_for(lambda: _get(url) is not None, message="metrics endpoint")
     before = _get(url) or ""

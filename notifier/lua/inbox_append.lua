@@ -1,4 +1,5 @@
 -- Append one notification to a user's inbox, once, and announce it live.
+-- PUBLISH (the command) is defined by notifier/store.py: SPUBLISH on a Redis Cluster.
 -- KEYS: inbox stream, id hash, unread set, live channel
 -- ARGV: notification id, notification JSON, max length, trim slack, publish (1/0)
 -- Returns {entry id, unread count, 1 if newly added / 0 if it was already there}.
@@ -28,7 +29,7 @@ if len > maxlen + tonumber(ARGV[4]) then
 end
 local unread = redis.call('SCARD', KEYS[3])
 if ARGV[5] == '1' then
-  redis.call('PUBLISH', KEYS[4],
+  redis.call(PUBLISH, KEYS[4],
     '{"event":"notification","entry_id":"' .. id .. '","unread":' .. unread .. ',"notification":' .. ARGV[2] .. '}')
 end
 return {id, unread, 1}

@@ -1,4 +1,5 @@
 -- Delete notifications from a user's inbox by notification id.
+-- PUBLISH (the command) is defined by notifier/store.py: SPUBLISH on a Redis Cluster.
 -- KEYS: inbox stream, id hash, unread set, live channel
 -- ARGV: notification ids...
 -- Returns {number deleted, unread count}.
@@ -13,6 +14,6 @@ for _, nid in ipairs(ARGV) do
 end
 local unread = redis.call('SCARD', KEYS[3])
 if deleted > 0 then
-  redis.call('PUBLISH', KEYS[4], '{"event":"unread_count","unread":' .. unread .. '}')
+  redis.call(PUBLISH, KEYS[4], '{"event":"unread_count","unread":' .. unread .. '}')
 end
 return {deleted, unread}

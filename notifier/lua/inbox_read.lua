@@ -1,4 +1,5 @@
 -- Mark notifications read (ARGV = ids), or all of them (no ARGV), and tell live connections.
+-- PUBLISH (the command) is defined by notifier/store.py: SPUBLISH on a Redis Cluster.
 -- KEYS: unread set, live channel
 -- Returns {number newly marked read, unread count}.
 local changed
@@ -10,6 +11,6 @@ else
 end
 local unread = redis.call('SCARD', KEYS[1])
 if changed > 0 then
-  redis.call('PUBLISH', KEYS[2], '{"event":"unread_count","unread":' .. unread .. '}')
+  redis.call(PUBLISH, KEYS[2], '{"event":"unread_count","unread":' .. unread .. '}')
 end
 return {changed, unread}

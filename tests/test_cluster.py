@@ -1,0 +1,141 @@
+"""The end-to-end path on a real 3-master Redis Cluster started on 127.0.0.1 (store only; the broker
+stays a plain Redis): per-user keys stay in one slot, live events go out with SPUBLISH."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+from typing import Callable, Iterator
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from notifier import broadcast, send_bulk, send_notification
+from notifier.inbox import Inbox
+from notifier.store import get_keys, get_redis
+from tests.helpers import Worker, uid, wait_for
+from tests.peers.smtp import free_port
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is valid and free too."""
+    while True:
+        port = free_port()
+        if port + 10000 <= 65535 and _free(port + 10000):
+            return port
+        port = random.randrange(20000, 30000)
+        if _free(port) and _free(port + 10000):
+            return port
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture(scope="module")
+def cluster_url() -> Iterator[str]:
+    server = shutil.which("redis-server")
+    cli = shutil.which("redis-cli")
+    assert server and cli, "redis-server and redis-cli are installed by scripts/services.sh"
+    workdir = tempfile.mkdtemp(prefix="notifier-cluster-")
+    ports = [cluster_port() for _ in range(3)]
+    procs = [subprocess.Popen([server, "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                               "--cluster-config-file", f"nodes-{p}.conf", "--save", "", "--appendonly", "no",
+                               "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for p in ports]
+    try:
+        for p in ports:
+            wait_for(lambda: subprocess.run([cli, "-p", str(p), "ping"], capture_output=True, text=True)
+                     .stdout.strip() == "PONG", message=f"node {p}")
+        created = subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                                  "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True,
+                                 timeout=60)
+        assert created.returncode == 0, created.stdout + created.stderr
+        for p in ports:
+            wait_for(lambda: "cluster_state:ok" in subprocess.run([cli, "-p", str(p), "cluster", "info"],
+                                                                  capture_output=True, text=True).stdout,
+                     timeout=30, message="cluster_state:ok")
+        yield "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_pipeline_on_redis_cluster(cluster_url: str, worker_factory: Callable[..., Worker],
+                                   settings_env: Callable[[dict[str, str]], None]) -> None:
+    env = {"NOTIFIER_REDIS_URL": cluster_url}
+    worker_factory(env, queues="router,realtime")
+    settings_env(env)
+    client = get_redis()
+    assert isinstance(client, RedisCluster)
+
+    user = uid()
+    sharded = client.pubsub()
+    sharded.ssubscribe(get_keys().live(user))
+    sent = send_notification.delay(user, {"type": "t", "title": "on a cluster", "channels": ["realtime"]},
+                                   idempotency_key=uid("key"))
+    message = wait_for(lambda: (lambda m: m if m and m["type"] == "smessage" else None)(
+        sharded.get_sharded_message(timeout=0.2)), message="sharded live message")
+    event = json.loads(message["data"])
+    assert event["notification"]["id"] == sent.id and event["unread"] == 1
+    assert Inbox().get(user, sent.id)["title"] == "on a cluster"
+
+    users = [uid() for _ in range(60)]
+    send_bulk([(u, {"type": "t", "title": f"bulk {u}", "channels": ["realtime"]}) for u in users])
+    bid = broadcast({"type": "t", "title": "broadcast", "channels": ["realtime"]}, user_ids=users)
+    wait_for(lambda: all(Inbox().unread_count(u) == 2 for u in users), timeout=20, message="bulk + broadcast")
+    page = Inbox().list(users[5])
+    assert [i["title"] for i in page.items] == ["broadcast", f"bulk {users[5]}"]
+    assert Inbox().mark_read(users[5], [bid]) == 1
+    assert Inbox().delete(users[5], [page.items[1]["id"]]) == (1, 0)
+
+    nodes = {client.get_node_from_key(get_keys().inbox(u)).name for u in users}
+    assert len(nodes) == 3, "users should spread over every shard"
+    for u in users[:5]:
+        k = get_keys()
+        slots = {client.keyslot(key) for key in (k.inbox(u), k.unread(u), k.inbox_ids(u), k.live(u),
+                                                  k.preferences(u), k.rate(u, "email"), k.devices(u))}
+        assert len(slots) == 1
+    sharded.close()
+
+
+def test_store_through_sentinel(settings_env: Callable[[dict[str, str]], None]) -> None:
+    """A ``redis+sentinel://`` store URL finds the master Sentinel names and works like a plain one."""
+    server = shutil.which("redis-server")
+    assert server
+    workdir = tempfile.mkdtemp(prefix="notifier-sentinel-")
+    master, sentinel = free_port(), free_port()
+    conf = f"{workdir}/sentinel.conf"
+    with open(conf, "w") as fh:
+        fh.write(f"port {sentinel}\nbind 127.0.0.1\nsentinel monitor notifier-master 127.0.0.1 {master} 1\n")
+    procs = [subprocess.Popen([server, "--port", str(master), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", workdir], stdout=subprocess.DEVNULL),
+             subprocess.Popen([server, conf, "--sentinel"], stdout=subprocess.DEVNULL)]
+    try:
+        settings_env({"NOTIFIER_REDIS_URL": f"redis+sentinel://127.0.0.1:{sentinel}/notifier-master/0"})
+
+        def ready() -> bool:
+            try:
+                return bool(get_redis().ping())
+            except Exception:
+                return False
+
+        wait_for(ready, timeout=20, message="sentinel to report the master")
+        user = uid()
+        appended = Inbox().append(user, {"id": "n1", "type": "t", "title": "via sentinel"})
+        assert appended.added and Inbox().unread_count(user) == 1
+        direct = redis.Redis(port=master, decode_responses=True)
+        assert direct.xlen(get_keys().inbox(user)) == 1
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
