@@ -34,3 +34,5 @@ if ! answers 127.0.0.1 5672; then
 fi
 
 command -v chromium >/dev/null || apt_install chromium
+# Validates docker-compose.yml when Docker's compose plugin is not there (no engine needed).
+{ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; } || apt_install docker-compose

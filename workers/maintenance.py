@@ -14,11 +14,11 @@ log = logging.getLogger("notifier.worker")
 
 
 @app.task(bind=True, base=NotifierTask, name=REPLAY, ignore_result=False)
-def replay_dead_letters(self: NotifierTask, ids: list[str] | None = None) -> dict[str, Any]:
-    """Re-enqueue dead letters (``ids``, or all when None); each is removed only once re-sent."""
+def replay_dead_letters(self: NotifierTask, ids: list[str]) -> dict[str, Any]:
+    """Re-enqueue the dead letters ``ids``; each is removed only once it was re-sent."""
     dlq = DeadLetters()
-    entries = [dlq.get(i) for i in ids] if ids is not None else list(dlq.all())
-    replayed, missing = [], [i for i, e in zip(ids or [], entries) if e is None]
+    entries = [dlq.get(i) for i in ids]
+    replayed, missing = [], [i for i, e in zip(ids, entries) if e is None]
     for entry in filter(None, entries):
         self.enqueue(entry["task"], list(entry["args"]), dict(entry.get("kwargs") or {}))
         dlq.remove([entry["id"]])

@@ -47,10 +47,15 @@ def show(entry_id: str) -> None:
 @dlq.command()
 @click.argument("entry_ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Replay every dead letter.")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the replay task to finish.")
-@click.option("--timeout", type=float, default=60.0, show_default=True)
-def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, timeout: float) -> None:
-    """Send dead letters again, through a Celery task (a worker must be running)."""
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the replay tasks to finish.")
+@click.option("--chunk", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="Dead letters per replay task.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait per chunk.")
+def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, chunk: int, timeout: float) -> None:
+    """Send dead letters again, through Celery tasks (a worker must consume the router queue).
+
+    Each entry is removed only once it has been re-enqueued.
+    """
     from notifier.deadletters import DeadLetters
     from notifier.errors import ValidationError
     from notifier.inbox import check_entry_id
@@ -59,22 +64,27 @@ def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, timeout: float) -
 
     if bool(entry_ids) == all_:
         raise ValidationError("name dead letter ids to replay, or --all (not both)")
-    ids = [check_entry_id(i) for i in entry_ids] if entry_ids else None
-    count = len(ids) if ids is not None else DeadLetters().size()
-    result = producer_app().send_task(REPLAY, args=[ids], queue=queue_of(REPLAY))
-    click.echo(f"replay of {count} dead letter(s) queued as task {result.id}")
+    ids = [check_entry_id(i) for i in entry_ids] if entry_ids else [e["id"] for e in DeadLetters().all()]
+    app = producer_app()
+    chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
+    results = [app.send_task(REPLAY, args=[part], queue=queue_of(REPLAY)) for part in chunks]
+    click.echo(f"replay of {len(ids)} dead letter(s) queued in {len(results)} task(s)")
     if not wait:
         return
-    with click.progressbar(length=1, label="replaying", file=click.get_text_stream("stderr")) as bar:
-        try:
-            outcome = result.get(timeout=timeout)
-        except Exception as exc:
-            raise click.ClickException(f"replay task did not finish in {timeout:.0f}s ({exc}); "
-                                       "is a worker consuming the router queue?") from None
-        bar.update(1)
-    click.echo(f"replayed {len(outcome['replayed'])}")
-    if outcome["missing"]:
-        raise click.ClickException(f"not found: {', '.join(outcome['missing'])}")
+    replayed, missing = 0, []
+    with click.progressbar(length=len(ids), label="replaying", file=click.get_text_stream("stderr")) as bar:
+        for part, result in zip(chunks, results):
+            try:
+                outcome = result.get(timeout=timeout)
+            except Exception as exc:
+                raise click.ClickException(f"a replay task did not finish in {timeout:.0f}s ({exc}); "
+                                           "is a worker consuming the router queue?") from None
+            replayed += len(outcome["replayed"])
+            missing += outcome["missing"]
+            bar.update(len(part))
+    click.echo(f"replayed {replayed}")
+    if missing:
+        raise click.ClickException(f"not found: {', '.join(missing)}")
 
 
 @dlq.command()
