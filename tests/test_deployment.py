@@ -52,3 +52,12 @@ def test_compose_config_validates() -> None:
     missing = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
                              capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert missing.returncode != 0 and "NOTIFIER_SECRET_KEY" in missing.stderr, "secrets must be required"
+
+
+def test_readme_documents_every_setting() -> None:
+    from notifier.config import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [f"NOTIFIER_{name.upper()}" for name in Settings.model_fields
+               if f"NOTIFIER_{name.upper()}" not in readme]
+    assert missing == [], f"README's configuration table lacks {missing}"
