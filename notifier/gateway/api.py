@@ -1,0 +1,223 @@
+"""The HTTP API: a user's inbox and preferences (user token), and sending for services (API key).
+
+Handlers are thin: they take the user from the token, never from the request, and call the same
+library classes the workers use (``Inbox``, ``PreferenceStore``, ``send_notification``), which run
+in the thread pool because they are synchronous.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
+from kombu.exceptions import OperationalError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from notifier.devices import Device, Devices, Registration
+from notifier.errors import PermanentError
+from notifier.gateway.auth import UserId, current_user, require_service
+from notifier.gateway.errors import RESPONSES, ApiError, ErrorBody
+from notifier.gateway.state import State
+from notifier.inbox import MAX_IDS, MAX_PAGE
+from notifier.models import Notification, Preferences
+from notifier.producer import send_bulk, send_notification
+
+router = APIRouter(prefix="/v1", responses=RESPONSES)
+
+NotificationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The notification id")]
+MAX_BULK = 1000
+
+
+class JSON(Response):
+    """orjson-encoded JSON: the inbox items are passed through as stored, not re-validated."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+# Models (request bodies, and the response shapes shown in the OpenAPI schema) ---------------------
+class InboxItem(Notification):
+    """A notification as it sits in the inbox."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    entry_id: str = Field(description="Inbox entry id: the cursor, and the id to resume a stream from")
+    read: bool
+
+
+class InboxPage(BaseModel):
+    items: list[InboxItem]
+    next_cursor: str | None = Field(description="Pass as `before` for the next (older) page; null at the end")
+
+
+class UnreadCount(BaseModel):
+    unread: int
+
+
+class MarkRead(BaseModel):
+    """Either ``ids`` (notification ids) or ``all: true``."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(None, max_length=MAX_IDS)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "MarkRead":
+        if self.all == (self.ids is not None):
+            raise ValueError('send either "ids": [...] or "all": true')
+        return self
+
+
+class Deleted(BaseModel):
+    deleted: bool
+    unread: int
+
+
+class NotifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str = Field(min_length=1, max_length=128)
+    notification: Notification
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+
+class NotifyBulk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[NotifyRequest] = Field(min_length=1, max_length=MAX_BULK)
+
+
+class Accepted(BaseModel):
+    id: str = Field(description="The notification id (the first send's id for a repeated idempotency key)")
+
+
+class AcceptedBulk(BaseModel):
+    ids: list[str]
+
+
+# The inbox ------------------------------------------------------------------------------------
+@router.get("/notifications", response_model=InboxPage, tags=["inbox"])
+def list_notifications(
+    user: UserId, state: State,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+    before: Annotated[str | None, Query(max_length=41, description="Cursor: an entry id from `next_cursor`")] = None,
+    unread: Annotated[bool, Query(description="Only unread notifications")] = False,
+) -> Response:
+    """The caller's notifications, newest first, one page at a time."""
+    page = state.inbox.list(user, limit=limit, before=before or None, unread_only=unread)
+    return JSON({"items": page.items, "next_cursor": page.next_cursor})
+
+
+@router.get("/notifications/unread-count", response_model=UnreadCount, tags=["inbox"])
+def unread_count(user: UserId, state: State) -> UnreadCount:
+    return UnreadCount(unread=state.inbox.unread_count(user))
+
+
+@router.post("/notifications/read", response_model=UnreadCount, tags=["inbox"])
+def mark_read(user: UserId, state: State, body: MarkRead) -> UnreadCount:
+    """Mark some or all notifications read; the user's open connections get the new count live."""
+    return UnreadCount(unread=state.inbox.mark_read(user, None if body.all else body.ids))
+
+
+@router.get("/notifications/{notification_id}", response_model=InboxItem, tags=["inbox"],
+            responses={404: {"model": ErrorBody}})
+def get_notification(user: UserId, state: State, notification_id: NotificationId) -> Response:
+    item = state.inbox.get(user, notification_id)
+    if item is None:
+        raise ApiError(404, f"no notification {notification_id!r} in your inbox")
+    return JSON(item)
+
+
+@router.delete("/notifications/{notification_id}", response_model=Deleted, tags=["inbox"],
+               responses={404: {"model": ErrorBody}})
+def delete_notification(user: UserId, state: State, notification_id: NotificationId) -> Deleted:
+    deleted, unread = state.inbox.delete(user, [notification_id])
+    if not deleted:
+        raise ApiError(404, f"no notification {notification_id!r} in your inbox")
+    return Deleted(deleted=True, unread=unread)
+
+
+# Preferences ----------------------------------------------------------------------------------
+@router.get("/preferences", response_model=Preferences, tags=["preferences"])
+def get_preferences(user: UserId, state: State) -> Response:
+    return JSON(state.preferences.get(user).to_dict())
+
+
+@router.put("/preferences", response_model=Preferences, tags=["preferences"])
+def put_preferences(user: UserId, state: State, body: Preferences) -> Response:
+    """Replace the caller's preferences (channels on/off, muted types, quiet hours, email)."""
+    return JSON(state.preferences.set(user, body).to_dict())
+
+
+# Devices (push targets) ---------------------------------------------------------------------------
+class DeviceList(BaseModel):
+    devices: list[Device]
+
+
+class VapidKey(BaseModel):
+    key: str = Field(description="The applicationServerKey to pass to PushManager.subscribe(), base64url")
+
+
+@router.post("/devices", response_model=Device, status_code=201, tags=["devices"])
+def register_device(user: UserId, body: Registration) -> Response:
+    """Register the caller's phone (FCM, APNs token) or browser (web push subscription).
+
+    Registering the same token or endpoint again refreshes that device instead of adding one.
+    """
+    return JSON(Devices().register(user, body).to_dict(), status_code=201)
+
+
+@router.get("/devices", response_model=DeviceList, tags=["devices"])
+def list_devices(user: UserId) -> Response:
+    return JSON({"devices": [d.to_dict() for d in Devices().list(user)]})
+
+
+@router.delete("/devices/{device_id}", status_code=204, tags=["devices"],
+               responses={404: {"model": ErrorBody}})
+def remove_device(user: UserId, device_id: Annotated[str, Path(pattern=r"^[a-z]+-[0-9a-f]{1,64}$")]) -> Response:
+    if not Devices().remove(user, device_id):
+        raise ApiError(404, f"no device {device_id!r} registered for you")
+    return Response(status_code=204)
+
+
+@router.get("/webpush/vapid-public-key", response_model=VapidKey, tags=["devices"],
+            dependencies=[Depends(current_user)],
+            responses={404: {"model": ErrorBody, "description": "Web push is not configured"}})
+def vapid_public_key(state: State) -> VapidKey:
+    """The key browsers subscribe with (``PushManager.subscribe({applicationServerKey})``)."""
+    settings = state.settings
+    if settings.vapid_public_key:
+        return VapidKey(key=settings.vapid_public_key.rstrip("="))
+    if settings.vapid_private_key:
+        from notifier.channels.webpush import load_vapid, public_key
+
+        try:
+            return VapidKey(key=public_key(load_vapid(settings)))
+        except PermanentError as exc:
+            raise ApiError(404, str(exc), code="not_configured") from None
+    raise ApiError(404, "web push is not configured on this server (NOTIFIER_VAPID_PUBLIC_KEY)",
+                   code="not_configured")
+
+
+# Sending, for services that are not Python -------------------------------------------------------
+@router.post("/notify", response_model=Accepted, status_code=202, tags=["send"],
+             dependencies=[Depends(require_service)])
+def notify(body: NotifyRequest) -> Accepted:
+    """Send one notification to one user through the pipeline (server API key required)."""
+    try:
+        result = send_notification.delay(body.user_id, body.notification, idempotency_key=body.idempotency_key)
+    except OperationalError as exc:
+        raise ApiError(503, f"the message broker is unreachable; retry later ({exc})") from None
+    return Accepted(id=result.id)
+
+
+@router.post("/notify/bulk", response_model=AcceptedBulk, status_code=202, tags=["send"],
+             dependencies=[Depends(require_service)])
+def notify_bulk(body: NotifyBulk) -> AcceptedBulk:
+    """Send up to 1000 notifications, each to its own user, in router batches."""
+    items = [(i.user_id, i.notification, i.idempotency_key) for i in body.items]
+    try:
+        return AcceptedBulk(ids=send_bulk(items))
+    except OperationalError as exc:
+        raise ApiError(503, f"the message broker is unreachable; retry later ({exc})") from None

@@ -1,0 +1,129 @@
+"""The gateway's ASGI application: ``uvicorn notifier.gateway:app``.
+
+:func:`create_app` wires the parts: the API and live routes, error handlers, the body size limit,
+the JavaScript client and demo page, and a lifespan that checks the signing key, connects the hub
+and builds the shared state. Nothing touches Redis or the settings at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from notifier import store, tokens
+from notifier.config import get_settings
+from notifier.gateway import api, errors, sse, ws
+from notifier.gateway.hub import Hub
+from notifier.gateway.limits import BodySizeLimit
+from notifier.gateway.redis_async import check_url, connect, pubsub_connection
+from notifier.gateway.state import GatewayState, gateway_state
+from notifier.inbox import Inbox
+from notifier.preferences import PreferenceStore
+
+log = logging.getLogger(__name__)
+
+STATIC = resources.files("notifier.gateway").joinpath("static")
+HEALTH_TIMEOUT = 2.0
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+"""The demo page reads a token from its URL: never leak it in a Referer, never let it be framed."""
+
+
+class _RedactTokens(logging.Filter):
+    """Access logs show request paths; a ``?token=`` in them is a credential, so mask it."""
+
+    _pattern = re.compile(r"((?:^|[?&])token=)[^&\s]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._pattern.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    tokens.signing_key()
+    check_url(settings.redis_url)
+    if settings.dev_mode and not settings.secret_key:
+        log.warning("dev mode: open /?token=%s to try the demo as user 'demo'", tokens.issue("demo"))
+    keys = store.get_keys()
+    hub = Hub(lambda: pubsub_connection(settings.redis_url), keys, settings.client_buffer,
+              settings.max_connections_per_user)
+    client = connect(settings.redis_url, socket_timeout=HEALTH_TIMEOUT)
+    app.state.gateway = GatewayState(settings=settings, hub=hub, inbox=Inbox(), preferences=PreferenceStore(),
+                                     redis=client)
+    hub.start()
+    try:
+        yield
+    finally:
+        await hub.stop()
+        await client.aclose()
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """200 when Redis answers and the hub is connected; 503 otherwise (for load balancers)."""
+    state = gateway_state(request.app)
+    try:
+        await asyncio.wait_for(state.redis.ping(), HEALTH_TIMEOUT)
+        reachable = True
+    except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError):
+        reachable = False
+    ok = reachable and state.hub.connected
+    body = {"status": "ok" if ok else "unavailable", "redis": "ok" if reachable else "unreachable",
+            "hub": "connected" if state.hub.connected else "reconnecting",
+            "connections": state.hub.connection_count}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+def demo_page() -> FileResponse:
+    """The demo inbox (``/?token=…``), built on the JavaScript client."""
+    return FileResponse(str(STATIC.joinpath("index.html")), media_type="text/html", headers=PAGE_HEADERS)
+
+
+def create_app() -> FastAPI:
+    """A new gateway application (settings are read when it starts, not now)."""
+    app = FastAPI(
+        title="notifier gateway",
+        version="1",
+        summary="Live notifications (SSE, WebSocket) and the inbox, preferences and devices API.",
+        description=(
+            "User endpoints take a user token (`notifier token USER_ID`) as `Authorization: Bearer`; "
+            "`/v1/stream` and `/v1/ws` also accept `?token=` because browsers cannot set headers "
+            "there — such URLs reach logs and history, so keep those tokens short-lived. "
+            "`/v1/notify` takes the server API key instead. Errors share one shape: "
+            "`{\"error\": code, \"message\": sentence}`. The WebSocket `/v1/ws` (not shown: OpenAPI "
+            "cannot describe it) carries the same feed as JSON frames; see `notifier/gateway/ws.py`."),
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(api.router)
+    app.include_router(sse.router)
+    app.include_router(ws.router)
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"],
+                      summary="Redis reachable: 200, else 503")
+    app.add_api_route("/", demo_page, methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_middleware(BodySizeLimit)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _RedactTokens) for f in access.filters):
+        access.addFilter(_RedactTokens())
+    return app
+
+
+app = create_app()

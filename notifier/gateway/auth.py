@@ -1,0 +1,74 @@
+"""Who is calling: a user (a signed token naming one user) or a service (the server API key).
+
+User tokens travel in ``Authorization: Bearer``. Browsers' EventSource (and WebSocket) cannot set
+headers, so the two live endpoints also take ``?token=``; a URL can end up in proxy logs and browser
+history, so tokens used that way should be short-lived (``notifier token USER --ttl 300``). The API
+endpoints take the header only. Every handler acts on the token's user and nobody else: no endpoint
+accepts a user id from the caller.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from notifier import tokens
+from notifier.config import get_settings
+from notifier.gateway.errors import unauthorized
+from notifier.tokens import Claims
+
+_bearer = HTTPBearer(auto_error=False, description="A user token from `notifier token USER_ID`")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                               description="The server API key (NOTIFIER_API_KEY)")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token from an ``Authorization: Bearer …`` header value, if any."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise unauthorized("Authorization header must be 'Bearer <token>'")
+    return value.strip()
+
+
+def verify_token(token: str | None) -> Claims:
+    """Claims of a valid user token; 401 (as :class:`InvalidToken`) otherwise."""
+    if not token:
+        raise unauthorized("a user token is required: 'Authorization: Bearer <token>'")
+    return tokens.verify(token)
+
+
+def user_claims(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Claims:
+    """API endpoints: the caller's token from the Authorization header."""
+    return verify_token(bearer_token(authorization) if credentials is None else credentials.credentials)
+
+
+def live_claims(request: Request) -> Claims:
+    """The live endpoints: the Authorization header, or ``?token=`` where headers are impossible."""
+    header = bearer_token(request.headers.get("authorization"))
+    return verify_token(header or request.query_params.get("token"))
+
+
+def current_user(claims: Annotated[Claims, Depends(user_claims)]) -> str:
+    return claims.user_id
+
+
+def require_service(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                    api_key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+    """Endpoints for other services: the server API key, never a user token."""
+    configured = get_settings().api_key
+    offered = api_key or (credentials.credentials if credentials else None)
+    if not configured:
+        raise unauthorized("this gateway has no NOTIFIER_API_KEY set, so service endpoints are disabled")
+    if not offered:
+        raise unauthorized("the server API key is required: 'Authorization: Bearer <key>' or 'X-API-Key'")
+    if not hmac.compare_digest(offered.encode(), configured.encode()):
+        raise unauthorized("invalid API key")
+
+
+UserId = Annotated[str, Depends(current_user)]

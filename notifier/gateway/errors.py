@@ -1,0 +1,119 @@
+"""Every error the gateway answers with: one JSON shape, an HTTP status, a stable code and a sentence
+that tells the caller what to do. Handlers here turn library errors into these at the boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from notifier.errors import ValidationError
+from notifier.gateway.hub import HubUnavailable, TooManyConnections
+from notifier.tokens import InvalidToken
+
+log = logging.getLogger(__name__)
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
+          422: "invalid_request", 429: "too_many_connections", 503: "unavailable"}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str
+    """A stable machine-readable code, e.g. ``unauthorized`` or ``invalid_request``."""
+    message: str
+    """One sentence for a human: what is wrong and what to do."""
+    details: list[dict[str, Any]] | None = None
+    """For ``invalid_request``: each problem's location and message."""
+
+
+class ApiError(Exception):
+    """An error response raised from anywhere in a request."""
+
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES.get(status, "error")
+        self.message = message
+        self.headers = headers
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="notifier"'})
+
+
+def error_response(status: int, message: str, code: str | None = None,
+                   details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(error=code or _CODES.get(status, "error"), message=message, details=details)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """FastAPI's validation errors as one readable line plus a compact list."""
+    details = [{"loc": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "invalid")}
+               for e in errors]
+    summary = "; ".join(f"{d['loc']}: {d['message']}" if d["loc"] else d["message"] for d in details[:5])
+    if len(details) > 5:
+        summary += f"; and {len(details) - 5} more"
+    return f"invalid request: {summary}", details
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, malformed, tampered or expired credentials"},
+    413: {"model": ErrorBody, "description": "Request body larger than NOTIFIER_MAX_REQUEST_BYTES"},
+    422: {"model": ErrorBody, "description": "The request did not validate; `message` says why"},
+    503: {"model": ErrorBody, "description": "Redis (or the broker) is unreachable; retry later"},
+}
+"""Error responses every API route documents in the OpenAPI schema."""
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that give every failure the :class:`ErrorBody` shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.code, headers=exc.headers)
+
+    @app.exception_handler(InvalidToken)
+    async def _token(_: Request, exc: InvalidToken) -> JSONResponse:
+        err = unauthorized(str(exc))
+        return error_response(err.status, err.message, headers=err.headers)
+
+    @app.exception_handler(ValidationError)
+    async def _invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        return error_response(422, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, details = describe_validation(list(exc.errors()))
+        return error_response(422, message, details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(TooManyConnections)
+    async def _cap(_: Request, exc: TooManyConnections) -> JSONResponse:
+        return error_response(429, str(exc), headers={"Retry-After": "5"})
+
+    @app.exception_handler(HubUnavailable)
+    async def _hub(_: Request, exc: HubUnavailable) -> JSONResponse:
+        return error_response(503, str(exc), headers={"Retry-After": "2"})
+
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
+    async def _redis(_: Request, exc: redis.exceptions.RedisError) -> JSONResponse:
+        log.warning("Redis unavailable: %s", exc)
+        return error_response(503, "the notification store (Redis) is unreachable; retry shortly",
+                              headers={"Retry-After": "2"})

@@ -1,0 +1,164 @@
+"""One client connection's feed: replay what it missed from the inbox, then go live, with no gap
+and no duplicate at the seam. SSE and WebSocket are thin transports over this.
+
+The order is what makes it exact: subscribe first (the hub returns only once Redis confirmed it), so
+everything published from then on is buffered; then replay the inbox after the client's last id;
+then deliver buffered and new messages, dropping any whose entry id is not after the last one sent.
+The same replay fills the gap after the hub reconnects to Redis (:data:`~notifier.gateway.hub.RESYNC`).
+
+A client that sends no last id gets "live from now": the newest entry id when it connects is its
+starting point, sent in the ``connected`` event so it can resume from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from notifier.errors import NotifierError
+from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
+from notifier.inbox import Inbox, check_entry_id
+
+START = "0-0"
+"""The id before every entry: resuming from it replays the whole inbox."""
+REPLAY_PAGE = 200
+SEND_TIMEOUT = 30.0
+"""Seconds one write to a client may take; a client slower than that is dropped (it resumes later)."""
+
+
+class SlowConsumer(NotifierError):
+    """The connection's buffer filled up: it is closed and the client resumes from its last id."""
+
+
+class TokenExpired(NotifierError):
+    """The connection's token expired: the client must reconnect with a fresh one."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a transport sends: ``notification`` (with its entry ``id``) or ``unread_count``."""
+
+    kind: str
+    data: dict[str, Any]
+    id: str | None = None
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """Stream ids order by (milliseconds, sequence), not as strings."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def notification_event(item: dict[str, Any]) -> Event:
+    """An inbox item (a notification with ``entry_id`` and ``read``) as an event."""
+    return Event("notification", item, item["entry_id"])
+
+
+def unread_event(unread: int) -> Event:
+    return Event("unread_count", {"unread": unread})
+
+
+@dataclass
+class Feed:
+    """Replay-then-live delivery for one connection of one user (see the module docstring)."""
+
+    hub: Hub
+    inbox: Inbox
+    user_id: str
+    expires_at: float
+    last_id: str | None = None
+    """The newest entry id this connection has sent (or was told the client has)."""
+    _sub: Subscriber | None = field(default=None, init=False)
+
+    async def open(self, last_event_id: str | None) -> dict[str, Any]:
+        """Subscribe, then fix the starting point; returns the ``connected`` event's data."""
+        if last_event_id is not None:
+            check_entry_id(last_event_id)
+        self._sub = await self.hub.attach(self.user_id)
+        try:
+            if last_event_id is None:
+                page = await run_in_threadpool(self.inbox.list, self.user_id, 1)
+                last_event_id = page.items[0]["entry_id"] if page.items else START
+            unread = await run_in_threadpool(self.inbox.unread_count, self.user_id)
+        except BaseException:
+            self.close()
+            raise
+        self.last_id = last_event_id
+        return {"user_id": self.user_id, "last_event_id": last_event_id, "unread": unread,
+                "expires_at": int(self.expires_at)}
+
+    def close(self) -> None:
+        if self._sub is not None:
+            self.hub.detach(self._sub)
+            self._sub = None
+
+    async def replay(self, since: str) -> AsyncIterator[list[Event]]:
+        """Pages of entries after ``since``, oldest first, then the unread count."""
+        check_entry_id(since)
+        cursor = since
+        while True:
+            items = await run_in_threadpool(self.inbox.since, self.user_id, cursor, REPLAY_PAGE)
+            if items:
+                cursor = items[-1]["entry_id"]
+                self._advance(cursor)
+                read_flags = await self._read_flags(items)
+                yield [notification_event({**item, "read": read}) for item, read in zip(items, read_flags)]
+            if len(items) < REPLAY_PAGE:
+                break
+        yield [unread_event(await run_in_threadpool(self.inbox.unread_count, self.user_id))]
+
+    async def _read_flags(self, items: list[dict[str, Any]]) -> list[bool]:
+        ids = [item["id"] for item in items]
+        unread = await run_in_threadpool(self.inbox.r.smismember, self.inbox.keys.unread(self.user_id), ids)
+        return [not flag for flag in unread]
+
+    async def receive(self, timeout: float) -> Item | None:
+        """The next raw hub item, or None after ``timeout`` seconds (time for a heartbeat)."""
+        sub = self._require()
+        remaining = self.expires_at - time.time()
+        if remaining <= 0:
+            raise TokenExpired("token expired; reconnect with a fresh token")
+        if sub.overflowed:
+            raise SlowConsumer("connection fell too far behind; resume from the last event id")
+        try:
+            item = await asyncio.wait_for(sub.queue.get(), min(timeout, remaining))
+        except asyncio.TimeoutError:
+            return None
+        if sub.overflowed:
+            raise SlowConsumer("connection fell too far behind; resume from the last event id")
+        return item
+
+    async def process(self, item: Item) -> AsyncIterator[list[Event]]:
+        """Turn one hub item into events, dropping what this connection already sent."""
+        if item is RESYNC:
+            async for batch in self.replay(self.last_id or START):
+                yield batch
+            return
+        assert isinstance(item, dict)
+        if item.get("event") == "notification":
+            entry_id, notification = item.get("entry_id"), item.get("notification")
+            if not isinstance(entry_id, str) or not isinstance(notification, dict):
+                return
+            if self.last_id is not None and entry_key(entry_id) <= entry_key(self.last_id):
+                return
+            self._advance(entry_id)
+            events = [notification_event({**notification, "entry_id": entry_id, "read": False})]
+            if isinstance(item.get("unread"), int):
+                events.append(unread_event(item["unread"]))
+            yield events
+        elif item.get("event") == "unread_count" and isinstance(item.get("unread"), int):
+            yield [unread_event(item["unread"])]
+
+    def _advance(self, entry_id: str) -> None:
+        if self.last_id is None or entry_key(entry_id) > entry_key(self.last_id):
+            self.last_id = entry_id
+
+    def _require(self) -> Subscriber:
+        if self._sub is None:
+            raise RuntimeError("Feed.open() was not called")
+        return self._sub

@@ -1,0 +1,257 @@
+"""``GET /v1/ws``: the live feed over a WebSocket, with JSON frames both ways.
+
+Server to client: ``connected``, ``notification`` (``id`` = inbox entry id), ``unread_count``,
+``pong`` and ``error``. Client to server: ``{"type": "ping"}``, ``{"type": "read", "ids": [...]}`` or
+``{"type": "read", "all": true}``, and ``{"type": "resume", "since": "<entry id>"}``; any frame may
+carry a ``ref`` that the answer echoes. A bad frame gets an ``error`` frame and the connection stays
+up; an oversized one closes it with 1009, and a flood of bad ones with 1008.
+
+Close codes: 4401 missing/invalid/expired token, 4429 too many connections for the user,
+1013 come back later (Redis unreachable, or the client fell too far behind: resume from the last id),
+1008 policy violation, 1009 frame too large.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any, Literal
+
+import anyio
+import orjson
+import redis
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from starlette.concurrency import run_in_threadpool
+
+from notifier.errors import NotifierError
+from notifier.gateway.auth import bearer_token, verify_token
+from notifier.gateway.errors import ApiError, describe_validation
+from notifier.gateway.feed import SEND_TIMEOUT, Event, Feed, SlowConsumer, TokenExpired
+from notifier.gateway.hub import HubUnavailable, TooManyConnections
+from notifier.gateway.state import GatewayState, gateway_state
+from notifier.inbox import MAX_IDS, check_entry_id
+from notifier.tokens import Claims, InvalidToken
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_MANY = 4429
+CLOSE_TRY_LATER = 1013
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+MAX_BAD_FRAMES = 20
+"""Bad frames in a row before the connection is closed for policy violation."""
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str | int | None = Field(None, description="echoed in the answer")
+
+
+class Ping(_Frame):
+    type: Literal["ping"]
+
+
+class Read(_Frame):
+    type: Literal["read"]
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(None, max_length=MAX_IDS)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Read":
+        if self.all == (self.ids is not None):
+            raise ValueError('send either "ids": [...] or "all": true')
+        return self
+
+
+class Resume(_Frame):
+    type: Literal["resume"]
+    since: str
+
+    @model_validator(mode="after")
+    def _entry_id(self) -> "Resume":
+        check_entry_id(self.since)
+        return self
+
+
+ClientFrame = TypeAdapter(Annotated[Ping | Read | Resume, Field(discriminator="type")])
+
+
+def _claims(websocket: WebSocket) -> Claims:
+    header = bearer_token(websocket.headers.get("authorization"))
+    return verify_token(header or websocket.query_params.get("token"))
+
+
+class _Connection:
+    """One accepted WebSocket: a pump from the feed to the client and a loop over client frames."""
+
+    def __init__(self, websocket: WebSocket, feed: Feed, state: GatewayState) -> None:
+        self.ws = websocket
+        self.feed = feed
+        self.state = state
+        self.lock = asyncio.Lock()
+        """Held while sending feed events, so a replay and live delivery never interleave."""
+        self.max_bytes = state.settings.max_request_bytes
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        with anyio.fail_after(SEND_TIMEOUT):
+            await self.ws.send_text(orjson.dumps(frame).decode())
+
+    async def send_events(self, events: list[Event]) -> None:
+        for event in events:
+            if event.kind == "notification":
+                await self.send({"type": "notification", "id": event.id, "notification": event.data})
+            else:
+                await self.send({"type": event.kind, **event.data})
+
+    async def error(self, code: str, message: str, ref: Any = None) -> None:
+        frame: dict[str, Any] = {"type": "error", "error": code, "message": message}
+        if ref is not None:
+            frame["ref"] = ref
+        await self.send(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        try:
+            await self.ws.close(code, reason[:120])
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            pass
+
+    async def replay(self, since: str) -> None:
+        async with self.lock:
+            async for batch in self.feed.replay(since):
+                await self.send_events(batch)
+
+    async def pump(self) -> None:
+        """Feed to client until the client leaves or the feed must end."""
+        heartbeat = self.state.settings.heartbeat_seconds
+        try:
+            while True:
+                item = await self.feed.receive(heartbeat)
+                if item is None:
+                    continue
+                async with self.lock:
+                    async for batch in self.feed.process(item):
+                        await self.send_events(batch)
+        except SlowConsumer as exc:
+            await self.close(CLOSE_TRY_LATER, str(exc))
+        except TokenExpired as exc:
+            await self.close(CLOSE_UNAUTHORIZED, str(exc))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            await self.close(CLOSE_TRY_LATER, "Redis is unreachable; reconnect and resume shortly")
+
+    async def listen(self) -> None:
+        """Client frames until the client disconnects (or floods us with bad frames)."""
+        bad = 0
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
+            if size > self.max_bytes:
+                await self.close(CLOSE_TOO_BIG, f"frame larger than {self.max_bytes} bytes")
+                return
+            ok = await self.handle(text)
+            bad = 0 if ok else bad + 1
+            if bad >= MAX_BAD_FRAMES:
+                await self.close(CLOSE_POLICY, "too many invalid frames")
+                return
+
+    async def handle(self, text: str | None) -> bool:
+        """Answer one client frame; False if it was invalid (an error frame was sent)."""
+        if text is None:
+            await self.error("bad_frame", "send JSON text frames, not binary")
+            return False
+        try:
+            raw = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            await self.error("bad_frame", "frame is not valid JSON")
+            return False
+        ref = raw.get("ref") if isinstance(raw, dict) and isinstance(raw.get("ref"), (str, int)) else None
+        try:
+            frame = ClientFrame.validate_python(raw)
+        except PydanticValidationError as exc:
+            message, _ = describe_validation(list(exc.errors()))
+            await self.error("invalid_frame", message.replace("invalid request", "invalid frame"), ref)
+            return False
+        try:
+            await self.dispatch(frame)
+        except NotifierError as exc:
+            await self.error("invalid_frame", str(exc), ref)
+            return False
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            await self.error("unavailable", "Redis is unreachable; retry shortly", ref)
+        return True
+
+    async def dispatch(self, frame: Ping | Read | Resume) -> None:
+        reply: dict[str, Any]
+        if isinstance(frame, Ping):
+            reply = {"type": "pong"}
+        elif isinstance(frame, Read):
+            unread = await run_in_threadpool(self.state.inbox.mark_read, self.feed.user_id,
+                                             None if frame.all else frame.ids)
+            reply = {"type": "unread_count", "unread": unread}
+        else:
+            await self.replay(frame.since)
+            return
+        if frame.ref is not None:
+            reply["ref"] = frame.ref
+        await self.send(reply)
+
+
+@router.websocket("/v1/ws")
+async def websocket_feed(websocket: WebSocket) -> None:
+    """The live feed over WebSocket (see the module docstring for frames and close codes)."""
+    await websocket.accept()
+    state = gateway_state(websocket.app)
+    try:
+        claims = _claims(websocket)
+    except (InvalidToken, ApiError) as exc:
+        await websocket.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
+        return
+    feed = Feed(state.hub, state.inbox, claims.user_id, claims.expires_at)
+    resume = websocket.query_params.get("last_event_id") or None
+    conn = _Connection(websocket, feed, state)
+    try:
+        try:
+            connected = await feed.open(resume)
+        except TooManyConnections as exc:
+            await conn.close(CLOSE_TOO_MANY, str(exc))
+            return
+        except NotifierError as exc:
+            code = CLOSE_TRY_LATER if isinstance(exc, HubUnavailable) else CLOSE_POLICY
+            await conn.close(code, f"last_event_id: {exc}" if code == CLOSE_POLICY else str(exc))
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            await conn.close(CLOSE_TRY_LATER, "Redis is unreachable; retry shortly")
+            return
+        await conn.send({"type": "connected", **connected, "heartbeat": state.settings.heartbeat_seconds})
+        if resume is not None:
+            await conn.replay(resume)
+        await _until_first_done(conn.pump(), conn.listen())
+    except (WebSocketDisconnect, OSError, TimeoutError) as exc:
+        log.debug("WebSocket client gone: %r", exc)
+    finally:
+        feed.close()
+
+
+async def _until_first_done(*coroutines: Any) -> None:
+    """Run the pump and the listener until either ends; the other is cancelled."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, (WebSocketDisconnect, OSError, TimeoutError, asyncio.CancelledError)):
+            continue
+        if isinstance(result, RuntimeError) and "disconnect" in str(result).lower():
+            continue
+        if isinstance(result, BaseException):
+            log.error("WebSocket connection failed", exc_info=result)

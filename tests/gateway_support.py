@@ -1,0 +1,207 @@
+"""Test support for the gateway: a real gateway process, and SSE / WebSocket clients that record.
+
+The gateway runs as ``python -m notifier.cli gateway`` (uvicorn) on a free port of 127.0.0.1 with the
+test session's environment, so tests talk to it over real HTTP exactly like a browser would.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+import orjson
+from websockets.sync.client import ClientConnection, connect
+
+from notifier import tokens
+from tests.helpers import ROOT, base_env
+
+API_KEY = "gateway-test-api-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Gateway:
+    """A ``notifier gateway`` subprocess; its output is kept for failure messages."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.env = {**base_env(), "NOTIFIER_API_KEY": API_KEY, "NOTIFIER_HEARTBEAT_SECONDS": "1",
+                    **(env or {})}
+        self.output: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "notifier.cli", "gateway", "--port", str(self.port), "--log-level", "info"],
+            cwd=ROOT, env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def wait_ready(self, timeout: float = 30) -> "Gateway":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gateway did not start:\n" + self.log()[-4000:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+    def ws(self, token: str | None, last_event_id: str | None = None, **kwargs: Any) -> "WsClient":
+        query = []
+        if token:
+            query.append(f"token={token}")
+        if last_event_id:
+            query.append(f"last_event_id={last_event_id}")
+        return WsClient(connect(f"{self.ws_url}/v1/ws?{'&'.join(query)}", open_timeout=10, **kwargs))
+
+
+def token(user_id: str, ttl: int = 600) -> str:
+    return tokens.issue(user_id, ttl)
+
+
+class SSE:
+    """Reads ``/v1/stream`` in a thread and queues each event as ``(event, id, data)``."""
+
+    def __init__(self, gateway: Gateway, token: str | None = None, last_event_id: str | None = None,
+                 query: str = "", headers: dict[str, str] | None = None) -> None:
+        self.events: queue.Queue[tuple[str, str | None, Any]] = queue.Queue()
+        self.status: int | None = None
+        self.body: bytes = b""
+        self.comments = 0
+        self._ready = threading.Event()
+        self._client = httpx.Client(timeout=httpx.Timeout(10, read=30))
+        all_headers = dict(headers or {})
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        if last_event_id:
+            all_headers["Last-Event-ID"] = last_event_id
+        self._args = (f"{gateway.url}/v1/stream{query}", all_headers)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise AssertionError("the SSE request got no answer")
+
+    def _run(self) -> None:
+        url, headers = self._args
+        try:
+            with self._client.stream("GET", url, headers=headers) as response:
+                self.status = response.status_code
+                if response.status_code != 200:
+                    self.body = response.read()
+                    self._ready.set()
+                    return
+                self._ready.set()
+                kind, event_id, data = "message", None, []
+                for line in response.iter_lines():
+                    if line.startswith(":"):
+                        self.comments += 1
+                    elif line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("id:"):
+                        event_id = line[3:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif line == "" and data:
+                        self.events.put((kind, event_id, orjson.loads("\n".join(data))))
+                        kind, event_id, data = "message", None, []
+        except (httpx.HTTPError, RuntimeError, ValueError):
+            pass
+        finally:
+            self._ready.set()
+            self.events.put(("closed", None, None))
+
+    def next(self, kind: str | None = None, timeout: float = 15) -> tuple[str, str | None, Any]:
+        """The next event (of ``kind``, skipping others); fails the test after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                event = self.events.get(timeout=max(remaining, 0.01))
+            except queue.Empty:
+                raise AssertionError(f"no {kind or 'SSE'} event within {timeout}s") from None
+            if kind is None or event[0] == kind or event[0] == "closed":
+                return event
+
+    def notifications(self, count: int, timeout: float = 15) -> list[tuple[str | None, Any]]:
+        found = []
+        for _ in range(count):
+            kind, event_id, data = self.next("notification", timeout)
+            assert kind == "notification", f"stream closed after {len(found)} notifications"
+            found.append((event_id, data))
+        return found
+
+    def quiet(self, kind: str = "notification", seconds: float = 1.0) -> None:
+        """Assert no event of ``kind`` arrives for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                event = self.events.get(timeout=remaining)
+            except queue.Empty:
+                return
+            assert event[0] != kind, f"unexpected {kind}: {event}"
+
+    def close(self) -> None:
+        self._client.close()
+        self._thread.join(5)
+
+
+class WsClient:
+    """A WebSocket to ``/v1/ws`` that decodes JSON frames."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+
+    def send(self, frame: dict[str, Any] | str) -> None:
+        self.conn.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
+
+    def next(self, kind: str | None = None, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = orjson.loads(self.conn.recv(timeout=max(deadline - time.monotonic(), 0.01)))
+            if kind is None or frame.get("type") == kind:
+                return frame
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "WsClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
