@@ -88,7 +88,8 @@ class Gateway:
             query.append(f"token={token}")
         if last_event_id:
             query.append(f"last_event_id={last_event_id}")
-        return WsClient(connect(f"{self.ws_url}/v1/ws?{'&'.join(query)}", open_timeout=10, **kwargs))
+        conn = connect(f"{self.ws_url}/v1/ws?{'&'.join(query)}", open_timeout=10, **kwargs)
+        return WsClient(conn.__enter__())
 
 
 def token(user_id: str, ttl: int = 600) -> str:
