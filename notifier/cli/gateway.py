@@ -22,7 +22,9 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
 
     from notifier import tokens
     from notifier.config import get_settings
+    from notifier.logs import configure_logging
 
+    configure_logging()
     settings = get_settings()
     tokens.signing_key()
     uvicorn.run(

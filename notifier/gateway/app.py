@@ -26,6 +26,7 @@ from notifier.gateway.hub import Hub
 from notifier.gateway.limits import BodySizeLimit
 from notifier.gateway.redis_async import check_url, connect, pubsub_connection
 from notifier.gateway.state import GatewayState, gateway_state
+from notifier.logs import configure_logging
 from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
 
@@ -57,6 +58,7 @@ class _RedactTokens(logging.Filter):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    configure_logging()
     settings = get_settings()
     tokens.signing_key()
     check_url(settings.redis_url)
