@@ -61,12 +61,18 @@ def error_response(status: int, message: str, code: str | None = None,
 
 def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """FastAPI's validation errors as one readable line plus a compact list."""
-    details = [{"loc": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "invalid")}
+    details = [{"loc": ".".join(str(p) for p in _location(e.get("loc", ()))),
+                "message": str(e.get("msg", "invalid")).removeprefix("Value error, ")}
                for e in errors]
     summary = "; ".join(f"{d['loc']}: {d['message']}" if d["loc"] else d["message"] for d in details[:5])
     if len(details) > 5:
         summary += f"; and {len(details) - 5} more"
     return f"invalid request: {summary}", details
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> list[Any]:
+    """``("body", "timezone")`` reads better as ``timezone``; query and path names keep their prefix."""
+    return list(loc[1:]) if loc and loc[0] == "body" and len(loc) > 1 else list(loc)
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -207,7 +207,9 @@ function start(transport) {
   $("login").hidden = true;
   $("app").hidden = false;
   client.connect();
-  client.getPreferences().then(fillPreferences).catch((err) => toast("Could not load preferences", err.message, "error"));
+  client.getPreferences().then(fillPreferences).catch((err) => {
+    if (err.status !== 401) toast("Could not load preferences", err.message, "error");
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
