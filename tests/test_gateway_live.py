@@ -121,6 +121,30 @@ def test_every_connection_of_a_user_receives_and_nobody_else_does(gateway: Gatew
             s.close()
 
 
+def test_one_subscription_per_user_dropped_with_the_last_connection(gateway: Gateway) -> None:
+    from notifier.store import get_keys, get_redis
+
+    user = uid()
+    channel = get_keys().live(user)
+
+    def subscribers() -> int:
+        return int(dict(get_redis().pubsub_numsub(channel))[channel])
+
+    streams = [SSE(gateway, token(user)) for _ in range(3)]
+    try:
+        for s in streams:
+            s.next("connected")
+        assert subscribers() == 1
+        streams.pop().close()
+        streams.pop().close()
+        assert subscribers() == 1
+        assert send(user, "still live") == streams[0].notifications(1)[0][1]["id"]
+    finally:
+        for s in streams:
+            s.close()
+    wait_for(lambda: subscribers() == 0, timeout=5, message="the channel to be unsubscribed")
+
+
 # Read-state sync ----------------------------------------------------------------------------------
 def test_marking_read_on_one_connection_updates_the_others(gateway: Gateway) -> None:
     user = uid()

@@ -22,11 +22,13 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
 
     from notifier import tokens
     from notifier.config import get_settings
+    from notifier.gateway.redis_async import check_url
     from notifier.logs import configure_logging
 
     configure_logging()
     settings = get_settings()
     tokens.signing_key()
+    check_url(settings.redis_url)
     uvicorn.run(
         "notifier.gateway:app",
         host=host or settings.gateway_host,

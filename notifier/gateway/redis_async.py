@@ -18,6 +18,8 @@ from notifier.errors import ConfigError
 
 SUPPORTED = ("redis://", "rediss://", "unix://")
 CONNECT_TIMEOUT = 5.0
+HUB_CLIENT_NAME = "notifier-gateway-hub"
+"""Shown by ``CLIENT LIST``: one such connection per gateway process, whatever the number of clients."""
 """Seconds to wait for Redis to accept a connection before calling it unreachable."""
 
 
@@ -48,5 +50,5 @@ def pubsub_connection(url: str) -> AbstractConnection:
     pool = aredis.ConnectionPool.from_url(
         url, decode_responses=True, socket_keepalive=True, socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=CONNECT_TIMEOUT * 2,
-        health_check_interval=0, retry=Retry(NoBackoff(), 0), protocol=2)
+        health_check_interval=0, retry=Retry(NoBackoff(), 0), protocol=2, client_name=HUB_CLIENT_NAME)
     return pool.make_connection()
