@@ -34,8 +34,8 @@ def free_port() -> int:
 class Gateway:
     """A ``notifier gateway`` subprocess; its output is kept for failure messages."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.env = {**base_env(), "NOTIFIER_API_KEY": API_KEY, "NOTIFIER_HEARTBEAT_SECONDS": "1",

@@ -28,12 +28,17 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Gateway]:
-    worker: Worker = start_worker(queues="router,realtime")
+def worker() -> Iterator[Worker]:
+    w = start_worker(queues="router,realtime")
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(worker: Worker) -> Iterator[Gateway]:
     gateway = Gateway().wait_ready()
     yield gateway
     gateway.stop()
-    worker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +117,34 @@ def test_unread_badge_follows_reads_made_elsewhere(stack: Gateway, browser: obje
         expect(page.locator("#list .item.unread")).to_have_count(0)
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+def test_client_reconnects_and_resumes_after_the_gateway_restarts(worker: Worker, browser: object,
+                                                                   transport: str) -> None:
+    """What was sent while the gateway was down shows up once it is back, without a reload."""
+    expect = playwright_api.expect
+    gateway = Gateway().wait_ready()
+    user = uid("browser")
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    try:
+        page.goto(f"{gateway.url}/?token={token(user)}")
+        if transport == "websocket":
+            page.select_option("#transport", "websocket")
+        expect(page.locator("#state")).to_have_text("live", timeout=10_000)
+        gateway.stop()
+        expect(page.locator("#state")).to_have_text("reconnecting…", timeout=10_000)
+        send_notification.delay(user, {"type": "test", "title": "Sent while you were away"})
+        wait_for(lambda: Inbox().unread_count(user) == 1, timeout=15, message="the worker to deliver")
+        gateway = Gateway(port=gateway.port).wait_ready()
+        expect(page.locator(".toast", has_text="Sent while you were away")).to_be_visible(timeout=20_000)
+        expect(page.locator("#badge")).to_have_text("1")
+        expect(page.locator("#state")).to_have_text("live")
+        expect(page.locator("#list .item")).to_have_count(1)
+    finally:
+        context.close()
+        gateway.stop()
 
 
 def test_preferences_panel_saves_and_shows_errors(stack: Gateway, browser: object) -> None:
