@@ -10,6 +10,7 @@ let token = null;
 let items = [];           // loaded notifications, newest first
 let nextCursor = null;
 let unread = 0;
+const toasted = new Set();  // ids already shown as a toast
 
 function takeToken() {
   const url = new URL(location.href);
@@ -92,13 +93,17 @@ async function loadMore() {
 }
 
 function onNotification(n) {
+  // A replayed notification may already be in a list loaded a moment earlier: toast it anyway.
+  if (!n.read && !toasted.has(n.id)) {
+    toasted.add(n.id);
+    toast(n.title, n.body);
+  }
   if (items.some((i) => i.id === n.id)) return;
   items.unshift(n);
   items.sort((a, b) => compareEntryIds(b.entry_id, a.entry_id));
   const node = renderItem(n, true);
   $("list").prepend(node);
   $("empty").hidden = true;
-  toast(n.title, n.body);
 }
 
 async function onListClick(event) {
