@@ -114,5 +114,10 @@ def test_cli_errors_are_one_line_and_nonzero() -> None:
     assert res.returncode == 1 and "NOTIFIER_INBOX_MAX_LEN" in res.stderr
     assert cli("nonsense").returncode == 2
     helps = cli("--help").stdout
-    for command in ("send", "inbox", "prefs", "dlq", "groups", "stats", "dev"):
-        assert command in helps
+    commands = ["send", "token", "prefs get", "prefs set", "devices list", "devices add", "devices remove",
+                "groups add", "groups remove", "groups list", "dlq list", "dlq show", "dlq replay", "dlq purge",
+                "inbox", "stats", "vapid generate", "dev", "gateway"]
+    for command in commands:
+        assert command.split()[0] in helps
+        res = cli(*command.split(), "--help")
+        assert res.returncode == 0 and "Usage: notifier " + command in res.stdout, command
