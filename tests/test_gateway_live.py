@@ -371,3 +371,37 @@ def test_websocket_answers_bad_frames_with_errors_and_stays_up(gateway: Gateway)
         with pytest.raises(ConnectionClosed) as closed:
             ws.next(timeout=5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+# Metrics --------------------------------------------------------------------------------------------
+def _metric(gateway: Gateway, name: str, **labels: str) -> float:
+    text = httpx.get(gateway.url + "/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()))
+
+
+def test_gateway_metrics_move(gateway: Gateway) -> None:
+    before = {key: _metric(gateway, name, **labels) for key, (name, labels) in {
+        "sse": ("notifier_gateway_connections", {"transport": "sse"}),
+        "delivered": ("notifier_gateway_notifications_delivered_total", {"transport": "sse"}),
+        "resumes": ("notifier_gateway_resumes_total", {"transport": "websocket"}),
+        "auth": ("notifier_gateway_auth_failures_total", {"kind": "invalid_token"}),
+    }.items()}
+    user = uid()
+    stream = SSE(gateway, token=token(user))
+    try:
+        stream.next()
+        assert _metric(gateway, "notifier_gateway_connections", transport="sse") == before["sse"] + 1
+        send(user, "counted")
+        stream.notifications(1)
+        assert _metric(gateway, "notifier_gateway_notifications_delivered_total", transport="sse") >= \
+            before["delivered"] + 1
+    finally:
+        stream.close()
+    wait_for(lambda: _metric(gateway, "notifier_gateway_connections", transport="sse") == before["sse"],
+             message="connection gauge back down")
+    with gateway.ws(token(user), last_event_id="0-0") as ws:
+        ws.next("connected")
+    assert _metric(gateway, "notifier_gateway_resumes_total", transport="websocket") == before["resumes"] + 1
+    assert httpx.get(gateway.url + "/v1/notifications", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert _metric(gateway, "notifier_gateway_auth_failures_total", kind="invalid_token") == before["auth"] + 1

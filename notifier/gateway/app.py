@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from notifier import store, tokens
 from notifier.config import get_settings
-from notifier.gateway import api, errors, sse, ws
+from notifier.gateway import api, errors, metrics, sse, ws
 from notifier.gateway.hub import Hub
 from notifier.gateway.limits import BodySizeLimit
 from notifier.gateway.redis_async import check_url, connect, pubsub_connection
@@ -119,6 +119,8 @@ def create_app() -> FastAPI:
     app.include_router(ws.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"],
                       summary="Redis reachable: 200, else 503")
+    app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["operations"],
+                      summary="Prometheus metrics: connections, deliveries, resumes, auth failures")
     app.add_api_route("/", demo_page, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(BodySizeLimit)

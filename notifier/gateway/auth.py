@@ -18,6 +18,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from notifier import tokens
 from notifier.config import get_settings
 from notifier.gateway.errors import unauthorized
+from notifier.gateway.metrics import AUTH_FAILURES
 from notifier.tokens import Claims
 
 _bearer = HTTPBearer(auto_error=False, description="A user token from `notifier token USER_ID`")
@@ -31,6 +32,7 @@ def bearer_token(authorization: str | None) -> str | None:
         return None
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
+        AUTH_FAILURES.labels("bad_header").inc()
         raise unauthorized("Authorization header must be 'Bearer <token>'")
     return value.strip()
 
@@ -38,8 +40,13 @@ def bearer_token(authorization: str | None) -> str | None:
 def verify_token(token: str | None) -> Claims:
     """Claims of a valid user token; 401 (as :class:`InvalidToken`) otherwise."""
     if not token:
+        AUTH_FAILURES.labels("missing_token").inc()
         raise unauthorized("a user token is required: 'Authorization: Bearer <token>'")
-    return tokens.verify(token)
+    try:
+        return tokens.verify(token)
+    except tokens.InvalidToken:
+        AUTH_FAILURES.labels("invalid_token").inc()
+        raise
 
 
 def user_claims(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -66,8 +73,10 @@ def require_service(credentials: Annotated[HTTPAuthorizationCredentials | None, 
     if not configured:
         raise unauthorized("this gateway has no NOTIFIER_API_KEY set, so service endpoints are disabled")
     if not offered:
+        AUTH_FAILURES.labels("missing_api_key").inc()
         raise unauthorized("the server API key is required: 'Authorization: Bearer <key>' or 'X-API-Key'")
     if not hmac.compare_digest(offered.encode(), configured.encode()):
+        AUTH_FAILURES.labels("invalid_api_key").inc()
         raise unauthorized("invalid API key")
 
 

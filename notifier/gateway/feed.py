@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from notifier.errors import NotifierError
 from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
+from notifier.gateway.metrics import CONNECTIONS, CONNECTS, DELIVERED, RESUMES
 from notifier.inbox import Inbox, check_entry_id
 
 START = "0-0"
@@ -73,11 +74,13 @@ class Feed:
     expires_at: float
     last_id: str | None = None
     """The newest entry id this connection has sent (or was told the client has)."""
+    transport: str = "sse"
     _sub: Subscriber | None = field(default=None, init=False)
 
     async def open(self, last_event_id: str | None) -> dict[str, Any]:
         """Subscribe, then fix the starting point; returns the ``connected`` event's data."""
-        if last_event_id is not None:
+        resuming = last_event_id is not None
+        if resuming:
             check_entry_id(last_event_id)
         self._sub = await self.hub.attach(self.user_id)
         try:
@@ -89,6 +92,10 @@ class Feed:
             self.close()
             raise
         self.last_id = last_event_id
+        CONNECTIONS.labels(self.transport).inc()
+        CONNECTS.labels(self.transport).inc()
+        if resuming:
+            RESUMES.labels(self.transport).inc()
         return {"user_id": self.user_id, "last_event_id": last_event_id, "unread": unread,
                 "expires_at": int(self.expires_at)}
 
@@ -96,6 +103,8 @@ class Feed:
         if self._sub is not None:
             self.hub.detach(self._sub)
             self._sub = None
+            if self.last_id is not None:
+                CONNECTIONS.labels(self.transport).dec()
 
     async def replay(self, since: str) -> AsyncIterator[list[Event]]:
         """Pages of entries after ``since``, oldest first, then the unread count."""
@@ -107,6 +116,7 @@ class Feed:
                 cursor = items[-1]["entry_id"]
                 self._advance(cursor)
                 read_flags = await self._read_flags(items)
+                DELIVERED.labels(self.transport).inc(len(items))
                 yield [notification_event({**item, "read": read}) for item, read in zip(items, read_flags)]
             if len(items) < REPLAY_PAGE:
                 break
@@ -147,6 +157,7 @@ class Feed:
             if self.last_id is not None and entry_key(entry_id) <= entry_key(self.last_id):
                 return
             self._advance(entry_id)
+            DELIVERED.labels(self.transport).inc()
             events = [notification_event({**notification, "entry_id": entry_id, "read": False})]
             if isinstance(item.get("unread"), int):
                 events.append(unread_event(item["unread"]))

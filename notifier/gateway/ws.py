@@ -213,7 +213,7 @@ async def websocket_feed(websocket: WebSocket) -> None:
     except (InvalidToken, ApiError) as exc:
         await websocket.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
         return
-    feed = Feed(state.hub, state.inbox, claims.user_id, claims.expires_at)
+    feed = Feed(state.hub, state.inbox, claims.user_id, claims.expires_at, transport="websocket")
     resume = websocket.query_params.get("last_event_id") or None
     conn = _Connection(websocket, feed, state)
     try:
