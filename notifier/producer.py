@@ -23,7 +23,7 @@ from notifier.errors import NotifierError, ValidationError
 from notifier.groups import check_group_id
 from notifier.idempotency import Idempotency, check_key
 from notifier.models import Notification, check_user_id, validate
-from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, queue_of
+from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, describe, queue_of
 
 NotificationInput = Notification | Mapping[str, Any]
 
@@ -46,7 +46,7 @@ def _send(task: str, args: list[Any], task_id: str | None = None) -> AsyncResult
     """Publish by name; results are not stored (the notification id is the answer)."""
     try:
         return producer_app().send_task(task, args=args, task_id=task_id, queue=queue_of(task),
-                                        ignore_result=True)
+                                        ignore_result=True, argsrepr=describe(task, args))
     except kombu.exceptions.OperationalError as exc:
         raise BrokerUnavailable(f"cannot reach the broker at {_safe_url(get_settings().broker)} ({exc}); "
                                 "is it running? Set NOTIFIER_BROKER_URL.") from None

@@ -7,6 +7,8 @@ Each channel has its own queue, named after it, so pools scale per queue
 
 from __future__ import annotations
 
+from typing import Any
+
 from notifier.config import CHANNELS
 
 ROUTER_QUEUE = "router"
@@ -38,3 +40,31 @@ ROUTES: dict[str, dict[str, str]] = {
 
 def queue_of(task_name: str) -> str:
     return ROUTES.get(task_name, {"queue": ROUTER_QUEUE})["queue"]
+
+
+def describe(task_name: str, args: list[Any]) -> str:
+    """A short, readable summary of a task's arguments for Flower and task events.
+
+    It names users, types and counts, never whole payloads: arguments can be large (a batch of
+    500 notifications), and nothing secret travels in them, but a summary is what an operator reads.
+    """
+    try:
+        if task_name == ROUTE:
+            items = args[0]
+            first = items[0]
+            head = f"{first[0]}: {first[1].get('type')} {first[1].get('title', '')[:40]!r}"
+            return head if len(items) == 1 else f"{len(items)} sends, first {head}"
+        if task_name == ROUTE_USERS:
+            notification, users = args
+            return f"{notification.get('type')} {notification.get('title', '')[:40]!r} to {len(users)} user(s)"
+        if task_name == ROUTE_AUDIENCE:
+            notification, audience = args
+            return f"{notification.get('type')} {notification.get('title', '')[:40]!r} to {audience}"
+        if task_name.startswith("notifier.deliver."):
+            notifications, targets = args
+            users = sorted({t[0] for t in targets})
+            who = users[0] if len(users) == 1 else f"{len(users)} users"
+            return f"{len(notifications)} notification(s) to {len(targets)} target(s) of {who}"
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+        pass
+    return repr(args)[:200]

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from typing import Callable
 
 import httpx
@@ -64,7 +65,7 @@ def _get(url: str) -> str | None:
         return None
 
 
-def test_flower_requires_basic_auth() -> None:
+def test_flower_requires_basic_auth_and_shows_readable_tasks(worker: Worker) -> None:
     port = free_port()
     env = {**os.environ, **base_env(), "NOTIFIER_FLOWER_USER": "ops", "NOTIFIER_FLOWER_PASSWORD": "s3cret"}
     proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}",
@@ -77,6 +78,18 @@ def test_flower_requires_basic_auth() -> None:
         ok = httpx.get(url, auth=("ops", "s3cret"), timeout=5)
         assert ok.status_code == 200 and "Flower" in ok.text
         assert httpx.get(url, auth=("ops", "wrong"), timeout=5).status_code == 401
+        time.sleep(2)  # Flower subscribes to task events after it starts serving
+        user = uid()
+        sent = send_notification.delay(user, {"type": "order_update", "title": "Order Shipped",
+                                              "channels": ["realtime"]})
+
+        def seen() -> dict | None:
+            tasks = httpx.get(f"{url}api/tasks", auth=("ops", "s3cret"), timeout=5).json()
+            return tasks.get(sent.id)
+
+        task = wait_for(seen, timeout=20, message="the router task in Flower")
+        assert task["name"] == "notifier.route"
+        assert task["args"] == f"{user}: order_update 'Order Shipped'"
     finally:
         proc.terminate()
         proc.wait(10)

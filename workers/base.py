@@ -25,7 +25,7 @@ from notifier.config import get_settings
 from notifier.deadletters import DeadLetters
 from notifier.errors import DeliveryError, RetryableError
 from notifier.metrics import DEAD_LETTERED
-from notifier.queues import queue_of
+from notifier.queues import describe, queue_of
 from notifier.schedule import Schedule
 
 log = logging.getLogger("notifier.worker")
@@ -86,7 +86,7 @@ class NotifierTask(Task):
             Schedule().add(time.time() + delay, name, args, kwargs or {}, queue)
         else:
             self.app.send_task(name, args=args, kwargs=kwargs or {}, queue=queue,
-                               countdown=delay if delay > 0 else None)
+                               countdown=delay if delay > 0 else None, argsrepr=describe(name, args))
 
     def retry_targets(self, retry: Sequence[tuple[Delivery, RetryableError]], rows: Any,
                       attempt: int, first_attempt_at: float) -> None:

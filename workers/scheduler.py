@@ -13,6 +13,7 @@ import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from notifier.config import get_settings
+from notifier.queues import describe
 from notifier.schedule import Schedule
 from workers.app import app
 
@@ -21,7 +22,7 @@ _stop = threading.Event()
 
 
 def _send(task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> None:
-    app.send_task(task, args=args, kwargs=kwargs, queue=queue)
+    app.send_task(task, args=args, kwargs=kwargs, queue=queue, argsrepr=describe(task, args))
 
 
 def _loop() -> None:
