@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -21,11 +20,15 @@ from tests.peers.fcm import FcmPeer
 from tests.peers.webpush import WebPushPeer
 
 
+Peers = tuple[FcmPeer, ApnsPeer, WebPushPeer, dict[str, str]]
+"""The three fake providers, and the settings that point notifier at all of them."""
+
+
 @pytest.fixture(scope="module")
-def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FcmPeer, ApnsPeer, WebPushPeer, dict[str, str]]]:
+def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
     vapid = Vapid()
     vapid.generate_keys()
-    fcm, apns, push = FcmPeer().start(), ApnsPeer(tmp_path_factory.mktemp("apns")).start(), None
+    fcm, apns = FcmPeer().start(), ApnsPeer(tmp_path_factory.mktemp("apns")).start()
     push = WebPushPeer(public_key(vapid)).start()
     env = {**fcm.env(fcm.service_account(tmp_path_factory.mktemp("fcm") / "sa.json")), **apns.env(),
            "NOTIFIER_VAPID_PRIVATE_KEY": private_key(vapid), "NOTIFIER_VAPID_PUBLIC_KEY": public_key(vapid)}
@@ -35,19 +38,18 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FcmPeer, A
 
 
 @pytest.fixture(scope="module")
-def stack(peers: tuple[FcmPeer, ApnsPeer, WebPushPeer, dict[str, str]]) -> Iterator[Isolated]:
+def stack(peers: Peers) -> Iterator[Isolated]:
     for s in isolated():
         s.apply(peers[3])
         yield s
 
 
 @pytest.fixture(scope="module")
-def worker(stack: Isolated, peers: tuple[FcmPeer, ApnsPeer, WebPushPeer, dict[str, str]]) -> Worker:
+def worker(stack: Isolated, peers: Peers) -> Worker:
     return stack.worker(peers[3])
 
 
-def test_send_reaches_inbox_and_every_device_once(worker: Worker, peers: tuple[FcmPeer, ApnsPeer, WebPushPeer,
-                                                                               dict[str, str]]) -> None:
+def test_send_reaches_inbox_and_every_device_once(worker: Worker, peers: Peers) -> None:
     fcm, apns, push, _ = peers
     user, lurker = uid(), uid()
     android, iphone, browser = f"fcm-{uuid.uuid4().hex}", secrets.token_hex(32), push.subscribe()
@@ -64,4 +66,6 @@ def test_send_reaches_inbox_and_every_device_once(worker: Worker, peers: tuple[F
     assert push.to(browser)[0].json["id"] == sent.id
     wait_for(lambda: Inbox().unread_count(user) == 1 and Inbox().unread_count(lurker) == 1, message="inboxes")
     assert [len(fcm.to(android)), len(apns.to(iphone)), len(push.to(browser))] == [1, 1, 1]
-    assert "notifier.deliver.fcm" not in "".join(line for line in worker.output if lurker in line)
+    for channel in ("fcm", "apns", "webpush"):
+        tasks = [line for line in worker.output if f"Task notifier.deliver.{channel}[" in line and "received" in line]
+        assert len(tasks) == 1, f"a {channel} task for the user without devices"

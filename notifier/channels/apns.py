@@ -167,8 +167,17 @@ class APNsChannel(PushChannel):
         except DeliveryError as exc:
             return [Outcome(d, r if isinstance(r, DeliveryError) else exc) for d, r in requests]
         answers = iter(results)
-        return [Outcome(d, r) if isinstance(r, DeliveryError) else _outcome(d, *next(answers))
+        return [Outcome(d, r) if isinstance(r, DeliveryError) else self._outcome(d, *next(answers))
                 for d, r in requests]
+
+    def _outcome(self, delivery: Delivery, result: NotificationResult | BaseException,
+                 retry_after: bytes | None) -> Outcome:
+        if isinstance(result, BaseException):
+            return Outcome(delivery, _transport_error(result, self.settings))
+        if result.is_successful:
+            return Outcome(delivery, detail={"apns_id": result.notification_id})
+        return Outcome(delivery, _answer_error(str(result.status), str(result.description or ""),
+                                               parse_retry_after(retry_after)))
 
     async def _send_all(self, requests: list[NotificationRequest]
                         ) -> list[tuple[NotificationResult | BaseException, bytes | None]]:
@@ -266,20 +275,9 @@ async def _close(client: _Client) -> None:
     client.apns.pool.close()
 
 
-def _outcome(delivery: Delivery, result: NotificationResult | BaseException,
-             retry_after: bytes | None) -> Outcome:
-    if isinstance(result, BaseException):
-        return Outcome(delivery, _transport_error(result))
-    if result.is_successful:
-        return Outcome(delivery, detail={"apns_id": result.notification_id})
-    return Outcome(delivery, _answer_error(str(result.status), str(result.description or ""),
-                                           parse_retry_after(retry_after)))
-
-
-def _transport_error(exc: BaseException) -> DeliveryError:
+def _transport_error(exc: BaseException, settings: Settings) -> DeliveryError:
     if isinstance(exc, DeliveryError):
         return exc
-    settings = get_settings()
     where = f"{settings.apns_host or 'APNs'}:{settings.apns_port}"
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return RetryableError(f"APNs did not answer within {settings.push_timeout}s ({where})")

@@ -66,7 +66,10 @@ class FCMChannel(PushChannel):
     # Mapping ------------------------------------------------------------------------------------
     def build_payload(self, delivery: Delivery, now: dt.datetime | None = None) -> dict[str, Any]:
         """The FCM v1 ``message`` without its ``token``: notification, string data, Android and web
-        options. Raises ``PermanentError`` when FCM would refuse it (size, reserved data keys)."""
+        options. ``data`` is the notification's data with non-strings as JSON (FCM takes strings
+        only), plus ``notification_id``, ``notification_type`` and ``action_url``, which win over
+        data keys of the same name. Raises ``PermanentError`` when FCM would refuse it (size,
+        reserved data keys)."""
         n = delivery.notification
         notification = {"title": n.title, **({"body": n.body} if n.body else {})}
         data = {key: value if isinstance(value, str) else orjson.dumps(value).decode()

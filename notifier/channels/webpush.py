@@ -13,6 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -97,7 +98,7 @@ class WebPushChannel(PushChannel):
     def _push(self, session: requests.Session, vapid: Vapid, payload: WebPushPayload, device: Device) -> int:
         assert device.subscription is not None
         subscription = device.subscription.model_dump()
-        host = device.subscription.endpoint.split("/")[2]
+        host = urlsplit(device.subscription.endpoint).netloc
         try:
             response = webpush(subscription, data=payload.data.decode(), vapid_private_key=vapid,
                                vapid_claims={"sub": self.settings.vapid_subject}, content_encoding="aes128gcm",
