@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     def _check_backoff(self) -> "Settings":
         if self.retry_backoff_max < self.retry_backoff:
             raise ValueError("NOTIFIER_RETRY_BACKOFF_MAX must be >= NOTIFIER_RETRY_BACKOFF")
+        if self.countdown_max >= self.visibility_timeout:
+            raise ValueError("NOTIFIER_COUNTDOWN_MAX must be below NOTIFIER_VISIBILITY_TIMEOUT: a Celery "
+                             "countdown longer than the visibility timeout runs the task twice")
         return self
 
     @model_validator(mode="after")

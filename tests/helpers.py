@@ -90,7 +90,7 @@ def base_env() -> dict[str, str]:
         "NOTIFIER_RETRY_BACKOFF": "0.2",
         "NOTIFIER_RETRY_BACKOFF_MAX": "1",
         "NOTIFIER_MAX_RETRIES": "3",
-        "NOTIFIER_COUNTDOWN_MAX": "5",
+        "NOTIFIER_COUNTDOWN_MAX": "2",
         "NOTIFIER_SCHEDULER_INTERVAL": "0.2",
         "NOTIFIER_VISIBILITY_TIMEOUT": "30",
         "NOTIFIER_RATE_LIMITS": "realtime=1000/60,email=3/60,fcm=1000/60,apns=1000/60,webpush=1000/60",

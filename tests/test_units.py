@@ -91,7 +91,8 @@ def test_preferences_validation(prefs_input: dict, problem: str) -> None:
 
 def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     for var, value in [("NOTIFIER_MAX_RETRIES", "many"), ("NOTIFIER_RATE_LIMITS", "email=ten/60"),
-                       ("NOTIFIER_SMTP_TLS", "sometimes"), ("NOTIFIER_DEFAULT_CHANNELS", "sms")]:
+                       ("NOTIFIER_SMTP_TLS", "sometimes"), ("NOTIFIER_DEFAULT_CHANNELS", "sms"),
+                       ("NOTIFIER_COUNTDOWN_MAX", "3600")]:
         with monkeypatch.context() as m:
             m.setenv(var, value)
             get_settings.cache_clear()
