@@ -131,7 +131,8 @@ class Router:
         if not sends:
             return
         prefs = self.prefs.get_many([u for u, _, _ in sends])
-        platforms = self._platforms([u for u, _, _ in sends])
+        wants_push = any(not PUSH.isdisjoint(n.channels or self.settings.channels) for _, n, _ in sends)
+        platforms = self._platforms([u for u, _, _ in sends]) if wants_push else {}
         decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str]]] = []
         for (user_id, n, payload), p in zip(sends, prefs):
             if n.type in p.disabled_types:

@@ -8,15 +8,32 @@ from typing import Any
 from notifier.groups import Groups, scan_batches
 from notifier.keys import Keys
 from notifier.metrics import ROUTED
-from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task
+from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
 from notifier import store
 from notifier.config import get_settings
 from notifier.router import Plan, Router
 from notifier.schedule import Schedule
 from workers.app import app
 from workers.base import NotifierTask
+from workers.deliver import tasks as deliver_tasks
 
 log = logging.getLogger("notifier.worker")
+
+
+INLINE = frozenset({"realtime"})
+"""Channels delivered inside the router task when this worker also consumes their queue.
+
+A realtime delivery is a few Redis calls, cheaper than the Celery hop to reach it (publish, fetch,
+ack, events), so when one pool serves both queues the router runs the realtime task's body itself,
+with the same retry and dead-letter policy. A separate realtime pool still gets its own tasks, and
+retries and deferred batches always go through the realtime queue. Redelivery stays safe: inbox
+appends are idempotent per notification id and rate limits count each send once.
+"""
+
+
+def _consumes(task: NotifierTask, channel: str) -> bool:
+    """Whether this worker (``-Q``) consumes ``channel``'s queue."""
+    return queue_of(deliver_task(channel)) in task.app.amqp.queues.consume_from
 
 
 def _dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
@@ -31,7 +48,10 @@ def _dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
         task.dead_letter([args] if rejected_task == ROUTE else args, {}, reason, "ValidationError",
                          task=rejected_task)
     for channel, batch in plan.now.items():
-        task.enqueue(deliver_task(channel), batch.args())
+        if channel in INLINE and _consumes(task, channel):
+            deliver_tasks[channel](*batch.args())
+        else:
+            task.enqueue(deliver_task(channel), batch.args())
     for (due, channel), batch in plan.later.items():
         Schedule().add(due, deliver_task(channel), batch.args(), {}, channel)
 

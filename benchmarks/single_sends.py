@@ -1,0 +1,65 @@
+"""Figure 1: single sends, ``send_notification.delay()`` in a loop, router -> realtime -> inbox.
+
+Measured from the first ``.delay()`` to the last inbox write, beside a no-op Celery task through the
+same broker and worker settings, in the same run. Target: at least 0.5x the no-op task rate.
+
+    python -m benchmarks.single_sends [--count 3000] [--users 1000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from benchmarks._harness import (Figure, arguments, bench_env, claim_and_flush, clear_data, noop_rate,
+                                 profile, report, start_noop_worker, start_workers, users, wait_inboxes,
+                                 wait_quiet)
+
+QUEUES = ["router", "realtime"]
+
+
+def one_run(run: int, count: int, user_count: int, workers: list) -> float:
+    """Sends per second, from the first ``.delay()`` to the last inbox write."""
+    from notifier import send_notification
+
+    recipients = users(f"single{run}", user_count)
+    start = time.time()
+    for i in range(count):
+        send_notification.delay(recipients[i % user_count], {
+            "type": "benchmark", "title": f"Single send {i}", "body": "Something happened.",
+            "data": {"seq": i}, "channels": ["realtime"]})
+    end = wait_inboxes(recipients, count, QUEUES, timeout=120, workers=workers)
+    return count / (end - start)
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--pool", default="prefork", help="worker pool of the notifier workers")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--prefetch", type=int, default=None, help="NOTIFIER_PREFETCH_MULTIPLIER")
+    args = parser.parse_args()
+    env = bench_env(**({"NOTIFIER_PREFETCH_MULTIPLIER": str(args.prefetch)} if args.prefetch else {}))
+    claim_and_flush()
+    noop = start_noop_worker(env)
+    worker = start_workers(env, QUEUES, pool=args.pool, concurrency=args.concurrency)
+    figure = Figure("single sends", "sends/s", baseline_name="no-op Celery task (prefork -c 2)",
+                    baseline_unit="tasks/s", target=">= 0.5x the no-op task rate")
+    stop_profile = profile(args.profile, "single_sends", {"workers": worker.pid, "producer": os.getpid()})
+    for run in range(args.runs):
+        clear_data()
+        wait_quiet()
+        baseline = noop_rate(args.count, noop)
+        value = one_run(run, args.count, args.users, [worker])
+        figure.add(value, baseline)
+        print(f"run {run + 1}: {value:,.0f} sends/s, no-op {baseline:,.0f} tasks/s, ratio {value / baseline:.2f}")
+    stop_profile()
+    worker.stop()
+    noop.stop()
+    report("single_sends", [figure], {"settings": {"pool": args.pool, "concurrency": args.concurrency,
+                                                   "prefetch": args.prefetch, "count": args.count}})
+
+
+if __name__ == "__main__":
+    main()
