@@ -549,11 +549,13 @@ def arguments(description: str, runs: int = 3) -> argparse.ArgumentParser:
     return parser
 
 
-def profile(enabled: bool, benchmark: str, processes: dict[str, int]) -> Callable[[], None]:
+def profile(enabled: bool, benchmark: str, processes: dict[str, int],
+            subprocesses: bool = True) -> Callable[[], None]:
     """Start profilers for ``{label: pid}`` when enabled; the returned function stops them and prints."""
     if not enabled:
         return lambda: None
-    profilers = {label: Profiler(pid, f"{benchmark}-{label}") for label, pid in processes.items()}
+    profilers = {label: Profiler(pid, f"{benchmark}-{label}", subprocesses=subprocesses)
+                 for label, pid in processes.items()}
 
     def stop() -> None:
         for label, profiler in profilers.items():
@@ -575,12 +577,12 @@ class Profiler:
     reads them back.
     """
 
-    def __init__(self, pid: int, name: str, rate: int = 250) -> None:
+    def __init__(self, pid: int, name: str, rate: int = 250, subprocesses: bool = True) -> None:
         self.path = RESULTS / "profiles" / f"{name}.txt"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         py_spy = Path(sys.executable).with_name("py-spy")
-        self.proc = subprocess.Popen([str(py_spy), "record", "-p", str(pid), "-s", "-r", str(rate), "-f", "raw",
-                                      "--nonblocking", "-o", str(self.path)],
+        self.proc = subprocess.Popen([str(py_spy), "record", "-p", str(pid), *(["-s"] if subprocesses else []),
+                                      "-r", str(rate), "-f", "raw", "--nonblocking", "-o", str(self.path)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> Path:
@@ -629,3 +631,234 @@ def _records(path: Path) -> Iterable[str]:
         if count.isdigit() and stack:
             yield pending
             pending = ""
+
+
+# Gateway and live clients ---------------------------------------------------------------------
+def raise_open_files() -> int:
+    """Raise this process's open-file limit to its hard limit (children inherit it); returns it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Gateway(Process):
+    """``uvicorn notifier.gateway:app`` on uvloop and httptools, one process, ready once /healthz is 200."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None, gc_threshold: str | None = None) -> None:
+        self.port = port or free_port()
+        args = ["notifier.gateway:app", "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
+                "--http", "httptools", "--log-level", "warning", "--no-access-log", "--backlog", "4096",
+                "--timeout-graceful-shutdown", "2"]
+        cmd = [sys.executable, "-m", "uvicorn", *args]
+        if gc_threshold:
+            # An experiment, not the shipped gateway: the cyclic GC's thresholds (gen0,gen1,gen2).
+            cmd = [sys.executable, "-c", f"import gc, sys; gc.set_threshold({gc_threshold}); "
+                   f"sys.argv = ['uvicorn', *{args!r}]; from uvicorn.main import main; main()"]
+        super().__init__(cmd, env, "gateway")
+
+    def wait_ready(self, timeout: float = 30) -> "Gateway":
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        out = self.output()
+        self.stop()
+        raise RuntimeError(f"gateway did not start:\n{out}")
+
+    def rss(self) -> int:
+        """Resident memory in bytes."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+
+@dataclass
+class Received:
+    """A live notification as a client saw it: when, its id, and the producer's send time if it has one."""
+
+    at: float
+    notification_id: str
+    sent_at: float | None
+
+
+async def _read_http_head(reader: Any) -> tuple[int, dict[str, str]]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    return status, headers
+
+
+async def sse_client(port: int, token: str, on_event: Callable[[str, dict[str, Any]], None],
+                     connected: Any) -> None:
+    """One SSE connection (raw asyncio, chunked decoding): calls ``on_event(kind, data)`` per event and
+    sets ``connected`` (an asyncio.Event) at the ``connected`` event."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    writer.write(f"GET /v1/stream?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    status, headers = await _read_http_head(reader)
+    if status != 200:
+        raise RuntimeError(f"SSE answered {status}")
+    chunked = headers.get("transfer-encoding", "").lower() == "chunked"
+    buffer = b""
+    try:
+        while True:
+            if chunked:
+                size = int((await reader.readline()).strip() or b"0", 16)
+                if size == 0:
+                    return
+                data = await reader.readexactly(size + 2)
+                buffer += data[:-2]
+            else:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                buffer += data
+            while b"\n\n" in buffer:
+                raw, buffer = buffer.split(b"\n\n", 1)
+                kind, payload = "message", ""
+                for line in raw.decode().split("\n"):
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        payload += line[6:]
+                if kind == "connected":
+                    connected.set()
+                elif payload:
+                    on_event(kind, orjson.loads(payload))
+    finally:
+        writer.close()
+
+
+async def ws_client(port: int, token: str, on_event: Callable[[str, dict[str, Any]], None],
+                    connected: Any) -> None:
+    """One WebSocket connection to ``/v1/ws``; frames are JSON with a ``type``."""
+    import websockets
+
+    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/ws?token={token}", open_timeout=60,
+                                  ping_interval=None, max_queue=64, compression=None) as ws:
+        async for message in ws:
+            frame = orjson.loads(message)
+            kind = frame.get("type")
+            if kind == "connected":
+                connected.set()
+            elif kind == "notification":
+                on_event(kind, frame["notification"])
+
+
+def _listener_main(kind: str, port: int, tokens: list[str], conn: Any, parallel: int) -> None:
+    """The load generator (a separate process): open every connection, report, then record what
+    arrives until told to hand it over."""
+    import asyncio
+
+    import uvloop
+
+    raise_open_files()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        received: list[Received] = []
+        failures: list[str] = []
+        client = sse_client if kind == "sse" else ws_client
+
+        def on_event(event: str, data: dict[str, Any]) -> None:
+            if event == "notification":
+                received.append(Received(time.time(), data.get("id", ""), (data.get("data") or {}).get("sent_at")))
+
+        gate = asyncio.Semaphore(parallel)
+        tasks = []
+
+        async def one(token: str) -> None:
+            ready = asyncio.Event()
+            async with gate:
+                task = asyncio.ensure_future(client(port, token, on_event, ready))
+                waiter = asyncio.ensure_future(ready.wait())
+                done, _ = await asyncio.wait({task, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+                if waiter not in done:
+                    waiter.cancel()
+                    failures.append(repr(task.exception()) if task.done() and task.exception() else "timeout")
+                    task.cancel()
+                    return
+            tasks.append(task)
+
+        start = time.monotonic()
+        await asyncio.gather(*(one(t) for t in tokens))
+        conn.send(("connected", len(tasks), time.monotonic() - start, failures[:5], len(failures)))
+        while True:
+            command = await loop.run_in_executor(None, conn.recv)
+            if command[0] == "collect":
+                expected, timeout = command[1], command[2]
+                deadline = time.monotonic() + timeout
+                while len(received) < expected and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                conn.send(("received", [(r.at, r.notification_id, r.sent_at) for r in received]))
+                received.clear()
+            elif command[0] == "stop":
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                conn.send(("stopped",))
+                return
+
+    uvloop.run(main())
+
+
+class Listeners:
+    """Live clients in another process: ``kind`` is ``"sse"`` or ``"ws"``, one connection per token."""
+
+    def __init__(self, kind: str, port: int, tokens: list[str], parallel: int = 200) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.proc = context.Process(target=_listener_main, args=(kind, port, tokens, child, parallel), daemon=True)
+        self.proc.start()
+
+    def wait_connected(self, timeout: float = 300) -> tuple[int, float, list[str], int]:
+        """(connections open, seconds it took, a few failure reasons, failure count)."""
+        if not self.conn.poll(timeout):
+            raise TimeoutError("clients did not finish connecting")
+        _, count, seconds, reasons, failed = self.conn.recv()
+        return count, seconds, reasons, failed
+
+    def collect(self, expected: int, timeout: float) -> list[Received]:
+        self.conn.send(("collect", expected, timeout))
+        if not self.conn.poll(timeout + 30):
+            raise TimeoutError("clients did not report")
+        return [Received(*r) for r in self.conn.recv()[1]]
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(("stop",))
+            self.conn.poll(30)
+        except (OSError, EOFError):
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def user_tokens(user_ids: Sequence[str], ttl: int = 3600) -> list[str]:
+    from notifier import tokens
+
+    return [tokens.issue(u, ttl) for u in user_ids]

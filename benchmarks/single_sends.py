@@ -8,7 +8,6 @@ same broker and worker settings, in the same run. Target: at least 0.5x the no-o
 
 from __future__ import annotations
 
-import os
 import time
 
 from benchmarks._harness import (Figure, arguments, bench_env, claim_and_flush, clear_data, noop_rate,
@@ -46,7 +45,7 @@ def main() -> None:
     worker = start_workers(env, QUEUES, pool=args.pool, concurrency=args.concurrency)
     figure = Figure("single sends", "sends/s", baseline_name="no-op Celery task (prefork -c 2)",
                     baseline_unit="tasks/s", target=">= 0.5x the no-op task rate")
-    stop_profile = profile(args.profile, "single_sends", {"workers": worker.pid, "producer": os.getpid()})
+    stop_profile = profile(args.profile, "single_sends", {"workers": worker.pid})
     for run in range(args.runs):
         clear_data()
         wait_quiet()
