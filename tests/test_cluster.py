@@ -4,69 +4,16 @@ stays a plain Redis): per-user keys stay in one slot, live events go out with SP
 from __future__ import annotations
 
 import json
-import random
-import shutil
-import socket
-import subprocess
-import tempfile
-from typing import Callable, Iterator
+from typing import Callable
 
-import pytest
 import redis
 from redis.cluster import RedisCluster
 
 from notifier import broadcast, send_bulk, send_notification
 from notifier.inbox import Inbox
 from notifier.store import get_keys, get_redis
+from tests.cluster_support import LocalSentinel, cluster_url, redis_cluster, redis_sentinel  # noqa: F401
 from tests.helpers import Worker, uid, wait_for
-from tests.peers.smtp import free_port
-
-
-def cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is valid and free too."""
-    while True:
-        port = free_port()
-        if port + 10000 <= 65535 and _free(port + 10000):
-            return port
-        port = random.randrange(20000, 30000)
-        if _free(port) and _free(port + 10000):
-            return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-@pytest.fixture(scope="module")
-def cluster_url() -> Iterator[str]:
-    server = shutil.which("redis-server")
-    cli = shutil.which("redis-cli")
-    assert server and cli, "redis-server and redis-cli are installed by scripts/services.sh"
-    workdir = tempfile.mkdtemp(prefix="notifier-cluster-")
-    ports = [cluster_port() for _ in range(3)]
-    procs = [subprocess.Popen([server, "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                               "--cluster-config-file", f"nodes-{p}.conf", "--save", "", "--appendonly", "no",
-                               "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for p in ports]
-    try:
-        for p in ports:
-            wait_for(lambda: subprocess.run([cli, "-p", str(p), "ping"], capture_output=True, text=True)
-                     .stdout.strip() == "PONG", message=f"node {p}")
-        created = subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-                                  "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True,
-                                 timeout=60)
-        assert created.returncode == 0, created.stdout + created.stderr
-        for p in ports:
-            wait_for(lambda: "cluster_state:ok" in subprocess.run([cli, "-p", str(p), "cluster", "info"],
-                                                                  capture_output=True, text=True).stdout,
-                     timeout=30, message="cluster_state:ok")
-        yield "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_pipeline_on_redis_cluster(cluster_url: str, worker_factory: Callable[..., Worker],
@@ -107,35 +54,20 @@ def test_pipeline_on_redis_cluster(cluster_url: str, worker_factory: Callable[..
     sharded.close()
 
 
-def test_store_through_sentinel(settings_env: Callable[[dict[str, str]], None]) -> None:
+def test_store_through_sentinel(redis_sentinel: LocalSentinel,
+                                settings_env: Callable[[dict[str, str]], None]) -> None:
     """A ``redis+sentinel://`` store URL finds the master Sentinel names and works like a plain one."""
-    server = shutil.which("redis-server")
-    assert server
-    workdir = tempfile.mkdtemp(prefix="notifier-sentinel-")
-    master, sentinel = free_port(), free_port()
-    conf = f"{workdir}/sentinel.conf"
-    with open(conf, "w") as fh:
-        fh.write(f"port {sentinel}\nbind 127.0.0.1\nsentinel monitor notifier-master 127.0.0.1 {master} 1\n")
-    procs = [subprocess.Popen([server, "--port", str(master), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", workdir], stdout=subprocess.DEVNULL),
-             subprocess.Popen([server, conf, "--sentinel"], stdout=subprocess.DEVNULL)]
-    try:
-        settings_env({"NOTIFIER_REDIS_URL": f"redis+sentinel://127.0.0.1:{sentinel}/notifier-master/0"})
+    settings_env({"NOTIFIER_REDIS_URL": redis_sentinel.url})
 
-        def ready() -> bool:
-            try:
-                return bool(get_redis().ping())
-            except Exception:
-                return False
+    def ready() -> bool:
+        try:
+            return bool(get_redis().ping())
+        except Exception:
+            return False
 
-        wait_for(ready, timeout=20, message="sentinel to report the master")
-        user = uid()
-        appended = Inbox().append(user, {"id": "n1", "type": "t", "title": "via sentinel"})
-        assert appended.added and Inbox().unread_count(user) == 1
-        direct = redis.Redis(port=master, decode_responses=True)
-        assert direct.xlen(get_keys().inbox(user)) == 1
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+    wait_for(ready, timeout=20, message="sentinel to report the master")
+    user = uid()
+    appended = Inbox().append(user, {"id": "n1", "type": "t", "title": "via sentinel"})
+    assert appended.added and Inbox().unread_count(user) == 1
+    direct = redis.Redis(port=redis_sentinel.master_port, decode_responses=True)
+    assert direct.xlen(get_keys().inbox(user)) == 1

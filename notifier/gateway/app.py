@@ -24,8 +24,9 @@ from notifier.config import get_settings
 from notifier.gateway import api, errors, metrics, sse, ws
 from notifier.gateway.hub import Hub
 from notifier.gateway.limits import BodySizeLimit
-from notifier.gateway.redis_async import check_url, connect, pubsub_connection
+from notifier.gateway.redis_async import check_url, connect
 from notifier.gateway.state import GatewayState, gateway_state
+from notifier.gateway.topology import topology
 from notifier.logs import configure_logging
 from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
@@ -65,8 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.dev_mode and not settings.secret_key:
         log.warning("dev mode: open /?token=%s to try the demo as user 'demo'", tokens.issue("demo"))
     keys = store.get_keys()
-    hub = Hub(lambda: pubsub_connection(settings.redis_url), keys, settings.client_buffer,
-              settings.max_connections_per_user)
+    hub = Hub(topology(settings.redis_url), keys, settings.client_buffer, settings.max_connections_per_user)
     client = connect(settings.redis_url, socket_timeout=HEALTH_TIMEOUT)
     app.state.gateway = GatewayState(settings=settings, hub=hub, inbox=Inbox(), preferences=PreferenceStore(),
                                      redis=client)
@@ -84,12 +84,12 @@ async def healthz(request: Request) -> JSONResponse:
     try:
         await asyncio.wait_for(state.redis.ping(), HEALTH_TIMEOUT)
         reachable = True
-    except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError):
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError, asyncio.TimeoutError):
         reachable = False
     ok = reachable and state.hub.connected
     body = {"status": "ok" if ok else "unavailable", "redis": "ok" if reachable else "unreachable",
             "hub": "connected" if state.hub.connected else "reconnecting",
-            "connections": state.hub.connection_count}
+            "connections": state.hub.connection_count, "pubsub_connections": state.hub.pubsub_connections}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

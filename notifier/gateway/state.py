@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from fastapi import Depends, FastAPI, Request
 
 from notifier.config import Settings
@@ -24,8 +25,8 @@ class GatewayState:
     hub: Hub
     inbox: Inbox
     preferences: PreferenceStore
-    redis: aredis.Redis
-    """The asyncio client, for the health check."""
+    redis: aredis.Redis | RedisCluster
+    """The asyncio client, for the health check (a cluster client on a cluster)."""
 
 
 def gateway_state(app: FastAPI) -> GatewayState:
