@@ -49,7 +49,7 @@ def connect(url: str, **options: Any) -> redis.Redis:
     if url.startswith(CLUSTER_SCHEME):
         from redis.cluster import ClusterNode, RedisCluster
 
-        hosts = _hosts(url[len(CLUSTER_SCHEME):].split("/", 1)[0], 6379)
+        hosts = parse_hosts(url[len(CLUSTER_SCHEME):].split("/", 1)[0], 6379)
         options.pop("health_check_interval")
         options.pop("retry_on_timeout")
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts],  # type: ignore[return-value]
@@ -62,12 +62,12 @@ def connect(url: str, **options: Any) -> redis.Redis:
         service, _, db = path.partition("/")
         if not service:
             raise ConfigError(f"{url!r}: name the master, e.g. redis+sentinel://host:26379/mymaster/0")
-        sentinel = Sentinel(_hosts(hosts_part, 26379), socket_timeout=5)
+        sentinel = Sentinel(parse_hosts(hosts_part, 26379), socket_timeout=5)
         return sentinel.master_for(service, db=int(db or 0), decode_responses=True, **options)
     return redis.Redis.from_url(url, decode_responses=True, **options)
 
 
-def _hosts(text: str, default_port: int) -> list[tuple[str, int]]:
+def parse_hosts(text: str, default_port: int) -> list[tuple[str, int]]:
     hosts = []
     for part in filter(None, text.split(",")):
         host, _, port = part.rpartition(":") if ":" in part else (part, "", "")

@@ -14,7 +14,7 @@ import pytest
 from notifier import tokens
 from notifier.inbox import Inbox
 from tests.gateway_support import API_KEY, SSE, Gateway, token
-from tests.helpers import ROOT, uid
+from tests.helpers import ROOT, uid, wait_for
 
 WEBPUSH = {"platform": "webpush", "subscription": {
     "endpoint": "https://push.example.com/send/abc",
@@ -357,3 +357,8 @@ def test_access_log_does_not_show_query_tokens(gateway: Gateway) -> None:
         stream.close()
     assert "/v1/stream?token=[redacted]" in gateway.log()
     assert secret not in gateway.log()
+    ws_secret = token(uid())
+    with gateway.ws(ws_secret) as ws:
+        assert ws.next("connected")["type"] == "connected"
+    wait_for(lambda: "/v1/ws?token=[redacted]" in gateway.log(), message="the WebSocket upgrade log line")
+    assert ws_secret not in gateway.log()

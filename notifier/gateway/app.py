@@ -46,7 +46,7 @@ PAGE_HEADERS = {
 
 
 class _RedactTokens(logging.Filter):
-    """Access logs show request paths; a ``?token=`` in them is a credential, so mask it."""
+    """Access and WebSocket logs show request paths; a ``?token=`` in them is a credential, so mask it."""
 
     _pattern = re.compile(r"((?:^|[?&])token=)[^&\s]+")
 
@@ -124,9 +124,10 @@ def create_app() -> FastAPI:
     app.add_api_route("/", demo_page, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(BodySizeLimit)
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, _RedactTokens) for f in access.filters):
-        access.addFilter(_RedactTokens())
+    for name in ("uvicorn.access", "uvicorn.error"):  # uvicorn logs WebSocket upgrades on uvicorn.error
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactTokens) for f in logger.filters):
+            logger.addFilter(_RedactTokens())
     return app
 
 

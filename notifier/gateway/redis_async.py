@@ -18,7 +18,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from notifier.errors import ConfigError
-from notifier.store import CLUSTER_SCHEME, SENTINEL_SCHEME, _hosts
+from notifier.store import CLUSTER_SCHEME, SENTINEL_SCHEME, parse_hosts
 
 SUPPORTED = ("redis://", "rediss://", "unix://", CLUSTER_SCHEME, SENTINEL_SCHEME)
 CONNECT_TIMEOUT = 5.0
@@ -29,7 +29,7 @@ HUB_CLIENT_NAME = "notifier-gateway-hub"
 
 def cluster_nodes(url: str) -> list[tuple[str, int]]:
     """The startup nodes of a ``redis+cluster://h1:p1,h2:p2`` URL."""
-    return _hosts(url[len(CLUSTER_SCHEME):].split("/", 1)[0], 6379)
+    return parse_hosts(url[len(CLUSTER_SCHEME):].split("/", 1)[0], 6379)
 
 
 def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int]:
@@ -40,7 +40,7 @@ def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int]:
         raise ConfigError(f"{url!r}: name the master, e.g. redis+sentinel://host:26379/mymaster/0")
     if db and not db.isdigit():
         raise ConfigError(f"{url!r}: the database after the master name must be a number")
-    return _hosts(hosts, 26379), service, int(db or 0)
+    return parse_hosts(hosts, 26379), service, int(db or 0)
 
 
 def check_url(url: str) -> str:
