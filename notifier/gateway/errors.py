@@ -119,6 +119,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
+    @app.exception_handler(redis.exceptions.ClusterDownError)
+    @app.exception_handler(redis.exceptions.TryAgainError)
+    @app.exception_handler(redis.exceptions.MasterDownError)
+    @app.exception_handler(redis.exceptions.RedisClusterException)
     async def _redis(_: Request, exc: redis.exceptions.RedisError) -> JSONResponse:
         log.warning("Redis unavailable: %s", exc)
         return error_response(503, "the notification store (Redis) is unreachable; retry shortly",
