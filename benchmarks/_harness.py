@@ -155,6 +155,12 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> float:
+    """CPU seconds all cores have been busy since boot (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def redis_cpu() -> float:
     info = client().info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
@@ -162,10 +168,12 @@ def redis_cpu() -> float:
 
 class CpuMeter:
     """CPU seconds used by Redis, by worker processes (with their pool children) and by this process,
-    between ``start()`` and ``stop()``: which of them bounds a figure."""
+    between ``start()`` and ``stop()``: which of them bounds a figure. ``other work`` is what the rest
+    of the machine used meanwhile (other sessions' tests on a shared machine): the noise indicator."""
 
-    def __init__(self, workers: Sequence["Process"] = ()) -> None:
+    def __init__(self, workers: Sequence["Process"] = (), extra: dict[str, int] | None = None) -> None:
         self.workers = list(workers)
+        self.extra = extra or {}
         self.before: dict[str, float] = {}
         self.used: dict[str, float] = {}
 
@@ -173,11 +181,14 @@ class CpuMeter:
         pids = {"this process": [os.getpid()]}
         for w in self.workers:
             pids[w.name] = [w.pid, *children(w.pid)]
+        for name, pid in self.extra.items():
+            pids[name] = [pid]
         return pids
 
     def _sample(self) -> dict[str, float]:
         sample = {name: sum(process_cpu(p) for p in pids) for name, pids in self._pids().items()}
         sample["redis-server"] = redis_cpu()
+        sample["machine"] = machine_cpu()
         sample["wall"] = time.monotonic()
         return sample
 
@@ -188,6 +199,8 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         after = self._sample()
         self.used = {k: after[k] - self.before.get(k, after[k]) for k in after}
+        ours = sum(v for k, v in self.used.items() if k not in ("machine", "wall"))
+        self.used["other work"] = max(0.0, self.used.pop("machine") - ours)
         return self.used
 
     def line(self) -> str:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import time
 
-from benchmarks._harness import (Figure, Gateway, Listeners, arguments, bench_env, claim_and_flush, clear_data,
-                                 latency_summary, pace, raw_pubsub_latency, raise_open_files, report,
-                                 start_workers, users, user_tokens, wait_quiet)
+from benchmarks._harness import (CpuMeter, Figure, Gateway, Listeners, Worker, arguments, bench_env,
+                                 claim_and_flush, clear_data, latency_summary, pace, raw_pubsub_latency,
+                                 raise_open_files, report, start_workers, users, user_tokens, wait_quiet)
 
 QUEUES = ["router", "realtime"]
 
 
-def one_run(run: int, gateway: Gateway, rate: float, seconds: float, user_count: int) -> list[float]:
-    """Send-to-receive latencies in ms of every notification, checked to have all arrived."""
+def one_run(run: int, gateway: Gateway, worker: Worker, rate: float, seconds: float,
+            user_count: int) -> tuple[list[float], CpuMeter]:
+    """Send-to-receive latencies in ms of every notification (checked to have all arrived), and where
+    the CPU went meanwhile (a slow tail with much ``other work`` is the shared machine, not notifier)."""
     from notifier import send_notification
 
     recipients = users(f"lat{run}", user_count)
@@ -29,15 +31,17 @@ def one_run(run: int, gateway: Gateway, rate: float, seconds: float, user_count:
         if failed:
             raise RuntimeError(f"{failed} SSE connections failed: {reasons}")
         total = int(rate * seconds)
+        meter = CpuMeter([worker, gateway], {"SSE clients": listeners.proc.pid}).start()
         pace(total, rate, lambda i: send_notification.delay(recipients[i % user_count], {
             "type": "benchmark", "title": f"Latency {i}", "channels": ["realtime"],
             "data": {"sent_at": time.time()}}))
         received = listeners.collect(total, timeout=30)
+        meter.stop()
     finally:
         listeners.stop()
     if len(received) != total:
         raise RuntimeError(f"sent {total}, the clients received {len(received)}")
-    return [(r.at - r.sent_at) * 1000 for r in received if r.sent_at is not None]
+    return [(r.at - r.sent_at) * 1000 for r in received if r.sent_at is not None], meter
 
 
 def main() -> None:
@@ -59,14 +63,14 @@ def main() -> None:
         clear_data()
         wait_quiet()
         raw = latency_summary(raw_pubsub_latency(args.rate, min(args.seconds, 10)))
-        samples = one_run(run, gateway, args.rate, args.seconds, args.users)
+        samples, meter = one_run(run, gateway, worker, args.rate, args.seconds, args.users)
         ours = latency_summary(samples)
         for q, figure in figures.items():
             figure.add(ours[q], raw[q])
-        series.append({"run": run, "latency_ms": ours, "raw_pubsub_ms": raw})
+        series.append({"run": run, "latency_ms": ours, "raw_pubsub_ms": raw, "cpu_s": meter.used})
         print(f"run {run + 1}: p50 {ours['p50']:.2f} ms, p90 {ours['p90']:.2f}, p99 {ours['p99']:.2f}, "
               f"max {ours['max']:.1f} (n={ours['n']}); raw Pub/Sub p50 {raw['p50']:.3f} ms, "
-              f"p99 {raw['p99']:.3f} ms")
+              f"p99 {raw['p99']:.3f} ms\n    {meter.line()}")
     gateway.stop()
     worker.stop()
     report("latency", list(figures.values()), {"runs": series, "settings": {

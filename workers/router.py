@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from notifier.groups import Groups, scan_batches
@@ -37,12 +38,16 @@ def _consumes(task: NotifierTask, channel: str) -> bool:
 
 
 def _dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
+    totals: Counter[tuple[str, str]] = Counter()
+    verbose = log.isEnabledFor(logging.INFO)
     for nid, decisions in plan.decisions.items():
-        for (channel, decision), count in decisions.items():
-            ROUTED.labels(channel, decision).inc(count)
-        log.info("routed: %s", ", ".join(f"{c} {d} x{n}" if n > 1 else f"{c} {d}"
-                                          for (c, d), n in sorted(decisions.items())),
-                 extra={"notification_id": nid})
+        totals.update(decisions)
+        if verbose:
+            log.info("routed: %s", ", ".join(f"{c} {d} x{n}" if n > 1 else f"{c} {d}"
+                                              for (c, d), n in sorted(decisions.items())),
+                     extra={"notification_id": nid})
+    for (channel, decision), count in totals.items():
+        ROUTED.labels(channel, decision).inc(count)
     for args, reason in plan.rejected:
         ROUTED.labels("*", "rejected").inc()
         task.dead_letter([args] if rejected_task == ROUTE else args, {}, reason, "ValidationError",
