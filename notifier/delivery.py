@@ -9,15 +9,20 @@ what to do with the report (re-enqueue with backoff, dead-letter).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+import redis
 
 from notifier.channels import ALL_TARGETS, Delivery, Outcome, get_channel
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import Notification, utcnow, validate
-from notifier.receipts import Claim, Receipts
+from notifier.receipts import Claim, Item, Receipts
 
 log = logging.getLogger("notifier.delivery")
+RECEIPT_RETRY_SECONDS = 0.2
 
 
 @dataclass
@@ -48,8 +53,9 @@ def run(channel_name: str, notifications: dict[str, Any], targets: Sequence[Any]
         (report.expired if d.notification.expired(now) else live).append(d)
     live = channel.expand(live)
     to_send = _claim(channel_name, live, report) if channel.uses_receipts else live
-    outcomes = channel.send(to_send) if to_send else []
-    _sort(channel_name, outcomes, report)
+    receipted = _Receipted(channel_name) if channel.uses_receipts else None
+    outcomes = channel.send(to_send, receipted) if to_send else []
+    _sort(channel_name, outcomes, report, receipted.keys if receipted else set())
     for d, _ in report.pruned:
         channel.prune(d)
     return report
@@ -95,13 +101,49 @@ def _claim(channel: str, deliveries: list[Delivery], report: Report) -> list[Del
     return to_send
 
 
-def _sort(channel: str, outcomes: list[Outcome], report: Report) -> None:
+class _Receipted:
+    """A channel's ``on_outcome``: the done receipt is written the moment a provider accepts a
+    delivery, not after the whole batch, so a worker killed mid-batch repeats none of those sends.
+
+    If Redis is unreachable right then (a dropped connection, a restart), the write is retried for as
+    long as the delivery's claim lasts: giving up would let another attempt send it again.
+    """
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.receipts = Receipts()
+        self.claim_ends = time.monotonic() + self.receipts.claim_seconds
+        self.keys: set[Item] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, outcome: Outcome) -> None:
+        if not outcome.ok:
+            return
+        d = outcome.delivery
+        key = (d.user_id, self.channel, d.notification.id, d.target)
+        while True:
+            try:
+                self.receipts.done_many([key])
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() + RECEIPT_RETRY_SECONDS > self.claim_ends:
+                    raise
+                log.warning("cannot record the receipt of a sent %s delivery yet (%s); retrying", self.channel, exc)
+                time.sleep(RECEIPT_RETRY_SECONDS)
+        with self._lock:
+            self.keys.add(key)
+
+
+def _sort(channel: str, outcomes: list[Outcome], report: Report, receipted: set[Item]) -> None:
+    """Sort outcomes into the report and settle receipts; ``receipted`` already have a done receipt
+    (a provider accepted them), whatever the batch's outcome says later."""
     done, release = [], []
     for o in outcomes:
         key = (o.delivery.user_id, channel, o.delivery.notification.id, o.delivery.target)
-        if o.ok:
+        if o.ok or key in receipted:
             report.delivered.append(o.delivery)
-            done.append(key)
+            if key not in receipted:
+                done.append(key)
             continue
         release.append(key)
         if isinstance(o.error, InvalidTarget):

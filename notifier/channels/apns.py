@@ -23,7 +23,7 @@ import threading
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Coroutine, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
 
 from aioapns import APNs
 from aioapns.common import NotificationRequest, NotificationResult, PushType
@@ -32,7 +32,7 @@ from aioapns.exceptions import ConnectionClosed, ConnectionError as APNsConnecti
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from notifier.channels.base import Delivery, Outcome
+from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
 from notifier.channels.push import PushChannel, json_size, parse_retry_after, remaining_ttl, short_key
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
@@ -140,7 +140,8 @@ class APNsChannel(PushChannel):
                            ttl=remaining_ttl(n, now))
 
     # Sending ------------------------------------------------------------------------------------
-    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]]) -> list[Outcome]:
+    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],
+                        on_outcome: OnOutcome | None = None) -> list[Outcome]:
         inbox = self._inbox or Inbox()
         badges = {user: inbox.unread_count(user) for user in {d.user_id for d, _ in items}}
         now = utcnow()
@@ -158,9 +159,16 @@ class APNsChannel(PushChannel):
                 time_to_live=p.ttl, collapse_key=p.collapse_id, push_type=p.push_type,
                 apns_topic=device.topic or None)))
         to_send = [r for _, r in requests if isinstance(r, NotificationRequest)]
+        delivery_of = {id(r): d for d, r in requests}
+
+        def answered(request: NotificationRequest, result: NotificationResult | BaseException,
+                     retry_after: bytes | None) -> None:
+            reported(self._outcome(delivery_of[id(request)], result, retry_after), on_outcome)
+
         timeout = self.settings.push_timeout
         try:
-            results = self._loop.submit(self._send_all(to_send)).result(timeout * 2 + 5) if to_send else []
+            results = self._loop.submit(self._send_all(to_send, answered if on_outcome else None)).result(
+                timeout * 2 + 5) if to_send else []
         except TimeoutError:
             error: DeliveryError = RetryableError(f"APNs batch did not finish within {timeout * 2 + 5:.0f}s")
             return [Outcome(d, r if isinstance(r, DeliveryError) else error) for d, r in requests]
@@ -179,13 +187,34 @@ class APNsChannel(PushChannel):
         return Outcome(delivery, _answer_error(str(result.status), str(result.description or ""),
                                                parse_retry_after(retry_after)))
 
-    async def _send_all(self, requests: list[NotificationRequest]
+    async def _send_all(self, requests: list[NotificationRequest],
+                        on_answer: Callable[[NotificationRequest, NotificationResult | BaseException,
+                                             bytes | None], None] | None = None
                         ) -> list[tuple[NotificationResult | BaseException, bytes | None]]:
+        """Every push at once on the one connection; ``on_answer`` hears each answer as it arrives
+        (an error it raises, such as Redis being down, fails the whole batch afterwards)."""
         client = self._get_client()
         timeout = self.settings.push_timeout
-        results = await asyncio.gather(*(_bounded(client.apns.send_notification(r), timeout) for r in requests),
-                                       return_exceptions=True)
-        return [(res, client.retry_hints.pop(r.notification_id, None)) for r, res in zip(requests, results)]
+        failures: list[Exception] = []
+
+        async def one(request: NotificationRequest) -> tuple[NotificationResult | BaseException, bytes | None]:
+            try:
+                result: NotificationResult | BaseException = await _bounded(
+                    client.apns.send_notification(request), timeout)
+            except Exception as exc:  # a timeout or a lost connection is this push's outcome
+                result = exc
+            answer = (result, client.retry_hints.pop(request.notification_id, None))
+            if on_answer is not None:
+                try:
+                    on_answer(request, *answer)
+                except Exception as exc:
+                    failures.append(exc)
+            return answer
+
+        answers = await asyncio.gather(*(one(r) for r in requests), return_exceptions=True)
+        if failures:
+            raise failures[0]
+        return [a if isinstance(a, tuple) else (a, None) for a in answers]
 
     def _get_client(self) -> _Client:
         """The process's one client, created inside the loop (aioapns binds to the running loop)."""

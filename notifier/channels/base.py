@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from notifier.errors import DeliveryError
 from notifier.models import Notification
@@ -53,6 +53,17 @@ class Outcome:
         return self.error is None
 
 
+OnOutcome = Callable[[Outcome], None]
+"""Told each outcome the moment the provider has answered for it, before the next send."""
+
+
+def reported(outcome: Outcome, on_outcome: OnOutcome | None) -> Outcome:
+    """``outcome``, once ``on_outcome`` (if any) has been told about it."""
+    if on_outcome is not None:
+        on_outcome(outcome)
+    return outcome
+
+
 class Channel(ABC):
     """Base of every channel adapter; subclasses declare their name and limits as class attributes."""
 
@@ -72,8 +83,13 @@ class Channel(ABC):
         """What the provider receives for this delivery (pure, no I/O)."""
 
     @abstractmethod
-    def send(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
-        """Deliver a batch; one outcome per delivery, in any order."""
+    def send(self, deliveries: Sequence[Delivery], on_outcome: OnOutcome | None = None) -> list[Outcome]:
+        """Deliver a batch; one outcome per delivery, in any order.
+
+        Each outcome also goes to ``on_outcome`` as soon as it is known (see :func:`reported`): the
+        delivery policy records a receipt right then, so a worker killed later in the batch sends
+        none of the already accepted deliveries again.
+        """
 
     def prune(self, delivery: Delivery) -> None:
         """Forget a target the provider says no longer exists (``InvalidTarget``)."""

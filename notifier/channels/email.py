@@ -17,7 +17,7 @@ from importlib import resources
 from string import Template
 from typing import Sequence
 
-from notifier.channels.base import ALL_TARGETS, Channel, Delivery, Outcome
+from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome, reported
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, PermanentError, RetryableError
 from notifier.preferences import PreferenceStore
@@ -49,7 +49,7 @@ class Email(Channel):
     def build_payload(self, delivery: Delivery) -> EmailMessage:
         n = delivery.notification
         msg = EmailMessage()
-        msg["Subject"] = n.title
+        msg["Subject"] = " ".join(n.title.split())  # a header is one line; a title may hold line breaks
         msg["From"] = self.settings.smtp_from
         msg["To"] = delivery.target
         msg["Date"] = formatdate(localtime=False)
@@ -62,7 +62,7 @@ class Email(Channel):
             title=html.escape(n.title), body=html.escape(n.body), action=html_action), subtype="html")
         return msg
 
-    def send(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+    def send(self, deliveries: Sequence[Delivery], on_outcome: OnOutcome | None = None) -> list[Outcome]:
         if not deliveries:
             return []
         try:
@@ -72,7 +72,7 @@ class Email(Channel):
         outcomes = []
         try:
             for d in deliveries:
-                outcomes.append(Outcome(d, self._send_one(smtp, d)))
+                outcomes.append(reported(Outcome(d, self._send_one(smtp, d)), on_outcome))
         finally:
             try:
                 smtp.quit()

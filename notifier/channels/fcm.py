@@ -25,7 +25,7 @@ from pyfcm import FCMNotification
 from pyfcm.errors import FCMError
 from requests.adapters import HTTPAdapter
 
-from notifier.channels.base import Delivery, Outcome
+from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
 from notifier.channels.push import PushChannel, json_size, parse_retry_after, remaining_ttl
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
@@ -106,7 +106,8 @@ class FCMChannel(PushChannel):
         return {"notification": notification, "data": data, "android": android, "webpush": webpush}
 
     # Sending ------------------------------------------------------------------------------------
-    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]]) -> list[Outcome]:
+    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],
+                        on_outcome: OnOutcome | None = None) -> list[Outcome]:
         try:
             client = self._get_client()
         except DeliveryError as exc:
@@ -117,9 +118,9 @@ class FCMChannel(PushChannel):
             try:
                 message = {**self.build_payload(d, now), "token": device.token}
                 name = self._post(client, message)
-                outcomes.append(Outcome(d, detail={"name": name}))
+                outcomes.append(reported(Outcome(d, detail={"name": name}), on_outcome))
             except DeliveryError as exc:
-                outcomes.append(Outcome(d, exc))
+                outcomes.append(reported(Outcome(d, exc), on_outcome))
         return outcomes
 
     def _post(self, client: _Client, message: dict[str, Any]) -> str:

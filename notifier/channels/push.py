@@ -19,7 +19,7 @@ from typing import Sequence
 
 import orjson
 
-from notifier.channels.base import ALL_TARGETS, Channel, Delivery, Outcome
+from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome
 from notifier.devices import Device, Devices
 from notifier.errors import InvalidTarget
 from notifier.models import Notification
@@ -53,7 +53,7 @@ class PushChannel(Channel):
             expanded.extend(Delivery(d.user_id, d.notification, device.id) for device in found.get(d.user_id, ()))
         return expanded
 
-    def send(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+    def send(self, deliveries: Sequence[Delivery], on_outcome: OnOutcome | None = None) -> list[Outcome]:
         if not deliveries:
             return []
         found = self.devices.for_users([d.user_id for d in deliveries], self.name)
@@ -67,12 +67,13 @@ class PushChannel(Channel):
             else:
                 live.append((d, device))
         if live:
-            outcomes.extend(self.send_to_devices(live))
+            outcomes.extend(self.send_to_devices(live, on_outcome))
         return outcomes
 
     @abstractmethod
-    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]]) -> list[Outcome]:
-        """Push to registered devices; one outcome each."""
+    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],
+                        on_outcome: OnOutcome | None = None) -> list[Outcome]:
+        """Push to registered devices; one outcome each, also told to ``on_outcome`` as it is known."""
 
     def prune(self, delivery: Delivery) -> None:
         self.devices.remove(delivery.user_id, delivery.target)

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import orjson
 
-from notifier.channels.base import ALL_TARGETS, Channel, Delivery, Outcome
+from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome, reported
 from notifier.inbox import Inbox
 
 LIVE = "live"
@@ -35,7 +35,8 @@ class Realtime(Channel):
     def build_payload(self, delivery: Delivery) -> str:
         return orjson.dumps(delivery.notification.to_dict()).decode()
 
-    def send(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+    def send(self, deliveries: Sequence[Delivery], on_outcome: OnOutcome | None = None) -> list[Outcome]:
+        """One pipelined round trip; appends are idempotent per notification id, so no receipts."""
         payloads: dict[str, str] = {}
         items = []
         for d in deliveries:
@@ -44,5 +45,5 @@ class Realtime(Channel):
                 payload = payloads[d.notification.id] = self.build_payload(d)
             items.append((d.user_id, d.notification.id, payload, d.target != INBOX_ONLY))
         results = self.inbox.append_many(items)
-        return [Outcome(d, detail={"entry_id": r.entry_id, "unread": r.unread, "added": r.added})
-                for d, r in zip(deliveries, results)]
+        return [reported(Outcome(d, detail={"entry_id": r.entry_id, "unread": r.unread, "added": r.added}),
+                         on_outcome) for d, r in zip(deliveries, results)]

@@ -22,7 +22,7 @@ from py_vapid.utils import b64urlencode
 from pywebpush import WebPushException, webpush
 from cryptography.hazmat.primitives import serialization
 
-from notifier.channels.base import Delivery, Outcome
+from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
 from notifier.channels.push import PushChannel, parse_retry_after, remaining_ttl, short_key
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
@@ -79,7 +79,8 @@ class WebPushChannel(PushChannel):
                               topic=short_key(n.collapse_key, 32, url_safe=True) if n.collapse_key else None)
 
     # Sending ------------------------------------------------------------------------------------
-    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]]) -> list[Outcome]:
+    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],
+                        on_outcome: OnOutcome | None = None) -> list[Outcome]:
         try:
             vapid = self._get_vapid()
         except DeliveryError as exc:
@@ -90,9 +91,9 @@ class WebPushChannel(PushChannel):
         for d, device in items:
             try:
                 status = self._push(session, vapid, self.build_payload(d, now), device)
-                outcomes.append(Outcome(d, detail={"status": status}))
+                outcomes.append(reported(Outcome(d, detail={"status": status}), on_outcome))
             except DeliveryError as exc:
-                outcomes.append(Outcome(d, exc))
+                outcomes.append(reported(Outcome(d, exc), on_outcome))
         return outcomes
 
     def _push(self, session: requests.Session, vapid: Vapid, payload: WebPushPayload, device: Device) -> int:
