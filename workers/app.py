@@ -12,6 +12,7 @@ from workers import observability
 observability.prepare(get_settings())
 app = Celery("notifier", set_as_current=True)
 app.conf.update(celery_config(get_settings()))
+app.conf.worker_consumer = "workers.consumer:Consumer"
 configure_logging()
 
 import workers.deliver  # noqa: E402,F401  (registers the tasks)
