@@ -9,6 +9,7 @@ pagination and for resuming a live stream.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -22,7 +23,8 @@ from notifier.keys import Keys
 
 MAX_PAGE = 200
 MAX_IDS = 1000
-_ENTRY_ID_CHARS = set("0123456789-")
+_ENTRY_ID = re.compile(r"^([0-9]{1,20})(?:-([0-9]{1,20}))?$")
+_MAX_PART = 2 ** 64 - 1
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,10 @@ class Page:
 
 
 def check_entry_id(entry_id: str) -> str:
-    """Entry ids come from clients (cursors, Last-Event-ID): accept only ``<ms>-<seq>``."""
-    ms, sep, seq = entry_id.partition("-")
-    if not (ms.isdigit() and len(ms) <= 20 and (not sep or (seq.isdigit() and len(seq) <= 20))):
+    """Entry ids come from clients (cursors, Last-Event-ID): accept only ``<ms>-<seq>`` in ASCII
+    digits, each part below 2**64 (Redis refuses larger ones with an error, not an empty range)."""
+    match = _ENTRY_ID.match(entry_id) if isinstance(entry_id, str) else None
+    if match is None or any(int(part) > _MAX_PART for part in match.groups() if part):
         raise ValidationError(f"invalid cursor {entry_id!r}: expected an inbox entry id like 1700000000000-0")
     return entry_id
 
@@ -103,7 +106,9 @@ class Inbox:
         """Newest first, ``limit`` items older than the cursor ``before``; ``next_cursor`` pages on."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be between 1 and {MAX_PAGE}")
-        upper = f"({check_entry_id(before)}" if before else "+"
+        if before and _parts(check_entry_id(before)) == (0, 0):
+            return Page([], None)  # nothing is older than 0-0 (and Redis refuses "(0-0" as a bound)
+        upper = f"({before}" if before else "+"
         items: list[dict[str, Any]] = []
         chunk = limit if not unread_only else max(limit * 2, 50)
         while True:
@@ -124,7 +129,9 @@ class Inbox:
 
     def since(self, user_id: str, entry_id: str, count: int = 500) -> list[dict[str, Any]]:
         """Entries after ``entry_id``, oldest first: what a reconnecting client missed."""
-        entries = self.r.xrange(self.keys.inbox(user_id), min=f"({check_entry_id(entry_id)}", max="+",
+        if _parts(check_entry_id(entry_id)) == (_MAX_PART, _MAX_PART):
+            return []  # nothing can follow the largest id (and Redis refuses it as an exclusive bound)
+        entries = self.r.xrange(self.keys.inbox(user_id), min=f"({entry_id}", max="+",
                                 count=count)
         return [_decode(e) for e in entries]
 
@@ -138,6 +145,12 @@ class Inbox:
         item = _decode(entries[0])
         item["read"] = not self.r.sismember(self.keys.unread(user_id), notification_id)
         return item
+
+
+def _parts(entry_id: str) -> tuple[int, int]:
+    """A checked entry id as ``(ms, seq)``; a missing seq counts as 0."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _decode(entry: tuple[str, dict[str, str]]) -> dict[str, Any]:

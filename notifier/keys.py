@@ -1,8 +1,10 @@
 """Every Redis key name notifier uses, in one place.
 
 Per-user keys carry the user id in a hash tag (``notifier:{user123}:inbox``) so that all of a user's
-keys, and every Lua script that touches them, stay in one Redis Cluster slot. No key suffix contains
-``}``, so two different user ids can never produce the same key, whatever characters they hold.
+keys, and every Lua script that touches them, stay in one Redis Cluster slot. Two different user ids
+never produce the same key, whatever characters they hold: a suffix contains ``}`` only in the local
+part of a receipt's email address, and ``models._EMAIL`` keeps braces out of the domain, so no suffix
+can end like ``}:inbox`` and spell another user's key.
 """
 
 from __future__ import annotations

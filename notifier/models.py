@@ -37,7 +37,9 @@ MAX_DATA_BYTES = 4096
 """FCM's data payload limit; larger data would be refused by the push providers anyway."""
 MAX_TTL = 28 * 86400
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s{}]+\.[^@\s{}]+$")
+"""No braces in the domain: the address is part of a Redis key (a delivery receipt), and a domain like
+``b.c}:inbox`` would end that key in the shape of another user's key (see ``notifier/keys.py``)."""
 
 
 def new_id() -> str:
@@ -69,7 +71,13 @@ class Notification(BaseModel):
     @field_validator("data")
     @classmethod
     def _data_size(cls, value: dict[str, Any]) -> dict[str, Any]:
-        size = len(orjson.dumps(value))
+        try:
+            raw = orjson.dumps(value)
+        except orjson.JSONEncodeError as exc:  # integers beyond 64 bits: no JSON consumer reads them back
+            raise ValueError(f"data must be plain JSON: {exc}") from None
+        if orjson.loads(raw) != value:  # NaN and Infinity would silently turn into null
+            raise ValueError("data must be plain JSON: NaN and Infinity are not JSON numbers")
+        size = len(raw)
         if size > MAX_DATA_BYTES:
             raise ValueError(f"data is {size} bytes as JSON; the limit is {MAX_DATA_BYTES}")
         return value

@@ -58,7 +58,7 @@ class PreferenceStore:
     def update(self, user_id: str, **changes: Any) -> Preferences:
         """Merge ``changes`` into the current preferences (``channels`` merges per channel)."""
         current = self.get(user_id).to_dict()
-        if "channels" in changes:
+        if isinstance(changes.get("channels"), dict):
             changes["channels"] = {**current["channels"], **changes["channels"]}
         return self.set(user_id, {**current, **changes})
 

@@ -139,7 +139,8 @@ def send_bulk(items: Iterable[tuple[str, NotificationInput] | tuple[str, Notific
             if isinstance(item, Mapping):
                 user_id, notification, key = item.get("user_id"), item.get("notification"), item.get("idempotency_key")
             else:
-                user_id, notification, key = (*item, None)[:3] if len(item) in (2, 3) else (None, None, None)
+                shaped = isinstance(item, (tuple, list)) and len(item) in (2, 3)
+                user_id, notification, key = (*item, None)[:3] if shaped else (None, None, None)
                 if notification is None:
                     raise ValidationError("each item is (user_id, notification[, idempotency_key])")
             rows.append([check_user_id(user_id), _notification(notification).to_dict(), check_key(key)])
