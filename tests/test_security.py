@@ -1,0 +1,166 @@
+"""Secrets stay secret: never logged, compared in constant time, and never weak or missing in production.
+
+Who may see what over the gateway is ``tests/test_security_matrix.py``; Flower's basic auth is
+``tests/test_operations.py::test_flower_requires_basic_auth``; ``SECURITY.md`` has the threat model.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+import redis
+from py_vapid import Vapid
+
+from notifier import tokens
+from notifier.channels.webpush import private_key, public_key
+from notifier.deadletters import DeadLetters
+from notifier.inbox import Inbox
+from notifier.preferences import PreferenceStore
+from tests.gateway_support import SSE, Gateway, free_port
+from tests.helpers import ROOT, Worker, uid, wait_for
+from tests.peers.smtp import SmtpPeer
+
+SECRET_NAMES = ("secret", "api_key", "apikey", "signature", "password", "passwd", "expected", "offered",
+                "digest", "credential")
+
+
+def _secretish(node: ast.expr) -> bool:
+    return isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)) and any(
+        name in ast.unparse(node).lower() for name in SECRET_NAMES)
+
+
+def test_secrets_are_compared_in_constant_time_only() -> None:
+    """No ``==``, ``!=`` or ``in`` on a secret anywhere in notifier (their time leaks how much matched),
+    and the two places that check one (token signature, server API key) use ``hmac.compare_digest``."""
+    leaky = []
+    for path in sorted((ROOT / "notifier").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare) and any(
+                    isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops):
+                if any(_secretish(side) for side in (node.left, *node.comparators)):
+                    leaky.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert leaky == []
+
+    def compare_digest_calls(path: str, function: str) -> int:
+        tree = ast.parse((ROOT / path).read_text())
+        [fn] = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function]
+        return sum(1 for n in ast.walk(fn) if isinstance(n, ast.Call) and ast.unparse(n.func) == "hmac.compare_digest")
+
+    assert compare_digest_calls("notifier/tokens.py", "verify") == 1
+    assert compare_digest_calls("notifier/gateway/auth.py", "require_service") == 1
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "notifier.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60)
+
+
+@pytest.mark.parametrize("key", ["", "secret", "changeme", "x" * 31])
+def test_token_cli_refuses_a_missing_or_weak_secret_key(key: str) -> None:
+    out = cli("token", "alice", NOTIFIER_SECRET_KEY=key, NOTIFIER_DEV_MODE="0")
+    assert out.returncode == 1 and out.stdout == ""
+    assert "NOTIFIER_SECRET_KEY" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_gateway_refuses_to_start_with_a_weak_secret_key() -> None:
+    """(A missing key is ``tests/test_gateway_api.py::test_gateway_refuses_to_start_without_a_secret_key``.)"""
+    out = cli("gateway", "--port", str(free_port()), NOTIFIER_SECRET_KEY="changeme", NOTIFIER_DEV_MODE="0")
+    assert out.returncode == 1 and "NOTIFIER_SECRET_KEY is 8 characters" in out.stderr, out.stderr
+
+
+# Logs ---------------------------------------------------------------------------------------------
+class PasswordRedis:
+    """A redis-server of this test's own that wants a password (so its URL carries one)."""
+
+    def __init__(self, password: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--requirepass", password],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://:{password}@127.0.0.1:{self.port}/0"
+        wait_for(self._pings, timeout=10, message="redis-server with a password")
+
+    def _pings(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def password_redis() -> Iterator[PasswordRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    server = PasswordRedis("redis-pw-" + secrets.token_hex(8))
+    yield server
+    server.stop()
+
+
+def test_no_secret_reaches_a_log_a_dead_letter_or_an_error(password_redis: PasswordRedis, smtp: SmtpPeer,
+                                                          settings_env: Callable[[dict[str, str]], None],
+                                                          worker_factory: Callable[..., Worker]) -> None:
+    vapid = Vapid()
+    vapid.generate_keys()
+    secret = {
+        "NOTIFIER_SECRET_KEY": "signing-" + secrets.token_urlsafe(32),
+        "NOTIFIER_API_KEY": "service-" + secrets.token_urlsafe(24),
+        "NOTIFIER_SMTP_PASSWORD": "smtp-pw-" + secrets.token_hex(8),
+        "NOTIFIER_VAPID_PRIVATE_KEY": private_key(vapid),
+    }
+    env = {**smtp.env(), **secret, "NOTIFIER_REDIS_URL": password_redis.url, "NOTIFIER_BROKER_URL": password_redis.url,
+           "NOTIFIER_SMTP_USER": "notifier", "NOTIFIER_VAPID_PUBLIC_KEY": public_key(vapid),
+           "NOTIFIER_LOG_LEVEL": "DEBUG", "NOTIFIER_RATE_LIMITS": "realtime=100/60,email=100/60"}
+    settings_env(env)
+    worker = worker_factory(env, queues="router,realtime,email", concurrency=1)
+    gateway = Gateway(env).wait_ready()
+    user = uid("logged")
+    PreferenceStore().set(user, {"email": f"{user}@example.test"})
+    token = tokens.issue(user, 600)
+    header, payload, signature = token.split(".")
+    used_tokens = [token, signature]
+    stream = SSE(gateway, query=f"?token={token}")
+    try:
+        assert stream.next("connected")[0] == "connected"
+        with gateway.ws(token) as ws:
+            ws.next("connected")
+        with httpx.Client(base_url=gateway.url, timeout=10) as http:
+            assert http.get("/v1/notifications", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            tampered = f"{header}.{tokens.issue('mallory', 600).split('.')[1]}.{signature}"
+            assert http.get("/v1/notifications", headers={"Authorization": f"Bearer {tampered}"}).status_code == 401
+            near_miss = secret["NOTIFIER_API_KEY"][:-1] + "x"
+            used_tokens.append(near_miss)
+            body = {"user_id": user, "notification": {"type": "t", "title": "hello"}}
+            assert http.post("/v1/notify", json=body, headers={"X-API-Key": near_miss}).status_code == 401
+            assert http.post("/v1/notify", json=body,
+                             headers={"Authorization": f"Bearer {secret['NOTIFIER_API_KEY']}"}).status_code == 202
+        assert stream.notifications(1)[0][1]["title"] == "hello"
+        entry = wait_for(lambda: DeadLetters().list(10), timeout=20, message="the email dead-lettered")[0]
+        assert "SMTP" in entry["error"] and Inbox().unread_count(user) == 1
+        stats = cli("stats", "--timeout", "0.2")
+    finally:
+        gateway.stop()
+        stream.close()
+    redis_password = password_redis.url.split(":")[2].split("@")[0]
+    places = {"worker log": worker.log(), "gateway log": gateway.log(),
+              "dead letters": json.dumps(DeadLetters().list(10)),
+              "notifier stats": stats.stdout + stats.stderr}
+    leaks = [(name, where) for name, value in [*secret.items(), ("redis password", redis_password),
+                                               *(("token", t) for t in used_tokens)]
+             for where, text in places.items() if value in text]
+    assert leaks == []
+    assert "dead-lettered" in worker.log(), "the failure was logged"
+    assert "/v1/stream?token=[redacted]" in gateway.log(), "the query token was logged, redacted"
