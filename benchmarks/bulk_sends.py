@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from benchmarks._harness import (Figure, Worker, arguments, bench_env, claim_and_flush, clear_data, noop_rate,
+from benchmarks._harness import (CpuMeter, Figure, Worker, arguments, bench_env, claim_and_flush, clear_data, noop_rate,
                                  profile, report, start_noop_worker, start_workers, users, wait_inboxes,
                                  wait_quiet)
 
@@ -51,10 +51,12 @@ def main() -> None:
         clear_data()
         wait_quiet()
         baseline = noop_rate(args.noop_count, noop)
+        meter = CpuMeter([worker]).start()
         value = one_run(str(run), args.count, [worker])
+        meter.stop()
         figure.add(value, baseline)
         print(f"run {run + 1}: {value:,.0f} notifications/s, no-op {baseline:,.0f} tasks/s, "
-              f"ratio {value / baseline:.1f}")
+              f"ratio {value / baseline:.1f}\n    {meter.line()}")
     stop_profile()
     worker.stop()
     noop.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from benchmarks._harness import (Figure, arguments, bench_env, claim_and_flush, clear_data, noop_rate,
+from benchmarks._harness import (CpuMeter, Figure, arguments, bench_env, claim_and_flush, clear_data, noop_rate,
                                  profile, report, start_noop_worker, start_workers, users, wait_inboxes,
                                  wait_quiet)
 
@@ -50,9 +50,12 @@ def main() -> None:
         clear_data()
         wait_quiet()
         baseline = noop_rate(args.count, noop)
+        meter = CpuMeter([worker]).start()
         value = one_run(run, args.count, args.users, [worker])
+        meter.stop()
         figure.add(value, baseline)
-        print(f"run {run + 1}: {value:,.0f} sends/s, no-op {baseline:,.0f} tasks/s, ratio {value / baseline:.2f}")
+        print(f"run {run + 1}: {value:,.0f} sends/s, no-op {baseline:,.0f} tasks/s, ratio {value / baseline:.2f}"
+              f"\n    {meter.line()}")
     stop_profile()
     worker.stop()
     noop.stop()
