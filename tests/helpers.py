@@ -7,6 +7,7 @@ runs on one machine never see each other's data; workers run as real ``celery wo
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,40 +27,80 @@ _session = uuid.uuid4().hex
 _db: int | None = None
 
 
-_extra: list[int] = []
+_private: int | None = None
+_private_module: str | None = None
 
 
-def _claim_free_db() -> int:
-    for db in range(1, 16):
+def _holder_alive(value: bytes | None) -> bool:
+    """Whether the process named at the end of a lock value (``<owner>:<pid>``) still runs here."""
+    if value is None:
+        return False
+    digits = re.search(rb"(\d+)$", value)
+    if digits is None:
+        return True
+    try:
+        os.kill(int(digits.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_value(owner: str) -> str:
+    """A database lock value that names the holding process, so a crashed holder's lock is taken over."""
+    return f"{owner}:{os.getpid()}"
+
+
+def claim_free_db(owner: str, order: range = range(1, 16)) -> int:
+    """A Redis database no live test session or benchmark holds, flushed and locked for ``owner``."""
+    value = lock_value(owner)
+    for db in order:
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
-        if client.set(_LOCK, _session, nx=True, ex=3600):
+        claimed = bool(client.set(_LOCK, value, nx=True, ex=3600))
+        if not claimed and not _holder_alive(client.get(_LOCK)):
+            client.set(_LOCK, value, ex=3600)
+            claimed = True
+        if claimed:
             for key in client.scan_iter(count=1000):
                 if key != _LOCK.encode():
                     client.delete(key)
             return db
-    raise RuntimeError("every Redis database 1-15 is held by another test session")
+    raise RuntimeError("every Redis database 1-15 is held by a running test session or benchmark")
 
 
 def claim_db() -> int:
     """The first Redis database (1-15) no other test session holds; flushed for this session."""
     global _db
     if _db is None:
-        _db = _claim_free_db()
+        _db = claim_free_db(_session)
     return _db
 
 
 def private_env() -> dict[str, str]:
-    """Store and broker in a database of their own, for a test whose worker must be the only one."""
-    db = _claim_free_db()
-    _extra.append(db)
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    """Store and broker in a database of their own, for a test whose worker must be the only one.
+
+    One such database per session, flushed whenever a new test module starts using it (modules run
+    one after another, so their workers never share it).
+    """
+    global _private, _private_module
+    if _private is None:
+        _private = claim_free_db(_session)
+    module = os.environ.get("PYTEST_CURRENT_TEST", "").split("::", 1)[0]
+    if module != _private_module:
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=_private)
+        for key in client.scan_iter(count=1000):
+            if key != _LOCK.encode():
+                client.delete(key)
+        _private_module = module
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{_private}"
     return {"NOTIFIER_REDIS_URL": url, "NOTIFIER_BROKER_URL": url}
 
 
 def release_db() -> None:
-    for db in ([_db] if _db is not None else []) + _extra:
+    for db in (d for d in (_db, _private) if d is not None):
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
-        if client.get(_LOCK) == _session.encode():
+        if client.get(_LOCK) == lock_value(_session).encode():
             client.flushdb()
 
 

@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from tests.helpers import _LOCK, REDIS_HOST, REDIS_PORT, Worker, start_worker
+from tests.helpers import _LOCK, REDIS_HOST, REDIS_PORT, Worker, claim_free_db, lock_value, start_worker
 
 
 def _reload() -> None:
@@ -40,14 +40,7 @@ class Isolated:
         self._workers: list[Worker] = []
 
     def _claim(self) -> int:
-        for db in range(15, 0, -1):
-            client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
-            if client.set(_LOCK, self._token, nx=True, ex=3600):
-                for key in client.scan_iter(count=1000):
-                    if key != _LOCK.encode():
-                        client.delete(key)
-                return db
-        raise RuntimeError("no free Redis database (1-15) for an isolated broker")
+        return claim_free_db(self._token, range(15, 0, -1))
 
     def apply(self, env: dict[str, str] | None = None) -> None:
         """Use the isolated broker and prefix (and ``env``) in this test process too."""
@@ -67,7 +60,7 @@ class Isolated:
         self._patch.undo()
         _reload()
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=self.db)
-        if client.get(_LOCK) == self._token.encode():
+        if client.get(_LOCK) == lock_value(self._token).encode():
             client.flushdb()
 
 
