@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(15.0, gt=0)
     client_buffer: int = Field(256, ge=1)
     max_request_bytes: int = Field(64 * 1024, ge=1024)
+    api_rate_limit: str = Field("600/60", pattern=r"^\d+/\d+$")
+    """HTTP API requests per user: ``LIMIT/SECONDS`` (sliding window); over it, 429."""
 
     @field_validator("rate_limits")
     @classmethod
@@ -150,6 +152,12 @@ class Settings(BaseSettings):
     def limits(self) -> dict[str, tuple[int, int]]:
         """Per-channel ``(limit, window_seconds)``."""
         return parse_rate_limits(self.rate_limits)
+
+    @property
+    def api_limit(self) -> tuple[int, int]:
+        """``(limit, window_seconds)`` of HTTP API requests per user."""
+        limit, window = self.api_rate_limit.split("/")
+        return int(limit), max(1, int(window))
 
     @property
     def channels(self) -> tuple[str, ...]:

@@ -43,7 +43,7 @@ class Keys:
         return self._user(user_id, "prefs")
 
     def rate(self, user_id: str, channel: str) -> str:
-        """Sorted set of send times in the current window, one per channel."""
+        """Sorted set of send times in the current window, one per channel (and ``api`` for requests)."""
         return self._user(user_id, f"rate:{channel}")
 
     def devices(self, user_id: str) -> str:

@@ -137,6 +137,7 @@ def base_env() -> dict[str, str]:
         "NOTIFIER_RATE_LIMITS": "realtime=1000/60,email=3/60,fcm=1000/60,apns=1000/60,webpush=1000/60",
         "NOTIFIER_SECRET_KEY": "test-secret-key-0123456789abcdef",
         "NOTIFIER_API_KEY": "test-api-key",
+        "NOTIFIER_API_RATE_LIMIT": "100000/60",
     }
 
 

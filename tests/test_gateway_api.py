@@ -362,3 +362,19 @@ def test_access_log_does_not_show_query_tokens(gateway: Gateway) -> None:
         assert ws.next("connected")["type"] == "connected"
     wait_for(lambda: "/v1/ws?token=[redacted]" in gateway.log(), message="the WebSocket upgrade log line")
     assert ws_secret not in gateway.log()
+
+
+def test_api_requests_per_user_are_rate_limited() -> None:
+    limited = Gateway(env={"NOTIFIER_API_RATE_LIMIT": "5/60"}).wait_ready()
+    try:
+        alice, bob = uid(), uid()
+        with limited.client(token(alice)) as client:
+            codes = [client.get("/v1/notifications/unread-count").status_code for _ in range(7)]
+            assert codes == [200] * 5 + [429] * 2
+            refused = client.get("/v1/notifications")
+            assert refused.status_code == 429 and refused.json()["error"] == "rate_limited"
+            assert refused.headers["Retry-After"] == "60"
+        with limited.client(token(bob)) as client:
+            assert client.get("/v1/notifications/unread-count").status_code == 200, "limits are per user"
+    finally:
+        limited.stop()

@@ -10,6 +10,7 @@ accepts a user id from the caller.
 from __future__ import annotations
 
 import hmac
+import uuid
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -17,7 +18,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from notifier import tokens
 from notifier.config import get_settings
-from notifier.gateway.errors import unauthorized
+from notifier.ratelimit import RateLimiter
+from notifier.gateway.errors import ApiError, unauthorized
 from notifier.gateway.metrics import AUTH_FAILURES
 from notifier.tokens import Claims
 
@@ -62,6 +64,11 @@ def live_claims(request: Request) -> Claims:
 
 
 def current_user(claims: Annotated[Claims, Depends(user_claims)]) -> str:
+    """The token's user, once they are under ``NOTIFIER_API_RATE_LIMIT`` (429 otherwise)."""
+    limit, window = get_settings().api_limit
+    if not RateLimiter(limits={"api": (limit, window)}).allow(claims.user_id, uuid.uuid4().hex, ["api"])["api"]:
+        raise ApiError(429, f"more than {limit} API requests in {window} s; slow down and retry",
+                       code="rate_limited", headers={"Retry-After": str(window)})
     return claims.user_id
 
 

@@ -78,6 +78,8 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> list[Any]:
 RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing, malformed, tampered or expired credentials"},
     413: {"model": ErrorBody, "description": "Request body larger than NOTIFIER_MAX_REQUEST_BYTES"},
+    429: {"model": ErrorBody, "description": "More requests than NOTIFIER_API_RATE_LIMIT allows this user; "
+                                              "retry after Retry-After seconds"},
     422: {"model": ErrorBody, "description": "The request did not validate; `message` says why"},
     503: {"model": ErrorBody, "description": "Redis (or the broker) is unreachable; retry later"},
 }
