@@ -94,7 +94,19 @@ def claim_and_flush() -> None:
     if holder is not None and not holder.startswith("benchmark"):
         sys.exit("a test session holds this Redis database; pick another NOTIFIER_REDIS_URL")
     r.flushdb()
-    r.set(TEST_LOCK, f"benchmark-{os.getpid()}", ex=3600)
+    mine = f"benchmark-{os.getpid()}"
+    r.set(TEST_LOCK, mine, ex=3600)
+    atexit.register(_release, mine)
+
+
+def _release(mine: str) -> None:
+    """Give the database back to test sessions when the benchmark ends (its data is left for a look)."""
+    try:
+        r = client()
+        if r.get(TEST_LOCK) == mine:
+            r.delete(TEST_LOCK)
+    except redis.RedisError:
+        pass
 
 
 def clear_data() -> None:
