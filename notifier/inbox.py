@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 
 from notifier import store
 from notifier.config import get_settings
@@ -23,6 +24,8 @@ from notifier.keys import Keys
 
 MAX_PAGE = 200
 MAX_IDS = 1000
+ITEMS_PER_CALL = 100
+"""Inbox appends per script call on one server: ~1 ms of Redis time, short enough not to stall it."""
 _ENTRY_ID = re.compile(r"^([0-9]{1,20})(?:-([0-9]{1,20}))?$")
 _MAX_PART = 2 ** 64 - 1
 
@@ -67,13 +70,25 @@ class Inbox:
     def append_many(self, items: Iterable[tuple[str, str, str, bool]]) -> list[Appended]:
         """Append ``(user_id, notification_id, notification_json, publish)`` items in one round trip.
 
-        Returns one result per item; ``added`` is False when the inbox already held that id.
+        Returns one result per item; ``added`` is False when the inbox already held that id. On one
+        server a script call appends up to ``ITEMS_PER_CALL`` items (one call per item costs the client
+        more than the append itself); on a cluster each user's keys live in their own slot, so one each.
         """
         lua = store.script("inbox_append")
-        calls: list[store.ScriptCall] = [
-            (lua, self._append_keys(user_id), [nid, payload, self.max_len, self.slack, "1" if publish else "0"])
-            for user_id, nid, payload, publish in items]
-        return [Appended(str(e), int(u), bool(a)) for e, u, a in store.run_scripts(self.r, calls)]
+        per_call = 1 if isinstance(self.r, RedisCluster) else ITEMS_PER_CALL
+        calls: list[store.ScriptCall] = []
+        keys: list[str] = []
+        args: list[Any] = [self.max_len, self.slack]
+        for user_id, nid, payload, publish in items:
+            keys += self._append_keys(user_id)
+            args += [nid, payload, "1" if publish else "0"]
+            if len(keys) == 4 * per_call:
+                calls.append((lua, keys, args))
+                keys, args = [], [self.max_len, self.slack]
+        if keys:
+            calls.append((lua, keys, args))
+        flat = [value for result in store.run_scripts(self.r, calls) for value in result]
+        return [Appended(str(flat[i]), int(flat[i + 1]), bool(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def append(self, user_id: str, notification: dict[str, Any], publish: bool = True) -> Appended:
         return self.append_many([(user_id, notification["id"], orjson.dumps(notification).decode(), publish)])[0]

@@ -1,35 +1,47 @@
--- Append one notification to a user's inbox, once, and announce it live.
+-- Append notifications to users' inboxes, each once, and announce them live.
 -- PUBLISH (the command) is defined by notifier/store.py: SPUBLISH on a Redis Cluster.
--- KEYS: inbox stream, id hash, unread set, live channel
--- ARGV: notification id, notification JSON, max length, trim slack, publish (1/0)
--- Returns {entry id, unread count, 1 if newly added / 0 if it was already there}.
-local existing = redis.call('HGET', KEYS[2], ARGV[1])
-if existing then
-  return {existing, redis.call('SCARD', KEYS[3]), 0}
-end
-local id = redis.call('XADD', KEYS[1], '*', 'nid', ARGV[1], 'n', ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], id)
-redis.call('SADD', KEYS[3], ARGV[1])
--- Trim in batches (like MAXLEN ~, amortised) but drop the trimmed ids from the hash and the
--- unread set in the same step, so the unread count never counts an entry that is gone.
-local maxlen = tonumber(ARGV[3])
-local len = redis.call('XLEN', KEYS[1])
-if len > maxlen + tonumber(ARGV[4]) then
-  local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - maxlen)
-  for _, entry in ipairs(old) do
-    local fields = entry[2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'nid' then
-        redis.call('HDEL', KEYS[2], fields[i + 1])
-        redis.call('SREM', KEYS[3], fields[i + 1])
+-- KEYS: for each item, 4 keys: inbox stream, id hash, unread set, live channel
+-- ARGV: max length, trim slack, then for each item: notification id, notification JSON, publish (1/0)
+-- Returns, for each item in turn: entry id, unread count, 1 if newly added / 0 if it was already there.
+-- On a Redis Cluster a call carries one item (its user's keys share a slot); on one server, many.
+local maxlen, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+for i = 0, #KEYS / 4 - 1 do
+  local inbox, ids, unread_set, live = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4]
+  local nid, payload, publish = ARGV[3 * i + 3], ARGV[3 * i + 4], ARGV[3 * i + 5]
+  local existing = redis.call('HGET', ids, nid)
+  if existing then
+    out[#out + 1] = existing
+    out[#out + 1] = redis.call('SCARD', unread_set)
+    out[#out + 1] = 0
+  else
+    local id = redis.call('XADD', inbox, '*', 'nid', nid, 'n', payload)
+    redis.call('HSET', ids, nid, id)
+    redis.call('SADD', unread_set, nid)
+    -- Trim in batches (like MAXLEN ~, amortised) but drop the trimmed ids from the hash and the
+    -- unread set in the same step, so the unread count never counts an entry that is gone.
+    local len = redis.call('XLEN', inbox)
+    if len > maxlen + slack then
+      local old = redis.call('XRANGE', inbox, '-', '+', 'COUNT', len - maxlen)
+      for _, entry in ipairs(old) do
+        local fields = entry[2]
+        for f = 1, #fields, 2 do
+          if fields[f] == 'nid' then
+            redis.call('HDEL', ids, fields[f + 1])
+            redis.call('SREM', unread_set, fields[f + 1])
+          end
+        end
       end
+      redis.call('XTRIM', inbox, 'MAXLEN', maxlen)
     end
+    local unread = redis.call('SCARD', unread_set)
+    if publish == '1' then
+      redis.call(PUBLISH, live,
+        '{"event":"notification","entry_id":"' .. id .. '","unread":' .. unread .. ',"notification":' .. payload .. '}')
+    end
+    out[#out + 1] = id
+    out[#out + 1] = unread
+    out[#out + 1] = 1
   end
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', maxlen)
 end
-local unread = redis.call('SCARD', KEYS[3])
-if ARGV[5] == '1' then
-  redis.call(PUBLISH, KEYS[4],
-    '{"event":"notification","entry_id":"' .. id .. '","unread":' .. unread .. ',"notification":' .. ARGV[2] .. '}')
-end
-return {id, unread, 1}
+return out
