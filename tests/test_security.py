@@ -103,8 +103,7 @@ class PasswordRedis:
 
 @pytest.fixture
 def password_redis() -> Iterator[PasswordRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server")
+    assert shutil.which("redis-server"), "redis-server is installed by scripts/services.sh"
     server = PasswordRedis("redis-pw-" + secrets.token_hex(8))
     yield server
     server.stop()
