@@ -743,7 +743,8 @@ async def sse_client(port: int, token: str, on_event: Callable[[str, dict[str, A
                  "Accept: text/event-stream\r\n\r\n".encode())
     status, headers = await _read_http_head(reader)
     if status != 200:
-        raise RuntimeError(f"SSE answered {status}")
+        body = await reader.read(int(headers.get("content-length", "0")) or 500)
+        raise RuntimeError(f"SSE answered {status}: {body.decode(errors='replace')}")
     chunked = headers.get("transfer-encoding", "").lower() == "chunked"
     buffer = b""
     try:

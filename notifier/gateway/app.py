@@ -1,8 +1,9 @@
 """The gateway's ASGI application: ``uvicorn notifier.gateway:app``.
 
-:func:`create_app` wires the parts: the API and live routes, error handlers, the body size limit,
-the JavaScript client and demo page, and a lifespan that checks the signing key, connects the hub
-and builds the shared state. Nothing touches Redis or the settings at import time.
+:func:`create_app` wires the parts: the API routes, error handlers, the body size limit, the
+JavaScript client and demo page, and a lifespan that checks the signing key, connects the hub and
+builds the shared state. The two live endpoints are served in front of FastAPI (:class:`Gateway`), so
+an open connection holds only what it needs. Nothing touches Redis or the settings at import time.
 """
 
 from __future__ import annotations
@@ -10,22 +11,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import resources
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from notifier import store, tokens
 from notifier.config import get_settings
-from notifier.gateway import api, errors, metrics, sse, ws
+from notifier.gateway import api as api_routes
+from notifier.gateway import errors, metrics, sse, ws
 from notifier.gateway.hub import Hub
 from notifier.gateway.limits import BodySizeLimit
 from notifier.gateway.redis_async import check_url, connect
-from notifier.gateway.state import GatewayState, gateway_state
+from notifier.gateway.state import GatewayState, LiveHandler, gateway_state
 from notifier.gateway.topology import topology
 from notifier.logs import configure_logging
 from notifier.inbox import Inbox
@@ -98,9 +103,30 @@ def demo_page() -> FileResponse:
     return FileResponse(str(STATIC.joinpath("index.html")), media_type="text/html", headers=PAGE_HEADERS)
 
 
-def create_app() -> FastAPI:
+class Gateway:
+    """The ASGI application: ``/v1/stream`` and ``/v1/ws`` go straight to their handlers, the rest to FastAPI.
+
+    Why in front: a live connection stays open for hours, and inside FastAPI it would hold the whole
+    middleware and routing stack (its frames and closures) all that time, half of its memory; the
+    live handlers authenticate and answer errors in the API's shape themselves.
+    """
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+        self.live: dict[tuple[str, str], LiveHandler] = {("http", sse.PATH): sse.stream,
+                                                          ("websocket", ws.PATH): ws.websocket_feed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.live.get((scope["type"], scope.get("path", "")))
+        if handler is None:
+            await self.api(scope, receive, send)
+        else:
+            await handler(gateway_state(self.api), scope, receive, send)
+
+
+def create_app() -> Gateway:
     """A new gateway application (settings are read when it starts, not now)."""
-    app = FastAPI(
+    api = FastAPI(
         title="notifier gateway",
         version="1",
         summary="Live notifications (SSE, WebSocket) and the inbox, preferences and devices API.",
@@ -113,22 +139,30 @@ def create_app() -> FastAPI:
             "cannot describe it) carries the same feed as JSON frames; see `notifier/gateway/ws.py`."),
         lifespan=lifespan,
     )
-    errors.install(app)
-    app.include_router(api.router)
-    app.include_router(sse.router)
-    app.include_router(ws.router)
-    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"],
+    errors.install(api)
+    api.include_router(api_routes.router)
+    api.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"],
                       summary="Redis reachable: 200, else 503")
-    app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["operations"],
+    api.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["operations"],
                       summary="Prometheus metrics: connections, deliveries, resumes, auth failures")
-    app.add_api_route("/", demo_page, methods=["GET"], include_in_schema=False)
-    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
-    app.add_middleware(BodySizeLimit)
+    api.add_api_route("/", demo_page, methods=["GET"], include_in_schema=False)
+    api.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    api.add_middleware(BodySizeLimit)
+    api.openapi = partial(_with_stream, api, api.openapi)  # type: ignore[method-assign]
     for name in ("uvicorn.access", "uvicorn.error"):  # uvicorn logs WebSocket upgrades on uvicorn.error
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RedactTokens) for f in logger.filters):
             logger.addFilter(_RedactTokens())
-    return app
+    return Gateway(api)
+
+
+def _with_stream(api: FastAPI, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """FastAPI's schema plus ``/v1/stream``, which FastAPI does not route and so cannot describe."""
+    first = api.openapi_schema is None
+    schema = build()
+    if first:
+        schema["paths"][sse.PATH] = sse.OPENAPI
+    return schema
 
 
 app = create_app()

@@ -86,46 +86,47 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 """Error responses every API route documents in the OpenAPI schema."""
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers that give every failure the :class:`ErrorBody` shape."""
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ClusterDownError,
+              redis.exceptions.TryAgainError, redis.exceptions.MasterDownError,
+              redis.exceptions.RedisClusterException)
+"""Redis failures a client can only wait out: answered 503 with ``Retry-After``."""
+HANDLED: tuple[type[Exception], ...] = (ApiError, InvalidToken, ValidationError, RequestValidationError,
+                                        StarletteHTTPException, TooManyConnections, HubUnavailable, *REDIS_DOWN)
 
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+
+def response_for(exc: Exception) -> JSONResponse | None:
+    """The :class:`ErrorBody` response for a failure a caller can act on; None for a bug (a 500)."""
+    if isinstance(exc, ApiError):
         return error_response(exc.status, exc.message, exc.code, headers=exc.headers)
-
-    @app.exception_handler(InvalidToken)
-    async def _token(_: Request, exc: InvalidToken) -> JSONResponse:
+    if isinstance(exc, InvalidToken):
         err = unauthorized(str(exc))
         return error_response(err.status, err.message, headers=err.headers)
-
-    @app.exception_handler(ValidationError)
-    async def _invalid(_: Request, exc: ValidationError) -> JSONResponse:
+    if isinstance(exc, ValidationError):
         return error_response(422, str(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    if isinstance(exc, RequestValidationError):
         message, details = describe_validation(list(exc.errors()))
         return error_response(422, message, details=details)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if isinstance(exc, StarletteHTTPException):
         return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(TooManyConnections)
-    async def _cap(_: Request, exc: TooManyConnections) -> JSONResponse:
+    if isinstance(exc, TooManyConnections):
         return error_response(429, str(exc), headers={"Retry-After": "5"})
-
-    @app.exception_handler(HubUnavailable)
-    async def _hub(_: Request, exc: HubUnavailable) -> JSONResponse:
+    if isinstance(exc, HubUnavailable):
         return error_response(503, str(exc), headers={"Retry-After": "2"})
-
-    @app.exception_handler(redis.exceptions.ConnectionError)
-    @app.exception_handler(redis.exceptions.TimeoutError)
-    @app.exception_handler(redis.exceptions.ClusterDownError)
-    @app.exception_handler(redis.exceptions.TryAgainError)
-    @app.exception_handler(redis.exceptions.MasterDownError)
-    @app.exception_handler(redis.exceptions.RedisClusterException)
-    async def _redis(_: Request, exc: redis.exceptions.RedisError) -> JSONResponse:
+    if isinstance(exc, REDIS_DOWN):
         log.warning("Redis unavailable: %s", exc)
         return error_response(503, "the notification store (Redis) is unreachable; retry shortly",
                               headers={"Retry-After": "2"})
+    return None
+
+
+def install(app: FastAPI) -> None:
+    """Register the handler that gives every failure in :data:`HANDLED` the :class:`ErrorBody` shape."""
+
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        response = response_for(exc)
+        if response is None:
+            raise exc
+        return response
+
+    for kind in HANDLED:
+        app.add_exception_handler(kind, handle)

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from notifier.errors import NotifierError
 from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
 from notifier.gateway.metrics import CONNECTIONS, CONNECTS, DELIVERED, RESUMES
+from notifier.gateway.state import GatewayState
 from notifier.inbox import Inbox, check_entry_id
 
 START = "0-0"
@@ -38,6 +39,10 @@ class SlowConsumer(NotifierError):
 
 class TokenExpired(NotifierError):
     """The connection's token expired: the client must reconnect with a fresh one."""
+
+
+class ClientGone(NotifierError):
+    """The client disconnected (the transport called :meth:`Feed.hang_up`): stop sending."""
 
 
 @dataclass(frozen=True)
@@ -64,18 +69,20 @@ def unread_event(unread: int) -> Event:
     return Event("unread_count", {"unread": unread})
 
 
-@dataclass
+@dataclass(eq=False)
 class Feed:
     """Replay-then-live delivery for one connection of one user (see the module docstring)."""
 
-    hub: Hub
-    inbox: Inbox
+    state: GatewayState
     user_id: str
     expires_at: float
+    transport: str = "sse"
     last_id: str | None = None
     """The newest entry id this connection has sent (or was told the client has)."""
-    transport: str = "sse"
     _sub: Subscriber | None = field(default=None, init=False)
+    _beat: asyncio.TimerHandle | None = field(default=None, init=False)
+    _beat_due: bool = field(default=False, init=False)
+    _gone: bool = field(default=False, init=False)
 
     async def open(self, last_event_id: str | None) -> dict[str, Any]:
         """Subscribe, then fix the starting point; returns the ``connected`` event's data."""
@@ -84,22 +91,32 @@ class Feed:
             check_entry_id(last_event_id)
         self._sub = await self.hub.attach(self.user_id)
         try:
-            if last_event_id is None:
-                page = await run_in_threadpool(self.inbox.list, self.user_id, 1)
-                last_event_id = page.items[0]["entry_id"] if page.items else START
-            unread = await run_in_threadpool(self.inbox.unread_count, self.user_id)
+            newest, unread = await self._position()
         except BaseException:
             self.close()
             raise
-        self.last_id = last_event_id
+        self.last_id = last_event_id if resuming else newest
+        self._arm()
         CONNECTIONS.labels(self.transport).inc()
         CONNECTS.labels(self.transport).inc()
         if resuming:
             RESUMES.labels(self.transport).inc()
-        return {"user_id": self.user_id, "last_event_id": last_event_id, "unread": unread,
+        return {"user_id": self.user_id, "last_event_id": self.last_id, "unread": unread,
                 "expires_at": int(self.expires_at)}
 
+    async def _position(self) -> tuple[str, int]:
+        """The newest inbox entry id (or :data:`START`) and the unread count, in one round trip."""
+        keys = self.inbox.keys
+        async with self.state.redis_slots, self.state.redis.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(keys.inbox(self.user_id), count=1)
+            pipe.scard(keys.unread(self.user_id))
+            newest, unread = await pipe.execute()
+        return (newest[0][0] if newest else START), int(unread)
+
     def close(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
         if self._sub is not None:
             self.hub.detach(self._sub)
             self._sub = None
@@ -127,21 +144,52 @@ class Feed:
         unread = await run_in_threadpool(self.inbox.r.smismember, self.inbox.keys.unread(self.user_id), ids)
         return [not flag for flag in unread]
 
-    async def receive(self, timeout: float) -> Item | None:
-        """The next raw hub item, or None after ``timeout`` seconds (time for a heartbeat)."""
+    @property
+    def hub(self) -> Hub:
+        return self.state.hub
+
+    @property
+    def inbox(self) -> Inbox:
+        return self.state.inbox
+
+    def hang_up(self) -> None:
+        """The client left: the pending (and every later) :meth:`next` raises :class:`ClientGone`."""
+        self._gone = True
+        if self._sub is not None:
+            self._sub.wake()
+
+    async def next(self) -> Item | None:
+        """The next raw hub item, or None when a heartbeat is due.
+
+        Raises :class:`ClientGone`, :class:`SlowConsumer` or :class:`TokenExpired` when the
+        connection must end. Waiting costs one future: the heartbeat is a timer per connection,
+        re-armed when it fires, not one per wait.
+        """
         sub = self._require()
-        remaining = self.expires_at - time.time()
-        if remaining <= 0:
-            raise TokenExpired("token expired; reconnect with a fresh token")
-        if sub.overflowed:
-            raise SlowConsumer("connection fell too far behind; resume from the last event id")
-        try:
-            item = await asyncio.wait_for(sub.queue.get(), min(timeout, remaining))
-        except asyncio.TimeoutError:
-            return None
-        if sub.overflowed:
-            raise SlowConsumer("connection fell too far behind; resume from the last event id")
-        return item
+        while True:
+            if self._gone:
+                raise ClientGone("the client disconnected")
+            if sub.overflowed:
+                raise SlowConsumer("connection fell too far behind; resume from the last event id")
+            if time.time() >= self.expires_at:
+                raise TokenExpired("token expired; reconnect with a fresh token")
+            if sub.items:
+                return sub.items.popleft()
+            if self._beat_due:
+                self._arm()
+                return None
+            await sub.wait()
+
+    def _arm(self) -> None:
+        """Wake :meth:`next` after a heartbeat's quiet, or at the token's expiry if that comes first."""
+        self._beat_due = False
+        delay = min(self.state.settings.heartbeat_seconds, max(self.expires_at - time.time(), 0.0))
+        self._beat = asyncio.get_running_loop().call_later(delay, self._on_beat)
+
+    def _on_beat(self) -> None:
+        self._beat_due = True
+        if self._sub is not None:
+            self._sub.wake()
 
     async def process(self, item: Item) -> AsyncIterator[list[Event]]:
         """Turn one hub item into events, dropping what this connection already sent."""

@@ -1,7 +1,7 @@
 """The hub: a gateway process's few Redis Pub/Sub connections, shared by every open client connection.
 
 A user's live channel is subscribed when their first connection opens and unsubscribed when the last
-closes; each connection is a :class:`Subscriber` with a bounded queue, so a slow client is cut off
+closes; each connection is a :class:`Subscriber` with a bounded buffer, so a slow client is cut off
 (it resumes later from its last id) instead of growing the process's memory.
 
 Which Pub/Sub connection carries a channel is the :class:`Topology`'s answer, and the only thing that
@@ -67,22 +67,54 @@ RESYNC = _Resync()
 Item = dict[str, Any] | _Resync
 
 
-@dataclass(eq=False)
 class Subscriber:
-    """One client connection's place in the hub: its queue, and whether it fell too far behind."""
+    """One client connection's place in the hub: a bounded buffer, and one waiter to wake.
 
-    user_id: str
-    queue: asyncio.Queue[Item]
-    overflowed: bool = False
+    Not an ``asyncio.Queue``: a broadcast wakes every connection at once, so waking one costs one
+    future and nothing else, and a connection's handler waits for "an item, a heartbeat or a
+    hang-up" on the same future (:meth:`wake`) without a timer or a task per wait.
+    """
+
+    __slots__ = ("user_id", "limit", "items", "overflowed", "_waiter")
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        self.user_id = user_id
+        self.limit = limit
+        self.items: deque[Item] = deque()
+        self.overflowed = False
+        """The buffer filled up (or the hub cut the connection off): it must end and resume later."""
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, item: Item) -> None:
-        """Queue ``item``, or mark the subscriber overflowed when its buffer is full."""
+        """Buffer ``item``, or mark the subscriber overflowed when its buffer is full."""
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self.items) >= self.limit:
             self.overflowed = True
+        else:
+            self.items.append(item)
+        self.wake()
+
+    def cut_off(self) -> None:
+        """End this connection (the client resumes from its last id)."""
+        self.overflowed = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Return the pending :meth:`wait` (an item arrived, or the handler has something to check)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until an item is buffered or someone calls :meth:`wake`; at once if one is waiting."""
+        if self.items or self.overflowed:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 @dataclass(frozen=True)
@@ -475,13 +507,14 @@ class Hub:
             raise HubUnavailable("the gateway is not connected to Redis; retry shortly")
         if entry is None:
             entry = self._channels[channel] = _Channel(user_id)
-        sub = Subscriber(user_id, asyncio.Queue(self._buffer))
+        sub = Subscriber(user_id, self._buffer)
         entry.subscribers.add(sub)
         try:
-            await asyncio.wait_for(self._subscribed(channel), SUBSCRIBE_TIMEOUT)
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+                await self._subscribed(channel)
         except BaseException as exc:
             self.detach(sub)
-            if isinstance(exc, (asyncio.TimeoutError, RedisError, OSError)):
+            if isinstance(exc, (TimeoutError, RedisError, OSError)):
                 raise HubUnavailable("Redis did not confirm the subscription; retry shortly") from None
             raise
         return sub
@@ -549,7 +582,7 @@ class Hub:
                 self._unplace(entry.link, channel)
                 entry.link = None
             for sub in entry.subscribers:
-                sub.overflowed = True
+                sub.cut_off()
             return
         if not link.down:
             link.subscribe(channel)

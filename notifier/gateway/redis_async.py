@@ -2,7 +2,8 @@
 
 The gateway's request handlers use the library's synchronous classes (``Inbox``, ``PreferenceStore``)
 in the thread pool, so every rule stays in one place; only the event loop's own work — the hub's
-Pub/Sub connections and the health check — needs asyncio connections, made here. The URL kinds are
+Pub/Sub connections, the health check, and the two reads that start a live connection (thousands of
+clients reconnecting at once would queue those behind the thread pool) — uses asyncio connections, made here. The URL kinds are
 the store's: one server, ``redis+sentinel://`` (the master a Sentinel names) and ``redis+cluster://``.
 """
 

@@ -5,133 +5,156 @@ inbox entry id, ``data`` = the notification with ``entry_id`` and ``read``) and 
 comments as heartbeats so proxies keep the connection open; and a final ``error`` event when the
 server ends the stream (slow client, expired token). Resuming takes the standard ``Last-Event-ID``
 header (or ``?last_event_id=``, for clients that cannot set it) and replays what was missed first.
+
+This is a bare ASGI handler, reached before FastAPI (``notifier.gateway.app``): a stream is open for
+hours, and under the framework each one would hold the middleware and routing stack's frames, about
+twice what the stream itself needs. Errors before the stream starts get the API's JSON error shape
+(:func:`notifier.gateway.errors.response_for`); the route is described in the OpenAPI schema by
+:data:`OPENAPI`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Any
 
-import anyio
 import orjson
 import redis
-from fastapi import APIRouter, Header, Query, Request
-from starlette.responses import StreamingResponse
+from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from notifier.errors import ValidationError
 from notifier.gateway.auth import live_claims
-from notifier.gateway.errors import RESPONSES, ErrorBody
-from notifier.gateway.feed import SEND_TIMEOUT, Event, Feed, SlowConsumer, TokenExpired
-from notifier.gateway.state import gateway_state
+from notifier.gateway.errors import error_response, response_for
+from notifier.gateway.feed import SEND_TIMEOUT, ClientGone, Event, Feed, SlowConsumer, TokenExpired
+from notifier.gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["live"])
 
+PATH = "/v1/stream"
 RETRY_MS = 2000
 """Reconnect delay suggested to plain EventSource clients."""
+HEARTBEAT = b": heartbeat\n\n"
+HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache, no-transform"),
+           (b"x-accel-buffering", b"no")]
 
 
-def format_event(kind: str, data: dict[str, Any], event_id: str | None = None) -> str:
+def format_event(kind: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
     """One SSE event; the JSON is compact, so ``data`` is always a single line."""
     head = f"event: {kind}\n" + (f"id: {event_id}\n" if event_id else "")
-    return head + "data: " + orjson.dumps(data).decode() + "\n\n"
+    return head.encode() + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-def _format(events: list[Event]) -> str:
-    return "".join(format_event(e.kind, e.data, e.id) for e in events)
+def _format(events: list[Event]) -> bytes:
+    return b"".join(format_event(e.kind, e.data, e.id) for e in events)
 
 
-class EventStreamResponse(StreamingResponse):
-    """A streaming response that notices a client leaving at once (not at the next write) and drops
-    a client that cannot take a write within ``SEND_TIMEOUT`` seconds."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None],
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(content, headers=headers)
-        self.on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def timed_send(message: Any) -> None:
-            with anyio.fail_after(SEND_TIMEOUT):
-                await send(message)
-
-        try:
-            async with anyio.create_task_group() as group:
-                async def stream() -> None:
-                    try:
-                        await self.stream_response(timed_send)
-                    except (OSError, TimeoutError) as exc:
-                        log.debug("SSE client dropped: %r", exc)
-                    group.cancel_scope.cancel()
-
-                group.start_soon(stream)
-                await self.listen_for_disconnect(receive)
-                group.cancel_scope.cancel()
-        finally:
-            self.on_close()
-
-
-async def _events(feed: Feed, connected: dict[str, Any], resume: str | None,
-                  heartbeat: float) -> AsyncIterator[str]:
+async def stream(state: GatewayState, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one ``/v1/stream`` request until the client leaves or the stream must end."""
+    if scope["method"] != "GET":
+        await error_response(405, "use GET for /v1/stream", "method_not_allowed",
+                             headers={"Allow": "GET"})(scope, receive, send)
+        return
     try:
-        yield f"retry: {RETRY_MS}\n" + format_event("connected", connected, connected["last_event_id"])
-        if resume is not None:
-            async for batch in feed.replay(resume):
-                yield _format(batch)
-        while True:
-            item = await feed.receive(heartbeat)
-            if item is None:
-                yield ": heartbeat\n\n"
-                continue
-            async for batch in feed.process(item):
-                yield _format(batch)
-    except SlowConsumer as exc:
-        yield format_event("error", {"error": "slow_consumer", "message": str(exc)})
-    except TokenExpired as exc:
-        yield format_event("error", {"error": "token_expired", "message": str(exc)})
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        yield format_event("error", {"error": "unavailable",
-                                     "message": "Redis is unreachable; reconnect and resume shortly"})
+        feed, connected, resume = await _open(state, scope)
+    except Exception as exc:
+        response = response_for(exc)
+        if response is None:
+            raise
+        await response(scope, receive, send)
+        return
+    watcher = asyncio.ensure_future(_until_disconnect(receive, feed))
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await _write(send, f"retry: {RETRY_MS}\n".encode() + format_event("connected", connected, connected["last_event_id"]))
+        final = await _pump(feed, resume, send)
+        if final is not None:
+            await _write(send, final)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except (OSError, TimeoutError) as exc:
+        log.debug("SSE client dropped: %r", exc)
     finally:
+        watcher.cancel()
         feed.close()
 
 
-@router.get(
-    "/v1/stream",
-    summary="Live notifications as Server-Sent Events",
-    response_class=EventStreamResponse,
-    status_code=200,
-    responses={
-        200: {"content": {"text/event-stream": {}},
-              "description": "Events `connected`, `notification` (id = inbox entry id), `unread_count`, "
-                             "`error`; comment lines are heartbeats."},
-        **RESPONSES,
-        429: {"model": ErrorBody, "description": "Too many open connections for this user"},
-    },
-)
-async def stream(
-    request: Request,
-    token: Annotated[str | None, Query(description="User token, for clients that cannot set "
-                                                    "Authorization (EventSource); keep it short-lived")] = None,
-    last_event_id: Annotated[str | None, Query(description="Resume after this inbox entry id")] = None,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> EventStreamResponse:
-    """Subscribe to the caller's notifications; send ``Last-Event-ID`` to get the missed ones first."""
+async def _open(state: GatewayState, scope: Scope) -> tuple[Feed, dict[str, Any], str | None]:
+    """Authenticate, subscribe and fix the starting point; raises what :func:`response_for` answers."""
+    request = Request(scope)
     claims = live_claims(request)
-    resume = last_event_id_header or last_event_id
+    resume = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if resume is not None and not resume.strip():
         resume = None
-    state = gateway_state(request.app)
-    feed = Feed(state.hub, state.inbox, claims.user_id, claims.expires_at)
+    feed = Feed(state, claims.user_id, claims.expires_at)
     try:
         connected = await feed.open(resume)
     except ValidationError as exc:
         raise ValidationError(f"Last-Event-ID: {exc}") from None
     connected["heartbeat"] = state.settings.heartbeat_seconds
-    headers = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
-    return EventStreamResponse(_events(feed, connected, resume, state.settings.heartbeat_seconds),
-                               on_close=feed.close, headers=headers)
+    return feed, connected, resume
+
+
+async def _until_disconnect(receive: Receive, feed: Feed) -> None:
+    """Notice the client leaving at once, not at the next write, so its subscription ends now."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    feed.hang_up()
+
+
+async def _write(send: Send, body: bytes) -> None:
+    """One chunk; a client that cannot take it within ``SEND_TIMEOUT`` seconds is dropped (it resumes)."""
+    async with asyncio.timeout(SEND_TIMEOUT):
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+async def _pump(feed: Feed, resume: str | None, send: Send) -> bytes | None:
+    """Replay, then live events, until the feed ends; returns the final ``error`` event to send, if any."""
+    try:
+        if resume is not None:
+            async for batch in feed.replay(resume):
+                await _write(send, _format(batch))
+        while True:
+            item = await feed.next()
+            if item is None:
+                await _write(send, HEARTBEAT)
+                continue
+            async for batch in feed.process(item):
+                await _write(send, _format(batch))
+    except ClientGone:
+        return None
+    except SlowConsumer as exc:
+        return format_event("error", {"error": "slow_consumer", "message": str(exc)})
+    except TokenExpired as exc:
+        return format_event("error", {"error": "token_expired", "message": str(exc)})
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        return format_event("error", {"error": "unavailable",
+                                      "message": "Redis is unreachable; reconnect and resume shortly"})
+
+
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+OPENAPI: dict[str, Any] = {"get": {
+    "tags": ["live"],
+    "summary": "Live notifications as Server-Sent Events",
+    "description": "Subscribe to the caller's notifications; send `Last-Event-ID` to get the missed ones first.",
+    "operationId": "stream_v1_stream_get",
+    "security": [{"HTTPBearer": []}],
+    "parameters": [
+        {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "User token, for clients that cannot set Authorization (EventSource); keep it short-lived"},
+        {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "Resume after this inbox entry id"},
+        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "Resume after this inbox entry id (what EventSource sends when it reconnects)"},
+    ],
+    "responses": {
+        "200": {"content": {"text/event-stream": {}},
+                "description": "Events `connected`, `notification` (id = inbox entry id), `unread_count`, "
+                               "`error`; comment lines are heartbeats."},
+        "401": {**_ERROR, "description": "Missing, malformed, tampered or expired credentials"},
+        "422": {**_ERROR, "description": "The Last-Event-ID is not an inbox entry id"},
+        "429": {**_ERROR, "description": "Too many open connections for this user"},
+        "503": {**_ERROR, "description": "Redis is unreachable; retry later"},
+    },
+}}
+"""The route's OpenAPI description (FastAPI never sees the route, so it cannot describe it)."""

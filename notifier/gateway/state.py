@@ -6,17 +6,24 @@ nothing is created at import time and tests can start several apps in one proces
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
 from fastapi import Depends, FastAPI, Request
+from starlette.types import Receive, Scope, Send
 
 from notifier.config import Settings
 from notifier.gateway.hub import Hub
 from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
+
+
+REDIS_SLOTS = 50
+"""Commands a gateway process runs at once on its asyncio client (its pool holds up to 100 connections)."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,11 @@ class GatewayState:
     inbox: Inbox
     preferences: PreferenceStore
     redis: aredis.Redis | RedisCluster
-    """The asyncio client, for the health check (a cluster client on a cluster)."""
+    """The asyncio client, for the health check and live connections' starting points (a cluster
+    client on a cluster)."""
+    redis_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(REDIS_SLOTS))
+    """Bounds the commands in flight on :attr:`redis`: thousands of clients connecting at once queue
+    here instead of opening a Redis connection each."""
 
 
 def gateway_state(app: FastAPI) -> GatewayState:
@@ -41,3 +52,6 @@ def _request_state(request: Request) -> GatewayState:
 
 
 State = Annotated[GatewayState, Depends(_request_state)]
+
+LiveHandler = Callable[[GatewayState, Scope, Receive, Send], Awaitable[None]]
+"""A live endpoint served in front of FastAPI: ``/v1/stream``, ``/v1/ws``."""

@@ -9,6 +9,9 @@ up; an oversized one closes it with 1009, and a flood of bad ones with 1008.
 Close codes: 4401 missing/invalid/expired token, 4429 too many connections for the user,
 1013 come back later (Redis unreachable, or the client fell too far behind: resume from the last id),
 1008 policy violation, 1009 frame too large.
+
+Like ``/v1/stream``, a bare ASGI handler reached before FastAPI (see ``notifier.gateway.sse``): each
+connection is two tasks, the pump (feed to client) and the listener (client frames).
 """
 
 from __future__ import annotations
@@ -17,25 +20,26 @@ import asyncio
 import logging
 from typing import Annotated, Any, Literal
 
-import anyio
 import orjson
 import redis
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from notifier.errors import NotifierError
 from notifier.gateway.auth import bearer_token, verify_token
 from notifier.gateway.errors import ApiError, describe_validation
-from notifier.gateway.feed import SEND_TIMEOUT, Event, Feed, SlowConsumer, TokenExpired
+from notifier.gateway.feed import SEND_TIMEOUT, ClientGone, Event, Feed, SlowConsumer, TokenExpired
 from notifier.gateway.hub import HubUnavailable, TooManyConnections
-from notifier.gateway.state import GatewayState, gateway_state
+from notifier.gateway.state import GatewayState
 from notifier.inbox import MAX_IDS, check_entry_id
 from notifier.tokens import Claims, InvalidToken
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+
+PATH = "/v1/ws"
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
@@ -98,7 +102,7 @@ class _Connection:
         self.max_bytes = state.settings.max_request_bytes
 
     async def send(self, frame: dict[str, Any]) -> None:
-        with anyio.fail_after(SEND_TIMEOUT):
+        async with asyncio.timeout(SEND_TIMEOUT):
             await self.ws.send_text(orjson.dumps(frame).decode())
 
     async def send_events(self, events: list[Event]) -> None:
@@ -126,16 +130,17 @@ class _Connection:
                 await self.send_events(batch)
 
     async def pump(self) -> None:
-        """Feed to client until the client leaves or the feed must end."""
-        heartbeat = self.state.settings.heartbeat_seconds
+        """Feed to client until the client leaves or the feed must end (uvicorn pings the client)."""
         try:
             while True:
-                item = await self.feed.receive(heartbeat)
+                item = await self.feed.next()
                 if item is None:
                     continue
                 async with self.lock:
                     async for batch in self.feed.process(item):
                         await self.send_events(batch)
+        except ClientGone:
+            return
         except SlowConsumer as exc:
             await self.close(CLOSE_TRY_LATER, str(exc))
         except TokenExpired as exc:
@@ -203,17 +208,16 @@ class _Connection:
         await self.send(reply)
 
 
-@router.websocket("/v1/ws")
-async def websocket_feed(websocket: WebSocket) -> None:
+async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, send: Send) -> None:
     """The live feed over WebSocket (see the module docstring for frames and close codes)."""
+    websocket = WebSocket(scope, receive, send)
     await websocket.accept()
-    state = gateway_state(websocket.app)
     try:
         claims = _claims(websocket)
     except (InvalidToken, ApiError) as exc:
         await websocket.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
         return
-    feed = Feed(state.hub, state.inbox, claims.user_id, claims.expires_at, transport="websocket")
+    feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
     resume = websocket.query_params.get("last_event_id") or None
     conn = _Connection(websocket, feed, state)
     try:
@@ -232,26 +236,29 @@ async def websocket_feed(websocket: WebSocket) -> None:
         await conn.send({"type": "connected", **connected, "heartbeat": state.settings.heartbeat_seconds})
         if resume is not None:
             await conn.replay(resume)
-        await _until_first_done(conn.pump(), conn.listen())
+        await _serve(conn)
     except (WebSocketDisconnect, OSError, TimeoutError) as exc:
         log.debug("WebSocket client gone: %r", exc)
     finally:
         feed.close()
 
 
-async def _until_first_done(*coroutines: Any) -> None:
-    """Run the pump and the listener until either ends; the other is cancelled."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
+async def _serve(conn: _Connection) -> None:
+    """Pump here and listen in a task until either ends; the listener ending hangs up the feed."""
+    listener = asyncio.ensure_future(conn.listen())
+    listener.add_done_callback(lambda _: conn.feed.hang_up())
+    outcomes: list[BaseException | None] = []
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await conn.pump()
+    except Exception as exc:
+        outcomes.append(exc)
     finally:
-        for task in tasks:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    for result in results:
-        if isinstance(result, (WebSocketDisconnect, OSError, TimeoutError, asyncio.CancelledError)):
+        listener.cancel()
+        outcomes += await asyncio.gather(listener, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, (WebSocketDisconnect, OSError, TimeoutError, asyncio.CancelledError)):
             continue
-        if isinstance(result, RuntimeError) and "disconnect" in str(result).lower():
+        if isinstance(outcome, RuntimeError) and "disconnect" in str(outcome).lower():
             continue
-        if isinstance(result, BaseException):
-            log.error("WebSocket connection failed", exc_info=result)
+        if isinstance(outcome, BaseException):
+            log.error("WebSocket connection failed", exc_info=outcome)
