@@ -9,6 +9,7 @@ they talk to 127.0.0.1 only. Every subprocess is started in its own session and 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import json
 import os
@@ -724,56 +725,88 @@ class Received:
     sent_at: float | None
 
 
-async def _read_http_head(reader: Any) -> tuple[int, dict[str, str]]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-    return status, headers
+class _SSEProtocol(asyncio.Protocol):
+    """One SSE connection as a bare asyncio protocol (HTTP head, chunked framing, events): the load
+    generator shares the cores with what it measures, so it must cost as little per event as it can."""
+
+    def __init__(self, request: bytes, on_event: Callable[[str, dict[str, Any]], None], connected: Any,
+                 done: Any) -> None:
+        self.request, self.on_event, self.connected, self.done = request, on_event, connected, done
+        self.raw = b""
+        self.events = b""
+        self.head = True
+
+    def connection_made(self, transport: Any) -> None:
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.raw += data
+        if self.head:
+            end = self.raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, self.raw = self.raw[:end], self.raw[end + 4:]
+            status = int(head.split(b" ", 2)[1])
+            if status != 200 or b"transfer-encoding: chunked" not in head.lower():
+                self._finish(RuntimeError(f"SSE answered {status}: {self.raw[:500].decode(errors='replace')}"))
+                return
+            self.head = False
+        while True:
+            line_end = self.raw.find(b"\r\n")
+            if line_end < 0:
+                break
+            size = int(self.raw[:line_end], 16)
+            if size == 0:
+                self._finish(None)
+                return
+            if len(self.raw) < line_end + 2 + size + 2:
+                break
+            self.events += self.raw[line_end + 2:line_end + 2 + size]
+            self.raw = self.raw[line_end + 2 + size + 2:]
+        *complete, self.events = self.events.split(b"\n\n")
+        for raw in complete:
+            kind, payload = "message", b""
+            for line in raw.split(b"\n"):
+                if line.startswith(b"event: "):
+                    kind = line[7:].decode()
+                elif line.startswith(b"data: "):
+                    payload += line[6:]
+            if kind == "connected":
+                self.connected.set()
+            elif payload:
+                self.on_event(kind, orjson.loads(payload))
+
+    def eof_received(self) -> None:
+        self._finish(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self.done.done():
+            return
+        if exc is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(exc)
 
 
 async def sse_client(port: int, token: str, on_event: Callable[[str, dict[str, Any]], None],
                      connected: Any) -> None:
-    """One SSE connection (raw asyncio, chunked decoding): calls ``on_event(kind, data)`` per event and
-    sets ``connected`` (an asyncio.Event) at the ``connected`` event."""
+    """One SSE connection: calls ``on_event(kind, data)`` per event and sets ``connected`` (an
+    asyncio.Event) at the ``connected`` event; returns when the server ends the stream."""
     import asyncio
 
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-    writer.write(f"GET /v1/stream?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 "Accept: text/event-stream\r\n\r\n".encode())
-    status, headers = await _read_http_head(reader)
-    if status != 200:
-        body = await reader.read(int(headers.get("content-length", "0")) or 500)
-        raise RuntimeError(f"SSE answered {status}: {body.decode(errors='replace')}")
-    chunked = headers.get("transfer-encoding", "").lower() == "chunked"
-    buffer = b""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    request = (f"GET /v1/stream?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Accept: text/event-stream\r\n\r\n").encode()
+    transport, _ = await loop.create_connection(lambda: _SSEProtocol(request, on_event, connected, done),
+                                                "127.0.0.1", port)
     try:
-        while True:
-            if chunked:
-                size = int((await reader.readline()).strip() or b"0", 16)
-                if size == 0:
-                    return
-                data = await reader.readexactly(size + 2)
-                buffer += data[:-2]
-            else:
-                data = await reader.read(65536)
-                if not data:
-                    return
-                buffer += data
-            while b"\n\n" in buffer:
-                raw, buffer = buffer.split(b"\n\n", 1)
-                kind, payload = "message", ""
-                for line in raw.decode().split("\n"):
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: "):
-                        payload += line[6:]
-                if kind == "connected":
-                    connected.set()
-                elif payload:
-                    on_event(kind, orjson.loads(payload))
+        await done
     finally:
-        writer.close()
+        transport.close()
 
 
 async def ws_client(port: int, token: str, on_event: Callable[[str, dict[str, Any]], None],

@@ -15,14 +15,14 @@ from __future__ import annotations
 import statistics
 import time
 
-from benchmarks._harness import (Figure, Gateway, Listeners, arguments, bench_env, claim_and_flush, clear_data,
+from benchmarks._harness import (CpuMeter, Figure, Gateway, Listeners, Worker, arguments, bench_env, claim_and_flush, clear_data,
                                  latency_summary, process_cpu, profile, raise_open_files, report, start_workers, users,
                                  user_tokens, wait_quiet)
 
 QUEUES = ["router", "realtime"]
 
 
-def one_run(kind: str, run: int, env: dict[str, str], count: int, profiled: bool = False,
+def one_run(kind: str, run: int, env: dict[str, str], worker: Worker, count: int, profiled: bool = False,
             gc_threshold: str | None = None) -> dict[str, float]:
     from notifier import broadcast
 
@@ -43,11 +43,13 @@ def one_run(kind: str, run: int, env: dict[str, str], count: int, profiled: bool
         rss_held, cpu1 = gateway.rss(), process_cpu(gateway.pid)
         stop_profile = profile(profiled, f"connections-{kind}-broadcast", {"gateway": gateway.pid},
                                subprocesses=False)
+        meter = CpuMeter([worker, gateway], {"clients": listeners.proc.pid}).start()
         sent_at = time.time()
         broadcast({"type": "benchmark", "title": "To everyone connected", "channels": ["realtime"],
                    "data": {"sent_at": sent_at}}, user_ids=recipients)
         received = listeners.collect(count, timeout=60)
         cpu2 = process_cpu(gateway.pid)
+        meter.stop()
         stop_profile()
     finally:
         if listeners is not None:
@@ -60,7 +62,8 @@ def one_run(kind: str, run: int, env: dict[str, str], count: int, profiled: bool
             "rss_idle_mib": rss_idle / 2**20, "rss_held_mib": rss_held / 2**20,
             "rss_per_connection_kib": (rss_held - rss_idle) / opened / 1024,
             "connect_cpu_s": cpu1 - cpu0, "broadcast_cpu_s": cpu2 - cpu1,
-            "broadcast_p50_s": latency["p50"], "broadcast_p99_s": latency["p99"], "broadcast_max_s": latency["max"]}
+            "broadcast_p50_s": latency["p50"], "broadcast_p99_s": latency["p99"], "broadcast_max_s": latency["max"],
+            "broadcast_cpu": meter.line()}
 
 
 def main() -> None:
@@ -86,14 +89,15 @@ def main() -> None:
         for run in range(args.runs):
             clear_data()
             wait_quiet()
-            row = one_run(kind, run, env, args.connections, args.profile and run == 0, args.gc_threshold)
+            row = one_run(kind, run, env, worker, args.connections, args.profile and run == 0, args.gc_threshold)
             rows.append(row)
             print(f"{label} run {run + 1}: {row['connections']} open in {row['connect_s']:.1f} s "
                   f"({row['connect_rate']:,.0f}/s, gateway CPU {row['connect_cpu_s']:.1f} s); RSS "
                   f"{row['rss_idle_mib']:.0f} -> {row['rss_held_mib']:.0f} MiB = "
                   f"{row['rss_per_connection_kib']:.1f} KiB/connection; broadcast p50 "
                   f"{row['broadcast_p50_s'] * 1000:.0f} ms, p99 {row['broadcast_p99_s'] * 1000:.0f} ms, max "
-                  f"{row['broadcast_max_s'] * 1000:.0f} ms (gateway CPU {row['broadcast_cpu_s']:.1f} s)")
+                  f"{row['broadcast_max_s'] * 1000:.0f} ms (gateway CPU {row['broadcast_cpu_s']:.1f} s)\n"
+                  f"  broadcast {row['broadcast_cpu']}")
         series[kind] = rows
         for key, name, unit, target in [
                 ("broadcast_p99_s", "broadcast reaches all, p99", "s", "<= 1 s"),
@@ -108,7 +112,7 @@ def main() -> None:
     for i, n in enumerate(int(c) for c in args.counts.split(",") if c.strip()):
         clear_data()
         wait_quiet()
-        sweep.append(one_run("sse", 100 + i, env, n, gc_threshold=args.gc_threshold))
+        sweep.append(one_run("sse", 100 + i, env, worker, n, gc_threshold=args.gc_threshold))
     if "sse" in series:
         sweep.append(min(series["sse"], key=lambda r: abs(r["broadcast_p99_s"] - statistics.median(
             x["broadcast_p99_s"] for x in series["sse"]))))

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     max_connections_per_user: int = Field(20, ge=1)
     heartbeat_seconds: float = Field(15.0, gt=0)
     client_buffer: int = Field(256, ge=1)
+    gateway_full_gc_seconds: float = Field(600.0, gt=0)
+    """Seconds between the gateway's full garbage collections (``notifier.gateway.collector``)."""
     max_request_bytes: int = Field(64 * 1024, ge=1024)
     api_rate_limit: str = Field("600/60", pattern=r"^\d+/\d+$")
     """HTTP API requests per user: ``LIMIT/SECONDS`` (sliding window); over it, 429."""

@@ -27,6 +27,7 @@ from notifier import store, tokens
 from notifier.config import get_settings
 from notifier.gateway import api as api_routes
 from notifier.gateway import errors, metrics, sse, ws
+from notifier.gateway.collector import Collector
 from notifier.gateway.hub import Hub
 from notifier.gateway.limits import BodySizeLimit
 from notifier.gateway.redis_async import check_url, connect
@@ -76,9 +77,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.gateway = GatewayState(settings=settings, hub=hub, inbox=Inbox(), preferences=PreferenceStore(),
                                      redis=client)
     hub.start()
+    collector = Collector(settings.gateway_full_gc_seconds)
+    collector.start()
     try:
         yield
     finally:
+        await collector.stop()
         await hub.stop()
         await client.aclose()
 

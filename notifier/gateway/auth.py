@@ -13,8 +13,9 @@ import hmac
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from notifier import tokens
 from notifier.config import get_settings
@@ -57,7 +58,7 @@ def user_claims(credentials: Annotated[HTTPAuthorizationCredentials | None, Depe
     return verify_token(bearer_token(authorization) if credentials is None else credentials.credentials)
 
 
-def live_claims(request: Request) -> Claims:
+def live_claims(request: HTTPConnection) -> Claims:
     """The live endpoints: the Authorization header, or ``?token=`` where headers are impossible."""
     header = bearer_token(request.headers.get("authorization"))
     return verify_token(header or request.query_params.get("token"))

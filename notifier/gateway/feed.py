@@ -69,7 +69,7 @@ def unread_event(unread: int) -> Event:
     return Event("unread_count", {"unread": unread})
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Feed:
     """Replay-then-live delivery for one connection of one user (see the module docstring)."""
 
@@ -174,7 +174,7 @@ class Feed:
             if time.time() >= self.expires_at:
                 raise TokenExpired("token expired; reconnect with a fresh token")
             if sub.items:
-                return sub.items.popleft()
+                return sub.items.pop(0)
             if self._beat_due:
                 self._arm()
                 return None

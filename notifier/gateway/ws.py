@@ -25,17 +25,18 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from notifier.errors import NotifierError
-from notifier.gateway.auth import bearer_token, verify_token
+from notifier.gateway.auth import live_claims
 from notifier.gateway.errors import ApiError, describe_validation
 from notifier.gateway.feed import SEND_TIMEOUT, ClientGone, Event, Feed, SlowConsumer, TokenExpired
 from notifier.gateway.hub import HubUnavailable, TooManyConnections
 from notifier.gateway.state import GatewayState
 from notifier.inbox import MAX_IDS, check_entry_id
-from notifier.tokens import Claims, InvalidToken
+from notifier.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,10 @@ class Resume(_Frame):
 ClientFrame = TypeAdapter(Annotated[Ping | Read | Resume, Field(discriminator="type")])
 
 
-def _claims(websocket: WebSocket) -> Claims:
-    header = bearer_token(websocket.headers.get("authorization"))
-    return verify_token(header or websocket.query_params.get("token"))
-
-
 class _Connection:
     """One accepted WebSocket: a pump from the feed to the client and a loop over client frames."""
+
+    __slots__ = ("ws", "feed", "state", "lock", "max_bytes")
 
     def __init__(self, websocket: WebSocket, feed: Feed, state: GatewayState) -> None:
         self.ws = websocket
@@ -212,35 +210,51 @@ async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, se
     """The live feed over WebSocket (see the module docstring for frames and close codes)."""
     websocket = WebSocket(scope, receive, send)
     await websocket.accept()
-    try:
-        claims = _claims(websocket)
-    except (InvalidToken, ApiError) as exc:
-        await websocket.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
+    opened = await _open(state, websocket)
+    if opened is None:
         return
-    feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
-    resume = websocket.query_params.get("last_event_id") or None
-    conn = _Connection(websocket, feed, state)
+    conn, resume = opened
     try:
-        try:
-            connected = await feed.open(resume)
-        except TooManyConnections as exc:
-            await conn.close(CLOSE_TOO_MANY, str(exc))
-            return
-        except NotifierError as exc:
-            code = CLOSE_TRY_LATER if isinstance(exc, HubUnavailable) else CLOSE_POLICY
-            await conn.close(code, f"last_event_id: {exc}" if code == CLOSE_POLICY else str(exc))
-            return
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            await conn.close(CLOSE_TRY_LATER, "Redis is unreachable; retry shortly")
-            return
-        await conn.send({"type": "connected", **connected, "heartbeat": state.settings.heartbeat_seconds})
         if resume is not None:
             await conn.replay(resume)
         await _serve(conn)
     except (WebSocketDisconnect, OSError, TimeoutError) as exc:
         log.debug("WebSocket client gone: %r", exc)
     finally:
-        feed.close()
+        conn.feed.close()
+
+
+async def _open(state: GatewayState, websocket: WebSocket) -> tuple[_Connection, str | None] | None:
+    """Authenticate, subscribe and send ``connected``; None once the connection was closed with a reason.
+
+    The request is read through a throwaway :class:`HTTPConnection`: the WebSocket that stays open
+    for hours keeps no parsed headers or query string.
+    """
+    request = HTTPConnection(websocket.scope)
+    try:
+        claims = live_claims(request)
+    except (InvalidToken, ApiError) as exc:
+        await websocket.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
+        return None
+    feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
+    resume = request.query_params.get("last_event_id") or None
+    conn = _Connection(websocket, feed, state)
+    try:
+        connected = await feed.open(resume)
+        await conn.send({"type": "connected", **connected, "heartbeat": state.settings.heartbeat_seconds})
+    except TooManyConnections as exc:
+        await conn.close(CLOSE_TOO_MANY, str(exc))
+    except NotifierError as exc:
+        code = CLOSE_TRY_LATER if isinstance(exc, HubUnavailable) else CLOSE_POLICY
+        await conn.close(code, f"last_event_id: {exc}" if code == CLOSE_POLICY else str(exc))
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        await conn.close(CLOSE_TRY_LATER, "Redis is unreachable; retry shortly")
+    except (WebSocketDisconnect, OSError, TimeoutError) as exc:
+        log.debug("WebSocket client gone: %r", exc)
+    else:
+        return conn, resume
+    feed.close()
+    return None
 
 
 async def _serve(conn: _Connection) -> None:
