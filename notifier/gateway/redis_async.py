@@ -3,8 +3,9 @@
 The gateway's request handlers use the library's synchronous classes (``Inbox``, ``PreferenceStore``)
 in the thread pool, so every rule stays in one place; only the event loop's own work — the hub's
 Pub/Sub connections, the health check, and the two reads that start a live connection (thousands of
-clients reconnecting at once would queue those behind the thread pool) — uses asyncio connections, made here. The URL kinds are
-the store's: one server, ``redis+sentinel://`` (the master a Sentinel names) and ``redis+cluster://``.
+clients reconnecting at once would queue those behind the thread pool) — uses asyncio connections,
+made here. The URL kinds are the store's: one server, ``redis+sentinel://`` (the master a Sentinel
+names) and ``redis+cluster://``.
 """
 
 from __future__ import annotations

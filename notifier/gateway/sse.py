@@ -67,7 +67,8 @@ async def stream(state: GatewayState, scope: Scope, receive: Receive, send: Send
     watcher = asyncio.ensure_future(_until_disconnect(receive, feed))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        await _write(send, f"retry: {RETRY_MS}\n".encode() + format_event("connected", connected, connected["last_event_id"]))
+        hello = format_event("connected", connected, connected["last_event_id"])
+        await _write(send, f"retry: {RETRY_MS}\n".encode() + hello)
         final = await _pump(feed, resume, send)
         if final is not None:
             await _write(send, final)
