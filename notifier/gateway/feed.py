@@ -181,7 +181,7 @@ class Feed:
             await sub.wait()
 
     def _arm(self) -> None:
-        """Wake :meth:`next` after a heartbeat's quiet, or at the token's expiry if that comes first."""
+        """Wake :meth:`next` one heartbeat interval from now (busy or not), or at the token's expiry if sooner."""
         self._beat_due = False
         delay = min(self.state.settings.heartbeat_seconds, max(self.expires_at - time.time(), 0.0))
         self._beat = asyncio.get_running_loop().call_later(delay, self._on_beat)
