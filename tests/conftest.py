@@ -8,24 +8,14 @@ from typing import Callable, Iterator
 import pytest
 import redis
 
-from tests.helpers import Worker, base_env, release_db, start_worker
+from tests.helpers import Worker, base_env, release_db, reload_settings, start_worker
 from tests.peers.smtp import SmtpPeer
 
 _env = base_env()
 os.environ.update(_env)
 
 
-def _reload() -> None:
-    from notifier import producer
-    from notifier.channels import close_all
-    from notifier.config import reload_settings
-
-    reload_settings()
-    producer.producer_app.cache_clear()
-    close_all()
-
-
-_reload()
+reload_settings()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -68,11 +58,11 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], 
     def apply(env: dict[str, str]) -> None:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        _reload()
+        reload_settings()
 
     yield apply
     monkeypatch.undo()
-    _reload()
+    reload_settings()
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
+
+import pytest
 
 import redis
 
@@ -209,6 +213,31 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {value!r})")
         time.sleep(interval)
+
+
+def reload_settings() -> None:
+    """Make the test process read ``NOTIFIER_*`` again: settings, the producer's Celery app, channel clients."""
+    from notifier import producer
+    from notifier.channels import close_all
+    from notifier.config import reload_settings as reload
+
+    reload()
+    producer.producer_app.cache_clear()
+    close_all()
+
+
+@contextmanager
+def use_env(values: dict[str, str]) -> Iterator[dict[str, str]]:
+    """These ``NOTIFIER_*`` values in the test process while the block runs; the old ones after."""
+    patch = pytest.MonkeyPatch()
+    for key, value in values.items():
+        patch.setenv(key, value)
+    reload_settings()
+    try:
+        yield values
+    finally:
+        patch.undo()
+        reload_settings()
 
 
 def uid(prefix: str = "user") -> str:

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from notifier.inbox import Inbox
 from tests.gateway_support import API_KEY, Gateway, WsClient, token
-from tests.helpers import private_env, uid
+from tests.helpers import private_env, uid, use_env
 
 FUZZ = settings(max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 SOME = settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -93,16 +93,8 @@ entry_ids = st.one_of(
 def env() -> Iterator[dict[str, str]]:
     """Store and broker of the module's own (no worker consumes it: accepted sends just queue up);
     the test process reads the same store."""
-    values = {**private_env(), "NOTIFIER_KEY_PREFIX": "fuzz"}
-    patch = pytest.MonkeyPatch()
-    for key, value in values.items():
-        patch.setenv(key, value)
-    from tests.conftest import _reload
-
-    _reload()
-    yield values
-    patch.undo()
-    _reload()
+    with use_env({**private_env(), "NOTIFIER_KEY_PREFIX": "fuzz"}) as values:
+        yield values
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from notifier.inbox import check_entry_id
 from notifier.models import MAX_DATA_BYTES, Notification, Preferences, QuietHours, check_user_id, validate
 from notifier.preferences import PreferenceStore
 from notifier.router import Router
-from tests.helpers import private_env, uid
+from tests.helpers import private_env, uid, use_env
 
 MANY = settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 SOME = settings(max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -163,16 +163,8 @@ def test_identifier_checks_answer_with_the_value_or_a_validation_error(value: An
 @pytest.fixture(scope="module")
 def store() -> Iterator[dict[str, str]]:
     """A store and broker of this module's own (nothing consumes its queues)."""
-    values = private_env()
-    patch = pytest.MonkeyPatch()
-    for key, value in values.items():
-        patch.setenv(key, value)
-    from tests.conftest import _reload
-
-    _reload()
-    yield values
-    patch.undo()
-    _reload()
+    with use_env(private_env()) as values:
+        yield values
 
 
 @SOME

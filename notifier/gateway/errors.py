@@ -5,6 +5,7 @@ that tells the caller what to do. Handlers here turn library errors into these a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -86,41 +87,48 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 """Error responses every API route documents in the OpenAPI schema."""
 
 
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ClusterDownError,
-              redis.exceptions.TryAgainError, redis.exceptions.MasterDownError,
-              redis.exceptions.RedisClusterException)
-"""Redis failures a client can only wait out: answered 503 with ``Retry-After``."""
-HANDLED: tuple[type[Exception], ...] = (ApiError, InvalidToken, ValidationError, RequestValidationError,
-                                        StarletteHTTPException, TooManyConnections, HubUnavailable, *REDIS_DOWN)
+def _redis_down(exc: Exception) -> JSONResponse:
+    log.warning("Redis unavailable: %s", exc)
+    return error_response(503, "the notification store (Redis) is unreachable; retry shortly",
+                          headers={"Retry-After": "2"})
+
+
+def _api(exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.message, exc.code, headers=exc.headers)
+
+
+def _validation(exc: RequestValidationError) -> JSONResponse:
+    message, details = describe_validation(list(exc.errors()))
+    return error_response(422, message, details=details)
+
+
+_ANSWERS: dict[type[Exception], Callable[[Any], JSONResponse]] = {
+    ApiError: _api,
+    InvalidToken: lambda e: _api(unauthorized(str(e))),
+    ValidationError: lambda e: error_response(422, str(e)),
+    RequestValidationError: _validation,
+    StarletteHTTPException: lambda e: error_response(e.status_code, str(e.detail),
+                                                     headers=getattr(e, "headers", None)),
+    TooManyConnections: lambda e: error_response(429, str(e), headers={"Retry-After": "5"}),
+    HubUnavailable: lambda e: error_response(503, str(e), headers={"Retry-After": "2"}),
+    **dict.fromkeys((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                     redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                     redis.exceptions.MasterDownError, redis.exceptions.RedisClusterException), _redis_down),
+}
+"""Each failure a caller can act on, and its answer; Redis failures a client can only wait out get 503."""
 
 
 def response_for(exc: Exception) -> JSONResponse | None:
-    """The :class:`ErrorBody` response for a failure a caller can act on; None for a bug (a 500)."""
-    if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.message, exc.code, headers=exc.headers)
-    if isinstance(exc, InvalidToken):
-        err = unauthorized(str(exc))
-        return error_response(err.status, err.message, headers=err.headers)
-    if isinstance(exc, ValidationError):
-        return error_response(422, str(exc))
-    if isinstance(exc, RequestValidationError):
-        message, details = describe_validation(list(exc.errors()))
-        return error_response(422, message, details=details)
-    if isinstance(exc, StarletteHTTPException):
-        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
-    if isinstance(exc, TooManyConnections):
-        return error_response(429, str(exc), headers={"Retry-After": "5"})
-    if isinstance(exc, HubUnavailable):
-        return error_response(503, str(exc), headers={"Retry-After": "2"})
-    if isinstance(exc, REDIS_DOWN):
-        log.warning("Redis unavailable: %s", exc)
-        return error_response(503, "the notification store (Redis) is unreachable; retry shortly",
-                              headers={"Retry-After": "2"})
+    """The :class:`ErrorBody` response for ``exc`` (its most specific known class); None for a bug (a 500)."""
+    for kind in type(exc).__mro__:
+        answer = _ANSWERS.get(kind)
+        if answer is not None:
+            return answer(exc)
     return None
 
 
 def install(app: FastAPI) -> None:
-    """Register the handler that gives every failure in :data:`HANDLED` the :class:`ErrorBody` shape."""
+    """Register the handler that gives every known failure the :class:`ErrorBody` shape."""
 
     async def handle(_: Request, exc: Exception) -> JSONResponse:
         response = response_for(exc)
@@ -128,5 +136,5 @@ def install(app: FastAPI) -> None:
             raise exc
         return response
 
-    for kind in HANDLED:
+    for kind in _ANSWERS:
         app.add_exception_handler(kind, handle)

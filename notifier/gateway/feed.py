@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 
 from notifier.errors import NotifierError
@@ -83,6 +84,11 @@ class Feed:
     _beat: asyncio.TimerHandle | None = field(default=None, init=False)
     _beat_due: bool = field(default=False, init=False)
     _gone: bool = field(default=False, init=False)
+    _delivered: Counter = field(init=False)
+    """This transport's delivered-events counter, looked up once rather than per event."""
+
+    def __post_init__(self) -> None:
+        self._delivered = DELIVERED.labels(self.transport)
 
     async def open(self, last_event_id: str | None) -> dict[str, Any]:
         """Subscribe, then fix the starting point; returns the ``connected`` event's data."""
@@ -133,7 +139,7 @@ class Feed:
                 cursor = items[-1]["entry_id"]
                 self._advance(cursor)
                 read_flags = await self._read_flags(items)
-                DELIVERED.labels(self.transport).inc(len(items))
+                self._delivered.inc(len(items))
                 yield [notification_event({**item, "read": read}) for item, read in zip(items, read_flags)]
             if len(items) < REPLAY_PAGE:
                 break
@@ -205,7 +211,7 @@ class Feed:
             if self.last_id is not None and entry_key(entry_id) <= entry_key(self.last_id):
                 return
             self._advance(entry_id)
-            DELIVERED.labels(self.transport).inc()
+            self._delivered.inc()
             events = [notification_event({**notification, "entry_id": entry_id, "read": False})]
             if isinstance(item.get("unread"), int):
                 events.append(unread_event(item["unread"]))

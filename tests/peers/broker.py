@@ -15,17 +15,8 @@ from typing import Iterator
 import pytest
 import redis
 
-from tests.helpers import _LOCK, REDIS_HOST, REDIS_PORT, Worker, claim_free_db, lock_value, start_worker
-
-
-def _reload() -> None:
-    from notifier import producer
-    from notifier.channels import close_all
-    from notifier.config import reload_settings
-
-    reload_settings()
-    producer.producer_app.cache_clear()
-    close_all()
+from tests.helpers import (_LOCK, REDIS_HOST, REDIS_PORT, Worker, claim_free_db, lock_value, reload_settings,
+                           start_worker)
 
 
 class Isolated:
@@ -46,7 +37,7 @@ class Isolated:
         """Use the isolated broker and prefix (and ``env``) in this test process too."""
         for key, value in {**self.env, **(env or {})}.items():
             self._patch.setenv(key, value)
-        _reload()
+        reload_settings()
 
     def worker(self, env: dict[str, str] | None = None, queues: str = "router,realtime,fcm,apns,webpush",
                concurrency: int = 2) -> Worker:
@@ -58,7 +49,7 @@ class Isolated:
         for w in self._workers:
             w.stop()
         self._patch.undo()
-        _reload()
+        reload_settings()
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=self.db)
         if client.get(_LOCK) == lock_value(self._token).encode():
             client.flushdb()
