@@ -685,7 +685,7 @@ class Gateway(Process):
         self.port = port or free_port()
         args = ["notifier.gateway:app", "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
                 "--http", "httptools", "--log-level", "warning", "--no-access-log", "--backlog", "4096",
-                "--timeout-graceful-shutdown", "2"]
+                "--timeout-graceful-shutdown", "2", "--ws", "notifier.gateway.ws_protocol:LeanWebSocketProtocol"]
         cmd = [sys.executable, "-m", "uvicorn", *args]
         if gc_threshold:
             # An experiment, not the shipped gateway: the cyclic GC's thresholds (gen0,gen1,gen2).

@@ -92,7 +92,7 @@ class DevStack:
                                      "-n", "dev@%h", "--without-gossip", "--without-mingle"])
 
     def start_gateway(self, host: str, port: int) -> Child:
-        return self.spawn("gateway", [sys.executable, "-m", "uvicorn", "notifier.gateway:app", "--host", host,
+        return self.spawn("gateway", [sys.executable, "-m", "notifier.cli", "gateway", "--host", host,
                                       "--port", str(port), "--log-level", "warning"])
 
     def start_flower(self, port: int) -> Child:

@@ -17,7 +17,10 @@ from typing import Any
 
 import httpx
 import orjson
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
+from websockets.uri import parse_uri
 
 from notifier import tokens
 from tests.helpers import ROOT, base_env
@@ -206,3 +209,57 @@ class WsClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RawWs:
+    """A WebSocket on a plain socket that reads only when told to: a client that stops reading.
+
+    The protocol is websockets' sans-I/O client; the socket's receive buffer is made small, so the
+    gateway's writes back up into its own transport as they would behind a stalled phone.
+    """
+
+    def __init__(self, gateway: Gateway, token: str, receive_buffer: int = 4096) -> None:
+        self.protocol = ClientProtocol(parse_uri(f"{gateway.ws_url}/v1/ws?token={token}"), max_size=None)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", gateway.port))
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        self.frames: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self.close_code: int | None = None
+        self.read_until(lambda: not self.frames.empty())
+        if self.protocol.handshake_exc is not None:
+            raise self.protocol.handshake_exc
+
+    def _flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                self.sock.sendall(data)
+
+    def read_until(self, done: Any, timeout: float = 15) -> None:
+        """Read and decode frames until ``done()`` is true or the connection closes."""
+        deadline = time.monotonic() + timeout
+        while not done() and self.close_code is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no such frame in time")
+            data = self.sock.recv(65536)
+            self.protocol.receive_data(data) if data else self.protocol.receive_eof()
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    self.frames.put(orjson.loads(event.data))
+                elif isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+                    self.close_code = Close.parse(event.data).code
+            self._flush()
+            if not data and self.close_code is None:
+                self.close_code = 1006
+
+    def received(self) -> list[dict[str, Any]]:
+        """The frames read so far and not yet taken, oldest first."""
+        frames = []
+        while not self.frames.empty():
+            frames.append(self.frames.get_nowait())
+        return frames
+
+    def close(self) -> None:
+        self.sock.close()

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from notifier import send_notification, tokens
 from notifier.inbox import Inbox
-from tests.gateway_support import API_KEY, SSE, Gateway, WsClient, token
+from tests.gateway_support import API_KEY, SSE, Gateway, RawWs, WsClient, token
 from tests.helpers import Worker, start_worker, uid, wait_for
 
 
@@ -322,6 +322,30 @@ def test_a_client_that_falls_behind_is_dropped_and_resumes(tight_gateway: Gatewa
         assert got + rest == expected
     finally:
         resumed.close()
+
+
+def test_a_websocket_client_that_stops_reading_is_dropped_once_it_reads_and_resumes(tight_gateway: Gateway) -> None:
+    """Notifications come slower than the gateway writes them, but the client reads nothing: its socket
+    fills, the gateway's writes wait (its buffer then overflows), and the close (1013) waits behind the
+    unread frames. Once the client reads it gets those and the close; resuming loses nothing."""
+    user = uid()
+    client = RawWs(tight_gateway, token(user))
+    burst, body = 500, "x" * 16_000
+    try:
+        assert client.frames.get_nowait()["type"] == "connected"
+        box = Inbox()
+        for i in range(burst):
+            box.append(user, {"id": f"big{i}", "type": "test", "title": str(i), "body": body})
+            time.sleep(0.002)
+        client.read_until(lambda: False, timeout=30)
+        assert client.close_code == 1013
+        got = [frame["id"] for frame in client.received() if frame["type"] == "notification"]
+        assert 0 < len(got) < burst
+    finally:
+        client.close()
+    with tight_gateway.ws(token(user), last_event_id=got[-1]) as ws:
+        rest = [ws.next("notification")["id"] for _ in range(burst - len(got))]
+    assert got + rest == [item["entry_id"] for item in Inbox().since(user, "0-0", burst)]
 
 
 # Tokens on live connections ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The gateway hub and collector in one process, against real Redis: a Pub/Sub connection that goes
 silent is found dead by the liveness check (there is no timeout per read) and its subscribers told to
-replay; the collector keeps long-lived objects out of collections and still frees cycles."""
+replay; the collector keeps long-lived objects out of collections and still frees cycles; the lean
+WebSocket protocol's receive mailbox and writable flag behave as the asyncio classes they replace."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import redis
 from notifier.gateway.collector import Collector
 from notifier.gateway.hub import RESYNC, Hub
 from notifier.gateway.topology import ServerTopology
+from notifier.gateway.ws_protocol import Flag, Mailbox
 from notifier.keys import Keys
 from tests.helpers import uid
 
@@ -114,6 +116,43 @@ def test_collector_freezes_survivors_and_frees_cycles_at_each_full_pass() -> Non
         finally:
             await collector.stop()
         assert gc.get_freeze_count() == 0, "stopping hands everything back to the normal collector"
+
+    asyncio.run(scenario())
+
+
+def test_mailbox_keeps_order_and_loses_nothing_to_a_cancelled_receiver() -> None:
+    async def scenario() -> None:
+        box = Mailbox()
+        early = asyncio.ensure_future(box.get())
+        await asyncio.sleep(0)
+        early.cancel()
+        box.put_nowait("a")
+        box.put_nowait("b")
+        await asyncio.gather(early, return_exceptions=True)
+        assert early.cancelled()
+        assert not box.empty()
+        assert [await box.get(), await box.get()] == ["a", "b"]
+        assert box.empty()
+        waiting = [asyncio.ensure_future(box.get()) for _ in range(2)]
+        await asyncio.sleep(0)
+        box.put_nowait("c")
+        box.put_nowait("d")
+        assert sorted(await asyncio.gather(*waiting)) == ["c", "d"]
+
+    asyncio.run(scenario())
+
+
+def test_flag_holds_writers_while_cleared_and_releases_them_all_when_set() -> None:
+    async def scenario() -> None:
+        flag = Flag(True)
+        await asyncio.wait_for(flag.wait(), 1)
+        flag.clear()
+        writers = [asyncio.ensure_future(flag.wait()) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert not any(w.done() for w in writers) and not flag.is_set()
+        flag.set()
+        await asyncio.wait_for(asyncio.gather(*writers), 1)
+        assert flag.is_set()
 
     asyncio.run(scenario())
 

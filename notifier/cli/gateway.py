@@ -23,6 +23,7 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
     from notifier import tokens
     from notifier.config import get_settings
     from notifier.gateway.redis_async import check_url
+    from notifier.gateway.ws_protocol import IMPORT_PATH
     from notifier.logs import configure_logging
 
     configure_logging()
@@ -34,6 +35,7 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
         host=host or settings.gateway_host,
         port=port or settings.gateway_port,
         log_level=log_level or settings.log_level.lower(),
+        ws=IMPORT_PATH,
         ws_max_size=settings.max_request_bytes,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         proxy_headers=True,
