@@ -4,7 +4,9 @@ uvicorn's ``websockets-sansio`` protocol keeps, for every open WebSocket, an ``a
 deques), an ``asyncio.Event`` (one more), and the parsed handshake request and response with their
 headers, all for as long as the connection lives. That is about 7 of the 25 KiB a notifier WebSocket
 costs. This subclass swaps the queue and the event for list-backed equivalents and lets the handshake
-go (headers included) once it is answered; the wire protocol, keepalive pings and flow control stay uvicorn's own.
+go (headers included) once it is answered. It also joins the frames one event-loop turn sends into
+one write (:class:`JoinedWrites`): a broadcast sends each connection two frames. The wire protocol,
+keepalive pings and flow control stay uvicorn's own.
 
 Select it with ``uvicorn notifier.gateway:app --ws notifier.gateway.ws_protocol:LeanWebSocketProtocol``
 (``notifier gateway`` does). It touches uvicorn's attributes ``queue``, ``writable``, ``request`` and
@@ -96,6 +98,37 @@ class Flag(_Waiters):
             await super().wait()
 
 
+class JoinedWrites:
+    """A transport that joins what one event-loop turn writes into one write: a notification and the
+    unread count that follows it are two frames, sent back to back, and each write is a system call."""
+
+    __slots__ = ("_transport", "_loop", "_pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self.flush)
+        else:
+            self._pending.append(data)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol, minus what an open connection no longer needs."""
 
@@ -103,6 +136,10 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = Mailbox()  # type: ignore[assignment]
         self.writable = Flag(True)  # type: ignore[assignment]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = JoinedWrites(self.transport, self.loop)  # type: ignore[assignment]
 
     async def send(self, message: Any) -> None:
         await super().send(message)
