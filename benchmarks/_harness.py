@@ -683,15 +683,12 @@ class Gateway(Process):
 
     def __init__(self, env: dict[str, str], port: int | None = None, gc_threshold: str | None = None) -> None:
         self.port = port or free_port()
+        if gc_threshold:
+            env = {**env, "NOTIFIER_GATEWAY_GC_THRESHOLDS": gc_threshold}
         args = ["notifier.gateway:app", "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
                 "--http", "httptools", "--log-level", "warning", "--no-access-log", "--backlog", "4096",
                 "--timeout-graceful-shutdown", "2", "--ws", "notifier.gateway.ws_protocol:LeanWebSocketProtocol"]
-        cmd = [sys.executable, "-m", "uvicorn", *args]
-        if gc_threshold:
-            # An experiment, not the shipped gateway: the cyclic GC's thresholds (gen0,gen1,gen2).
-            cmd = [sys.executable, "-c", f"import gc, sys; gc.set_threshold({gc_threshold}); "
-                   f"sys.argv = ['uvicorn', *{args!r}]; from uvicorn.main import main; main()"]
-        super().__init__(cmd, env, "gateway")
+        super().__init__([sys.executable, "-m", "uvicorn", *args], env, "gateway")
 
     def wait_ready(self, timeout: float = 30) -> "Gateway":
         import httpx

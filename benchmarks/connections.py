@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--counts", default="1000,2500,5000",
                         help="extra SSE connection counts, one run each, for the plot ('' to skip)")
     parser.add_argument("--gc-threshold", default=None,
-                        help="experiment: run the gateway with gc.set_threshold(GEN0,GEN1,GEN2)")
+                        help="run the gateway with NOTIFIER_GATEWAY_GC_THRESHOLDS=YOUNG,MIDDLE,OLD "
+                             "(700,10,10 is CPython's default)")
     args = parser.parse_args()
     limit = raise_open_files()
     if limit < args.connections + 1000:

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     client_buffer: int = Field(256, ge=1)
     gateway_full_gc_seconds: float = Field(600.0, gt=0)
     """Seconds between the gateway's full garbage collections (``notifier.gateway.collector``)."""
+    gateway_gc_thresholds: str = Field("50000,20,100", pattern=r"^\d+,\d+,\d+$")
+    """The gateway's ``gc.set_threshold`` (young, middle, old), as ``N,N,N``."""
     max_request_bytes: int = Field(64 * 1024, ge=1024)
     api_rate_limit: str = Field("600/60", pattern=r"^\d+/\d+$")
     """HTTP API requests per user: ``LIMIT/SECONDS`` (sliding window); over it, 429."""
@@ -154,6 +156,12 @@ class Settings(BaseSettings):
     def limits(self) -> dict[str, tuple[int, int]]:
         """Per-channel ``(limit, window_seconds)``."""
         return parse_rate_limits(self.rate_limits)
+
+    @property
+    def gc_thresholds(self) -> tuple[int, int, int]:
+        """The gateway's ``gc.set_threshold`` arguments."""
+        young, middle, old = (int(n) for n in self.gateway_gc_thresholds.split(","))
+        return young, middle, old
 
     @property
     def api_limit(self) -> tuple[int, int]:

@@ -97,10 +97,12 @@ class _Node:
 
 def test_collector_freezes_survivors_and_frees_cycles_at_each_full_pass() -> None:
     async def scenario() -> None:
-        collector = Collector(full_every=0.3, freeze_every=0.05)
+        default = gc.get_threshold()
+        collector = Collector(full_every=0.3, thresholds=(50_000, 20, 100), freeze_every=0.05)
         collector.start()
         try:
             assert gc.get_freeze_count() > 0, "what exists at start-up is frozen"
+            assert gc.get_threshold()[0] > default[0], "young collections run less often"
             node = _Node()
             gone = weakref.ref(node)
             await asyncio.sleep(0.12)
@@ -116,6 +118,7 @@ def test_collector_freezes_survivors_and_frees_cycles_at_each_full_pass() -> Non
         finally:
             await collector.stop()
         assert gc.get_freeze_count() == 0, "stopping hands everything back to the normal collector"
+        assert gc.get_threshold() == default
 
     asyncio.run(scenario())
 

@@ -77,7 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.gateway = GatewayState(settings=settings, hub=hub, inbox=Inbox(), preferences=PreferenceStore(),
                                      redis=client)
     hub.start()
-    collector = Collector(settings.gateway_full_gc_seconds)
+    collector = Collector(settings.gateway_full_gc_seconds, settings.gc_thresholds)
     collector.start()
     try:
         yield

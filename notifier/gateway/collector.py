@@ -10,6 +10,10 @@ automatic collections then look only at recent objects, and a connection's objec
 walked again while it stays open. Every ``NOTIFIER_GATEWAY_FULL_GC_SECONDS`` one full pass (unfreeze,
 collect, freeze) frees the reference cycles closed connections left behind, at a known rhythm and
 logged with its duration, instead of at random moments.
+
+Young collections run less often, too (``NOTIFIER_GATEWAY_GC_THRESHOLDS``): a broadcast holds one message per
+connection for a moment, and at CPython's default of 700 allocations per collection those messages
+are walked, and promoted, several times before they are freed by reference counting.
 """
 
 from __future__ import annotations
@@ -28,15 +32,21 @@ FREEZE_SECONDS = 1.0
 class Collector:
     """Runs the freeze / periodic full collection policy while the gateway runs (see the module docstring)."""
 
-    def __init__(self, full_every: float, freeze_every: float = FREEZE_SECONDS) -> None:
+    def __init__(self, full_every: float, thresholds: tuple[int, int, int] | None = None,
+                 freeze_every: float = FREEZE_SECONDS) -> None:
         self.full_every = full_every
+        self.thresholds = thresholds
+        """``gc.set_threshold`` while running, or None to keep CPython's."""
         self.freeze_every = freeze_every
         self.full_passes = 0
         self._task: asyncio.Task[None] | None = None
+        self._default_thresholds = gc.get_threshold()
 
     def start(self) -> None:
         gc.collect()
         gc.freeze()
+        if self.thresholds is not None:
+            gc.set_threshold(*self.thresholds)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="notifier-gc")
 
     async def stop(self) -> None:
@@ -46,6 +56,7 @@ class Collector:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         gc.unfreeze()
+        gc.set_threshold(*self._default_thresholds)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
