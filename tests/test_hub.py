@@ -123,6 +123,23 @@ def test_collector_freezes_survivors_and_frees_cycles_at_each_full_pass() -> Non
     asyncio.run(scenario())
 
 
+def test_collector_frees_young_cycles_before_freezing_the_survivors() -> None:
+    async def scenario() -> None:
+        collector = Collector(full_every=60, thresholds=(50_000, 20, 100), freeze_every=0.05)
+        collector.start()
+        try:
+            node = _Node()
+            gone = weakref.ref(node)
+            del node
+            await asyncio.sleep(0.2)
+            assert gone() is None, "a cycle that died young is freed, not frozen until the next full pass"
+            assert collector.full_passes == 0
+        finally:
+            await collector.stop()
+
+    asyncio.run(scenario())
+
+
 def test_mailbox_keeps_order_and_loses_nothing_to_a_cancelled_receiver() -> None:
     async def scenario() -> None:
         box = Mailbox()

@@ -11,9 +11,12 @@ walked again while it stays open. Every ``NOTIFIER_GATEWAY_FULL_GC_SECONDS`` one
 collect, freeze) frees the reference cycles closed connections left behind, at a known rhythm and
 logged with its duration, instead of at random moments.
 
-Young collections run less often, too (``NOTIFIER_GATEWAY_GC_THRESHOLDS``): a broadcast holds one message per
-connection for a moment, and at CPython's default of 700 allocations per collection those messages
-are walked, and promoted, several times before they are freed by reference counting.
+Young collections run less often, too (``NOTIFIER_GATEWAY_GC_THRESHOLDS``): a broadcast holds one
+message per connection for a moment, and at CPython's default of 700 allocations per collection
+those messages are walked, and promoted, several times before they are freed by reference counting.
+So that short-lived cycles are not frozen with the survivors (and kept until the next full pass),
+each freeze follows a collection of the two young generations, which holds only the last second's
+objects.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Collector:
             if loop.time() - last_full >= self.full_every:
                 self.full_pass()
                 last_full = loop.time()
+            gc.collect(1)
             gc.freeze()
 
     def full_pass(self) -> int:
