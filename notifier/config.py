@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     max_connections_per_user: int = Field(20, ge=1)
     heartbeat_seconds: float = Field(15.0, gt=0)
     client_buffer: int = Field(256, ge=1)
+    send_timeout_seconds: float = Field(30.0, gt=0)
+    """Seconds one write to a live client may wait; a client that takes nothing for that long is dropped."""
     gateway_full_gc_seconds: float = Field(600.0, gt=0)
     """Seconds between the gateway's full garbage collections (``notifier.gateway.collector``)."""
     gateway_gc_thresholds: str = Field("50000,20,100", pattern=r"^\d+,\d+,\d+$")

@@ -6,6 +6,8 @@ and go through the router and the realtime channel of a real worker before reach
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
 import time
 from typing import Iterator
@@ -344,6 +346,63 @@ def test_a_websocket_client_that_stops_reading_is_dropped_once_it_reads_and_resu
     finally:
         client.close()
     with tight_gateway.ws(token(user), last_event_id=got[-1]) as ws:
+        rest = [ws.next("notification")["id"] for _ in range(burst - len(got))]
+    assert got + rest == [item["entry_id"] for item in Inbox().since(user, "0-0", burst)]
+
+
+@pytest.fixture(scope="module")
+def impatient_gateway(worker: Worker) -> Iterator[Gateway]:
+    gw = Gateway({"NOTIFIER_SEND_TIMEOUT_SECONDS": "2"}).wait_ready()
+    yield gw
+    gw.stop()
+
+
+def _sse_ids(raw: bytes) -> list[str]:
+    return [m.decode() for m in re.findall(rb"event: notification\nid: ([0-9]+-[0-9]+)\n", raw)]
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_a_client_that_takes_nothing_is_dropped_after_the_send_timeout_and_resumes(
+        impatient_gateway: Gateway, transport: str) -> None:
+    """Fewer notifications than the client's buffer holds, but more bytes than the sockets take: the
+    gateway's write waits, and after NOTIFIER_SEND_TIMEOUT_SECONDS the connection is dropped (its
+    subscription goes although the client's socket is still open). What was written is read later;
+    resuming from there loses nothing."""
+    from notifier.store import get_keys, get_redis
+
+    user = uid()
+    channel = get_keys().live(user)
+    burst, body = 200, "x" * 40_000
+    raw: RawWs | socket.socket
+    if transport == "ws":
+        raw = RawWs(impatient_gateway, token(user))
+        assert raw.received()[0]["type"] == "connected"
+    else:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", impatient_gateway.port))
+        raw.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(user)}\r\n\r\n".encode())
+    try:
+        wait_for(lambda: int(dict(get_redis().pubsub_numsub(channel))[channel]) == 1, timeout=10,
+                 message="the connection to subscribe")
+        box = Inbox()
+        for i in range(burst):
+            box.append(user, {"id": f"big{i}", "type": "test", "title": str(i), "body": body})
+        wait_for(lambda: int(dict(get_redis().pubsub_numsub(channel))[channel]) == 0, timeout=15,
+                 message="the stalled connection to be dropped")
+        if isinstance(raw, RawWs):
+            raw.read_until(lambda: False, timeout=30)
+            got = [f["id"] for f in raw.received() if f["type"] == "notification"]
+        else:
+            raw.settimeout(30)
+            data = b""
+            while chunk := raw.recv(1 << 20):
+                data += chunk
+            got = _sse_ids(data)
+    finally:
+        raw.close()
+    assert 0 < len(got) < burst
+    with impatient_gateway.ws(token(user), last_event_id=got[-1]) as ws:
         rest = [ws.next("notification")["id"] for _ in range(burst - len(got))]
     assert got + rest == [item["entry_id"] for item in Inbox().since(user, "0-0", burst)]
 

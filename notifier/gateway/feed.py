@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Send
 
 from notifier.errors import NotifierError
 from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
@@ -30,8 +31,6 @@ from notifier.inbox import Inbox, check_entry_id
 START = "0-0"
 """The id before every entry: resuming from it replays the whole inbox."""
 REPLAY_PAGE = 200
-SEND_TIMEOUT = 30.0
-"""Seconds one write to a client may take; a client slower than that is dropped (it resumes later)."""
 
 
 class SlowConsumer(NotifierError):
@@ -84,6 +83,10 @@ class Feed:
     _beat: asyncio.TimerHandle | None = field(default=None, init=False)
     _beat_due: bool = field(default=False, init=False)
     _gone: bool = field(default=False, init=False)
+    _write_since: float = field(default=0.0, init=False)
+    """When the pending write to the client started (monotonic seconds), or 0.0: none is pending."""
+    _writer: asyncio.Task[Any] | None = field(default=None, init=False)
+    _stalled: bool = field(default=False, init=False)
     _delivered: Counter = field(init=False)
     """This transport's delivered-events counter, looked up once rather than per event."""
 
@@ -118,6 +121,25 @@ class Feed:
             pipe.scard(keys.unread(self.user_id))
             newest, unread = await pipe.execute()
         return (newest[0][0] if newest else START), int(unread)
+
+    async def send(self, send: Send, message: Message) -> None:
+        """``send(message)`` to the client, which may wait at most ``send_timeout_seconds``.
+
+        A client that reads nothing makes the write wait (its socket and the server's buffer are full);
+        then it raises TimeoutError and the connection ends, the client resuming later from its last
+        id. The deadline is checked by the connection's heartbeat timer, not by a timer per write: a
+        broadcast writes to every connection at once.
+        """
+        self._write_since = time.monotonic()
+        self._writer = asyncio.current_task()
+        try:
+            await send(message)
+        except asyncio.CancelledError:
+            if self._stalled and self._writer is not None and self._writer.uncancel() == 0:
+                raise TimeoutError("the client took nothing within NOTIFIER_SEND_TIMEOUT_SECONDS") from None
+            raise
+        finally:
+            self._write_since = 0.0
 
     def close(self) -> None:
         if self._beat is not None:
@@ -190,10 +212,25 @@ class Feed:
         """Wake :meth:`next` one heartbeat interval from now (busy or not), or at the token's expiry if sooner."""
         self._beat_due = False
         delay = min(self.state.settings.heartbeat_seconds, max(self.expires_at - time.time(), 0.0))
+        self._schedule(delay)
+
+    def _schedule(self, delay: float) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
         self._beat = asyncio.get_running_loop().call_later(delay, self._on_beat)
 
     def _on_beat(self) -> None:
+        """A heartbeat is due; and if a write has been pending too long, end it (see :meth:`send`)."""
+        self._beat = None
         self._beat_due = True
+        if self._write_since:
+            left = self._write_since + self.state.settings.send_timeout_seconds - time.monotonic()
+            if left > 0:
+                self._schedule(left)
+            elif self._writer is not None and not self._stalled:
+                self._stalled = True
+                self._writer.cancel()
+            return
         if self._sub is not None:
             self._sub.wake()
 

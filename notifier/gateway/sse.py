@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from notifier.errors import ValidationError
 from notifier.gateway.auth import live_claims
 from notifier.gateway.errors import error_response, response_for
-from notifier.gateway.feed import SEND_TIMEOUT, ClientGone, Event, Feed, SlowConsumer, TokenExpired
+from notifier.gateway.feed import ClientGone, Event, Feed, SlowConsumer, TokenExpired
 from notifier.gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,10 @@ async def stream(state: GatewayState, scope: Scope, receive: Receive, send: Send
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         hello = format_event("connected", connected, connected["last_event_id"])
-        await _write(send, f"retry: {RETRY_MS}\n".encode() + hello)
+        await _write(feed, send, f"retry: {RETRY_MS}\n".encode() + hello)
         final = await _pump(feed, resume, send)
         if final is not None:
-            await _write(send, final)
+            await _write(feed, send, final)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     except (OSError, TimeoutError) as exc:
         log.debug("SSE client dropped: %r", exc)
@@ -103,10 +103,9 @@ async def _until_disconnect(receive: Receive, feed: Feed) -> None:
     feed.hang_up()
 
 
-async def _write(send: Send, body: bytes) -> None:
-    """One chunk; a client that cannot take it within ``SEND_TIMEOUT`` seconds is dropped (it resumes)."""
-    async with asyncio.timeout(SEND_TIMEOUT):
-        await send({"type": "http.response.body", "body": body, "more_body": True})
+async def _write(feed: Feed, send: Send, body: bytes) -> None:
+    """One chunk; a client that takes nothing for ``send_timeout_seconds`` is dropped (it resumes)."""
+    await feed.send(send, {"type": "http.response.body", "body": body, "more_body": True})
 
 
 async def _pump(feed: Feed, resume: str | None, send: Send) -> bytes | None:
@@ -114,14 +113,14 @@ async def _pump(feed: Feed, resume: str | None, send: Send) -> bytes | None:
     try:
         if resume is not None:
             async for batch in feed.replay(resume):
-                await _write(send, _format(batch))
+                await _write(feed, send, _format(batch))
         while True:
             item = await feed.next()
             if item is None:
-                await _write(send, HEARTBEAT)
+                await _write(feed, send, HEARTBEAT)
                 continue
             async for batch in feed.process(item):
-                await _write(send, _format(batch))
+                await _write(feed, send, _format(batch))
     except ClientGone:
         return None
     except SlowConsumer as exc:

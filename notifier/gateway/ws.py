@@ -32,7 +32,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from notifier.errors import NotifierError
 from notifier.gateway.auth import live_claims
 from notifier.gateway.errors import ApiError, describe_validation
-from notifier.gateway.feed import SEND_TIMEOUT, ClientGone, Event, Feed, SlowConsumer, TokenExpired
+from notifier.gateway.feed import ClientGone, Event, Feed, SlowConsumer, TokenExpired
 from notifier.gateway.hub import HubUnavailable, TooManyConnections
 from notifier.gateway.state import GatewayState
 from notifier.inbox import MAX_IDS, check_entry_id
@@ -100,8 +100,7 @@ class _Connection:
         self.max_bytes = state.settings.max_request_bytes
 
     async def send(self, frame: dict[str, Any]) -> None:
-        async with asyncio.timeout(SEND_TIMEOUT):
-            await self.ws.send_text(orjson.dumps(frame).decode())
+        await self.feed.send(self.ws.send, {"type": "websocket.send", "text": orjson.dumps(frame).decode()})
 
     async def send_events(self, events: list[Event]) -> None:
         for event in events:
