@@ -18,8 +18,8 @@ import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
+from notifier import redis_url
 from notifier.config import get_settings
-from notifier.errors import ConfigError
 from notifier.keys import Keys
 
 _lock = threading.Lock()
@@ -27,57 +27,32 @@ _client: redis.Redis | None = None
 _client_pid: int | None = None
 
 
-CLUSTER_SCHEME = "redis+cluster://"
-SENTINEL_SCHEME = "redis+sentinel://"
-
-
 def is_cluster(url: str) -> bool:
     """Cluster URLs (``redis+cluster://host:port[,host:port...]``) switch Pub/Sub to sharded Pub/Sub."""
-    return url.startswith(CLUSTER_SCHEME)
+    return url.startswith(redis_url.CLUSTER_SCHEME)
 
 
 def connect(url: str, **options: Any) -> redis.Redis:
-    """A client for ``url``.
-
-    - ``redis://``, ``rediss://``, ``unix://``: one server;
-    - ``redis+cluster://h1:7000,h2:7001``: a Redis Cluster (any reachable nodes to start from);
-    - ``redis+sentinel://s1:26379,s2:26379/mymaster/0``: the master Sentinel names ``mymaster``, db 0.
-    """
+    """A client for ``url``: one server, a Redis Cluster or a Sentinel's master (``notifier.redis_url``)."""
     options.setdefault("health_check_interval", 30)
     options.setdefault("socket_keepalive", True)
     options.setdefault("retry_on_timeout", True)
-    if url.startswith(CLUSTER_SCHEME):
+    target = redis_url.parse(url)
+    if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
-        hosts = parse_hosts(url[len(CLUSTER_SCHEME):].split("/", 1)[0], 6379)
         options.pop("health_check_interval")
         options.pop("retry_on_timeout")
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts],  # type: ignore[return-value]
-                            decode_responses=True, **options)
-    if url.startswith(SENTINEL_SCHEME):
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.hosts],  # type: ignore[return-value]
+                            decode_responses=True, **target.credentials, **options)
+    if target.kind == "sentinel":
         from redis.sentinel import Sentinel
 
-        rest = url[len(SENTINEL_SCHEME):]
-        hosts_part, _, path = rest.partition("/")
-        service, _, db = path.partition("/")
-        if not service:
-            raise ConfigError(f"{url!r}: name the master, e.g. redis+sentinel://host:26379/mymaster/0")
-        sentinel = Sentinel(parse_hosts(hosts_part, 26379), socket_timeout=5)
-        return sentinel.master_for(service, db=int(db or 0), decode_responses=True, **options)
+        sentinel = Sentinel(list(target.hosts), socket_timeout=5,
+                            sentinel_kwargs={"socket_timeout": 5, **target.sentinel_credentials})
+        return sentinel.master_for(target.service, db=target.db, decode_responses=True, **target.credentials,
+                                   **options)
     return redis.Redis.from_url(url, decode_responses=True, **options)
-
-
-def parse_hosts(text: str, default_port: int) -> list[tuple[str, int]]:
-    hosts = []
-    for part in filter(None, text.split(",")):
-        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
-        try:
-            hosts.append((host or part, int(port) if port else default_port))
-        except ValueError:
-            raise ConfigError(f"{part!r} is not host:port") from None
-    if not hosts:
-        raise ConfigError("a cluster or sentinel URL needs at least one host:port")
-    return hosts
 
 
 def get_redis() -> redis.Redis:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 from typing import Iterator
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -46,36 +47,41 @@ def _tools() -> tuple[str, str]:
 
 
 class LocalCluster:
-    """A Redis Cluster of ``masters`` primaries (no replicas), slots spread evenly by ``redis-cli``."""
+    """A Redis Cluster of ``masters`` primaries (no replicas), slots spread evenly by ``redis-cli``;
+    with ``password``, every node requires it (``requirepass``) and the URL carries it."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, password: str | None = None) -> None:
         self.ports = [cluster_port() for _ in range(masters)]
-        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        self.password = password
+        login = f":{quote(password, safe='')}@" if password else ""
+        self.url = f"redis+cluster://{login}" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
         self._dir = tempfile.mkdtemp(prefix="notifier-cluster-")
         self._procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> "LocalCluster":
         server, cli = _tools()
+        auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
         self._procs = [subprocess.Popen(
             [server, "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", f"nodes-{p}.conf", "--save", "", "--appendonly", "no", "--dir", self._dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in self.ports]
+             "--cluster-config-file", f"nodes-{p}.conf", "--save", "", "--appendonly", "no", "--dir", self._dir,
+             *auth], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in self.ports]
+        cli_auth = ["--no-auth-warning", "-a", self.password] if self.password else []
         for p in self.ports:
-            wait_for(lambda: subprocess.run([cli, "-p", str(p), "ping"], capture_output=True, text=True)
+            wait_for(lambda: subprocess.run([cli, *cli_auth, "-p", str(p), "ping"], capture_output=True, text=True)
                      .stdout.strip() == "PONG", message=f"node {p}")
-        created = subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+        created = subprocess.run([cli, *cli_auth, "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
                                   "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True,
                                  timeout=60)
         assert created.returncode == 0, created.stdout + created.stderr
         for p in self.ports:
-            wait_for(lambda: "cluster_state:ok" in subprocess.run([cli, "-p", str(p), "cluster", "info"],
+            wait_for(lambda: "cluster_state:ok" in subprocess.run([cli, *cli_auth, "-p", str(p), "cluster", "info"],
                                                                   capture_output=True, text=True).stdout,
                      timeout=30, message="cluster_state:ok")
         return self
 
     def node(self, port: int) -> redis.Redis:
         """A plain client for one node (``CLIENT LIST``, ``CLUSTER`` commands)."""
-        return redis.Redis(port=port, decode_responses=True)
+        return redis.Redis(port=port, password=self.password, decode_responses=True)
 
     def move_slot(self, slot: int, source: int, target: int) -> None:
         """Reshard one slot and its keys from port ``source`` to port ``target``, as ``redis-cli`` does."""
@@ -96,22 +102,28 @@ class LocalCluster:
 
 
 class LocalSentinel:
-    """A master, optionally a replica of it, and one Sentinel that monitors them as ``service`` (quorum 1)."""
+    """A master, optionally a replica of it, and one Sentinel that monitors them as ``service`` (quorum 1).
+    With ``password`` the master (and replica) require it; with ``sentinel_password`` the Sentinel does."""
 
     service = "notifier-master"
 
-    def __init__(self, replica: bool = False) -> None:
+    def __init__(self, replica: bool = False, password: str | None = None,
+                 sentinel_password: str | None = None) -> None:
         self.master_port, self.sentinel_port = free_port(), free_port()
         self.replica_port = free_port() if replica else None
-        self.url = f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.service}/0"
+        self.password, self.sentinel_password = password, sentinel_password
+        login = f":{quote(password, safe='')}@" if password else ""
+        query = f"?sentinel_password={quote(sentinel_password, safe='')}" if sentinel_password else ""
+        self.url = f"redis+sentinel://{login}127.0.0.1:{self.sentinel_port}/{self.service}/0{query}"
         self._dir = tempfile.mkdtemp(prefix="notifier-sentinel-")
         self._procs: list[subprocess.Popen[bytes]] = []
 
     def _server(self, port: int, *args: str) -> None:
         server, _ = _tools()
+        auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
         self._procs.append(subprocess.Popen(
             [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._dir, "--dbfilename", f"dump-{port}.rdb", *args], stdout=subprocess.DEVNULL))
+             "--dir", self._dir, "--dbfilename", f"dump-{port}.rdb", *auth, *args], stdout=subprocess.DEVNULL))
 
     def start(self) -> "LocalSentinel":
         server, _ = _tools()
@@ -124,19 +136,22 @@ class LocalSentinel:
         with open(conf, "w") as fh:
             fh.write(f"port {self.sentinel_port}\nbind 127.0.0.1\n"
                      f"sentinel monitor {self.service} 127.0.0.1 {self.master_port} 1\n"
-                     f"sentinel down-after-milliseconds {self.service} 500\n")
+                     f"sentinel down-after-milliseconds {self.service} 500\n"
+                     + (f"sentinel auth-pass {self.service} {self.password}\n" if self.password else "")
+                     + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else ""))
         self._procs.append(subprocess.Popen([server, conf, "--sentinel"], stdout=subprocess.DEVNULL))
         wait_for(self._ready, timeout=20, message="sentinel to report the master (and its replica)")
         return self
 
     def _info(self, port: int) -> dict[str, object]:
         try:
-            return dict(redis.Redis(port=port, socket_timeout=1).info("replication"))
+            return dict(redis.Redis(port=port, password=self.password, socket_timeout=1).info("replication"))
         except redis.RedisError:
             return {}
 
     def _sentinel(self) -> redis.Redis:
-        return redis.Redis(port=self.sentinel_port, socket_timeout=1, decode_responses=True)
+        return redis.Redis(port=self.sentinel_port, password=self.sentinel_password, socket_timeout=1,
+                           decode_responses=True)
 
     def _ready(self) -> bool:
         try:
@@ -156,7 +171,7 @@ class LocalSentinel:
     def master(self) -> redis.Redis:
         """The current master (after a failover, the promoted replica)."""
         _, port = self.master_address()
-        return redis.Redis(port=port, decode_responses=True)
+        return redis.Redis(port=port, password=self.password, decode_responses=True)
 
     def kill_master(self) -> None:
         """Kill the master; Sentinel sees it down after 500 ms and promotes the replica. Waits for that."""

@@ -205,6 +205,56 @@ def test_gateway_through_sentinel_follows_a_failover(broker: str,
         sentinel.stop()
 
 
+def test_password_protected_cluster(broker: str, settings_env: Callable[[dict[str, str]], None]) -> None:
+    """Nodes that require a password (with characters a URL must escape): the store's client and the
+    gateway's hub, on every shard, log in with the one the URL carries. (The store's client is the one
+    workers use; this module's worker serves the other cluster, so the test appends directly.)"""
+    cluster = LocalCluster(password="p@ss:w/rd%").start()
+    env = {"NOTIFIER_REDIS_URL": cluster.url, "NOTIFIER_BROKER_URL": broker}
+    gw = Gateway(env).wait_ready()
+    try:
+        settings_env(env)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=cluster.ports[0]).ping()
+        client = connect(cluster.url)
+        assert isinstance(client, RedisCluster)
+        users = users_per_shard(client)
+        streams = [SSE(gw, token(user)) for user in users]
+        for stream in streams:
+            stream.next("connected")
+        appended = [Inbox().append(user, {"id": "n1", "type": "test", "title": f"to {user}"}) for user in users]
+        assert [stream.notifications(1)[0][0] for stream in streams] == [a.entry_id for a in appended]
+        assert hub_connections(cluster) == {p: 1 for p in cluster.ports}
+        for stream in streams:
+            stream.close()
+    finally:
+        gw.stop()
+        cluster.stop()
+
+
+def test_password_protected_sentinel_and_master(broker: str,
+                                                settings_env: Callable[[dict[str, str]], None]) -> None:
+    """A master with a password, named by a Sentinel with a password of its own (``sentinel_password``)."""
+    sentinel = LocalSentinel(password="m@ster:pw", sentinel_password="s3nt/pw").start()
+    env = {"NOTIFIER_REDIS_URL": sentinel.url, "NOTIFIER_BROKER_URL": broker}
+    gw = Gateway(env).wait_ready()
+    try:
+        settings_env(env)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=sentinel.sentinel_port).ping()
+        user = uid()
+        stream = SSE(gw, token(user))
+        stream.next("connected")
+        appended = Inbox().append(user, {"id": "n1", "type": "test", "title": "behind two passwords"})
+        event_id, data = stream.notifications(1)[0]
+        assert data["id"] == "n1" and event_id == appended.entry_id
+        assert len(hub_clients(sentinel.master())) == 1
+        stream.close()
+    finally:
+        gw.stop()
+        sentinel.stop()
+
+
 def hub_clients(node: redis.Redis) -> list[dict[str, str]]:
     return [c for c in node.client_list() if c["name"] == HUB_CLIENT_NAME]
 

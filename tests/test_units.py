@@ -15,6 +15,7 @@ from notifier.keys import Keys
 from notifier.models import Notification, Preferences, QuietHours, validate
 from notifier.preferences import quiet_until
 from notifier.ratelimit import RateLimiter
+from notifier.redis_url import parse as parse_redis_url
 
 UTC = dt.timezone.utc
 
@@ -171,3 +172,34 @@ def test_rate_limiter_sliding_window() -> None:
         assert limiter.allow("other", "s9", ["email"])["email"] is True
     finally:
         reload_settings()
+
+
+def test_redis_urls_carry_credentials_for_clusters_and_sentinels() -> None:
+    cluster = parse_redis_url("redis+cluster://app:p%40ss%3Aw%2Frd@10.0.0.1:7000,10.0.0.2")
+    assert cluster.kind == "cluster" and cluster.hosts == (("10.0.0.1", 7000), ("10.0.0.2", 6379))
+    assert cluster.credentials == {"username": "app", "password": "p@ss:w/rd"}
+    assert parse_redis_url("redis+cluster://:secret@h:1").credentials == {"password": "secret"}
+    assert parse_redis_url("redis+cluster://h:1").credentials == {}
+
+    sentinel = parse_redis_url("redis+sentinel://:m%40ster@s1,s2:26380/mymaster/3?sentinel_password=s%2Fpw")
+    assert (sentinel.kind, sentinel.service, sentinel.db) == ("sentinel", "mymaster", 3)
+    assert sentinel.hosts == (("s1", 26379), ("s2", 26380))
+    assert sentinel.credentials == {"password": "m@ster"}
+    assert sentinel.sentinel_credentials == {"password": "s/pw"}
+    assert parse_redis_url("redis://:pw@localhost:6379/2").kind == "server"
+
+
+@pytest.mark.parametrize("url, says", [
+    ("redis+sentinel://:topsecret@s1:26379", "name the master"),
+    ("redis+sentinel://s1/m/x", "must be a number"),
+    ("redis+sentinel://:topsecret@s1/m/0?sentinel_pasword=x", "unknown option(s) sentinel_pasword"),
+    ("redis+cluster://:topsecret@h1:7000/2", "no database or options"),
+    ("redis+cluster://h1:port", "is not host:port"),
+    ("redis+cluster://:topsecret@", "at least one host:port"),
+    ("memcached://h", "must start with one of"),
+])
+def test_bad_redis_urls_say_what_is_expected_and_never_echo_the_password(url: str, says: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_redis_url(url)
+    assert says in str(refused.value)
+    assert "topsecret" not in str(refused.value)

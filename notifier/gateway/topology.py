@@ -18,9 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisClusterException
 
 from notifier.gateway.hub import CLASSIC, SHARDED, HubUnavailable, PubSubCommands, Topology
-from notifier.gateway.redis_async import (cluster_map, pubsub_connection, pubsub_connection_to, sentinel,
-                                          sentinel_parts)
-from notifier.store import CLUSTER_SCHEME, SENTINEL_SCHEME
+from notifier.gateway.redis_async import cluster_map, pubsub_connection, pubsub_connection_to, sentinel
+from notifier.redis_url import RedisURL, parse
 
 
 class _OneConnection:
@@ -59,14 +58,14 @@ class ServerTopology(_OneConnection):
 class SentinelTopology(_OneConnection):
     """The master a Sentinel names, wherever it is at connect time."""
 
-    def __init__(self, url: str) -> None:
-        _, self._service, self._db = sentinel_parts(url)
-        self._sentinel = sentinel(url)
-        self.always = (f"master {self._service!r} (via Sentinel)",)
+    def __init__(self, target: RedisURL) -> None:
+        self._target = target
+        self._sentinel = sentinel(target)
+        self.always = (f"master {target.service!r} (via Sentinel)",)
 
     async def connect(self, owner: str) -> AbstractConnection:
-        host, port = await self._sentinel.discover_master(self._service)
-        conn = pubsub_connection_to(host, port, self._db)
+        host, port = await self._sentinel.discover_master(self._target.service)
+        conn = pubsub_connection_to(self._target, host, port)
         await conn.connect()
         return conn
 
@@ -81,8 +80,9 @@ class ClusterTopology:
     commands: PubSubCommands = SHARDED
     always: tuple[str, ...] = ()
 
-    def __init__(self, url: str) -> None:
-        self._cluster = cluster_map(url)
+    def __init__(self, target: RedisURL) -> None:
+        self._target = target
+        self._cluster = cluster_map(target)
 
     async def refresh(self) -> None:
         try:
@@ -105,7 +105,7 @@ class ClusterTopology:
 
     async def connect(self, owner: str) -> AbstractConnection:
         host, _, port = owner.rpartition(":")
-        conn = pubsub_connection_to(host, int(port))
+        conn = pubsub_connection_to(self._target, host, int(port))
         await conn.connect()
         return conn
 
@@ -117,8 +117,9 @@ class ClusterTopology:
 
 def topology(url: str) -> Topology:
     """The topology for a ``NOTIFIER_REDIS_URL`` (already checked by ``redis_async.check_url``)."""
-    if url.startswith(CLUSTER_SCHEME):
-        return ClusterTopology(url)
-    if url.startswith(SENTINEL_SCHEME):
-        return SentinelTopology(url)
+    target = parse(url)
+    if target.kind == "cluster":
+        return ClusterTopology(target)
+    if target.kind == "sentinel":
+        return SentinelTopology(target)
     return ServerTopology(url)
