@@ -139,7 +139,7 @@ class Feed:
                 raise TimeoutError("the client took nothing within NOTIFIER_SEND_TIMEOUT_SECONDS") from None
             raise
         finally:
-            self._write_since = 0.0
+            self._write_since, self._writer = 0.0, None
 
     def close(self) -> None:
         if self._beat is not None:
