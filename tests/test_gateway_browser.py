@@ -102,6 +102,43 @@ def test_demo_page_shows_live_notifications_and_tracks_unread(stack: Gateway, br
         context.close()
 
 
+def test_a_list_answered_after_a_live_notification_keeps_it(stack: Gateway, browser: object) -> None:
+    """The inbox list is fetched, a notification arrives live, then the (older) list answer lands:
+    the live one stays listed and highlighted instead of being replaced by the stale page."""
+    expect = playwright_api.expect
+    user = uid("browser")
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    held: list[tuple[object, object]] = []
+    try:
+        page.goto(f"{stack.url}/?token={token(user)}")
+        expect(page.locator("#state")).to_have_text("live", timeout=10_000)
+        expect(page.locator("#empty")).to_be_visible()
+
+        def hold(route: object) -> None:
+            held.append((route, route.fetch()))  # type: ignore[attr-defined]
+
+        page.route(lambda url: "/v1/notifications?" in url, hold)
+        page.locator("#only-unread").check()
+        for _ in range(100):  # Playwright runs the handler while this thread is inside its calls
+            if held:
+                break
+            page.wait_for_timeout(100)
+        assert held, "the list request was not made"
+        nid = uid("live")
+        Inbox().append(user, {"id": nid, "type": "test", "title": "Arrived live"})
+        item = page.locator(f'#list .item[data-id="{nid}"]')
+        expect(item).to_have_class("item unread fresh", timeout=10_000)
+        route, stale = held[0]
+        route.fulfill(response=stale)  # type: ignore[attr-defined]
+        expect(page.locator("#only-unread")).to_be_checked()
+        page.wait_for_timeout(300)
+        expect(item).to_have_class("item unread fresh")
+        expect(page.locator("#list .item")).to_have_count(1)
+    finally:
+        context.close()
+
+
 def test_unread_badge_follows_reads_made_elsewhere(stack: Gateway, browser: object) -> None:
     expect = playwright_api.expect
     user = uid("browser")

@@ -11,6 +11,7 @@ let items = [];           // loaded notifications, newest first
 let nextCursor = null;
 let unread = 0;
 const toasted = new Set();  // ids already shown as a toast
+const arrived = new Set();  // ids delivered live: highlighted while unread, kept when a list loads
 
 function takeToken() {
   const url = new URL(location.href);
@@ -53,7 +54,8 @@ function when(iso) {
   return isNaN(date) ? "" : date.toLocaleString();
 }
 
-function renderItem(n, fresh = false) {
+function renderItem(n) {
+  const fresh = arrived.has(n.id) && !n.read;
   const read = el("button", { className: "read", textContent: "Mark read", hidden: n.read });
   read.dataset.action = "read";
   const del = el("button", { className: "delete", textContent: "Delete" });
@@ -79,7 +81,10 @@ function render() {
 
 async function loadFirstPage() {
   const page = await client.list({ limit: 20, unread: $("only-unread").checked });
-  items = page.items;
+  // The page may have been read before a live notification that is already shown: keep those.
+  const listed = new Set(page.items.map((n) => n.id));
+  const live = items.filter((n) => arrived.has(n.id) && !listed.has(n.id));
+  items = live.concat(page.items).sort((a, b) => compareEntryIds(b.entry_id, a.entry_id));
   nextCursor = page.next_cursor;
   render();
 }
@@ -99,10 +104,10 @@ function onNotification(n) {
     toast(n.title, n.body);
   }
   if (items.some((i) => i.id === n.id)) return;
+  arrived.add(n.id);
   items.unshift(n);
   items.sort((a, b) => compareEntryIds(b.entry_id, a.entry_id));
-  const node = renderItem(n, true);
-  $("list").prepend(node);
+  $("list").prepend(renderItem(n));
   $("empty").hidden = true;
 }
 
