@@ -682,12 +682,14 @@ class Gateway(Process):
     """``uvicorn notifier.gateway:app`` on uvloop and httptools, one process, ready once /healthz is 200."""
 
     def __init__(self, env: dict[str, str], port: int | None = None, gc_threshold: str | None = None) -> None:
+        from notifier.gateway.ws_protocol import IMPORT_PATH
+
         self.port = port or free_port()
         if gc_threshold:
             env = {**env, "NOTIFIER_GATEWAY_GC_THRESHOLDS": gc_threshold}
         args = ["notifier.gateway:app", "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
                 "--http", "httptools", "--log-level", "warning", "--no-access-log", "--backlog", "4096",
-                "--timeout-graceful-shutdown", "2", "--ws", "notifier.gateway.ws_protocol:LeanWebSocketProtocol"]
+                "--timeout-graceful-shutdown", "2", "--ws", IMPORT_PATH]
         super().__init__([sys.executable, "-m", "uvicorn", *args], env, "gateway")
 
     def wait_ready(self, timeout: float = 30) -> "Gateway":

@@ -47,6 +47,13 @@ def inbox_ids(user: str, count: int) -> list[str]:
     return [i["entry_id"] for i in reversed(items)]
 
 
+def assert_resume_delivers_the_rest(gateway: Gateway, user: str, got: list[str], total: int) -> None:
+    """A WebSocket resuming after ``got`` receives the rest, and ``got`` + rest is the inbox in order."""
+    with gateway.ws(token(user), last_event_id=got[-1]) as ws:
+        rest = [ws.next("notification")["id"] for _ in range(total - len(got))]
+    assert got + rest == [item["entry_id"] for item in Inbox().since(user, "0-0", total)]
+
+
 # Delivery -------------------------------------------------------------------------------------------
 def test_sse_receives_a_notification_sent_through_the_worker(gateway: Gateway) -> None:
     user = uid()
@@ -345,9 +352,7 @@ def test_a_websocket_client_that_stops_reading_is_dropped_once_it_reads_and_resu
         assert 0 < len(got) < burst
     finally:
         client.close()
-    with tight_gateway.ws(token(user), last_event_id=got[-1]) as ws:
-        rest = [ws.next("notification")["id"] for _ in range(burst - len(got))]
-    assert got + rest == [item["entry_id"] for item in Inbox().since(user, "0-0", burst)]
+    assert_resume_delivers_the_rest(tight_gateway, user, got, burst)
 
 
 @pytest.fixture(scope="module")
@@ -402,9 +407,7 @@ def test_a_client_that_takes_nothing_is_dropped_after_the_send_timeout_and_resum
     finally:
         raw.close()
     assert 0 < len(got) < burst
-    with impatient_gateway.ws(token(user), last_event_id=got[-1]) as ws:
-        rest = [ws.next("notification")["id"] for _ in range(burst - len(got))]
-    assert got + rest == [item["entry_id"] for item in Inbox().since(user, "0-0", burst)]
+    assert_resume_delivers_the_rest(impatient_gateway, user, got, burst)
 
 
 # Tokens on live connections ----------------------------------------------------------------------

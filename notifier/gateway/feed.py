@@ -83,10 +83,12 @@ class Feed:
     _beat: asyncio.TimerHandle | None = field(default=None, init=False)
     _beat_due: bool = field(default=False, init=False)
     _gone: bool = field(default=False, init=False)
-    _write_since: float = field(default=0.0, init=False)
-    """When the pending write to the client started (monotonic seconds), or 0.0: none is pending."""
     _writer: asyncio.Task[Any] | None = field(default=None, init=False)
-    _stalled: bool = field(default=False, init=False)
+    """The task whose write to the client is pending (the latest, if two are), or None."""
+    _write_since: float = field(default=0.0, init=False)
+    """When that write started (monotonic seconds)."""
+    _stalled: asyncio.Task[Any] | None = field(default=None, init=False)
+    """The writer this feed cancelled for taking too long: its cancellation becomes a TimeoutError."""
     _delivered: Counter = field(init=False)
     """This transport's delivered-events counter, looked up once rather than per event."""
 
@@ -130,16 +132,17 @@ class Feed:
         id. The deadline is checked by the connection's heartbeat timer, not by a timer per write: a
         broadcast writes to every connection at once.
         """
-        self._write_since = time.monotonic()
-        self._writer = asyncio.current_task()
+        task = asyncio.current_task()
+        self._writer, self._write_since = task, time.monotonic()
         try:
             await send(message)
         except asyncio.CancelledError:
-            if self._stalled and self._writer is not None and self._writer.uncancel() == 0:
+            if task is not None and self._stalled is task and task.uncancel() == 0:
                 raise TimeoutError("the client took nothing within NOTIFIER_SEND_TIMEOUT_SECONDS") from None
             raise
         finally:
-            self._write_since, self._writer = 0.0, None
+            if self._writer is task:
+                self._writer = None
 
     def close(self) -> None:
         if self._beat is not None:
@@ -223,13 +226,14 @@ class Feed:
         """A heartbeat is due; and if a write has been pending too long, end it (see :meth:`send`)."""
         self._beat = None
         self._beat_due = True
-        if self._write_since:
+        writer = self._writer
+        if writer is not None:
             left = self._write_since + self.state.settings.send_timeout_seconds - time.monotonic()
             if left > 0:
                 self._schedule(left)
-            elif self._writer is not None and not self._stalled:
-                self._stalled = True
-                self._writer.cancel()
+            elif self._stalled is None:
+                self._stalled = writer
+                writer.cancel()
             return
         if self._sub is not None:
             self._sub.wake()
