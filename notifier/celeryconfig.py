@@ -18,6 +18,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     from kombu import Queue
 
     transport: dict[str, Any] = {}
+    broker_transport: dict[str, str] = {}
+    if settings.broker.startswith(("redis://", "rediss://")):
+        broker_transport = {"broker_transport": "notifier.streams_transport:Transport"}
     if settings.broker.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
         transport = {
             "visibility_timeout": settings.visibility_timeout,
@@ -27,6 +30,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
     return {
         "broker_url": settings.broker,
+        **broker_transport,
         "result_backend": settings.results,
         "result_expires": 3600,
         "broker_transport_options": transport,

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     max_retries: int = Field(5, ge=0, le=100)
     retry_backoff: float = Field(2.0, gt=0)
     retry_backoff_max: float = Field(3600.0, gt=0)
-    countdown_max: float = Field(60.0, ge=0)
+    countdown_max: float = Field(30.0, ge=0)
     """Retries due sooner than this use Celery's countdown; later ones go to the schedule."""
 
     rate_limits: str = "realtime=120/60,email=20/3600,fcm=60/3600,apns=60/3600,webpush=60/3600"
@@ -51,9 +51,9 @@ class Settings(BaseSettings):
     inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
     idempotency_ttl: int = Field(86400, ge=1)
     receipt_ttl: int = Field(7 * 86400, ge=60)
-    claim_seconds: int = Field(120, ge=1)
+    claim_seconds: int = Field(30, ge=1)
     """How long a delivery claimed by a worker that then died blocks another attempt."""
-    visibility_timeout: int = Field(600, ge=5)
+    visibility_timeout: int = Field(50, ge=5)
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
     batch_size: int = Field(500, ge=1, le=10_000)
     scheduler_interval: float = Field(1.0, gt=0, le=60)

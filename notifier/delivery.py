@@ -8,6 +8,7 @@ what to do with the report (re-enqueue with backoff, dead-letter).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -54,7 +55,9 @@ def run(channel_name: str, notifications: dict[str, Any], targets: Sequence[Any]
     live = channel.expand(live)
     to_send = _claim(channel_name, live, report) if channel.uses_receipts else live
     receipted = _Receipted(channel_name) if channel.uses_receipts else None
-    outcomes = channel.send(to_send, receipted) if to_send else []
+    claimed = [(d.user_id, channel_name, d.notification.id, d.target) for d in to_send]
+    with receipted.receipts.keep_alive(claimed) if receipted else contextlib.nullcontext():
+        outcomes = channel.send(to_send, receipted) if to_send else []
     _sort(channel_name, outcomes, report, receipted.keys if receipted else set())
     for d, _ in report.pruned:
         channel.prune(d)

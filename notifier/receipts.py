@@ -3,11 +3,16 @@
 A task that is redelivered (worker killed, visibility timeout) or replayed from the dead-letter queue
 runs again; before sending, it claims the receipt. A ``done`` receipt means the target already got it;
 a ``pending`` claim means another run is sending right now (or crashed mid-send: the claim expires
-after ``NOTIFIER_CLAIM_SECONDS``, then the send is tried again).
+after ``NOTIFIER_CLAIM_SECONDS``, then the send is tried again). A live run keeps its claims alive
+(:meth:`Receipts.keep_alive`), so a batch slower than the claim is never sent twice at once, while a
+killed worker's claims lapse soon enough for its redelivered task to send them.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from typing import Sequence
 
@@ -50,6 +55,30 @@ class Receipts:
 
     def done_many(self, items: Sequence[Item]) -> None:
         self._write(items, lambda pipe, key: pipe.set(key, "done", ex=self.ttl))
+
+    @contextmanager
+    def keep_alive(self, items: Sequence[Item]) -> Iterator[None]:
+        """While the block runs, renew the still-pending claims of ``items`` every third of their life."""
+        if not items:
+            yield
+            return
+        stop = threading.Event()
+        calls = [(store.script("extend_if"), [self._key(item)], ["pending", self.claim_seconds]) for item in items]
+
+        def renew() -> None:
+            while not stop.wait(self.claim_seconds / 3):
+                try:
+                    store.run_scripts(self.r, calls)
+                except redis.RedisError:
+                    pass  # the next renewal tries again; a lapsed claim only allows a retry
+
+        thread = threading.Thread(target=renew, name="claim-keep-alive", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def release_many(self, items: Sequence[Item]) -> None:
         """Give up a claim after a failed send, so a retry may claim it again."""

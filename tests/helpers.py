@@ -101,6 +101,14 @@ def private_env() -> dict[str, str]:
     return {"NOTIFIER_REDIS_URL": url, "NOTIFIER_BROKER_URL": url}
 
 
+def own_broker_env() -> dict[str, str]:
+    """:func:`private_env`, with a RabbitMQ virtual host of its own as the broker in the RabbitMQ re-run."""
+    env = private_env()
+    if os.environ.get("NOTIFIER_TEST_BROKER") == "amqp":
+        env["NOTIFIER_BROKER_URL"] = amqp_broker(int(env["NOTIFIER_REDIS_URL"].rsplit("/", 1)[1]))
+    return env
+
+
 def release_db() -> None:
     for db in (d for d in (_db, _private) if d is not None):
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)

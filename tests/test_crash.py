@@ -10,31 +10,34 @@ from notifier.deadletters import DeadLetters
 from notifier.preferences import PreferenceStore
 from notifier.producer import producer_app
 from notifier.queues import deliver_task
-from tests.helpers import Worker, uid, wait_for
+from tests.helpers import Worker, own_broker_env, uid, use_env, wait_for
 from tests.peers.smtp import SmtpPeer
 
 
 def test_killed_worker_task_is_redelivered_and_delivered_once(worker_factory: Callable[..., Worker],
                                                               smtp: SmtpPeer) -> None:
-    env = {**smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT": "5", "NOTIFIER_CLAIM_SECONDS": "2"}
-    first = worker_factory(env, queues="email")
-    user = uid()
-    address = f"{user}@example.test"
-    PreferenceStore().set(user, {"email": address})
-    smtp.handler.slow[address] = 3.0
-    send_notification.delay(user, {"type": "alert", "title": "mid-send", "channels": ["email"]})
-    router = worker_factory(env, queues="router")
-    wait_for(lambda: smtp.attempts(address) == 1, message="first attempt reaches the SMTP server")
-    first.kill()
-    router.stop()
-    smtp.handler.slow.pop(address)
-    time.sleep(0.5)
-    assert smtp.to(address) == [], "the killed worker must not have completed the send"
+    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT": "5", "NOTIFIER_CLAIM_SECONDS": "2",
+           "NOTIFIER_COUNTDOWN_MAX": "2"}
+    with use_env(env):
+        first = worker_factory(env, queues="email")
+        user = uid()
+        address = f"{user}@example.test"
+        PreferenceStore().set(user, {"email": address})
+        smtp.handler.slow[address] = 3.0
+        send_notification.delay(user, {"type": "alert", "title": "mid-send", "channels": ["email"]})
+        router = worker_factory(env, queues="router")
+        wait_for(lambda: smtp.attempts(address) == 1, message="first attempt reaches the SMTP server")
+        first.kill()
+        router.stop()
+        smtp.handler.slow.pop(address)
+        time.sleep(0.5)
+        assert smtp.to(address) == [], "the killed worker must not have completed the send"
 
-    worker_factory(env, queues="email")
-    wait_for(lambda: smtp.to(address), timeout=30, message="redelivered email")
-    time.sleep(1)
-    assert len(smtp.to(address)) == 1
+        second = worker_factory(env, queues="email")
+        wait_for(lambda: smtp.to(address), timeout=30, message="redelivered email")
+        wait_for(lambda: "notifier.deliver.email" in second.log() and " succeeded " in second.log(),
+                 message="the redelivered task acked")
+        assert len(smtp.to(address)) == 1
 
 
 def test_redelivered_delivery_task_does_not_send_twice(worker: Worker, smtp: SmtpPeer) -> None:

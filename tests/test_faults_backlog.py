@@ -17,6 +17,7 @@ import redis
 
 from notifier import send_bulk
 from notifier.inbox import Inbox
+from notifier.streams_transport import in_flight, waiting
 from tests.helpers import Worker, private_env, wait_for
 
 USERS = 1000
@@ -88,7 +89,7 @@ def test_100k_backlog_drains_with_bounded_worker_memory(settings_env: Callable[[
                     for i in range(TOTAL))
     assert len(set(ids)) == TOTAL
     broker = redis.Redis.from_url(env["NOTIFIER_BROKER_URL"])
-    assert broker.llen("router") == TOTAL // BATCH, "the backlog waits in the broker"
+    assert waiting(broker, "router") == TOTAL // BATCH, "the backlog waits in the broker"
 
     worker = worker_factory(env, queues="router,realtime", concurrency=2)
     idle = RssSampler(worker.proc.pid).snapshot()
@@ -99,7 +100,7 @@ def test_100k_backlog_drains_with_bounded_worker_memory(settings_env: Callable[[
     drained = time.monotonic() - started
     assert delivered(users) == (TOTAL, TOTAL), "each notification exactly once"
     # the last router task acks just after its inbox writes (the realtime delivery runs inside it)
-    wait_for(lambda: broker.llen("router") == 0 and broker.hlen("unacked") == 0, timeout=10,
+    wait_for(lambda: waiting(broker, "router") == 0 and in_flight(broker) == 0, timeout=10,
              message="every router task acked")
     mb = 1024 * 1024
     assert rss.samples >= 5, "memory was sampled while draining"

@@ -31,6 +31,7 @@ from notifier.devices import Devices
 from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
 from notifier.queues import QUEUES
+from notifier.streams_transport import in_flight, waiting
 from tests.helpers import ROOT, Worker, private_env, uid, wait_for
 from tests.peers import fcm as fcm_peer
 from tests.peers.apns import ApnsPeer
@@ -263,8 +264,8 @@ def inbox_counts(sent: dict[str, list[str]]) -> Counter[tuple[str, str]]:
 def settled(env: dict[str, str]) -> bool:
     """Nothing left anywhere: broker queues, unacknowledged messages, the deferred schedule."""
     broker = redis.Redis.from_url(env["NOTIFIER_BROKER_URL"])
-    queued = sum(broker.llen(q) for q in QUEUES)
-    return queued == 0 and broker.hlen("unacked") == 0 and Inbox().r.zcard(Inbox().keys.schedule()) == 0
+    queued = sum(waiting(broker, q) for q in QUEUES)
+    return queued == 0 and in_flight(broker) == 0 and Inbox().r.zcard(Inbox().keys.schedule()) == 0
 
 
 def losses_and_duplicates(expected: Counter[Any], got: Counter[Any]) -> tuple[list[Any], list[Any]]:

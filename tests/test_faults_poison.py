@@ -21,7 +21,7 @@ from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
 from notifier.producer import producer_app
 from notifier.queues import QUEUES, REPLAY, ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
-from tests.helpers import Worker, private_env, uid, wait_for
+from tests.helpers import Worker, own_broker_env, uid, wait_for
 from tests.peers.smtp import SmtpPeer
 
 PUSH = ("fcm", "apns", "webpush")
@@ -31,7 +31,7 @@ PUSH = ("fcm", "apns", "webpush")
 def own_worker(settings_env: Callable[[dict[str, str]], None], worker_factory: Callable[..., Worker],
                smtp: SmtpPeer) -> Worker:
     """The only worker on a broker and store of this test's own."""
-    env = {**private_env(), **smtp.env()}
+    env = {**own_broker_env(), **smtp.env()}
     settings_env(env)
     return worker_factory(env, concurrency=1)
 

@@ -20,6 +20,7 @@ from notifier.inbox import Inbox
 from notifier.keys import Keys
 from notifier.preferences import PreferenceStore
 from notifier.queues import QUEUES
+from notifier.streams_transport import stream_key
 from tests.helpers import _LOCK, Worker, private_env, wait_for
 from tests.peers.smtp import SmtpPeer
 
@@ -32,7 +33,8 @@ GROUP = "g:*{team} 1"
 
 def is_broker_key(key: str) -> bool:
     """Celery's own keys: the test's broker shares the store's database."""
-    return key.startswith(("_kombu.", "unacked", "celery-task-meta-")) or key in QUEUES
+    return (key.startswith(("_kombu.", "unacked", "celery-task-meta-")) or key in QUEUES
+            or key in {stream_key(q) for q in QUEUES})
 
 
 @pytest.fixture

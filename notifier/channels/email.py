@@ -7,12 +7,13 @@ logins are permanent.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import smtplib
 import socket
 import ssl
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from importlib import resources
 from string import Template
 from typing import Sequence
@@ -53,7 +54,7 @@ class Email(Channel):
         msg["From"] = self.settings.smtp_from
         msg["To"] = delivery.target
         msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = make_msgid(idstring=n.id)
+        msg["Message-ID"] = message_id(n.id, delivery.target, self.settings.smtp_from)
         msg["X-Notification-Id"] = n.id
         text_action = f"\n{n.action_url}\n" if n.action_url else ""
         html_action = (f'<p><a href="{html.escape(n.action_url)}">Open</a></p>' if n.action_url else "")
@@ -115,6 +116,18 @@ class Email(Channel):
             return _by_code(exc.smtp_code, f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}")
         except (smtplib.SMTPException, OSError) as exc:
             return RetryableError(f"SMTP connection lost: {exc}")
+
+
+def message_id(notification_id: str, address: str, sender: str) -> str:
+    """The same Message-ID for every copy of one notification to one address.
+
+    A worker killed after the SMTP server took a message but before its receipt was written sends it
+    again (SMTP cannot be asked whether it arrived); with the same Message-ID, mail stores and clients
+    treat the second copy as the message they already have.
+    """
+    digest = hashlib.sha256(address.encode()).hexdigest()[:16]
+    domain = sender.rpartition("@")[2] or "notifier.invalid"
+    return f"<{notification_id}.{digest}@{domain}>"
 
 
 def _by_code(code: int, message: str) -> DeliveryError:

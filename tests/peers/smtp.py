@@ -6,6 +6,7 @@ import asyncio
 import email
 import email.policy
 import socket
+import time
 from email.message import EmailMessage
 from typing import Any
 
@@ -15,6 +16,8 @@ from aiosmtpd.controller import Controller
 class _Handler:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.accepted_at: list[float] = []
+        """``time.monotonic()`` when each of ``messages`` was accepted."""
         self.replies: dict[str, list[str]] = {}
         """Recipient -> SMTP replies to give, one per attempt, before accepting (e.g. '451 try later')."""
         self.refuse: dict[str, str] = {}
@@ -37,6 +40,7 @@ class _Handler:
         if delay:
             await asyncio.sleep(delay)
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.accepted_at.append(time.monotonic())
         self.messages.append(msg)  # type: ignore[arg-type]
         return "250 Message accepted"
 
