@@ -4,12 +4,18 @@ One connection pool per process (workers, gateway, CLI), created on first use fr
 single server, a Sentinel-managed master or a Redis Cluster. Lua scripts live as files in
 ``notifier/lua/`` and are sent once, then called by SHA; every script touches the keys of one user
 only, so it stays in one cluster slot.
+
+The server must be Redis >= 7.0 (or Valkey >= 7.2, which reports itself as Redis 7.2): idempotency
+keys and receipts use ``SET ... NX GET`` and a cluster uses sharded Pub/Sub, both new in Redis 7.0.
+:func:`check_server_version` refuses an older one when a process starts using the store, so it is
+one line at start, never dead letters later.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 from importlib import resources
 from typing import Any
@@ -20,11 +26,18 @@ from redis.commands.core import Script
 
 from notifier import redis_url
 from notifier.config import get_settings
+from notifier.errors import ConfigError
 from notifier.keys import Keys
+
+MIN_REDIS_VERSION = (7, 0)
+"""``SET ... NX GET`` (idempotency, receipts) and ``SPUBLISH`` (cluster Pub/Sub) came in Redis 7.0."""
+MIN_VALKEY_VERSION = (7, 2)
 
 _lock = threading.Lock()
 _client: redis.Redis | None = None
 _client_pid: int | None = None
+_checked_url: str | None = None
+"""The store URL whose server passed :func:`check_server_version` in this process (or the one it forked from)."""
 
 
 def is_cluster(url: str) -> bool:
@@ -62,9 +75,50 @@ def get_redis() -> redis.Redis:
     if _client is None or _client_pid != pid:
         with _lock:
             if _client is None or _client_pid != pid:
-                _client = connect(get_settings().redis_url)
-                _client_pid = pid
+                url = get_settings().redis_url
+                client = connect(url)
+                _check_once(client, url)
+                _client, _client_pid = client, pid
     return _client
+
+
+def check_server_version(client: redis.Redis, url: str) -> None:
+    """Raise :class:`ConfigError` naming the version needed when the server at ``url`` is too old.
+
+    On a cluster every primary is asked; connection errors pass through to the caller.
+    """
+    nodes = ([node.redis_connection for node in client.get_primaries()]  # type: ignore[attr-defined]
+             if isinstance(client, RedisCluster) else [client])
+    for node in nodes:
+        info = node.info("server")
+        version = str(info.get("redis_version", "0"))
+        if _version(version) < MIN_REDIS_VERSION:
+            raise ConfigError(f"Redis at {redis_url._redacted(url)} is {version}; notifier needs Redis >= "
+                              f"{_dotted(MIN_REDIS_VERSION)} (or Valkey >= {_dotted(MIN_VALKEY_VERSION)})")
+
+
+def _check_once(client: redis.Redis, url: str) -> None:
+    """:func:`check_server_version` on a process's first client.
+
+    An unreachable server is left to the command that needs it (which reports it) and checked again
+    by the next client made (a forked worker child's, say).
+    """
+    global _checked_url
+    if _checked_url == url:
+        return
+    try:
+        check_server_version(client, url)
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+        return  # unreachable, or INFO not allowed for this user: nothing known to refuse
+    _checked_url = url
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
 
 
 def get_keys() -> Keys:
