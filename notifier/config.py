@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     default_channels: str = ",".join(CHANNELS)
     inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
     idempotency_ttl: int = Field(86400, ge=1)
+    idempotency_pending_ttl: int = Field(30, ge=1)
+    """How long a producer's claim on a key holds until the router takes it over (notifier/idempotency.py):
+    a producer that dies between claiming and publishing blocks the key for this long."""
     receipt_ttl: int = Field(7 * 86400, ge=60)
     claim_seconds: int = Field(120, ge=1)
     """How long a delivery claimed by a worker that then died blocks another attempt."""
