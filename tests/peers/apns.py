@@ -3,8 +3,9 @@
 Like Apple, it checks the provider JWT (ES256, ``kid``, ``iss``, ``iat``) against the .p8 key's public
 half, the ``apns-topic``, ``apns-push-type`` and ``apns-priority`` headers and the device token, and
 answers per device token as told: 200, 410 Unregistered, 400 BadDeviceToken, 429, 503, each with
-Apple's JSON reason. It counts TLS connections, so a test can tell one persistent connection from
-one per message.
+Apple's JSON reason, or 403 ExpiredProviderToken, after which that provider JWT is refused on every
+push (as Apple does for a token it considers too old). It counts TLS connections, so a test can tell
+one persistent connection from one per message.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ANSWERS: dict[str, tuple[int, str]] = {
     "bad_token": (400, "BadDeviceToken"),
     "too_many": (429, "TooManyRequests"),
     "unavailable": (503, "ServiceUnavailable"),
+    "expired_provider_token": (403, "ExpiredProviderToken"),
 }
 
 
@@ -58,6 +60,9 @@ class _State:
     topics: set[str]
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, list[float]] = field(default_factory=dict)
+    jwts: dict[str, list[str]] = field(default_factory=dict)
+    """Device token -> the provider JWT of each push to it that carried a valid signature."""
+    expired_jwts: set[str] = field(default_factory=set)
     script: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
     always: dict[str, str] = field(default_factory=dict)
     connections: int = 0
@@ -164,6 +169,11 @@ class ApnsPeer:
         with self.state.lock:
             return list(self.state.attempts.get(token, []))
 
+    def jwts(self, token: str) -> list[str]:
+        """The provider JWT each push to ``token`` carried, in order."""
+        with self.state.lock:
+            return list(self.state.jwts.get(token, []))
+
     @property
     def connections(self) -> int:
         return self.state.connections
@@ -252,7 +262,10 @@ class ApnsPeer:
             return 403, "InvalidProviderToken", None
         if header.get("kid") != s.key_id or claims["iss"] != s.team_id:
             return 403, "InvalidProviderToken", None
-        if claims["iat"] < time.time() - 3600:
+        with s.lock:
+            s.jwts.setdefault(token, []).append(auth[7:])
+            stale = auth[7:] in s.expired_jwts
+        if claims["iat"] < time.time() - 3600 or stale:
             return 403, "ExpiredProviderToken", None
         if headers.get("apns-topic") not in s.topics:
             return 400, "TopicDisallowed" if headers.get("apns-topic") else "MissingTopic", None
@@ -272,6 +285,8 @@ class ApnsPeer:
             s.attempts.setdefault(token, []).append(time.time())
             queued = s.script.get(token)
             answer = queued.pop(0) if queued else ((s.always[token], None) if token in s.always else None)
+            if answer is not None and answer[0] == "expired_provider_token":
+                s.expired_jwts.add(auth[7:])
             if answer is None:
                 s.received.append(Received(token, headers, payload, connection, alpn, time.time()))
         if answer is not None:
