@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     vapid_subject: str = "mailto:ops@example.com"
     push_timeout: float = Field(10.0, gt=0)
     ca_file: str = ""
-    """Extra CA bundle trusted for provider HTTPS (FCM, web push) when set."""
+    """Extra CA bundle trusted, besides the system CAs, for provider HTTPS (FCM and its OAuth, web push)."""
 
     # Gateway (notifier/gateway) ------------------------------------------------------------
     secret_key: str = ""
