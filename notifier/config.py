@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     default_channels: str = ",".join(CHANNELS)
     inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
     idempotency_ttl: int = Field(86400, ge=1)
+    idempotency_pending_ttl: int = Field(30, ge=1)
+    """How long a producer's claim on a key holds until the router takes it over (notifier/idempotency.py):
+    a producer that dies between claiming and publishing blocks the key for this long."""
     receipt_ttl: int = Field(7 * 86400, ge=60)
     claim_seconds: int = Field(120, ge=1)
     """How long a delivery claimed by a worker that then died blocks another attempt."""
@@ -86,7 +89,7 @@ class Settings(BaseSettings):
     vapid_subject: str = "mailto:ops@example.com"
     push_timeout: float = Field(10.0, gt=0)
     ca_file: str = ""
-    """Extra CA bundle trusted for provider HTTPS (FCM, web push) when set."""
+    """Extra CA bundle trusted, besides the system CAs, for provider HTTPS (FCM and its OAuth, web push)."""
 
     # Gateway (notifier/gateway) ------------------------------------------------------------
     secret_key: str = ""

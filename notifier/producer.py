@@ -84,7 +84,7 @@ class _SendNotification:
                 return AsyncResult(first, app=producer_app())
         try:
             return _send(ROUTE, [[[user_id, n.to_dict(), key]]], task_id=n.id)
-        except BrokerUnavailable:
+        except BaseException:
             if key is not None:
                 _unclaim(key, n.id)
             raise
@@ -103,19 +103,21 @@ def _unpack(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
 
 
 def _claim(key: str, notification_id: str) -> str | None:
-    """Claim the key here, so a duplicate is answered at once with the first send's id.
+    """Claim the key until the router takes it over, so a duplicate is answered at once with the first id.
 
-    Without the store (Redis unreachable from this producer) the router's claim still de-duplicates.
+    The claim is short (``NOTIFIER_IDEMPOTENCY_PENDING_TTL``): should this process die before the task
+    is published, the key frees itself soon. Without the store (Redis unreachable from this producer)
+    the router's claim still de-duplicates.
     """
     try:
-        first = Idempotency().claim_many([(key, notification_id)])[0]
+        first = Idempotency(ttl=get_settings().idempotency_pending_ttl).claim_many([(key, notification_id)])[0]
     except redis.RedisError:
         return None
     return first if first != notification_id else None
 
 
 def _unclaim(key: str, notification_id: str) -> None:
-    """Give the key back when the send never reached the broker, so a retry can use it."""
+    """Give the key back when the send failed (any error or interrupt), so a retry can use it."""
     try:
         Idempotency().release(key, notification_id)
     except redis.RedisError:

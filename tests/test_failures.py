@@ -79,11 +79,18 @@ def test_exhausted_retries_dead_letter(worker: Worker, smtp: SmtpPeer) -> None:
     address = f"{user}@example.test"
     PreferenceStore().set(user, {"email": address})
     smtp.refuse(address, "452 4.2.2 mailbox full")
-    send_notification.delay(user, note(channels=["email"]))
+    sent = send_notification.delay(user, note(channels=["email"]))
     entry = wait_for(lambda: dead_letters_for(address), timeout=20, message="dead letter after retries")[0]
     assert entry["error"].startswith("gave up: ") and "452" in entry["error"]
     assert entry["attempts"] == 4 and smtp.attempts(address) == 4  # NOTIFIER_MAX_RETRIES=3
     smtp.refuse(address, None)
+
+    def outcomes() -> list[str]:
+        marker = f"[{sent.id}]: email: "
+        return [line.split(marker, 1)[1].strip() for line in worker.log().splitlines() if marker in line]
+
+    wait_for(lambda: "failed 1" in outcomes(), message="the last attempt logged as failed")
+    assert outcomes() == ["retried 1"] * 3 + ["failed 1"], "a dead-lettered target was logged as retried"
 
 
 def test_poison_messages_go_to_dlq_and_worker_keeps_working(worker: Worker) -> None:

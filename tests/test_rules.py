@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import time
 import zoneinfo
+from typing import Callable
 
+import httpx
 import redis
 
 from notifier import send_notification
 from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
 from notifier.store import get_keys
-from tests.helpers import Worker, uid, wait_for
-from tests.peers.smtp import SmtpPeer
+from tests.helpers import Worker, private_env, uid, wait_for
+from tests.peers.smtp import SmtpPeer, free_port
 
 
 def note(**extra: object) -> dict[str, object]:
@@ -104,3 +106,29 @@ def test_rate_limit_at_the_edge_keeps_inbox(worker: Worker, smtp: SmtpPeer) -> N
     wait_for(lambda: Inbox().get(user, only_email.id), message="over-limit email-only send lands in the inbox")
     assert {i["id"] for i in Inbox().list(user).items} == {*ids, only_email.id}
     assert len(smtp.to(address)) == 3
+
+
+def test_a_channel_without_an_address_or_device_is_logged_and_counted_as_skipped(
+        worker_factory: Callable[..., Worker], settings_env: Callable[[dict[str, str]], None]) -> None:
+    port = free_port()
+    private = private_env()
+    w = worker_factory({**private, "NOTIFIER_WORKER_METRICS_PORT": str(port)}, queues="router,realtime")
+    settings_env(private)
+    user = uid()
+    sent = send_notification.delay(user, note(channels=["email", "fcm", "realtime"]))
+    wait_for(lambda: Inbox().get(user, sent.id), message="inbox entry")
+
+    def logged() -> list[str]:
+        return [line.split(f"[{sent.id}]: ", 1)[1].strip() for line in w.output if f"[{sent.id}]: " in line]
+
+    wait_for(lambda: "fcm skipped: no device" in logged(), message="the skipped channels logged")
+    assert {"email skipped: no address", "fcm skipped: no device"} <= set(logged())
+
+    def routed(channel: str, decision: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("notifier_routed_total{")
+                   and f'channel="{channel}"' in line and f'decision="{decision}"' in line)
+
+    wait_for(lambda: routed("email", "no_address") and routed("fcm", "no_device"), message="the routed counter")
+    assert routed("email", "no_address") == 1 and routed("fcm", "no_device") == 1
