@@ -181,3 +181,18 @@ def test_a_truncated_json_body_says_where_it_breaks(gateway: Gateway) -> None:
                              headers={"X-API-Key": API_KEY, "Content-Type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["message"].startswith("invalid request: body: invalid JSON at position 17 ("), response.text
+
+
+@pytest.mark.parametrize("as_json", ["0", "1"])
+def test_log_lines_never_show_a_url_password(as_json: str) -> None:
+    script = ("import logging\nfrom notifier.logs import configure_logging\nconfigure_logging()\n"
+              "log = logging.getLogger('notifier.test')\n"
+              f"log.warning('cannot reach %s', 'redis://admin:{PASSWORD}@127.0.0.1:1/0')\n"
+              "try:\n"
+              f"    raise OSError('amqp://guest:{PASSWORD}@127.0.0.1:1// refused')\n"
+              "except OSError:\n"
+              "    log.exception('broker down')\n")
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "NOTIFIER_LOG_JSON": as_json})
+    assert "redis://admin:***@127.0.0.1:1/0" in res.stderr and "amqp://guest:***@127.0.0.1:1//" in res.stderr
+    assert PASSWORD not in res.stderr, res.stderr
