@@ -12,13 +12,15 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
 import pytest
 
 from notifier import send_bulk, send_notification
 from notifier.producer import BrokerUnavailable
-from tests.helpers import ROOT
+from notifier.deadletters import DeadLetters
+from tests.helpers import ROOT, uid, use_env
 from tests.peers.silent import SilentPeer
 
 LIMIT = 15.0
@@ -34,21 +36,19 @@ def silent() -> Iterator[SilentPeer]:
 
 
 def _run_all(commands: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, tuple[float, subprocess.CompletedProcess[str]]]:
-    """Run the CLI commands at once (each mostly waits on a socket); their time and outcome by name."""
-    started = time.monotonic()
-    procs = {name: subprocess.Popen([sys.executable, "-m", "notifier.cli", *args], cwd=ROOT,
-                                    env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
-             for name, (args, env) in commands.items()}
-    results = {}
-    for name, proc in procs.items():
+    """Run the CLI commands, a few at once (each mostly waits on a socket); time and outcome by name."""
+    def run(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+        started = time.monotonic()
         try:
-            out, err = proc.communicate(timeout=max(1.0, 2 * LIMIT - (time.monotonic() - started)))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        results[name] = (time.monotonic() - started, subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    return results
+            res = subprocess.run([sys.executable, "-m", "notifier.cli", *args], cwd=ROOT, env={**os.environ, **env},
+                                 capture_output=True, text=True, timeout=2 * LIMIT)
+        except subprocess.TimeoutExpired as exc:
+            res = subprocess.CompletedProcess(exc.cmd, -9, str(exc.stdout or ""), str(exc.stderr or ""))
+        return time.monotonic() - started, res
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = {name: pool.submit(run, args, env) for name, (args, env) in commands.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _assert_gave_up(name: str, elapsed: float, res: subprocess.CompletedProcess[str], port: int) -> None:
@@ -61,9 +61,15 @@ def _assert_gave_up(name: str, elapsed: float, res: subprocess.CompletedProcess[
 
 
 def test_cli_gives_up_on_a_silent_store_or_broker(silent: SilentPeer) -> None:
+    prefix = uid("hang")
+    with use_env({"NOTIFIER_KEY_PREFIX": prefix}):
+        letter = DeadLetters().add(task="notifier.deliver.email", args=[{}, []], kwargs={}, queue="email",
+                                   error="test", error_type="PermanentError", attempts=1)
     store = {"NOTIFIER_REDIS_URL": f"redis://admin:{PASSWORD}@127.0.0.1:{silent.port}/0"}
-    redis_broker = {"NOTIFIER_BROKER_URL": f"redis://admin:{PASSWORD}@127.0.0.1:{silent.port}/0"}
-    amqp_broker = {"NOTIFIER_BROKER_URL": f"amqp://guest:{PASSWORD}@127.0.0.1:{silent.port}//"}
+    redis_broker = {"NOTIFIER_BROKER_URL": f"redis://admin:{PASSWORD}@127.0.0.1:{silent.port}/0",
+                    "NOTIFIER_KEY_PREFIX": prefix}
+    amqp_broker = {"NOTIFIER_BROKER_URL": f"amqp://guest:{PASSWORD}@127.0.0.1:{silent.port}//",
+                   "NOTIFIER_KEY_PREFIX": prefix}
     send = ["send", "u", "--type", "t", "--title", "x"]
     commands = {
         "inbox (store)": (["inbox", "u"], store),
@@ -73,6 +79,8 @@ def test_cli_gives_up_on_a_silent_store_or_broker(silent: SilentPeer) -> None:
         "groups list (store)": (["groups", "list"], store),
         "send (redis broker)": (send, redis_broker),
         "stats (redis broker)": (["stats"], redis_broker),
+        "dlq replay (redis broker)": (["dlq", "replay", letter], redis_broker),
+        "dlq replay (amqp broker)": (["dlq", "replay", letter], amqp_broker),
         "send (amqp broker)": (send, amqp_broker),
         "stats (amqp broker)": (["stats"], amqp_broker),
     }

@@ -12,6 +12,7 @@ import pkgutil
 from typing import Any
 
 import click
+import kombu.exceptions
 import redis
 
 from notifier.errors import NotifierError
@@ -24,13 +25,17 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (NotifierError, redis.exceptions.RedisError) as exc:
+        except (NotifierError, redis.exceptions.RedisError, kombu.exceptions.OperationalError) as exc:
             raise click.ClickException(redact(_reason(exc))) from None
 
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, NotifierError):
         return str(exc)
+    if isinstance(exc, kombu.exceptions.OperationalError):
+        from notifier.producer import broker_unavailable
+
+        return str(broker_unavailable(exc))
     from notifier.config import get_settings
     from notifier.store import COMMAND_TIMEOUT
 
