@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from notifier.deadletters import DeadLetters
-from notifier.models import check_user_id
 from notifier.errors import ValidationError
+from notifier.models import check_user_id
 from tests.gateway_support import API_KEY, Gateway
-from tests.helpers import ROOT, uid
+from tests.helpers import ROOT, uid, use_env
 
 PASSWORD = "s3cretPW"
 CLASS_NAMES = ("QuietHours", "Preferences", "Notification", "Registration", "Value error")
@@ -112,20 +112,12 @@ def test_listings_say_when_there_is_nothing() -> None:
 def test_dead_letters_list_and_show_say_who_what_and_when() -> None:
     prefix = {"NOTIFIER_KEY_PREFIX": uid("dlq")}
     user, nid = uid(), uid("n")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NOTIFIER_KEY_PREFIX", prefix["NOTIFIER_KEY_PREFIX"])
-        from tests.helpers import reload_settings
-
-        reload_settings()
-        try:
-            entry_id = DeadLetters().add(
-                task="notifier.deliver.email", args=[{nid: {"id": nid, "type": "t", "title": "x"}},
-                                                     [[user, f"{user}@example.test"]]],
-                kwargs={}, queue="email", error="550 5.1.1 mailbox\nunavailable", error_type="PermanentError",
-                attempts=1, first_attempt_at=1_700_000_000.25)
-        finally:
-            patch.undo()
-            reload_settings()
+    with use_env(prefix):
+        entry_id = DeadLetters().add(
+            task="notifier.deliver.email", args=[{nid: {"id": nid, "type": "t", "title": "x"}},
+                                                 [[user, f"{user}@example.test"]]],
+            kwargs={}, queue="email", error="550 5.1.1 mailbox\nunavailable", error_type="PermanentError",
+            attempts=1, first_attempt_at=1_700_000_000.25)
     listed = cli("dlq", "list", env=prefix)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.startswith(f"{entry_id}  20")
@@ -138,22 +130,14 @@ def test_dead_letters_list_and_show_say_who_what_and_when() -> None:
 
 def test_dlq_replay_checks_every_id_before_queueing_any() -> None:
     prefix = {"NOTIFIER_KEY_PREFIX": uid("dlq")}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NOTIFIER_KEY_PREFIX", prefix["NOTIFIER_KEY_PREFIX"])
-        from tests.helpers import reload_settings
-
-        reload_settings()
-        try:
-            letters = DeadLetters()
-            known = letters.add(task="notifier.deliver.email", args=[{}, []], kwargs={}, queue="email",
-                                error="test", error_type="PermanentError", attempts=1)
-            refused = cli("dlq", "replay", known, "1-0", "nosuchid", env=prefix)
-            assert error_line(refused).startswith("Error: no dead letter 1-0, nosuchid; nothing was queued")
-            assert letters.get(known) is not None, "the known letter was not replayed"
-            assert "queued" not in refused.stdout
-        finally:
-            patch.undo()
-            reload_settings()
+    with use_env(prefix):
+        letters = DeadLetters()
+        known = letters.add(task="notifier.deliver.email", args=[{}, []], kwargs={}, queue="email",
+                            error="test", error_type="PermanentError", attempts=1)
+        refused = cli("dlq", "replay", known, "1-0", "nosuchid", env=prefix)
+        assert error_line(refused).startswith("Error: no dead letter 1-0, nosuchid; nothing was queued")
+        assert letters.get(known) is not None, "the known letter was not replayed"
+        assert "queued" not in refused.stdout
 
 
 def test_user_ids_and_ids_match_in_full() -> None:
