@@ -21,12 +21,12 @@ from notifier.config import get_settings
 from notifier.errors import ValidationError
 from notifier.keys import Keys
 
-_KEY = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 
 
 def check_key(key: str | None) -> str | None:
     """Idempotency keys are free text up to 256 characters (no control characters)."""
-    if key is not None and (not isinstance(key, str) or not _KEY.match(key)):
+    if key is not None and (not isinstance(key, str) or not _KEY.fullmatch(key)):
         raise ValidationError(f"invalid idempotency key {key!r}: 1 to 256 printable characters")
     return key
 

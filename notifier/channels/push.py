@@ -30,7 +30,7 @@ from notifier.models import Notification
 
 DEFAULT_TTL = 28 * 86400
 """Seconds a provider keeps an undelivered push when the notification sets no ``ttl`` (its maximum)."""
-_URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class PushChannel(Channel):
@@ -97,7 +97,7 @@ def remaining_ttl(notification: Notification, now: dt.datetime | None = None) ->
 def short_key(value: str, limit: int, url_safe: bool = False) -> str:
     """A collapse key a provider accepts: itself if it fits (``limit`` bytes, and only base64url
     characters when ``url_safe``), else a stable digest, so the same key still collapses."""
-    if len(value.encode()) <= limit and (not url_safe or _URL_SAFE.match(value)):
+    if len(value.encode()) <= limit and (not url_safe or _URL_SAFE.fullmatch(value)):
         return value
     return hashlib.sha256(value.encode()).hexdigest()[:min(limit, 32)]
 
