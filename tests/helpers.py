@@ -189,6 +189,10 @@ class Worker:
             (received if match["what"] == "received" else finished)[match["id"]] += 1
         return received, finished
 
+    def received(self, task_name: str) -> list[str]:
+        """The ids of the ``task_name`` tasks the worker has received, in the order it received them."""
+        return [m["id"] for m in _TASK_LINE.finditer(self.log()) if m["name"] == task_name and m["what"] == "received"]
+
     def unfinished(self, *task_ids: str) -> list[str]:
         """Those of ``task_ids`` (a send's router task has the notification's id) and of the tasks
         the worker has received that it has not finished yet."""
