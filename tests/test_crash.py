@@ -10,7 +10,7 @@ from notifier.deadletters import DeadLetters
 from notifier.preferences import PreferenceStore
 from notifier.producer import producer_app
 from notifier.queues import deliver_task
-from tests.helpers import Worker, uid, wait_for
+from tests.helpers import Worker, uid, wait_for, wait_idle
 from tests.peers.smtp import SmtpPeer
 
 
@@ -31,9 +31,9 @@ def test_killed_worker_task_is_redelivered_and_delivered_once(worker_factory: Ca
     time.sleep(0.5)
     assert smtp.to(address) == [], "the killed worker must not have completed the send"
 
-    worker_factory(env, queues="email")
+    second = worker_factory(env, queues="email")
     wait_for(lambda: smtp.to(address), timeout=30, message="redelivered email")
-    time.sleep(1)
+    wait_idle(second)
     assert len(smtp.to(address)) == 1
 
 
@@ -45,6 +45,6 @@ def test_redelivered_delivery_task_does_not_send_twice(worker: Worker, smtp: Smt
     for _ in range(3):
         producer_app().send_task(deliver_task("email"), args=args, queue="email")
     wait_for(lambda: smtp.to(address), message="email")
-    time.sleep(1.5)
+    wait_idle(worker)
     assert len(smtp.to(address)) == 1
     assert not [e for e in DeadLetters().list(1000) if notification["id"] in str(e["args"])]
