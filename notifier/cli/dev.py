@@ -104,8 +104,10 @@ def _print_block(stack: DevStack, url: str, concurrency: int, gateway: str | Non
     from notifier import tokens
 
     click.echo("")
-    click.echo(f"redis    {url}" + (f"  (embedded {stack.embedded_redis}: nothing answered at the configured "
-                                    "URL)" if stack.embedded_redis else ""))
+    from notifier.redis_url import redact
+
+    click.echo(f"redis    {redact(url)}" + (f"  (embedded {stack.embedded_redis}: nothing answered at the "
+                                            "configured URL)" if stack.embedded_redis else ""))
     click.echo(f"worker   all queues, concurrency {concurrency}")
     token = tokens.issue(DEMO_USER, 24 * 3600)
     if gateway:
