@@ -4,6 +4,10 @@ The reliability choices live here: late acks and reject-on-worker-lost so a kill
 run again; a small prefetch; a visibility timeout that bounds how long a lost task waits to be
 redelivered, checked every few seconds (kombu's default scans only every 100 s); and a short
 ``unacked_mutex_expire`` so a killed worker does not block restores.
+
+A broker that accepts connections and never answers must not hang a producer: every connection has a
+connect and a socket timeout (``BROKER_TIMEOUT``), and a publish is retried only ``PUBLISH_RETRIES``
+times, so ``send_notification.delay`` gives up within seconds with ``BrokerUnavailable``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,15 @@ from typing import Any
 
 from notifier.config import Settings
 from notifier.queues import QUEUES, ROUTES
+
+BROKER_TIMEOUT = 3.0
+"""Seconds the broker may take to accept a connection (and, on AMQP, finish the handshake), and on
+Redis to answer one command. Kombu's Redis consumer blocks in BRPOP for ``brpop_timeout`` (1 s), well
+inside it."""
+PUBLISH_RETRIES = 1
+"""Publishes retried after a connection error; each retry costs up to ``BROKER_TIMEOUT`` twice."""
+RESULT_TIMEOUT = 10.0
+"""Socket timeout of the Redis result backend (only ``notifier dlq replay --wait`` reads results)."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -27,6 +40,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_mutex_expire": 30,
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 2)),
             "unacked_restore_throttle": 1,
+            "socket_timeout": BROKER_TIMEOUT,
+            "socket_connect_timeout": BROKER_TIMEOUT,
         }
     return {
         "broker_url": settings.broker,
@@ -35,9 +50,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": 3600,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
-        "broker_connection_timeout": 4,
-        "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 0.5,
+        "broker_connection_timeout": BROKER_TIMEOUT,
+        "task_publish_retry_policy": {"max_retries": PUBLISH_RETRIES, "interval_start": 0, "interval_step": 0.5,
                                       "interval_max": 1},
+        "redis_socket_connect_timeout": BROKER_TIMEOUT,
+        "redis_socket_timeout": RESULT_TIMEOUT,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

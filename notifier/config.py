@@ -14,12 +14,13 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from notifier import redis_url as redis_urls
 from notifier.errors import ConfigError
 
 CHANNELS: tuple[str, ...] = ("realtime", "email", "fcm", "apns", "webpush")
 """Every channel notifier knows; each has its own Celery queue of the same name."""
 
-_RATE = re.compile(r"^\s*(\w+)\s*=\s*(\d+)\s*/\s*(\d+)\s*$")
+_RATE = re.compile(r"\s*(\w+)\s*=\s*(\d+)\s*/\s*(\d+)\s*")
 
 
 class Settings(BaseSettings):
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     default_channels: str = ",".join(CHANNELS)
     inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
     idempotency_ttl: int = Field(86400, ge=1)
+    idempotency_pending_ttl: int = Field(30, ge=1)
+    """How long a producer's claim on a key holds until the router takes it over (notifier/idempotency.py):
+    a producer that dies between claiming and publishing blocks the key for this long."""
     receipt_ttl: int = Field(7 * 86400, ge=60)
     claim_seconds: int = Field(30, ge=1)
     """How long a delivery claimed by a worker that then died blocks another attempt."""
@@ -86,7 +90,7 @@ class Settings(BaseSettings):
     vapid_subject: str = "mailto:ops@example.com"
     push_timeout: float = Field(10.0, gt=0)
     ca_file: str = ""
-    """Extra CA bundle trusted for provider HTTPS (FCM, web push) when set."""
+    """Extra CA bundle trusted, besides the system CAs, for provider HTTPS (FCM and its OAuth, web push)."""
 
     # Gateway (notifier/gateway) ------------------------------------------------------------
     secret_key: str = ""
@@ -107,6 +111,23 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(64 * 1024, ge=1024)
     api_rate_limit: str = Field("600/60", pattern=r"^\d+/\d+$")
     """HTTP API requests per user: ``LIMIT/SECONDS`` (sliding window); over it, 429."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        try:
+            redis_urls.parse(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and "://" not in value:
+            raise ValueError(f"{redis_urls.redact(value)!r} is not a URL (e.g. redis://127.0.0.1:6379/0 or "
+                             "amqp://user:password@host:5672//)")
+        return value
 
     @field_validator("rate_limits")
     @classmethod
@@ -185,7 +206,7 @@ def parse_rate_limits(value: str) -> dict[str, tuple[int, int]]:
     """Parse ``"email=20/3600,fcm=60/3600"`` into ``{"email": (20, 3600), ...}``."""
     limits: dict[str, tuple[int, int]] = {}
     for part in filter(None, (p.strip() for p in value.split(","))):
-        match = _RATE.match(part)
+        match = _RATE.fullmatch(part)
         if not match:
             raise ValueError(f"{part!r} is not CHANNEL=LIMIT/SECONDS (e.g. email=20/3600)")
         channel, limit, window = match.group(1), int(match.group(2)), int(match.group(3))
@@ -207,7 +228,8 @@ def get_settings() -> Settings:
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "settings"
             name = f"NOTIFIER_{field.upper()}" if err["loc"] else "settings"
-            problems.append(f"{name}: {err['msg']}")
+            message = err.get("ctx", {}).get("error", err["msg"]) if err["type"] == "value_error" else err["msg"]
+            problems.append(f"{name}: {message}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
 

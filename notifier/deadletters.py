@@ -6,15 +6,18 @@ An entry records the task, its arguments, the error, the attempts and the times,
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import orjson
 import redis
 
 from notifier import store
+from notifier.errors import ValidationError
 from notifier.inbox import check_entry_id
 from notifier.keys import Keys
+from notifier.queues import subjects
 
 
 class DeadLetters:
@@ -51,6 +54,22 @@ class DeadLetters:
         entries = self.r.xrange(self.keys.dead_letters(), min=check_entry_id(entry_id), max=entry_id)
         return _decode(entries[0]) if entries else None
 
+    def lookup(self, entry_ids: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        """The dead letters ``entry_ids`` names (each once), and the ids that name none, malformed ones
+        included, so a caller can refuse the lot before acting on any."""
+        found: dict[str, dict[str, Any]] = {}
+        unknown: list[str] = []
+        for entry_id in dict.fromkeys(entry_ids):
+            try:
+                entry = self.get(entry_id)
+            except ValidationError:
+                entry = None
+            if entry is None:
+                unknown.append(entry_id)
+            else:
+                found[entry_id] = entry
+        return list(found.values()), unknown
+
     def remove(self, entry_ids: Iterable[str]) -> int:
         ids = list(entry_ids)
         return int(self.r.xdel(self.keys.dead_letters(), *ids)) if ids else 0
@@ -67,3 +86,18 @@ class DeadLetters:
 def _decode(entry: tuple[str, dict[str, str]]) -> dict[str, Any]:
     entry_id, fields = entry
     return {"id": entry_id, **orjson.loads(fields["d"])}
+
+
+def readable(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """``entry`` as an operator reads it: ISO 8601 times (UTC) instead of epoch seconds, and the users,
+    channel and notification ids it was for (from its task's arguments)."""
+    users, ids = subjects(str(entry.get("task")), list(entry.get("args") or []))
+    shown = {**entry, "users": users, "channel": entry.get("queue"), "notification_ids": ids}
+    for field in ("first_attempt_at", "failed_at"):
+        if isinstance(entry.get(field), (int, float)):
+            shown[field] = iso(entry[field])
+    return shown
+
+
+def iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds")

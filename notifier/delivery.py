@@ -37,6 +37,12 @@ class Report:
     failed: list[tuple[Any, DeliveryError]] = field(default_factory=list)
     """Permanent failures: a delivery, or a raw row that could not be read at all."""
 
+    def give_up(self) -> None:
+        """The retries are used up and the retryable targets were dead-lettered: from now on they
+        are failures (counted and logged as ``failed``, not as ``retried``)."""
+        self.failed.extend(self.retry)
+        self.retry = []
+
     @property
     def retry_after(self) -> float | None:
         hints = [e.retry_after for _, e in self.retry if e.retry_after is not None]

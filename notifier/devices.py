@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 from urllib.parse import urlsplit
 
 import orjson
@@ -32,9 +32,9 @@ Platform = Literal["fcm", "apns", "webpush"]
 PLATFORMS: tuple[str, ...] = ("fcm", "apns", "webpush")
 MAX_DEVICES = 100
 """Per user; a user who really has more is more likely a client registering a fresh token each launch."""
-_FCM_TOKEN = re.compile(r"^[A-Za-z0-9_:.\-]{16,4096}$")
-_APNS_TOKEN = re.compile(r"^[0-9a-f]{64,200}$")
-_TOPIC = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+_FCM_TOKEN = re.compile(r"[A-Za-z0-9_:.\-]{16,4096}")
+_APNS_TOKEN = re.compile(r"[0-9a-f]{64,200}")
+_TOPIC = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -77,6 +77,7 @@ class Registration(BaseModel):
     """What a client sends to register a device (the API, the CLI and Python all validate this)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    label: ClassVar[str] = "device"
 
     platform: Platform
     token: str | None = None
@@ -91,11 +92,11 @@ class Registration(BaseModel):
                 raise ValueError("a webpush device needs a subscription (endpoint and keys), not a token")
         elif self.token is None or self.subscription is not None:
             raise ValueError(f"an {self.platform} device needs a token, not a subscription")
-        elif self.platform == "apns" and not _APNS_TOKEN.match(_apns_token(self.token)):
+        elif self.platform == "apns" and not _APNS_TOKEN.fullmatch(_apns_token(self.token)):
             raise ValueError("an APNs device token is 64 or more hex characters")
-        elif self.platform == "fcm" and not _FCM_TOKEN.match(self.token):
+        elif self.platform == "fcm" and not _FCM_TOKEN.fullmatch(self.token):
             raise ValueError("an FCM registration token is 16 to 4096 characters of [A-Za-z0-9_:.-]")
-        if self.topic is not None and not _TOPIC.match(self.topic):
+        if self.topic is not None and not _TOPIC.fullmatch(self.topic):
             raise ValueError("topic must be an app bundle id like com.example.app")
         return self
 

@@ -26,7 +26,7 @@ MAX_PAGE = 200
 MAX_IDS = 1000
 ITEMS_PER_CALL = 100
 """Inbox appends per script call on one server: ~1 ms of Redis time, short enough not to stall it."""
-_ENTRY_ID = re.compile(r"^([0-9]{1,20})(?:-([0-9]{1,20}))?$")
+_ENTRY_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 _MAX_PART = 2 ** 64 - 1
 
 
@@ -46,7 +46,7 @@ class Page:
 def check_entry_id(entry_id: str) -> str:
     """Entry ids come from clients (cursors, Last-Event-ID): accept only ``<ms>-<seq>`` in ASCII
     digits, each part below 2**64 (Redis refuses larger ones with an error, not an empty range)."""
-    match = _ENTRY_ID.match(entry_id) if isinstance(entry_id, str) else None
+    match = _ENTRY_ID.fullmatch(entry_id) if isinstance(entry_id, str) else None
     if match is None or any(int(part) > _MAX_PART for part in match.groups() if part):
         raise ValidationError(f"invalid cursor {entry_id!r}: expected an inbox entry id like 1700000000000-0")
     return entry_id

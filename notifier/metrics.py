@@ -10,8 +10,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 ROUTED = Counter("notifier_routed_total",
-                 "Router decisions: sent, deferred, rate_limited, channel_disabled, type_disabled, "
-                 "expired, deduplicated, rejected.", ["channel", "decision"])
+                 "Router decisions: queued, inbox_only, deferred, rate_limited, channel_disabled, "
+                 "type_disabled, expired, deduplicated, no_address, no_device, rejected.",
+                 ["channel", "decision"])
 DELIVERIES = Counter("notifier_deliveries_total",
                      "Delivery outcomes per channel: sent, already (receipt), expired, pruned, retried, "
                      "failed, dead_lettered.", ["channel", "outcome"])

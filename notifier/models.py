@@ -10,7 +10,7 @@ import datetime as dt
 import re
 import uuid
 import zoneinfo
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import orjson
 from pydantic import (
@@ -30,14 +30,16 @@ Channel = Literal["realtime", "email", "fcm", "apns", "webpush"]
 Priority = Literal["normal", "high", "critical"]
 
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-USER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+"""Notification types. Python's ``$`` also matches before a final newline: use ``re.fullmatch``."""
+MAX_USER_ID = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_TITLE = 256
 MAX_BODY = 4096
 MAX_DATA_BYTES = 4096
 """FCM's data payload limit; larger data would be refused by the push providers anyway."""
 MAX_TTL = 28 * 86400
-_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s{}]+\.[^@\s{}]+$")
+_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s{}]+\.[^@\s{}]+")
 """No braces in the domain: the address is part of a Redis key (a delivery receipt), and a domain like
 ``b.c}:inbox`` would end that key in the shape of another user's key (see ``notifier/keys.py``)."""
 
@@ -55,6 +57,7 @@ class Notification(BaseModel):
     """One notification as a producer sends it and a user finally sees it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    label: ClassVar[str] = "notification"
 
     id: str = Field(default_factory=new_id, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     type: str = Field(pattern=SLUG, description="short slug, e.g. order_update")
@@ -94,7 +97,7 @@ class Notification(BaseModel):
     @field_validator("action_url")
     @classmethod
     def _action_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^(https?://[^\s]+|/[^\s]*)$", value):
+        if value is not None and not re.fullmatch(r"(https?://[^\s]+|/[^\s]*)", value):
             raise ValueError("action_url must be an http(s) URL or a path starting with /")
         return value
 
@@ -120,6 +123,7 @@ class QuietHours(BaseModel):
     """A daily window (``HH:MM``-``HH:MM``, may cross midnight) in the user's time zone."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    label: ClassVar[str] = "quiet hours"
 
     start: str
     end: str
@@ -127,14 +131,14 @@ class QuietHours(BaseModel):
     @field_validator("start", "end")
     @classmethod
     def _hhmm(cls, value: str) -> str:
-        if not _TIME.match(value):
+        if not _TIME.fullmatch(value):
             raise ValueError(f"{value!r} is not a time as HH:MM (00:00 to 23:59)")
         return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> "QuietHours":
         if self.start == self.end:
-            raise ValueError("quiet hours start and end must differ")
+            raise ValueError("start and end must differ")
         return self
 
     @classmethod
@@ -150,6 +154,7 @@ class Preferences(BaseModel):
     """What one user wants: channels on/off, muted types, quiet hours and contact details."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    label: ClassVar[str] = "preferences"
 
     channels: dict[Channel, bool] = Field(default_factory=dict)
     disabled_types: tuple[str, ...] = ()
@@ -161,13 +166,15 @@ class Preferences(BaseModel):
     @classmethod
     def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for slug in value:
-            if not re.match(SLUG, slug):
+            if not re.fullmatch(SLUG, slug):
                 raise ValueError(f"{slug!r} is not a notification type slug")
         return tuple(sorted(set(value)))
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the time zone cannot be empty: name an IANA zone, e.g. Europe/Berlin")
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -177,7 +184,7 @@ class Preferences(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
+        if value is not None and not _EMAIL.fullmatch(value):
             raise ValueError(f"{value!r} is not an email address")
         return value
 
@@ -189,28 +196,69 @@ class Preferences(BaseModel):
 
 
 def validate(model: type[BaseModel], value: Any) -> Any:
-    """Build ``model`` from ``value`` or raise our ``ValidationError`` with a one-line reason."""
+    """Build ``model`` from ``value`` or raise our ``ValidationError`` with a one-line reason.
+
+    The reason names what was invalid in the user's words (the model's ``label``, e.g. "quiet
+    hours"), never a class name.
+    """
     if isinstance(value, model):
         return value
     try:
         return model.model_validate(value)
     except PydanticValidationError as exc:
-        raise ValidationError(describe(exc, model.__name__)) from None
+        raise ValidationError(describe(exc, getattr(model, "label", model.__name__.lower()), model)) from None
 
 
-def describe(exc: PydanticValidationError, what: str) -> str:
-    """One readable line from pydantic's error list: ``field: problem; field: problem``."""
+def describe(exc: PydanticValidationError, what: str, model: type[BaseModel] | None = None) -> str:
+    """One readable line from pydantic's error list: ``invalid WHAT: field: problem; field: problem``.
+
+    Our own validators' messages are kept as written (without pydantic's "Value error, " prefix); a
+    pattern mismatch names the value, the pattern and the field's description when it has one.
+    """
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or what
-        parts.append(f"{where}: {err['msg']}")
+        where = ".".join(str(p) for p in err["loc"])
+        message = _problem(err, model)
+        parts.append(f"{where}: {message}" if where else message)
     return f"invalid {what}: " + "; ".join(parts)
+
+
+def _problem(err: Any, model: type[BaseModel] | None) -> str:
+    if err["type"] == "value_error":
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    if err["type"] == "string_pattern_mismatch":
+        field = model.model_fields.get(str(err["loc"][0])) if model is not None and err["loc"] else None
+        hint = f" ({field.description})" if field is not None and field.description else ""
+        return f"{err['input']!r:.80} does not match {err['ctx']['pattern']}{hint}"
+    return str(err["msg"])
+
+
+def parse_json(text: str, what: str) -> Any:
+    """``text`` parsed as JSON, or a ValidationError naming ``what`` and where the JSON breaks."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"{what}: {invalid_json(exc.pos, exc.msg)}") from None
+
+
+def invalid_json(position: int, reason: str) -> str:
+    """The one wording for unparsable JSON (CLI options and HTTP bodies alike)."""
+    return f"invalid JSON at position {position} ({reason})"
 
 
 def check_user_id(user_id: Any) -> str:
     """User ids are non-empty strings without control characters (they end up in Redis keys)."""
-    if not isinstance(user_id, str) or not USER_ID.match(user_id) or not user_id.strip():
-        raise ValidationError(f"invalid user id {user_id!r}: a non-empty string of at most 128 characters")
+    if not isinstance(user_id, str):
+        raise ValidationError(f"invalid user id {user_id!r}: a user id is a string, not {type(user_id).__name__}")
+    if not user_id.strip():
+        raise ValidationError(f"invalid user id {user_id!r}: it is empty or only spaces")
+    if len(user_id) > MAX_USER_ID:
+        raise ValidationError(f"invalid user id {user_id[:16]!r}...: {len(user_id)} characters, "
+                              f"the limit is {MAX_USER_ID}")
+    control = _CONTROL.search(user_id)
+    if control is not None:
+        raise ValidationError(f"invalid user id {user_id!r}: it contains a control character "
+                              f"(U+{ord(control.group()):04X})")
     return user_id
 
 

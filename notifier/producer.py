@@ -10,7 +10,6 @@ first send's id and nothing is sent. Results are not stored, so don't ``.get()``
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import kombu.exceptions
@@ -24,6 +23,7 @@ from notifier.groups import check_group_id
 from notifier.idempotency import Idempotency, check_key
 from notifier.models import Notification, check_user_id, validate
 from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, describe, queue_of
+from notifier.redis_url import redact
 
 NotificationInput = Notification | Mapping[str, Any]
 
@@ -48,13 +48,13 @@ def _send(task: str, args: list[Any], task_id: str | None = None) -> AsyncResult
         return producer_app().send_task(task, args=args, task_id=task_id, queue=queue_of(task),
                                         ignore_result=True, argsrepr=describe(task, args))
     except kombu.exceptions.OperationalError as exc:
-        raise BrokerUnavailable(f"cannot reach the broker at {_safe_url(get_settings().broker)} ({exc}); "
-                                "is it running? Set NOTIFIER_BROKER_URL.") from None
+        raise broker_unavailable(exc) from None
 
 
-def _safe_url(url: str) -> str:
-    """The URL without its password, for error messages."""
-    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+def broker_unavailable(exc: Exception) -> BrokerUnavailable:
+    """The one-line error for a broker that refused, dropped or did not answer (``exc`` says which)."""
+    return BrokerUnavailable(redact(f"cannot reach the broker at {get_settings().broker} ({exc}); "
+                                    "is it running? Set NOTIFIER_BROKER_URL."))
 
 
 def _notification(value: NotificationInput) -> Notification:
@@ -84,7 +84,7 @@ class _SendNotification:
                 return AsyncResult(first, app=producer_app())
         try:
             return _send(ROUTE, [[[user_id, n.to_dict(), key]]], task_id=n.id)
-        except BrokerUnavailable:
+        except BaseException:
             if key is not None:
                 _unclaim(key, n.id)
             raise
@@ -103,19 +103,21 @@ def _unpack(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
 
 
 def _claim(key: str, notification_id: str) -> str | None:
-    """Claim the key here, so a duplicate is answered at once with the first send's id.
+    """Claim the key until the router takes it over, so a duplicate is answered at once with the first id.
 
-    Without the store (Redis unreachable from this producer) the router's claim still de-duplicates.
+    The claim is short (``NOTIFIER_IDEMPOTENCY_PENDING_TTL``): should this process die before the task
+    is published, the key frees itself soon. Without the store (Redis unreachable from this producer)
+    the router's claim still de-duplicates.
     """
     try:
-        first = Idempotency().claim_many([(key, notification_id)])[0]
+        first = Idempotency(ttl=get_settings().idempotency_pending_ttl).claim_many([(key, notification_id)])[0]
     except redis.RedisError:
         return None
     return first if first != notification_id else None
 
 
 def _unclaim(key: str, notification_id: str) -> None:
-    """Give the key back when the send never reached the broker, so a retry can use it."""
+    """Give the key back when the send failed (any error or interrupt), so a retry can use it."""
     try:
         Idempotency().release(key, notification_id)
     except redis.RedisError:

@@ -68,3 +68,27 @@ def describe(task_name: str, args: list[Any]) -> str:
     except (IndexError, KeyError, TypeError, ValueError, AttributeError):
         pass
     return repr(args)[:200]
+
+
+def subjects(task_name: str, args: list[Any]) -> tuple[list[str], list[str]]:
+    """The users and the notification ids a task's arguments name, each once, in order.
+
+    Empty lists where the arguments cannot be read (a poison message), or name no user (a group or
+    broadcast send): ``notifier dlq list`` shows what a dead letter was for with it.
+    """
+    users: list[Any] = []
+    ids: list[Any] = []
+    try:
+        if task_name == ROUTE:
+            users = [item[0] for item in args[0]]
+            ids = [item[1]["id"] for item in args[0]]
+        elif task_name == ROUTE_USERS:
+            users, ids = list(args[1]), [args[0]["id"]]
+        elif task_name == ROUTE_AUDIENCE:
+            ids = [args[0]["id"]]
+        elif task_name.startswith("notifier.deliver."):
+            notifications, targets = args
+            users, ids = [t[0] for t in targets], list(notifications)
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+        return [], []
+    return list(dict.fromkeys(map(str, users))), list(dict.fromkeys(map(str, ids)))

@@ -16,6 +16,7 @@ Passwords with reserved characters are percent-encoded, as in any URL.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -26,6 +27,9 @@ CLUSTER_SCHEME = "redis+cluster://"
 SENTINEL_SCHEME = "redis+sentinel://"
 SERVER_SCHEMES = ("redis://", "rediss://", "unix://")
 SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
+
+_URL_LOGIN = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@/\s]*@")
+_PASSWORD_OPTION = re.compile(r"(?P<head>[?&][A-Za-z_]*password=)[^&#\s]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ def parse(url: str) -> RedisURL:
         netloc, _, rest = url[len(CLUSTER_SCHEME):].partition("/")
         path, query = _split_query(rest)
         if path or query:
-            raise ConfigError(f"{_redacted(url)}: a cluster URL has no database or options "
+            raise ConfigError(f"{redact(url)}: a cluster URL has no database or options "
                               "(redis+cluster://[user:password@]host:port,host:port)")
         hosts, username, password = _hosts_and_login(netloc, 6379)
         return RedisURL(url, "cluster", hosts, username=username, password=password)
@@ -74,13 +78,13 @@ def parse(url: str) -> RedisURL:
         path, query = _split_query(rest)
         service, _, db = path.partition("/")
         if not service:
-            raise ConfigError(f"{_redacted(url)}: name the master, e.g. redis+sentinel://host:26379/mymaster/0")
+            raise ConfigError(f"{redact(url)}: name the master, e.g. redis+sentinel://host:26379/mymaster/0")
         if db and not db.isdigit():
-            raise ConfigError(f"{_redacted(url)}: the database after the master name must be a number")
+            raise ConfigError(f"{redact(url)}: the database after the master name must be a number")
         options = parse_qs(query, keep_blank_values=True)
         unknown = sorted(set(options) - set(SENTINEL_OPTIONS))
         if unknown:
-            raise ConfigError(f"{_redacted(url)}: unknown option(s) {', '.join(unknown)}; a Sentinel URL takes "
+            raise ConfigError(f"{redact(url)}: unknown option(s) {', '.join(unknown)}; a Sentinel URL takes "
                               f"{' and '.join(SENTINEL_OPTIONS)}")
         hosts, username, password = _hosts_and_login(netloc, 26379)
         return RedisURL(url, "sentinel", hosts, service, int(db or 0), username, password,
@@ -88,7 +92,7 @@ def parse(url: str) -> RedisURL:
     if url.startswith(SERVER_SCHEMES):
         return RedisURL(url, "server")
     schemes = ", ".join((*SERVER_SCHEMES, CLUSTER_SCHEME, SENTINEL_SCHEME))
-    raise ConfigError(f"NOTIFIER_REDIS_URL must start with one of {schemes}; got {url.split('://')[0]}://")
+    raise ConfigError(f"{redact(url)!r} is not a Redis URL: it must start with one of {schemes}")
 
 
 def _split_query(rest: str) -> tuple[str, str]:
@@ -120,12 +124,11 @@ def parse_hosts(text: str, default_port: int) -> list[tuple[str, int]]:
     return hosts
 
 
-def _redacted(url: str) -> str:
-    """``url`` without its password, for error messages."""
-    scheme, _, rest = url.partition("://")
-    netloc, slash, tail = rest.partition("/")
-    login, at, hosts = netloc.rpartition("@")
-    if at:
-        user = login.partition(":")[0] if ":" in login else ""
-        netloc = f"{user}:***@{hosts}"
-    return f"{scheme}://{netloc}{slash}{tail.split('?')[0]}"
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``: the one place that hides them.
+
+    Covers the login part (``scheme://user:password@host``) and password options
+    (``?password=...``, ``&sentinel_password=...``) of any URL (Redis, AMQP, ...), so it can be applied
+    to a single URL, an error message or a log line alike.
+    """
+    return _PASSWORD_OPTION.sub(r"\g<head>***", _URL_LOGIN.sub(r"\g<head>:***@", text))

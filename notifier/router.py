@@ -32,6 +32,8 @@ from notifier.ratelimit import RateLimiter
 
 PUSH = frozenset({"fcm", "apns", "webpush"})
 INTERRUPTIVE = PUSH | {"email"}
+SKIPPED = {"no_address": "no address", "no_device": "no device"}
+"""Decisions that drop a wanted channel for want of somewhere to send it, with the reason logged."""
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Plan:
     """Per notification id, how many sends got each ``(channel, decision)``; channel ``*`` is all of them.
 
     Decisions: ``queued``, ``inbox_only``, ``deferred``, ``rate_limited``, ``channel_disabled``,
-    ``type_disabled``, ``expired``, ``deduplicated``.
+    ``type_disabled``, ``expired``, ``deduplicated``, and (:data:`SKIPPED`) ``no_address`` (email
+    without an address in the preferences), ``no_device`` (a push channel without a device of it).
     """
 
     def note(self, nid: str, channel: str, decision: str) -> None:
@@ -147,7 +150,10 @@ class Router:
                 plan.note(n.id, channel, "channel_disabled")
             if "email" in channels and not p.email:
                 channels.remove("email")
-            channels = [c for c in channels if c not in PUSH or c in platforms.get(user_id, ())]
+                plan.note(n.id, "email", "no_address")
+            for channel in [c for c in channels if c in PUSH and c not in platforms.get(user_id, ())]:
+                channels.remove(channel)
+                plan.note(n.id, channel, "no_device")
             decided.append((user_id, n, payload, p, channels))
         verdicts = self.limits.allow_many([(u, n.id, chans) for u, n, _, _, chans in decided])
         for (user_id, n, payload, p, channels), allowed in zip(decided, verdicts):

@@ -4,27 +4,53 @@ One connection pool per process (workers, gateway, CLI), created on first use fr
 single server, a Sentinel-managed master or a Redis Cluster. Lua scripts live as files in
 ``notifier/lua/`` and are sent once, then called by SHA; every script touches the keys of one user
 only, so it stays in one cluster slot.
+
+The server must be Redis >= 7.0 (or Valkey >= 7.2, which reports itself as Redis 7.2): idempotency
+keys and receipts use ``SET ... NX GET`` and a cluster uses sharded Pub/Sub, both new in Redis 7.0.
+:func:`check_server_version` refuses an older one when a process starts using the store, so it is
+one line at start, never dead letters later.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 from importlib import resources
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.retry import Retry
 
 from notifier import redis_url
 from notifier.config import get_settings
+from notifier.errors import ConfigError
 from notifier.keys import Keys
+
+MIN_REDIS_VERSION = (7, 0)
+"""``SET ... NX GET`` (idempotency, receipts) and ``SPUBLISH`` (cluster Pub/Sub) came in Redis 7.0."""
+MIN_VALKEY_VERSION = (7, 2)
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds Redis may take to accept a connection before it is called unreachable."""
+COMMAND_TIMEOUT = 5.0
+"""Seconds one command may wait for its reply before it fails (a hung Redis must not hang a CLI command,
+a producer or a worker). Safe because nothing on these clients blocks on purpose: no BLPOP, BRPOP or
+XREAD BLOCK is sent through them (the gateway's Pub/Sub has its own connections, in
+``notifier.gateway.redis_async``), so a reply this late means Redis is hung or overloaded."""
+CONNECT_RETRIES = 2
+"""Reconnects after a dropped connection (a restart, a failover). A command that timed out is not sent
+again: a write might then apply twice, and the caller would wait twice as long."""
 
 _lock = threading.Lock()
 _client: redis.Redis | None = None
 _client_pid: int | None = None
+_checked_url: str | None = None
+"""The store URL whose server passed :func:`check_server_version` in this process (or the one it forked from)."""
 
 
 def is_cluster(url: str) -> bool:
@@ -33,23 +59,30 @@ def is_cluster(url: str) -> bool:
 
 
 def connect(url: str, **options: Any) -> redis.Redis:
-    """A client for ``url``: one server, a Redis Cluster or a Sentinel's master (``notifier.redis_url``)."""
+    """A client for ``url``: one server, a Redis Cluster or a Sentinel's master (``notifier.redis_url``).
+
+    Every client has connect and command timeouts (``CONNECT_TIMEOUT``, ``COMMAND_TIMEOUT``), so a
+    server that accepts connections and never answers fails a call within seconds.
+    """
     options.setdefault("health_check_interval", 30)
     options.setdefault("socket_keepalive", True)
-    options.setdefault("retry_on_timeout", True)
+    options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
+    options.setdefault("socket_timeout", COMMAND_TIMEOUT)
     target = redis_url.parse(url)
     if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
         options.pop("health_check_interval")
-        options.pop("retry_on_timeout")
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.hosts],  # type: ignore[return-value]
                             decode_responses=True, **target.credentials, **options)
+    options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), CONNECT_RETRIES,
+                                      supported_errors=(redis.exceptions.ConnectionError,)))
     if target.kind == "sentinel":
         from redis.sentinel import Sentinel
 
-        sentinel = Sentinel(list(target.hosts), socket_timeout=5,
-                            sentinel_kwargs={"socket_timeout": 5, **target.sentinel_credentials})
+        timeouts = {"socket_timeout": COMMAND_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
+        sentinel = Sentinel(list(target.hosts), **timeouts,
+                            sentinel_kwargs={**timeouts, **target.sentinel_credentials})
         return sentinel.master_for(target.service, db=target.db, decode_responses=True, **target.credentials,
                                    **options)
     return redis.Redis.from_url(url, decode_responses=True, **options)
@@ -62,9 +95,51 @@ def get_redis() -> redis.Redis:
     if _client is None or _client_pid != pid:
         with _lock:
             if _client is None or _client_pid != pid:
-                _client = connect(get_settings().redis_url)
-                _client_pid = pid
+                url = get_settings().redis_url
+                client = connect(url)
+                _check_once(client, url)
+                _client, _client_pid = client, pid
     return _client
+
+
+def check_server_version(client: redis.Redis, url: str) -> None:
+    """Raise :class:`ConfigError` naming the version needed when the server at ``url`` is too old.
+
+    On a cluster every primary is asked; connection errors pass through to the caller.
+    """
+    nodes = ([node.redis_connection for node in client.get_primaries()]  # type: ignore[attr-defined]
+             if isinstance(client, RedisCluster) else [client])
+    for node in nodes:
+        info = node.info("server")
+        version = str(info.get("redis_version", "0"))
+        if _version(version) < MIN_REDIS_VERSION:
+            raise ConfigError(f"Redis at {redis_url.redact(url)} is {version}; notifier needs Redis >= "
+                              f"{_dotted(MIN_REDIS_VERSION)} (or Valkey >= {_dotted(MIN_VALKEY_VERSION)})")
+
+
+def _check_once(client: redis.Redis, url: str) -> None:
+    """:func:`check_server_version` on a process's first client.
+
+    A server that refuses the connection is left to the command that needs it (which reports it) and
+    checked again by the next client made (a forked worker child's, say); one that accepts and never
+    answers raises its timeout here, so a hung store costs one timeout, not two.
+    """
+    global _checked_url
+    if _checked_url == url:
+        return
+    try:
+        check_server_version(client, url)
+    except (redis.ConnectionError, redis.ResponseError):
+        return  # unreachable, or INFO not allowed for this user: nothing known to refuse
+    _checked_url = url
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
 
 
 def get_keys() -> Keys:

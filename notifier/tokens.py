@@ -7,7 +7,8 @@ here), ``iat`` and ``exp`` (Unix seconds). Only ``alg: HS256`` is accepted (neve
 signature is compared in constant time, and an expired token is refused.
 
 Without a secret key the gateway refuses to start, unless ``NOTIFIER_DEV_MODE`` is on: then it signs
-with a random key made for this process (tokens die with it, and ``notifier token`` cannot make them).
+with a random key made for this process (tokens die with it, and ``notifier token`` cannot make them;
+``notifier dev`` instead sets a key and shares it with ``notifier token``, see ``notifier.devstack``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def signing_key(allow_dev: bool = True) -> bytes:
         return _random_dev_key()
     raise ConfigError(
         "NOTIFIER_SECRET_KEY is not set: tokens cannot be signed or checked. Set it to at least "
-        f"{MIN_KEY_LENGTH} random characters (or NOTIFIER_DEV_MODE=1 for a throwaway per-process key)")
+        f"{MIN_KEY_LENGTH} random characters"
+        + (" (or NOTIFIER_DEV_MODE=1 for a throwaway per-process key)" if allow_dev else ""))
 
 
 def _random_dev_key() -> bytes:

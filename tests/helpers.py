@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -158,6 +159,7 @@ class Worker:
 
     def __init__(self, env: dict[str, str], queues: str, concurrency: int = 2) -> None:
         self.env = env
+        self.queues = queues.split(",")
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.output: list[str] = []
         cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
@@ -186,6 +188,32 @@ class Worker:
     def log(self) -> str:
         return "".join(self.output)
 
+    def tasks(self) -> tuple[Counter[str], Counter[str]]:
+        """How many times each task id was received, and how many times it finished (succeeded,
+        failed, retried or was rejected), from Celery's own log lines."""
+        received: Counter[str] = Counter()
+        finished: Counter[str] = Counter()
+        for match in _TASK_LINE.finditer(self.log()):
+            (received if match["what"] == "received" else finished)[match["id"]] += 1
+        return received, finished
+
+    def received(self, task_name: str) -> list[str]:
+        """The ids of the ``task_name`` tasks the worker has received, in the order it received them."""
+        return [m["id"] for m in _TASK_LINE.finditer(self.log()) if m["name"] == task_name and m["what"] == "received"]
+
+    def unfinished(self, *task_ids: str) -> list[str]:
+        """Those of ``task_ids`` (a send's router task has the notification's id) and of the tasks
+        the worker has received that it has not finished yet."""
+        received, finished = self.tasks()
+        return [t for t in {**dict.fromkeys(task_ids, 1), **received} if finished[t] < max(received[t], 1)]
+
+    def wait_finished(self, *task_ids: str, timeout: float = 15) -> None:
+        """Wait until :meth:`unfinished` is empty."""
+        try:
+            wait_for(lambda: not self.unfinished(*task_ids), timeout=timeout, message="the worker to finish its tasks")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {self.unfinished(*task_ids)} unfinished; log:\n{self.log()[-3000:]}") from None
+
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and pool children), as a crash would."""
         try:
@@ -202,6 +230,33 @@ class Worker:
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
+
+
+_TASK_LINE = re.compile(r"Task (?P<name>[\w.]+)\[(?P<id>[^\]]+)\] (?P<what>\w+)")
+
+
+def wait_idle(worker: Worker, *task_ids: str, timeout: float = 15) -> None:
+    """Wait until ``worker`` has done everything it was asked to, and everything that led to.
+
+    The positive signal to wait for before asserting that something did *not* happen. Every queue
+    hands out its messages in order, so once a no-op marker task sent to each queue the worker
+    consumes has run, everything queued before it has been received; then every received task
+    (``task_ids`` included) must have finished. A task may queue more (the router queues
+    deliveries), so rounds repeat until one sees no task but its own markers. The test process's
+    settings must name the worker's broker.
+    """
+    from notifier.producer import producer_app
+    from notifier.queues import CHANNELS, ROUTE, ROUTER_QUEUE, deliver_task
+
+    no_op = {ROUTER_QUEUE: (ROUTE, [[]]), **{c: (deliver_task(c), [{}, []]) for c in CHANNELS}}
+    worker.wait_finished(*task_ids, timeout=timeout)
+    while True:
+        before = set(worker.tasks()[0])
+        markers = [producer_app().send_task(no_op[q][0], args=no_op[q][1], queue=q, task_id=uid("marker")).id
+                   for q in worker.queues]
+        worker.wait_finished(*markers, timeout=timeout)
+        if set(worker.tasks()[0]) - before <= set(markers):
+            return
 
 
 def start_worker(env: dict[str, str] | None = None, queues: str | None = None, concurrency: int = 2) -> Worker:

@@ -10,7 +10,7 @@ from notifier.deadletters import DeadLetters
 from notifier.preferences import PreferenceStore
 from notifier.producer import producer_app
 from notifier.queues import deliver_task
-from tests.helpers import Worker, own_broker_env, uid, use_env, wait_for
+from tests.helpers import Worker, own_broker_env, uid, use_env, wait_for, wait_idle
 from tests.peers.smtp import SmtpPeer
 
 
@@ -35,8 +35,7 @@ def test_killed_worker_task_is_redelivered_and_delivered_once(worker_factory: Ca
 
         second = worker_factory(env, queues="email")
         wait_for(lambda: smtp.to(address), timeout=30, message="redelivered email")
-        wait_for(lambda: "notifier.deliver.email" in second.log() and " succeeded " in second.log(),
-                 message="the redelivered task acked")
+        wait_idle(second)
         assert len(smtp.to(address)) == 1
 
 
@@ -48,6 +47,6 @@ def test_redelivered_delivery_task_does_not_send_twice(worker: Worker, smtp: Smt
     for _ in range(3):
         producer_app().send_task(deliver_task("email"), args=args, queue="email")
     wait_for(lambda: smtp.to(address), message="email")
-    time.sleep(1.5)
+    wait_idle(worker)
     assert len(smtp.to(address)) == 1
     assert not [e for e in DeadLetters().list(1000) if notification["id"] in str(e["args"])]

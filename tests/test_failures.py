@@ -66,11 +66,11 @@ def test_permanent_failure_dead_letters_and_cli_replay_delivers_once(worker: Wor
     smtp.refuse(address, None)
     replay = cli("dlq", "replay", entry["id"])
     assert replay.returncode == 0, replay.stderr
-    assert "replayed 1" in replay.stdout
+    assert "queued 1 for replay" in replay.stdout
     wait_for(lambda: smtp.to(address), message="replayed email")
     assert DeadLetters().get(entry["id"]) is None
     again = cli("dlq", "replay", entry["id"])
-    assert again.returncode == 1 and "not found" in again.stderr
+    assert again.returncode == 1 and f"no dead letter {entry['id']}" in again.stderr
     assert len(smtp.to(address)) == 1
 
 
@@ -79,11 +79,18 @@ def test_exhausted_retries_dead_letter(worker: Worker, smtp: SmtpPeer) -> None:
     address = f"{user}@example.test"
     PreferenceStore().set(user, {"email": address})
     smtp.refuse(address, "452 4.2.2 mailbox full")
-    send_notification.delay(user, note(channels=["email"]))
+    sent = send_notification.delay(user, note(channels=["email"]))
     entry = wait_for(lambda: dead_letters_for(address), timeout=20, message="dead letter after retries")[0]
     assert entry["error"].startswith("gave up: ") and "452" in entry["error"]
     assert entry["attempts"] == 4 and smtp.attempts(address) == 4  # NOTIFIER_MAX_RETRIES=3
     smtp.refuse(address, None)
+
+    def outcomes() -> list[str]:
+        marker = f"[{sent.id}]: email: "
+        return [line.split(marker, 1)[1].strip() for line in worker.log().splitlines() if marker in line]
+
+    wait_for(lambda: "failed 1" in outcomes(), message="the last attempt logged as failed")
+    assert outcomes() == ["retried 1"] * 3 + ["failed 1"], "a dead-lettered target was logged as retried"
 
 
 def test_poison_messages_go_to_dlq_and_worker_keeps_working(worker: Worker) -> None:
@@ -98,7 +105,7 @@ def test_poison_messages_go_to_dlq_and_worker_keeps_working(worker: Worker) -> N
         [e for e in DeadLetters().list(1000) if marker in json.dumps(e)]), message="5 dead letters")
     by_task = {e["task"]: e for e in entries}
     assert "items must be a list" in entries[0]["error"] or any("items must be a list" in e["error"] for e in entries)
-    assert any("invalid Notification" in e["error"] for e in entries)
+    assert any("invalid notification" in e["error"] for e in entries)
     assert "malformed task message" in by_task["notifier.deliver.realtime"]["error"]
     assert "malformed target row" in by_task["notifier.deliver.email"]["error"]
     assert by_task["notifier.no_such_task"]["error_type"] == "UnknownTask"
@@ -136,7 +143,7 @@ def test_cli_send_inbox_prefs(worker: Worker, redis_client: redis.Redis) -> None
                         (("prefs", "set", user, "--quiet-hours", "25:00-07:00"), "HH:MM"),
                         (("prefs", "set", user, "--channel", "pigeon=on"), "unknown channel"),
                         (("send", "", "--type", "t", "--title", "x"), "user id"),
-                        (("dlq", "show", "nope"), "invalid cursor")]:
+                        (("dlq", "show", "nope"), "no dead letter nope")]:
         res = cli(*bad)
         assert res.returncode != 0 and expect in res.stderr and "Traceback" not in res.stderr, (bad, res.stderr)
 
@@ -160,7 +167,7 @@ def test_dlq_purge_and_replay_all(worker: Worker, smtp: SmtpPeer) -> None:
     for u in users:
         smtp.refuse(f"{u}@example.test", None)
     out = cli("dlq", "replay", "--all")
-    assert out.returncode == 0 and "replayed 3" in out.stdout, out.stderr
+    assert out.returncode == 0 and "queued 3 for replay" in out.stdout, out.stderr
     for u in users:
         wait_for(lambda: smtp.to(f"{u}@example.test"), message="replayed email")
     assert DeadLetters().size() == 0

@@ -12,6 +12,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -32,7 +33,7 @@ from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
 from notifier.queues import QUEUES
 from notifier.streams_transport import in_flight, waiting
-from tests.helpers import ROOT, Worker, private_env, uid, wait_for
+from tests.helpers import ROOT, Worker, private_env, uid, use_env, wait_for, wait_idle
 from tests.peers import fcm as fcm_peer
 from tests.peers.apns import ApnsPeer
 from tests.peers.fcm import FcmPeer
@@ -301,7 +302,7 @@ def test_worker_killed_mid_run_of_2000_delivers_each_exactly_once(
     wait_for(lambda: sum(providers.received().values()) >= len(expected), timeout=120,
              message=f"all {len(expected)} provider deliveries after the restart")
     wait_for(lambda: settled(env), timeout=30, message="queues, unacked messages and schedule drained")
-    time.sleep(1)
+    wait_idle(second, timeout=30)
 
     lost, twice = losses_and_duplicates(expected, providers.received())
     assert (lost[:5], twice[:5]) == ([], []), f"{len(lost)} lost, {len(twice)} duplicated of {len(expected)}"
@@ -326,7 +327,7 @@ def test_push_outage_then_recovery_delivers_everything_once_by_backed_off_retrie
     env = {**stack, **OUTAGE_ENV, "NOTIFIER_MAX_RETRIES": "10"}
     population = Population(providers, 4, lambda i: list(PLATFORMS))
     targets = push_targets(population)
-    worker_factory(env, concurrency=2)
+    worker = worker_factory(env, concurrency=2)
     switch = providers.switch
     switch.set(DOWN)
     sent = population.send(1, **PUSH_ONLY)
@@ -352,6 +353,36 @@ def test_push_outage_then_recovery_delivers_everything_once_by_backed_off_retrie
         gaps = [b - a for a, b in zip(times, times[1:])]
         floors = [0.5 * min(1.5, 0.3 * 2 ** k) for k in range(len(gaps))]
         assert all(gap >= floor * 0.95 for gap, floor in zip(gaps, floors)), (target, gaps)
+    chosen = [(int(n), float(s)) for s, n in re.findall(r"retry in ([\d.]+)s \(attempt (\d+)\)", worker.log())]
+    assert {n for n, _ in chosen} >= {1, 2, 3}, chosen
+    assert all(within_backoff(n - 1, delay, base=0.3, cap=1.5, rounding=0.05) for n, delay in chosen), chosen
+    assert len(set(chosen)) > len({n for n, _ in chosen}), f"jittered: one attempt's delays differ ({chosen})"
+
+
+def within_backoff(attempt: int, delay: float, base: float, cap: float, rounding: float = 0.0) -> bool:
+    """Whether ``delay`` is one the documented backoff allows before retry ``attempt + 1``: equal jitter,
+    between half and all of ``min(cap, base * 2 ** attempt)``."""
+    ceiling = min(cap, base * 2 ** attempt)
+    return ceiling / 2 - rounding <= delay <= ceiling + rounding
+
+
+def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
+    """workers.base.backoff: each attempt's delay is drawn from [c/2, c] with c = min(max, base * 2^attempt),
+    so the typical delay doubles per attempt until the cap, and samples of one attempt spread over that range."""
+    from workers.base import backoff
+
+    with use_env({"NOTIFIER_RETRY_BACKOFF": "0.5", "NOTIFIER_RETRY_BACKOFF_MAX": "10"}):
+        samples = {attempt: [backoff(attempt) for _ in range(400)] for attempt in range(8)}
+        hinted = [backoff(0, retry_after=7.0) for _ in range(50)] + [backoff(0, retry_after=60.0) for _ in range(50)]
+    for attempt, delays in samples.items():
+        ceiling = min(10, 0.5 * 2 ** attempt)
+        assert all(within_backoff(attempt, d, base=0.5, cap=10) for d in delays), (attempt, min(delays), max(delays))
+        assert min(delays) < ceiling * 0.6 and max(delays) > ceiling * 0.9, f"attempt {attempt} spreads over [c/2, c]"
+        assert len(set(delays)) == len(delays), "jitter: no two samples alike"
+    medians = [sorted(d)[len(d) // 2] for d in samples.values()]
+    assert all(1.75 < b / a < 2.25 for a, b in zip(medians, medians[1:5])), f"doubles per attempt: {medians}"
+    assert medians[5:] == pytest.approx([7.5] * 3, rel=0.1), "capped at NOTIFIER_RETRY_BACKOFF_MAX"
+    assert 7.0 <= min(hinted[:50]) and max(hinted[50:]) <= 10, "Retry-After is honoured, up to the cap"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -364,7 +395,7 @@ def test_outage_longer_than_the_retry_budget_dead_letters_and_replay_delivers_on
     env = {**stack, **OUTAGE_ENV, "NOTIFIER_MAX_RETRIES": "2"}
     population = Population(providers, 4, lambda i: list(PLATFORMS))
     targets = push_targets(population)
-    worker_factory(env, concurrency=2)
+    worker = worker_factory(env, concurrency=2)
     providers.switch.set(DOWN)
     sent = population.send(2, **PUSH_ONLY)
     expected = Counter({(t, nid): 1 for user, ids in sent.items() for nid in ids
@@ -381,13 +412,13 @@ def test_outage_longer_than_the_retry_budget_dead_letters_and_replay_delivers_on
 
     providers.switch.set(UP)
     out = cli("dlq", "replay", "--all")
-    assert out.returncode == 0 and f"replayed {len(expected)}" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and f"queued {len(expected)} for replay" in out.stdout, out.stdout + out.stderr
     wait_for(lambda: (got := providers.received()) and all(got[k] for k in expected), timeout=20,
              message="replayed deliveries")
     wait_for(lambda: settled(env), timeout=15, message="nothing left queued")
     assert losses_and_duplicates(expected, providers.received()) == ([], [])
     assert DeadLetters().size() == 0
     again = cli("dlq", "replay", "--all")
-    assert again.returncode == 0 and "replayed 0" in again.stdout, again.stdout + again.stderr
-    time.sleep(0.5)
+    assert again.returncode == 0 and "queued 0 for replay" in again.stdout, again.stdout + again.stderr
+    wait_idle(worker)
     assert losses_and_duplicates(expected, providers.received()) == ([], [])

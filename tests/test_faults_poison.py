@@ -56,7 +56,7 @@ def test_malformed_tasks_in_every_queue_are_dead_lettered_with_their_reason(own_
     note = {"type": "alert", "title": m}
     cases: list[tuple[str, list[Any], str]] = [
         (ROUTE_USERS, [note, m], "user_ids must be a list"),
-        (ROUTE_USERS, [{"title": m}, ["u1"]], "invalid Notification"),
+        (ROUTE_USERS, [{"title": m}, ["u1"]], "invalid notification"),
         (ROUTE_USERS, [note], "malformed task message"),
         (ROUTE_AUDIENCE, [note, {"team": m}], 'audience must be {"group": ID} or {"all": true}'),
         (ROUTE_AUDIENCE, [note, [m]], "audience must be"),

@@ -30,15 +30,21 @@ def gateway() -> Iterator[Gateway]:
     gw.stop()
 
 
-def seed(user: str, count: int) -> list[str]:
-    """Put ``count`` notifications in ``user``'s inbox with the library; returns ids, oldest first."""
+def seed_entries(user: str, count: int) -> list[tuple[str, str]]:
+    """Put ``count`` notifications in ``user``'s inbox with the library; returns
+    ``(notification id, inbox entry id)`` pairs, oldest first."""
     box = Inbox()
-    ids = []
+    entries = []
     for i in range(count):
         nid = f"n{i}-{uid('x')}"
-        box.append(user, {"id": nid, "type": "test", "title": f"title {i}", "body": f"body {i}"})
-        ids.append(nid)
-    return ids
+        appended = box.append(user, {"id": nid, "type": "test", "title": f"title {i}", "body": f"body {i}"})
+        entries.append((nid, appended.entry_id))
+    return entries
+
+
+def seed(user: str, count: int) -> list[str]:
+    """Like :func:`seed_entries`, the notification ids only."""
+    return [nid for nid, _ in seed_entries(user, count)]
 
 
 def forged(user: str) -> str:
@@ -141,15 +147,18 @@ def test_api_endpoints_take_the_token_in_the_header_only(gateway: Gateway) -> No
 # The inbox ----------------------------------------------------------------------------------------
 def test_list_pages_newest_first_with_a_cursor_and_an_unread_filter(gateway: Gateway) -> None:
     user = uid()
-    ids = seed(user, 5)
+    ids, entry_ids = zip(*seed_entries(user, 5))
     Inbox().mark_read(user, [ids[3]])
     with gateway.client(token(user)) as http:
         first = http.get("/v1/notifications", params={"limit": 2}).json()
         assert [i["id"] for i in first["items"]] == [ids[4], ids[3]]
         assert first["items"][0]["read"] is False and first["items"][1]["read"] is True
-        assert first["items"][0]["entry_id"] == first["items"][0]["entry_id"]
+        assert [i["entry_id"] for i in first["items"]] == [entry_ids[4], entry_ids[3]], \
+            "each item carries the inbox entry id it was stored under (the id to resume a stream from)"
+        assert first["next_cursor"] == entry_ids[3]
         rest = http.get("/v1/notifications", params={"limit": 10, "before": first["next_cursor"]}).json()
         assert [i["id"] for i in rest["items"]] == [ids[2], ids[1], ids[0]]
+        assert [i["entry_id"] for i in rest["items"]] == [entry_ids[2], entry_ids[1], entry_ids[0]]
         assert rest["next_cursor"] is None
         unread = http.get("/v1/notifications", params={"unread": "true", "limit": 10}).json()
         assert [i["id"] for i in unread["items"]] == [ids[4], ids[2], ids[1], ids[0]]

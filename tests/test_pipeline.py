@@ -11,6 +11,7 @@ from notifier import broadcast, send_bulk, send_notification, send_to_group
 from notifier.groups import Groups
 from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
+from notifier.queues import ROUTE
 from notifier.store import get_keys
 from tests.helpers import Worker, uid, wait_for
 from tests.peers.smtp import SmtpPeer
@@ -107,7 +108,7 @@ def test_email_received_by_smtp_server(worker: Worker, smtp: SmtpPeer) -> None:
     assert Inbox().unread_count(user) == 1
 
 
-def test_invalid_input_raises_at_call_site(worker: Worker, redis_client: redis.Redis) -> None:
+def test_invalid_input_raises_at_call_site(worker: Worker) -> None:
     from notifier import ValidationError
 
     bad = [
@@ -120,9 +121,11 @@ def test_invalid_input_raises_at_call_site(worker: Worker, redis_client: redis.R
         ("u", {**order(), "priority": "urgent"}),
         ("u", "not a dict"),
     ]
-    before = redis_client.llen("router")
+    before = len(worker.received(ROUTE))
     for user, payload in bad:
         with pytest.raises(ValidationError) as info:
             send_notification.delay(user, payload)
         assert str(info.value)
-    assert redis_client.llen("router") == before
+    marker = send_notification.delay(uid(), order(channels=["realtime"]))
+    worker.wait_finished(marker.id)  # the router queue hands out in order: anything queued before is received
+    assert worker.received(ROUTE)[before:] == [marker.id], "nothing but the valid marker reached the broker"

@@ -136,6 +136,20 @@ def test_only_the_failing_device_is_retried_after_retry_after(worker: Worker, ap
     assert dead_letters(user) == []
 
 
+def test_an_expired_provider_token_is_renewed_before_the_retry(worker: Worker, apns: ApnsPeer) -> None:
+    """After 403 ExpiredProviderToken the peer refuses that JWT for good: only a newly signed one gets
+    the push through."""
+    user, t = uid(), token()
+    register(user, t)
+    apns.fail(t, "expired_provider_token")
+    send_notification.delay(user, note())
+    wait_for(lambda: apns.to(t), timeout=15, message="the retried push delivered")
+    stale, *retries = apns.jwts(t)
+    assert retries and all(jwt != stale for jwt in retries), "the retry resent the expired provider token"
+    assert apns.to(t)[0].headers["authorization"] == f"bearer {retries[-1]}"
+    assert dead_letters(user) == []
+
+
 def test_wrong_topic_is_dead_lettered_with_the_fix(worker: Worker, apns: ApnsPeer) -> None:
     user, t = uid(), token()
     register(user, t, topic="com.example.unknown")

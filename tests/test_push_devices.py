@@ -79,7 +79,7 @@ def test_many_devices_per_platform_and_bad_input() -> None:
     assert len(ids) == 3
     assert {d.id for d in devices.for_users([user], "fcm")[user]} == ids
     assert devices.for_users([user], "apns")[user] == []
-    with pytest.raises(ValidationError, match="invalid Registration: .*needs a token"):
+    with pytest.raises(ValidationError, match="invalid device: .*needs a token"):
         devices.register(user, {"platform": "apns"})
     with pytest.raises(ValidationError, match="invalid user id"):
         devices.register("", {"platform": "fcm", "token": "fcm-token-0123456789abcdef"})
@@ -125,7 +125,7 @@ def test_cli_devices_errors_are_one_line() -> None:
     both = cli("devices", "add", user, "--platform", "fcm")
     assert both.returncode == 1 and "exactly one of --token" in both.stderr
     bad = cli("devices", "add", user, "--platform", "webpush", "--subscription", "{nope")
-    assert bad.returncode == 1 and "--subscription is not JSON" in bad.stderr
+    assert bad.returncode == 1 and "--subscription: invalid JSON at position 1" in bad.stderr
     invalid = cli("devices", "add", user, "--platform", "webpush", "--subscription", '{"endpoint": "ftp://x"}')
     assert invalid.returncode == 1 and "https URL" in invalid.stderr
     assert all("Traceback" not in r.stderr for r in (both, bad, invalid))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -12,6 +13,7 @@ import pytest
 from notifier import send_notification
 from notifier.channels.base import Delivery
 from notifier.channels.fcm import FCMChannel
+from notifier.channels.push import tls_context
 from notifier.config import Settings
 from notifier.deadletters import DeadLetters
 from notifier.devices import Devices
@@ -178,6 +180,33 @@ def test_config_errors_name_the_setting(stack: Isolated, fcm: FcmPeer, credentia
     gone = Delivery(user, d.notification, "fcm-" + "0" * 32)
     [missing] = FCMChannel(Settings(fcm_endpoint=fcm.url, fcm_credentials=str(credentials))).send([gone])
     assert isinstance(missing.error, InvalidTarget)
+
+
+def test_a_private_ca_is_trusted_for_the_token_and_the_send_besides_the_system_cas(
+        stack: Isolated, tmp_path: Path) -> None:
+    """NOTIFIER_CA_FILE reaches the OAuth token request too, and adds to the system's CAs."""
+    peer = FcmPeer(tls=tmp_path).start()
+    try:
+        assert peer.ca_file is not None and peer.url.startswith("https://")
+        credentials = peer.service_account(tmp_path / "service-account.json")
+        user, t = uid(), token()
+        [device] = register(user, t)
+        channel = FCMChannel(Settings(fcm_endpoint=peer.url, fcm_credentials=str(credentials),
+                                      ca_file=str(peer.ca_file)))
+        try:
+            [outcome] = channel.send([Delivery(user, Notification(**note()), device)])
+        finally:
+            channel.close()
+        assert outcome.ok, outcome.error
+        assert peer.state.token_requests == 1 and len(peer.to(t)) == 1
+        [untrusted] = FCMChannel(Settings(fcm_endpoint=peer.url, fcm_credentials=str(credentials))).send(
+            [Delivery(user, Notification(**note()), device)])
+        assert isinstance(untrusted.error, PermanentError) and "NOTIFIER_CA_FILE" in str(untrusted.error)
+    finally:
+        peer.stop()
+    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    assert system > 0, "this machine has no system CAs to keep"
+    assert tls_context(str(peer.ca_file)).cert_store_stats()["x509_ca"] == system + 1
 
 
 def test_worker_logged_no_unexpected_errors(worker: Worker) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import time
 import zoneinfo
+from typing import Callable
 
+import httpx
 import redis
 
 from notifier import send_notification
 from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
 from notifier.store import get_keys
-from tests.helpers import Worker, uid, wait_for
-from tests.peers.smtp import SmtpPeer
+from tests.helpers import Worker, private_env, uid, wait_for, wait_idle
+from tests.peers.smtp import SmtpPeer, free_port
 
 
 def note(**extra: object) -> dict[str, object]:
@@ -27,25 +29,20 @@ def user_with_email(**prefs: object) -> tuple[str, str]:
     return user, address
 
 
-def settle() -> None:
-    """Give the worker time to do something it should not do (used only before asserting absence)."""
-    time.sleep(1.0)
-
-
 def test_disabled_channel_skips_it_but_inbox_still_gets_it(worker: Worker, smtp: SmtpPeer) -> None:
     user, address = user_with_email(channels={"email": False})
     sent = send_notification.delay(user, note(channels=["email", "realtime"]))
     wait_for(lambda: Inbox().get(user, sent.id), message="inbox entry")
-    settle()
+    wait_idle(worker, sent.id)
     assert smtp.to(address) == []
 
 
 def test_disabled_type_delivers_nothing(worker: Worker, smtp: SmtpPeer) -> None:
     user, address = user_with_email(disabled_types=["marketing"])
-    send_notification.delay(user, note(type="marketing", channels=["email", "realtime"]))
+    marketing = send_notification.delay(user, note(type="marketing", channels=["email", "realtime"]))
     control = send_notification.delay(user, note(channels=["realtime"]))
     wait_for(lambda: Inbox().get(user, control.id), message="control notification")
-    settle()
+    wait_idle(worker, marketing.id, control.id)
     assert [i["id"] for i in Inbox().list(user).items] == [control.id]
     assert smtp.to(address) == []
 
@@ -75,7 +72,7 @@ def test_quiet_hours_defer_email_to_window_end_then_deliver(worker: Worker, smtp
     local_end = dt.datetime.fromtimestamp(due, zoneinfo.ZoneInfo(zone))
     assert local_end.strftime("%H:%M") == end and local_end.second == 0
     assert 3000 < due - time.time() <= 3600 + 60
-    settle()
+    wait_idle(worker, sent.id)
     assert smtp.to(address) == []
 
     redis_client.zadd(get_keys().schedule(), {member: time.time() - 1})  # the window ends
@@ -98,9 +95,36 @@ def test_rate_limit_at_the_edge_keeps_inbox(worker: Worker, smtp: SmtpPeer) -> N
            for i in range(4)]
     wait_for(lambda: len(Inbox().list(user).items) == 4, message="4 inbox entries")
     wait_for(lambda: len(smtp.to(address)) >= 3, message="3 emails")
-    settle()
+    wait_idle(worker, *ids)
     assert len(smtp.to(address)) == 3
     only_email = send_notification.delay(user, note(channels=["email"], title="over"))
     wait_for(lambda: Inbox().get(user, only_email.id), message="over-limit email-only send lands in the inbox")
+    wait_idle(worker, only_email.id)
     assert {i["id"] for i in Inbox().list(user).items} == {*ids, only_email.id}
     assert len(smtp.to(address)) == 3
+
+
+def test_a_channel_without_an_address_or_device_is_logged_and_counted_as_skipped(
+        worker_factory: Callable[..., Worker], settings_env: Callable[[dict[str, str]], None]) -> None:
+    port = free_port()
+    private = private_env()
+    w = worker_factory({**private, "NOTIFIER_WORKER_METRICS_PORT": str(port)}, queues="router,realtime")
+    settings_env(private)
+    user = uid()
+    sent = send_notification.delay(user, note(channels=["email", "fcm", "realtime"]))
+    wait_for(lambda: Inbox().get(user, sent.id), message="inbox entry")
+
+    def logged() -> list[str]:
+        return [line.split(f"[{sent.id}]: ", 1)[1].strip() for line in w.output if f"[{sent.id}]: " in line]
+
+    wait_for(lambda: "fcm skipped: no device" in logged(), message="the skipped channels logged")
+    assert {"email skipped: no address", "fcm skipped: no device"} <= set(logged())
+
+    def routed(channel: str, decision: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("notifier_routed_total{")
+                   and f'channel="{channel}"' in line and f'decision="{decision}"' in line)
+
+    wait_for(lambda: routed("email", "no_address") and routed("fcm", "no_device"), message="the routed counter")
+    assert routed("email", "no_address") == 1 and routed("fcm", "no_device") == 1

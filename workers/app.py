@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from celery import Celery
+import sys
 
+from celery import Celery
+from celery.signals import worker_init
+
+from notifier import store
 from notifier.celeryconfig import celery_config
 from notifier.config import get_settings
+from notifier.errors import ConfigError
 from notifier.logs import configure_logging
 from workers import observability
 
@@ -14,6 +19,20 @@ app = Celery("notifier", set_as_current=True)
 app.conf.update(celery_config(get_settings()))
 app.conf.worker_consumer = "workers.consumer:Consumer"
 configure_logging()
+
+
+@worker_init.connect
+def _refuse_old_store(**_: object) -> None:
+    """Exit at start, in one line, when the store's Redis is too old (tasks would dead-letter later).
+
+    Celery logs and swallows a signal handler's exceptions, so this exits itself.
+    """
+    try:
+        store.get_redis()
+    except ConfigError as exc:
+        print(f"worker not started: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
 
 import workers.deliver  # noqa: E402,F401  (registers the tasks)
 import workers.maintenance  # noqa: E402,F401

@@ -89,21 +89,25 @@ class NotifierTask(Task):
                                countdown=delay if delay > 0 else None, argsrepr=describe(name, args))
 
     def retry_targets(self, retry: Sequence[tuple[Delivery, RetryableError]], rows: Any,
-                      attempt: int, first_attempt_at: float) -> None:
-        """Send only the failed targets again, or dead-letter them once the retries are used up."""
+                      attempt: int, first_attempt_at: float) -> bool:
+        """Send only the failed targets again, or dead-letter them once the retries are used up.
+
+        Returns False when it gave up on them (they are failures now, not retries), else True.
+        """
         if not retry:
-            return
+            return True
         notifications, targets = rows([d for d, _ in retry])
         last = retry[-1][1]
         if attempt >= get_settings().max_retries:
             self.dead_letter_deliveries(retry, rows, attempt, first_attempt_at, prefix="gave up: ")
-            return
+            return False
         hints = [e.retry_after for _, e in retry if e.retry_after is not None]
         delay = backoff(attempt, max(hints) if hints else None)
         log.info("%s: %d target(s) retry in %.1fs (attempt %d): %s", self.name, len(targets), delay,
                  attempt + 1, last, extra={"notification_id": ",".join(notifications)})
         self.enqueue(self.name, [notifications, targets],
                      {"attempt": attempt + 1, "first_attempt_at": first_attempt_at}, delay)
+        return True
 
     def dead_letter_deliveries(self, failed: Sequence[tuple[Any, DeliveryError]], rows: Any, attempt: int,
                                first_attempt_at: float, prefix: str = "") -> None:

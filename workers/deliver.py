@@ -23,8 +23,9 @@ def _make(channel: str) -> Callable[..., dict[str, int]]:
                 attempt: int = 0, first_attempt_at: float | None = None) -> dict[str, int]:
         first_attempt_at = first_attempt_at or time.time()
         report = delivery.run(channel, notifications, targets)
-        self.retry_targets(report.retry, delivery.rows, attempt, first_attempt_at)
         self.dead_letter_deliveries(report.failed, delivery.rows, attempt, first_attempt_at)
+        if not self.retry_targets(report.retry, delivery.rows, attempt, first_attempt_at):
+            report.give_up()
         for d, error in report.pruned:
             log.info("pruned %s target %s of user %s: %s", channel, d.target, d.user_id, error,
                      extra={"notification_id": d.notification.id, "channel": channel})

@@ -12,7 +12,7 @@ from notifier.metrics import ROUTED
 from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
 from notifier import store
 from notifier.config import get_settings
-from notifier.router import Plan, Router
+from notifier.router import SKIPPED, Plan, Router
 from notifier.schedule import Schedule
 from workers.app import app
 from workers.base import NotifierTask
@@ -46,6 +46,9 @@ def _dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
             log.info("routed: %s", ", ".join(f"{c} {d} x{n}" if n > 1 else f"{c} {d}"
                                               for (c, d), n in sorted(decisions.items())),
                      extra={"notification_id": nid})
+            for channel, decision in sorted(k for k in decisions if k[1] in SKIPPED):
+                log.info("%s skipped: %s", channel, SKIPPED[decision],
+                         extra={"notification_id": nid, "channel": channel})
     for (channel, decision), count in totals.items():
         ROUTED.labels(channel, decision).inc(count)
     for args, reason in plan.rejected:

@@ -8,8 +8,10 @@ every batch runs there and shares that one persistent connection, instead of one
 aioapns has no public setting for the host, port or CA: ``NOTIFIER_APNS_HOST``/``_PORT`` (a private
 gateway or a test peer) are applied by swapping the pool's protocol class for a subclass with those
 class attributes, and the CA goes in through the ``ssl_context`` it accepts. The same subclass keeps
-idle connections open longer than aioapns's 10 seconds and records ``Retry-After`` headers, which
-aioapns drops (it reports failures as result values: status and reason).
+idle connections open longer than aioapns's 10 seconds, records ``Retry-After`` headers, which
+aioapns drops (it reports failures as result values: status and reason), and signs requests with
+:class:`_ProviderToken`, which (unlike aioapns's own) is renewed when Apple answers
+``ExpiredProviderToken``, so the retry carries a fresh token instead of the refused one.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
 
 from aioapns import APNs
 from aioapns.common import NotificationRequest, NotificationResult, PushType
-from aioapns.connection import APNsBaseClientProtocol
+from aioapns.connection import APNsBaseClientProtocol, AuthorizationHeaderProvider, JWTAuthorizationHeaderProvider
 from aioapns.exceptions import ConnectionClosed, ConnectionError as APNsConnectionError, MaxAttemptsExceeded
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -91,9 +93,31 @@ class _Loop:
             loop.call_soon_threadsafe(loop.stop)
 
 
+class _ProviderToken(AuthorizationHeaderProvider):
+    """The provider JWT every connection of a client signs with: aioapns's (renewed every 30 minutes),
+    replaced by a newly signed one when Apple calls it expired."""
+
+    def __init__(self, key: str, key_id: str, team_id: str) -> None:
+        self._args = key, key_id, team_id
+        self._jwt = JWTAuthorizationHeaderProvider(*self._args)
+        self.generation = 0
+        """Counts renewals, so a push knows whether the token it was signed with is still in use."""
+
+    def get_header(self) -> str:
+        return self._jwt.get_header()
+
+    def expire(self, generation: int) -> None:
+        """Apple refused the token of ``generation``: renew it, unless that was done already (the
+        other pushes it signed are refused too, and Apple limits how often a token may change)."""
+        if generation == self.generation:
+            self._jwt = JWTAuthorizationHeaderProvider(*self._args)
+            self.generation += 1
+
+
 @dataclass
 class _Client:
     apns: APNs
+    token: _ProviderToken
     retry_hints: dict[str, bytes] = field(default_factory=dict)
     """``apns-id`` -> ``Retry-After`` header, filled by the protocol as answers arrive."""
 
@@ -198,11 +222,14 @@ class APNsChannel(PushChannel):
         failures: list[Exception] = []
 
         async def one(request: NotificationRequest) -> tuple[NotificationResult | BaseException, bytes | None]:
+            generation = client.token.generation
             try:
                 result: NotificationResult | BaseException = await _bounded(
                     client.apns.send_notification(request), timeout)
             except Exception as exc:  # a timeout or a lost connection is this push's outcome
                 result = exc
+            if isinstance(result, NotificationResult) and result.description == "ExpiredProviderToken":
+                client.token.expire(generation)
             answer = (result, client.retry_hints.pop(request.notification_id, None))
             if on_answer is not None:
                 try:
@@ -240,10 +267,9 @@ class APNsChannel(PushChannel):
         apns = APNs(key=key, key_id=s.apns_key_id, team_id=s.apns_team_id, topic=s.apns_topic,
                     use_sandbox=s.apns_use_sandbox, ssl_context=context, max_connections=1,
                     max_connection_attempts=1, err_func=_quiet)
-        client = _Client(apns)
+        client = _Client(apns, _ProviderToken(key, s.apns_key_id, s.apns_team_id))
         host = s.apns_host or (SANDBOX_HOST if s.apns_use_sandbox else PRODUCTION_HOST)
-        apns.pool.protocol_class = _protocol_class(apns.pool.protocol_class, host, s.apns_port,
-                                                   client.retry_hints)
+        apns.pool.protocol_class = _protocol_class(apns.pool.protocol_class, host, s.apns_port, client)
         return client
 
     def close(self) -> None:
@@ -257,17 +283,22 @@ class APNsChannel(PushChannel):
 
 
 def _protocol_class(base: type[APNsBaseClientProtocol], host: str, port: int,
-                    retry_hints: dict[str, bytes]) -> type[APNsBaseClientProtocol]:
-    """aioapns's protocol with our host, port and idle time, recording ``Retry-After`` per ``apns-id``."""
+                    client: _Client) -> type[APNsBaseClientProtocol]:
+    """aioapns's protocol with our host, port, idle time and provider token, recording ``Retry-After``
+    per ``apns-id``."""
 
     class Protocol(base):  # type: ignore[valid-type,misc]
         APNS_SERVER = host
         APNS_PORT = port
         INACTIVITY_TIME = IDLE_SECONDS
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.auth_provider = client.token
+
         def on_response_received(self, headers: dict[bytes, bytes]) -> None:
             if b"retry-after" in headers:
-                retry_hints[headers.get(b"apns-id", b"").decode()] = headers[b"retry-after"]
+                client.retry_hints[headers.get(b"apns-id", b"").decode()] = headers[b"retry-after"]
             super().on_response_received(headers)
 
     return Protocol

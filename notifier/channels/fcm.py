@@ -1,12 +1,12 @@
-"""Firebase Cloud Messaging (HTTP v1) through pyfcm: Android and web devices with an FCM token.
+"""Firebase Cloud Messaging (HTTP v1): Android and web devices with an FCM token.
 
-pyfcm provides the service-account credentials, the OAuth access token and the HTTP session; the
-request itself is posted here, on that session, because pyfcm 2.1's own send path is unfit for a
-worker: its default adapter retries 502/503 ten times and ``send_request`` sleeps on
-``Retry-After`` inside the call (a worker blocked for minutes), and its ``FCMNotRegisteredError``
-drops the error details. So the session gets an adapter without retries, 429/5xx become
-``RetryableError(retry_after=...)`` (Celery owns the backoff), and the FCM error JSON decides
-whether a 400/404 means a dead token (prune it) or a rejected payload (dead-letter it).
+google-auth provides the service-account credentials and an ``AuthorizedSession`` that fetches the
+OAuth access token, renews it when it expires and once more on a 401. Both that session and the one
+it fetches tokens with trust the system's CAs plus ``NOTIFIER_CA_FILE`` (``push.https_session``) and
+never retry: 429/5xx become ``RetryableError(retry_after=...)`` (Celery owns the backoff), and the
+FCM error JSON decides whether a 400/404 means a dead token (prune it) or a rejected payload
+(dead-letter it). (pyfcm was used before; its send path retries and sleeps inside the call, and its
+token request could not be given a CA.)
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from typing import Any, Sequence
 import orjson
 import requests
 from google.auth import exceptions as google_errors
-from pyfcm import FCMNotification
-from pyfcm.errors import FCMError
-from requests.adapters import HTTPAdapter
+from google.auth.transport.requests import AuthorizedSession, Request
+from google.oauth2 import service_account
 
 from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
-from notifier.channels.push import PushChannel, json_size, parse_retry_after, remaining_ttl
+from notifier.channels.push import PushChannel, https_session, json_size, parse_retry_after, remaining_ttl
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
@@ -41,13 +40,14 @@ RESERVED_DATA_PREFIXES = ("google", "gcm")
 _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 _CREDENTIALS_HINT = "check NOTIFIER_FCM_CREDENTIALS (the Firebase service-account JSON)"
+SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 
 
 @dataclass
 class _Client:
-    """pyfcm's client for this process, and where its messages go."""
+    """This process's authorized session, and where its messages go."""
 
-    fcm: FCMNotification
+    session: AuthorizedSession
     url: str
     project_id: str
     pid: int
@@ -124,34 +124,19 @@ class FCMChannel(PushChannel):
         return outcomes
 
     def _post(self, client: _Client, message: dict[str, Any]) -> str:
-        body = client.fcm.json_dumps({"message": message})
-        for attempt in (1, 2):
-            session = self._session(client)
-            try:
-                response = session.post(client.url, data=body, timeout=self.settings.push_timeout)
-            except requests.exceptions.SSLError as exc:
-                raise PermanentError(f"TLS with {self.settings.fcm_endpoint} failed ({exc}): check "
-                                     "NOTIFIER_FCM_ENDPOINT and NOTIFIER_CA_FILE") from None
-            except requests.RequestException as exc:
-                raise RetryableError(f"FCM unreachable at {self.settings.fcm_endpoint}: {exc}") from None
-            if response.status_code == 401 and attempt == 1:
-                client.fcm.thread_local.token_expiry = 0
-                continue
-            return self._result(client, response)
-        raise AssertionError("unreachable")
-
-    def _session(self, client: _Client) -> requests.Session:
-        """pyfcm's authenticated session (it refreshes the access token every 30 minutes)."""
+        endpoint = self.settings.fcm_endpoint
         try:
-            session: requests.Session = client.fcm.requests_session
-        except FCMError as exc:
+            response = client.session.post(client.url, data=orjson.dumps({"message": message}),
+                                           headers={"Content-Type": "application/json"},
+                                           timeout=self.settings.push_timeout)
+        except google_errors.GoogleAuthError as exc:
             raise _credentials_error(exc) from None
-        except (ValueError, KeyError) as exc:
-            raise PermanentError(f"NOTIFIER_FCM_CREDENTIALS {self.settings.fcm_credentials!r} is not a usable "
-                                 f"service-account key ({exc})") from None
-        if self.settings.ca_file:
-            session.verify = self.settings.ca_file
-        return session
+        except requests.exceptions.SSLError as exc:
+            raise PermanentError(f"TLS with {endpoint} failed ({exc}): check NOTIFIER_FCM_ENDPOINT and "
+                                 "NOTIFIER_CA_FILE") from None
+        except requests.RequestException as exc:
+            raise RetryableError(f"FCM unreachable at {endpoint}: {exc}") from None
+        return self._result(client, response)
 
     def _result(self, client: _Client, response: requests.Response) -> str:
         status = response.status_code
@@ -205,24 +190,32 @@ class FCMChannel(PushChannel):
         if not project_id:
             raise PermanentError("no Firebase project id: set NOTIFIER_FCM_PROJECT_ID or use a service-account "
                                  "JSON with project_id")
-        fcm = FCMNotification(service_account_file=s.fcm_credentials, project_id=project_id,
-                              adapter=HTTPAdapter(max_retries=0))
+        try:
+            credentials = service_account.Credentials.from_service_account_info(account, scopes=[SCOPE])
+        except (ValueError, KeyError) as exc:
+            raise PermanentError(f"NOTIFIER_FCM_CREDENTIALS {s.fcm_credentials!r} is not a usable "
+                                 f"service-account key ({exc})") from None
+        session = AuthorizedSession(credentials, auth_request=Request(https_session(s.ca_file)))
+        https_session(s.ca_file, session)  # the sends verify like the token requests
         url = f"{s.fcm_endpoint.rstrip('/')}/v1/projects/{project_id}/messages:send"
-        return _Client(fcm, url, project_id, os.getpid())
+        return _Client(session, url, project_id, os.getpid())
 
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
-        session = getattr(client.fcm.thread_local, "requests_session", None) if client else None
-        if session is not None:
-            session.close()
+        if client is not None:
+            client.session.close()
 
 
-def _credentials_error(exc: FCMError) -> DeliveryError:
-    """pyfcm wraps every credential problem in one error; the google-auth cause says which it is."""
-    cause = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc
-    detail = cause.args[0] if cause.args and isinstance(cause.args[0], str) else str(cause)
-    if isinstance(cause, google_errors.TransportError) or getattr(cause, "retryable", False):
+def _credentials_error(exc: google_errors.GoogleAuthError) -> DeliveryError:
+    """A failed access-token request: the token endpoint unreachable (retry), its TLS refused, or the
+    credentials refused (google-auth's message says which, e.g. ``invalid_grant``)."""
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    if isinstance(exc.__cause__, requests.exceptions.SSLError) or isinstance(exc.__context__,
+                                                                             requests.exceptions.SSLError):
+        return PermanentError(f"TLS with the FCM token endpoint failed ({detail}): check NOTIFIER_CA_FILE and "
+                              "the token_uri in NOTIFIER_FCM_CREDENTIALS")
+    if isinstance(exc, google_errors.TransportError) or getattr(exc, "retryable", False):
         return RetryableError(f"cannot get an FCM access token right now: {detail}")
     return PermanentError(f"cannot get an FCM access token ({detail}): {_CREDENTIALS_HINT}")
 

@@ -4,7 +4,8 @@ A push delivery starts with target ``ALL_TARGETS``; :meth:`PushChannel.expand` t
 delivery per registered device of the channel's platform (target = device id), so receipts, retries
 and pruning work per device. :meth:`PushChannel.send` looks the devices up again (a retried delivery
 arrives with its device id only), hands the live ones to the provider adapter and reports a vanished
-device as ``InvalidTarget``. Also here: the small pure helpers every provider mapping needs.
+device as ``InvalidTarget``. Also here: the small pure helpers every provider mapping needs, and the
+HTTPS session of the providers reached over ``requests`` (FCM and its OAuth token endpoint, web push).
 """
 
 from __future__ import annotations
@@ -13,20 +14,23 @@ import datetime as dt
 import email.utils
 import hashlib
 import re
+import ssl
 import time
 from abc import abstractmethod
-from typing import Sequence
+from typing import Any, Sequence
 
 import orjson
+import requests
+from requests.adapters import HTTPAdapter
 
 from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome
 from notifier.devices import Device, Devices
-from notifier.errors import InvalidTarget
+from notifier.errors import InvalidTarget, PermanentError
 from notifier.models import Notification
 
 DEFAULT_TTL = 28 * 86400
 """Seconds a provider keeps an undelivered push when the notification sets no ``ttl`` (its maximum)."""
-_URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class PushChannel(Channel):
@@ -93,7 +97,7 @@ def remaining_ttl(notification: Notification, now: dt.datetime | None = None) ->
 def short_key(value: str, limit: int, url_safe: bool = False) -> str:
     """A collapse key a provider accepts: itself if it fits (``limit`` bytes, and only base64url
     characters when ``url_safe``), else a stable digest, so the same key still collapses."""
-    if len(value.encode()) <= limit and (not url_safe or _URL_SAFE.match(value)):
+    if len(value.encode()) <= limit and (not url_safe or _URL_SAFE.fullmatch(value)):
         return value
     return hashlib.sha256(value.encode()).hexdigest()[:min(limit, 32)]
 
@@ -117,3 +121,39 @@ def parse_retry_after(value: str | bytes | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """The system's trusted CAs plus, when set, those in ``NOTIFIER_CA_FILE``: a private CA (a proxy,
+    a test peer) is added to them, so Google's, Mozilla's and Apple's servers stay trusted."""
+    context = ssl.create_default_context()
+    if ca_file:
+        try:
+            context.load_verify_locations(ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise PermanentError(f"cannot load NOTIFIER_CA_FILE {ca_file!r}: {exc}") from None
+    return context
+
+
+class _TLSAdapter(HTTPAdapter):
+    """requests' adapter verifying with one ``SSLContext``, without retries (Celery owns them)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **{**kwargs, "ssl_context": self._context})
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        return super().proxy_manager_for(*args, **{**kwargs, "ssl_context": self._context})
+
+
+def https_session(ca_file: str, session: requests.Session | None = None) -> requests.Session:
+    """``session`` (a new one by default) trusting :func:`tls_context`; raises ``PermanentError`` for
+    an unreadable CA file."""
+    session = session if session is not None else requests.Session()
+    adapter = _TLSAdapter(tls_context(ca_file))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

@@ -23,7 +23,7 @@ from pywebpush import WebPushException, webpush
 from cryptography.hazmat.primitives import serialization
 
 from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
-from notifier.channels.push import PushChannel, parse_retry_after, remaining_ttl, short_key
+from notifier.channels.push import PushChannel, https_session, parse_retry_after, remaining_ttl, short_key
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
@@ -83,9 +83,9 @@ class WebPushChannel(PushChannel):
                         on_outcome: OnOutcome | None = None) -> list[Outcome]:
         try:
             vapid = self._get_vapid()
+            session = self._get_session()
         except DeliveryError as exc:
             return [Outcome(d, exc) for d, _ in items]
-        session = self._get_session()
         now = utcnow()
         outcomes = []
         for d, device in items:
@@ -125,13 +125,12 @@ class WebPushChannel(PushChannel):
             return self._vapid
 
     def _get_session(self) -> requests.Session:
-        """One keep-alive session per process (a forked worker opens its own)."""
+        """One keep-alive session per process (a forked worker opens its own), trusting the system's
+        CAs plus ``NOTIFIER_CA_FILE``'s."""
         with self._lock:
             if self._session is None or self._session_pid != os.getpid():
-                self._session = requests.Session()
+                self._session = https_session(self.settings.ca_file)
                 self._session_pid = os.getpid()
-                if self.settings.ca_file:
-                    self._session.verify = self.settings.ca_file
             return self._session
 
     def close(self) -> None:

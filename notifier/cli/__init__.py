@@ -12,27 +12,40 @@ import pkgutil
 from typing import Any
 
 import click
+import kombu.exceptions
 import redis
 
 from notifier.errors import NotifierError
+from notifier.redis_url import redact
 
 
 class _Group(click.Group):
-    """Turns expected failures into one readable line and exit status 1."""
+    """Turns expected failures into one readable line and exit status 1 (passwords in URLs hidden)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except NotifierError as exc:
-            raise click.ClickException(str(exc)) from None
-        except redis.exceptions.ConnectionError as exc:
-            from notifier.config import get_settings
+        except (NotifierError, redis.exceptions.RedisError, kombu.exceptions.OperationalError) as exc:
+            raise click.ClickException(redact(_reason(exc))) from None
 
-            raise click.ClickException(
-                f"cannot reach Redis at {get_settings().redis_url} ({exc}); is it running? "
-                "Set NOTIFIER_REDIS_URL.") from None
-        except redis.exceptions.RedisError as exc:
-            raise click.ClickException(f"Redis error: {exc}") from None
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, NotifierError):
+        return str(exc)
+    if isinstance(exc, kombu.exceptions.OperationalError):
+        from notifier.producer import broker_unavailable
+
+        return str(broker_unavailable(exc))
+    from notifier.config import get_settings
+    from notifier.store import COMMAND_TIMEOUT
+
+    url = get_settings().redis_url
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return (f"Redis at {url} did not answer within {COMMAND_TIMEOUT:g}s ({exc}); is it hung or overloaded? "
+                "Check NOTIFIER_REDIS_URL.")
+    if isinstance(exc, redis.exceptions.ConnectionError):
+        return f"cannot reach Redis at {url} ({exc}); is it running? Set NOTIFIER_REDIS_URL."
+    return f"Redis error ({url}): {exc}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-import orjson
 
 from notifier.cli import echo_json, main
 
@@ -24,6 +23,8 @@ def list_(user_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(found)
         return
+    if not found:
+        click.echo(f"{user_id} has no devices")
     for d in found:
         where = d.get("token") or d["subscription"]["endpoint"]
         click.echo(f"{d['id']}  {d['platform']}  {_short(where)}  last seen {d['last_seen']}")
@@ -39,15 +40,13 @@ def add(user_id: str, platform: str, token: str | None, subscription: str | None
     """Register a device for USER_ID (again: refreshes it); prints its id."""
     from notifier.devices import Devices
     from notifier.errors import ValidationError
+    from notifier.models import parse_json
 
     if (token is None) == (subscription is None):
         raise ValidationError("give exactly one of --token (fcm, apns) or --subscription (webpush)")
     registration: dict[str, object] = {"platform": platform, "token": token, "topic": topic}
     if subscription is not None:
-        try:
-            registration["subscription"] = orjson.loads(subscription)
-        except orjson.JSONDecodeError as exc:
-            raise ValidationError(f"--subscription is not JSON: {exc}") from None
+        registration["subscription"] = parse_json(subscription, "--subscription")
     click.echo(Devices().register(user_id, registration).id)
 
 

@@ -20,7 +20,7 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
     """Serve live notifications and the inbox API for browsers and apps."""
     import uvicorn
 
-    from notifier import tokens
+    from notifier import store, tokens
     from notifier.config import get_settings
     from notifier.gateway.redis_async import check_url
     from notifier.gateway.ws_protocol import IMPORT_PATH
@@ -30,6 +30,7 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
     settings = get_settings()
     tokens.signing_key()
     check_url(settings.redis_url)
+    store.get_redis()  # refuses a too-old Redis in one line, before serving anything
     uvicorn.run(
         "notifier.gateway:app",
         host=host or settings.gateway_host,

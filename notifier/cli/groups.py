@@ -40,9 +40,16 @@ def list_(group_id: str | None) -> None:
 
     g = Groups()
     if group_id is None:
-        for name in g.list():
+        names = g.list()
+        if not names:
+            click.echo("no groups")
+        for name in names:
             click.echo(f"{name}  {g.size(name)} member(s)")
         return
+    empty = True
     for batch in g.members(group_id):
         for user in sorted(batch):
             click.echo(user)
+            empty = False
+    if empty:
+        click.echo(f"group {group_id} has no members")

@@ -22,6 +22,9 @@ def inbox(user_id: str, unread: bool, limit: int, as_json: bool) -> None:
     if as_json:
         echo_json(page.items)
         return
+    if not page.items:
+        click.echo(f"{user_id}'s inbox has no unread notifications" if unread else f"{user_id}'s inbox is empty")
+        return
     click.echo(f"{box.unread_count(user_id)} unread")
     for item in page.items:
         mark = " " if item["read"] else "*"

@@ -49,9 +49,9 @@ def set_(user_id: str, channels: tuple[str, ...], disable_types: tuple[str, ...]
         changes["quiet_hours"] = QuietHours.parse(quiet_hours).model_dump()
     if no_quiet_hours:
         changes["quiet_hours"] = None
-    if timezone:
+    if timezone is not None:
         changes["timezone"] = timezone
-    if email:
+    if email is not None:
         changes["email"] = email
     _show(store.update(user_id, **changes).to_dict(), as_json)
 

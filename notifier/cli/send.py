@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import click
-import orjson
 
 from notifier.cli import main
-from notifier.errors import ValidationError
 
 
 @main.command()
@@ -23,13 +21,11 @@ def send(user_id: str, type_: str, title: str, body: str, data: str | None, chan
          priority: str, action_url: str | None, idempotency_key: str | None) -> None:
     """Send one notification to USER_ID; prints its id."""
     from notifier import send_notification
+    from notifier.models import parse_json
 
     payload: dict[str, object] = {"type": type_, "title": title, "body": body, "priority": priority}
     if data is not None:
-        try:
-            payload["data"] = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise ValidationError(f"--data is not valid JSON: {exc}") from None
+        payload["data"] = parse_json(data, "--data")
     if channels:
         payload["channels"] = list(channels)
     if action_url:

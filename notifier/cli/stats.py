@@ -10,24 +10,26 @@ from notifier.cli import echo_json, main
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--timeout", type=float, default=1.0, show_default=True, help="Seconds to wait for workers.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True, max=300), default=1.0, show_default=True,
+              help="Seconds to wait for workers.")
 def stats(as_json: bool, timeout: float) -> None:
     """Messages waiting per queue, DLQ size, deferred messages, and the workers that answer."""
     import kombu.exceptions
 
     from notifier.deadletters import DeadLetters
-    from notifier.producer import BrokerUnavailable, _safe_url, producer_app
-    from notifier.config import get_settings
+    from notifier.producer import broker_unavailable, producer_app
     from notifier.queues import QUEUES
     from notifier.schedule import Schedule
 
     app = producer_app()
+    conn = app.connection_for_read()
     try:
-        with app.connection_for_read() as conn:
+        with conn:
+            conn.ensure_connection(**app.conf.task_publish_retry_policy)  # a publish's retries, not kombu's 2 + 2 s
             queues = {q: _size(conn, q) for q in QUEUES}
         workers = sorted(name for reply in app.control.ping(timeout=timeout) for name in reply)
-    except (kombu.exceptions.OperationalError, OSError) as exc:
-        raise BrokerUnavailable(f"cannot reach the broker at {_safe_url(get_settings().broker)} ({exc})") from None
+    except (kombu.exceptions.OperationalError, *conn.connection_errors) as exc:
+        raise broker_unavailable(exc) from None
     report = {"queues": queues, "dead_letters": DeadLetters().size(), "deferred": Schedule().size(),
               "workers": workers}
     if as_json:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from notifier.errors import ValidationError
 from notifier.gateway.hub import HubUnavailable, TooManyConnections
+from notifier.models import invalid_json
 from notifier.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,19 @@ def error_response(status: int, message: str, code: str | None = None,
 
 def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """FastAPI's validation errors as one readable line plus a compact list."""
-    details = [{"loc": ".".join(str(p) for p in _location(e.get("loc", ()))),
-                "message": str(e.get("msg", "invalid")).removeprefix("Value error, ")}
-               for e in errors]
+    details = [_detail(e) for e in errors]
     summary = "; ".join(f"{d['loc']}: {d['message']}" if d["loc"] else d["message"] for d in details[:5])
     if len(details) > 5:
         summary += f"; and {len(details) - 5} more"
     return f"invalid request: {summary}", details
+
+
+def _detail(error: dict[str, Any]) -> dict[str, Any]:
+    if error.get("type") == "json_invalid":  # loc is ("body", position): say where the JSON breaks
+        position = error.get("loc", ("body", 0))[-1]
+        return {"loc": "body", "message": invalid_json(position, str(error.get("ctx", {}).get("error", "")))}
+    return {"loc": ".".join(str(p) for p in _location(error.get("loc", ()))),
+            "message": str(error.get("msg", "invalid")).removeprefix("Value error, ")}
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> list[Any]:

@@ -3,14 +3,13 @@
 Like Apple, it checks the provider JWT (ES256, ``kid``, ``iss``, ``iat``) against the .p8 key's public
 half, the ``apns-topic``, ``apns-push-type`` and ``apns-priority`` headers and the device token, and
 answers per device token as told: 200, 410 Unregistered, 400 BadDeviceToken, 429, 503, each with
-Apple's JSON reason. It counts TLS connections, so a test can tell one persistent connection from
-one per message.
+Apple's JSON reason, or 403 ExpiredProviderToken, after which that provider JWT is refused on every
+push (as Apple does for a token it considers too old). It counts TLS connections, so a test can tell
+one persistent connection from one per message.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import itertools
 import json
 import socket
@@ -23,20 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded
 from h2.settings import SettingCodes
+
+from tests.peers.tls import make_tls
 
 ANSWERS: dict[str, tuple[int, str]] = {
     "gone": (410, "Unregistered"),
     "bad_token": (400, "BadDeviceToken"),
     "too_many": (429, "TooManyRequests"),
     "unavailable": (503, "ServiceUnavailable"),
+    "expired_provider_token": (403, "ExpiredProviderToken"),
 }
 
 
@@ -58,47 +58,14 @@ class _State:
     topics: set[str]
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, list[float]] = field(default_factory=dict)
+    jwts: dict[str, list[str]] = field(default_factory=dict)
+    """Device token -> the provider JWT of each push to it that carried a valid signature."""
+    expired_jwts: set[str] = field(default_factory=set)
     script: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
     always: dict[str, str] = field(default_factory=dict)
     connections: int = 0
     refusals: list[tuple[int, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def make_tls(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for localhost/127.0.0.1: (ca, cert, key) files."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("notifier test CA")).issuer_name(_name("notifier test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False),
-                         critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
 
 
 def make_p8(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -163,6 +130,11 @@ class ApnsPeer:
     def attempts(self, token: str) -> list[float]:
         with self.state.lock:
             return list(self.state.attempts.get(token, []))
+
+    def jwts(self, token: str) -> list[str]:
+        """The provider JWT each push to ``token`` carried, in order."""
+        with self.state.lock:
+            return list(self.state.jwts.get(token, []))
 
     @property
     def connections(self) -> int:
@@ -252,7 +224,10 @@ class ApnsPeer:
             return 403, "InvalidProviderToken", None
         if header.get("kid") != s.key_id or claims["iss"] != s.team_id:
             return 403, "InvalidProviderToken", None
-        if claims["iat"] < time.time() - 3600:
+        with s.lock:
+            s.jwts.setdefault(token, []).append(auth[7:])
+            stale = auth[7:] in s.expired_jwts
+        if claims["iat"] < time.time() - 3600 or stale:
             return 403, "ExpiredProviderToken", None
         if headers.get("apns-topic") not in s.topics:
             return 400, "TopicDisallowed" if headers.get("apns-topic") else "MissingTopic", None
@@ -272,6 +247,8 @@ class ApnsPeer:
             s.attempts.setdefault(token, []).append(time.time())
             queued = s.script.get(token)
             answer = queued.pop(0) if queued else ((s.always[token], None) if token in s.always else None)
+            if answer is not None and answer[0] == "expired_provider_token":
+                s.expired_jwts.add(auth[7:])
             if answer is None:
                 s.received.append(Received(token, headers, payload, connection, alpn, time.time()))
         if answer is not None:

@@ -3,7 +3,8 @@
 It checks what Google would check: the service account's signed JWT assertion at the token endpoint,
 the bearer token and project on every send, and the message's shape (a token, string data). It
 answers with FCM's own error JSON when told to (per device token), so the channel's parsing of real
-answers is what gets tested.
+answers is what gets tested. Given a folder (``FcmPeer(tls=...)``) it serves both over HTTPS with a
+certificate from a throwaway CA (``ca_file``), as Google does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from urllib.parse import parse_qs
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.peers.tls import serve_https
 
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
@@ -180,13 +183,14 @@ def _check_message(message: dict[str, Any]) -> str | None:
 class FcmPeer:
     """The fake FCM service; ``service_account(path)`` writes credentials that point at it."""
 
-    def __init__(self, project_id: str = "notifier-test") -> None:
+    def __init__(self, project_id: str = "notifier-test", tls: Path | None = None) -> None:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.client_email = f"notifier@{project_id}.iam.gserviceaccount.com"
         self.state = _State(project_id, self._key.public_key(), self.client_email)
         handler = type("Handler", (_Handler,), {"state": self.state})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.ca_file = serve_https(self.server, tls) if tls is not None else None
+        self.url = f"{'https://localhost' if tls else 'http://127.0.0.1'}:{self.server.server_address[1]}"
         handler.base_url = self.url
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
