@@ -1,9 +1,11 @@
 """Celery configuration shared by producers and workers, built from the settings.
 
 The reliability choices live here: late acks and reject-on-worker-lost so a killed worker's task is
-run again; a small prefetch; a visibility timeout that bounds how long a lost task waits to be
-redelivered, checked every few seconds (kombu's default scans only every 100 s); and a short
-``unacked_mutex_expire`` so a killed worker does not block restores.
+run again; a small prefetch; on a Redis broker, task queues kept in Redis Streams
+(``notifier/streams_transport.py``: no instant between taking a message and recording it as pending)
+with a visibility timeout that bounds how long a dead worker's tasks wait to be taken back, checked
+every few seconds (kombu's default scans only every 100 s); and a short ``unacked_mutex_expire`` so a
+killed worker does not block kombu's restores of its remaining list queues (remote-control replies).
 
 A broker that accepts connections and never answers must not hang a producer: every connection has a
 connect and a socket timeout (``BROKER_TIMEOUT``), and a publish is retried only ``PUBLISH_RETRIES``
@@ -19,8 +21,8 @@ from notifier.queues import QUEUES, ROUTES
 
 BROKER_TIMEOUT = 3.0
 """Seconds the broker may take to accept a connection (and, on AMQP, finish the handshake), and on
-Redis to answer one command. Kombu's Redis consumer blocks in BRPOP for ``brpop_timeout`` (1 s), well
-inside it."""
+Redis to answer one command. The consumer blocks in XREADGROUP (or kombu's BRPOP) for ``brpop_timeout``
+(1 s), well inside it."""
 PUBLISH_RETRIES = 1
 """Publishes retried after a connection error; each retry costs up to ``BROKER_TIMEOUT`` twice."""
 RESULT_TIMEOUT = 10.0
