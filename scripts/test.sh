@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: install, make sure Redis/RabbitMQ/Chromium are there, run the whole suite, then
-# the end-to-end pipeline tests again with RabbitMQ as the broker (Redis stays the store).
+# the end-to-end pipeline and fault tests (crash, poison, random kills) again with RabbitMQ as the broker
+# (Redis stays the store).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,4 +9,4 @@ bash scripts/services.sh
 .venv/bin/python -m pytest -q "$@"
 echo "== end-to-end tests with RabbitMQ as the broker"
 NOTIFIER_TEST_BROKER=amqp .venv/bin/python -m pytest -q tests/test_pipeline.py tests/test_rules.py \
-  tests/test_failures.py "$@"
+  tests/test_failures.py tests/test_crash.py tests/test_faults_poison.py tests/test_faults_kill.py "$@"

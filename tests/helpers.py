@@ -165,7 +165,10 @@ class Worker:
         cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
                "-P", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
                "-n", self.name, "-l", "INFO"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+        # The test process's own metrics folder (set when it imports workers/) is not the worker's:
+        # shared, every worker's counters would add up on each one's /metrics.
+        inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**inherited, **env}, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self._ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
