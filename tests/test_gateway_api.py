@@ -13,7 +13,7 @@ import pytest
 
 from notifier import tokens
 from notifier.inbox import Inbox
-from tests.gateway_support import API_KEY, SSE, Gateway, token
+from tests.gateway_support import API_KEY, SSE, Gateway, free_port, token
 from tests.helpers import ROOT, uid, wait_for
 
 WEBPUSH = {"platform": "webpush", "subscription": {
@@ -301,6 +301,24 @@ def test_notify_needs_the_server_api_key(gateway: Gateway) -> None:
         assert bad.status_code == 422 and "notification.type" in bad.json()["message"]
         bad = http.post("/v1/notify/bulk", json={"items": []}, headers={"X-API-Key": API_KEY})
         assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("scheme", ["redis://:s3cret@127.0.0.1:{port}/0", "amqp://guest:s3cret@127.0.0.1:{port}//"])
+def test_notify_answers_503_with_retry_after_when_the_broker_is_down(scheme: str) -> None:
+    """Nothing listens at the broker's port (connections are refused, so the producer gives up fast)."""
+    gw = Gateway({"NOTIFIER_BROKER_URL": scheme.format(port=free_port())}).wait_ready()
+    item = {"user_id": uid(), "notification": {"type": "test", "title": "hi"}}
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30, headers={"X-API-Key": API_KEY}) as http:
+            for path, body in (("/v1/notify", item), ("/v1/notify/bulk", {"items": [item]})):
+                response = http.post(path, json=body)
+                assert response.status_code == 503, (path, response.text)
+                assert response.headers["retry-after"] == "2"
+                assert response.json() == {"error": "unavailable", "message": "the message broker is "
+                                           "unreachable, so nothing was sent; retry shortly"}
+        assert "s3cret" not in gw.log()
+    finally:
+        gw.stop()
 
 
 # Limits and operations ----------------------------------------------------------------------------

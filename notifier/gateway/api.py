@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
-from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from notifier.devices import Device, Devices, Registration
@@ -205,10 +204,7 @@ def vapid_public_key(state: State) -> VapidKey:
              dependencies=[Depends(require_service)])
 def notify(body: NotifyRequest) -> Accepted:
     """Send one notification to one user through the pipeline (server API key required)."""
-    try:
-        result = send_notification.delay(body.user_id, body.notification, idempotency_key=body.idempotency_key)
-    except OperationalError as exc:
-        raise ApiError(503, f"the message broker is unreachable; retry later ({exc})") from None
+    result = send_notification.delay(body.user_id, body.notification, idempotency_key=body.idempotency_key)
     return Accepted(id=result.id)
 
 
@@ -217,7 +213,4 @@ def notify(body: NotifyRequest) -> Accepted:
 def notify_bulk(body: NotifyBulk) -> AcceptedBulk:
     """Send up to 1000 notifications, each to its own user, in router batches."""
     items = [(i.user_id, i.notification, i.idempotency_key) for i in body.items]
-    try:
-        return AcceptedBulk(ids=send_bulk(items))
-    except OperationalError as exc:
-        raise ApiError(503, f"the message broker is unreachable; retry later ({exc})") from None
+    return AcceptedBulk(ids=send_bulk(items))
