@@ -215,11 +215,15 @@ class RawWs:
     """A WebSocket on a plain socket that reads only when told to: a client that stops reading.
 
     The protocol is websockets' sans-I/O client; the socket's receive buffer is made small, so the
-    gateway's writes back up into its own transport as they would behind a stalled phone.
+    gateway's writes back up into its own transport as they would behind a stalled phone. The server's
+    Ping frames are recorded (monotonic times in ``pings``) and answered unless ``answer_pings`` is
+    False: then, once upgraded, the client sends nothing at all, like a peer that vanished.
     """
 
-    def __init__(self, gateway: Gateway, token: str, receive_buffer: int = 4096) -> None:
+    def __init__(self, gateway: Gateway, token: str, receive_buffer: int = 4096, answer_pings: bool = True) -> None:
         self.protocol = ClientProtocol(parse_uri(f"{gateway.ws_url}/v1/ws?token={token}"), max_size=None)
+        self.pings: list[float] = []
+        self.answer_pings = True
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(10)
@@ -231,10 +235,11 @@ class RawWs:
         self.read_until(lambda: not self.frames.empty())
         if self.protocol.handshake_exc is not None:
             raise self.protocol.handshake_exc
+        self.answer_pings = answer_pings
 
     def _flush(self) -> None:
         for data in self.protocol.data_to_send():
-            if data:
+            if data and self.answer_pings:
                 self.sock.sendall(data)
 
     def read_until(self, done: Any, timeout: float = 15) -> None:
@@ -248,6 +253,8 @@ class RawWs:
             for event in self.protocol.events_received():
                 if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
                     self.frames.put(orjson.loads(event.data))
+                elif isinstance(event, Frame) and event.opcode is Opcode.PING:
+                    self.pings.append(time.monotonic())
                 elif isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
                     self.close_code = Close.parse(event.data).code
             self._flush()

@@ -8,7 +8,12 @@ up; an oversized one closes it with 1009, and a flood of bad ones with 1008.
 
 Close codes: 4401 missing/invalid/expired token, 4429 too many connections for the user,
 1013 come back later (Redis unreachable, or the client fell too far behind: resume from the last id),
-1008 policy violation, 1009 frame too large.
+1008 policy violation, 1009 frame too large, 1011 no Pong to the server's keepalive Ping in time.
+
+Keepalive is uvicorn's own: a Ping control frame every ``NOTIFIER_HEARTBEAT_SECONDS``, and a client
+that does not answer within as long is closed (``notifier gateway`` sets uvicorn's
+``ws_ping_interval`` and ``ws_ping_timeout`` from the setting). The pump's heartbeat ticks only
+check the send deadline and the token's expiry.
 
 Like ``/v1/stream``, a bare ASGI handler reached before FastAPI (see ``notifier.gateway.sse``): each
 connection is two tasks, the pump (feed to client) and the listener (client frames).
@@ -127,7 +132,7 @@ class _Connection:
                 await self.send_events(batch)
 
     async def pump(self) -> None:
-        """Feed to client until the client leaves or the feed must end (uvicorn pings the client)."""
+        """Feed to client until the client leaves or the feed must end (uvicorn sends the pings)."""
         try:
             while True:
                 item = await self.feed.next()
