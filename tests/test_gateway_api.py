@@ -162,10 +162,30 @@ def test_unread_count_and_mark_read_by_ids_and_all(gateway: Gateway) -> None:
     ids = seed(user, 4)
     with gateway.client(token(user)) as http:
         assert http.get("/v1/notifications/unread-count").json() == {"unread": 4}
-        assert http.post("/v1/notifications/read", json={"ids": ids[:2]}).json() == {"unread": 2}
-        assert http.post("/v1/notifications/read", json={"ids": ids[:2]}).json() == {"unread": 2}
-        assert http.post("/v1/notifications/read", json={"all": True}).json() == {"unread": 0}
+        read = http.post("/v1/notifications/read", json={"ids": ids[:2]})
+        assert read.json() == {"marked": 2, "unknown": [], "unread": 2}
+        again = http.post("/v1/notifications/read", json={"ids": ids[:2]})
+        assert again.json() == {"marked": 0, "unknown": [], "unread": 2}, "already read: known, not marked"
+        assert http.post("/v1/notifications/read", json={"all": True}).json() == {"marked": 2, "unknown": [],
+                                                                                  "unread": 0}
         assert http.get("/v1/notifications/unread-count").json() == {"unread": 0}
+
+
+def test_mark_read_takes_the_entry_id_a_live_client_has_and_reports_unknown_ids(gateway: Gateway) -> None:
+    """The SSE ``id:`` / WebSocket ``id`` is an inbox entry id, and that is what a client keeps."""
+    user = uid()
+    box = Inbox()
+    added = [box.append(user, {"id": f"n{i}-{uid('x')}", "type": "test", "title": f"t{i}"}) for i in range(3)]
+    first_nid = box.list(user, limit=3).items[-1]["id"]
+    with gateway.client(token(user)) as http:
+        by_entry = http.post("/v1/notifications/read", json={"ids": [added[1].entry_id]})
+        assert by_entry.status_code == 200, by_entry.text
+        assert by_entry.json() == {"marked": 1, "unknown": [], "unread": 2}
+        items = {i["entry_id"]: i["read"] for i in http.get("/v1/notifications").json()["items"]}
+        assert items == {added[0].entry_id: False, added[1].entry_id: True, added[2].entry_id: False}
+        nothing = ["1-0", "no-such-notification", "99999999999999999999999-0", "12345"]
+        mixed = http.post("/v1/notifications/read", json={"ids": [first_nid, *nothing, added[1].entry_id]})
+        assert mixed.json() == {"marked": 1, "unknown": nothing, "unread": 1}
 
 
 def test_delete_removes_and_reports_missing(gateway: Gateway) -> None:
@@ -186,8 +206,9 @@ def test_a_user_can_never_touch_another_users_notifications(gateway: Gateway) ->
         assert http.get("/v1/notifications").json()["items"] == []
         assert http.get("/v1/notifications/unread-count").json() == {"unread": 0}
         assert http.get(f"/v1/notifications/{ids[0]}").status_code == 404
-        assert http.post("/v1/notifications/read", json={"ids": ids}).json() == {"unread": 0}
-        assert http.post("/v1/notifications/read", json={"all": True}).json() == {"unread": 0}
+        assert http.post("/v1/notifications/read", json={"ids": ids}).json() == {"marked": 0, "unknown": ids,
+                                                                                 "unread": 0}
+        assert http.post("/v1/notifications/read", json={"all": True}).json()["unread"] == 0
         assert http.delete(f"/v1/notifications/{ids[0]}").status_code == 404
         with_user_param = http.get("/v1/notifications", params={"user_id": alice}).json()
         assert with_user_param["items"] == []

@@ -72,20 +72,23 @@ def test_sse_receives_a_notification_sent_through_the_worker(gateway: Gateway) -
         stream.close()
 
 
-def test_websocket_receives_pings_and_marks_read(gateway: Gateway) -> None:
+def test_websocket_answers_pings_and_marks_read_by_the_frame_id(gateway: Gateway) -> None:
     user = uid()
     with gateway.ws(token(user)) as ws:
         connected = ws.next()
         assert connected["type"] == "connected" and connected["user_id"] == user
-        nid = send(user, "hello ws")
+        nid, other = send(user, "hello ws"), send(user, "and another")
         frame = ws.next("notification")
         assert frame["notification"]["id"] == nid and frame["id"] == frame["notification"]["entry_id"]
+        assert ws.next("notification")["notification"]["id"] == other
         ws.send({"type": "ping", "ref": 7})
         assert ws.next("pong") == {"type": "pong", "ref": 7}
-        ws.send({"type": "read", "ids": [nid], "ref": "r1"})
-        while (frame := ws.next("unread_count")).get("ref") != "r1":
-            pass
-        assert frame["unread"] == 0 and Inbox().unread_count(user) == 0
+        ws.send({"type": "read", "ids": [frame["id"], "1-0", "nope"], "ref": "r1"})
+        assert ws.next("marked") == {"type": "marked", "marked": 1, "unknown": ["1-0", "nope"], "unread": 1,
+                                     "ref": "r1"}
+        assert [i["id"] for i in Inbox().list(user, unread_only=True).items] == [other]
+        ws.send({"type": "read", "ids": [other], "ref": "r2"})
+        assert ws.next("marked") == {"type": "marked", "marked": 1, "unknown": [], "unread": 0, "ref": "r2"}
 
 
 def test_notify_endpoint_sends_through_the_pipeline(gateway: Gateway) -> None:
@@ -167,7 +170,7 @@ def test_marking_read_on_one_connection_updates_the_others(gateway: Gateway) -> 
             _sse_unread_becomes(stream, 2)
             _ws_unread_becomes(ws, 2)
             with gateway.client(token(user)) as http:
-                assert http.post("/v1/notifications/read", json={"ids": [first]}).json() == {"unread": 1}
+                assert http.post("/v1/notifications/read", json={"ids": [first]}).json()["unread"] == 1
             _sse_unread_becomes(stream, 1)
             _ws_unread_becomes(ws, 1)
             ws.send({"type": "read", "all": True})

@@ -57,10 +57,12 @@ class UnreadCount(BaseModel):
 
 
 class MarkRead(BaseModel):
-    """Either ``ids`` (notification ids) or ``all: true``."""
+    """Either ``ids`` (notification ids or inbox entry ids, mixed as you like) or ``all: true``."""
 
     model_config = ConfigDict(extra="forbid")
-    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(None, max_length=MAX_IDS)
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=MAX_IDS, description="Notification ids (`id`) or inbox entry ids (`entry_id`, the "
+                                              "SSE `id:`, the WebSocket frame's `id`)")
     all: bool = False
 
     @model_validator(mode="after")
@@ -68,6 +70,12 @@ class MarkRead(BaseModel):
         if self.all == (self.ids is not None):
             raise ValueError('send either "ids": [...] or "all": true')
         return self
+
+
+class MarkedRead(BaseModel):
+    marked: int = Field(description="Notifications that became read (already read ones are not counted)")
+    unknown: list[str] = Field(description="The ids sent that name no notification in your inbox")
+    unread: int
 
 
 class Deleted(BaseModel):
@@ -113,10 +121,14 @@ def unread_count(user: UserId, state: State) -> UnreadCount:
     return UnreadCount(unread=state.inbox.unread_count(user))
 
 
-@router.post("/notifications/read", response_model=UnreadCount, tags=["inbox"])
-def mark_read(user: UserId, state: State, body: MarkRead) -> UnreadCount:
-    """Mark some or all notifications read; the user's open connections get the new count live."""
-    return UnreadCount(unread=state.inbox.mark_read(user, None if body.all else body.ids))
+@router.post("/notifications/read", response_model=MarkedRead, tags=["inbox"])
+def mark_read(user: UserId, state: State, body: MarkRead) -> MarkedRead:
+    """Mark some or all notifications read; the user's open connections get the new count live.
+
+    Ids that name nothing in your inbox are listed in ``unknown``, not ignored.
+    """
+    marked = state.inbox.mark(user, None if body.all else body.ids)
+    return MarkedRead(marked=marked.marked, unknown=marked.unknown, unread=marked.unread)
 
 
 @router.get("/notifications/{notification_id}", response_model=InboxItem, tags=["inbox"],

@@ -1,10 +1,12 @@
 """``GET /v1/ws``: the live feed over a WebSocket, with JSON frames both ways.
 
 Server to client: ``connected``, ``notification`` (``id`` = inbox entry id), ``unread_count``,
-``pong`` and ``error``. Client to server: ``{"type": "ping"}``, ``{"type": "read", "ids": [...]}`` or
-``{"type": "read", "all": true}``, and ``{"type": "resume", "since": "<entry id>"}``; any frame may
-carry a ``ref`` that the answer echoes. A bad frame gets an ``error`` frame and the connection stays
-up; an oversized one closes it with 1009, and a flood of bad ones with 1008.
+``pong``, ``marked`` and ``error``. Client to server: ``{"type": "ping"}``, ``{"type": "read",
+"ids": [...]}`` (notification ids or entry ids) or ``{"type": "read", "all": true}``, answered by
+``{"type": "marked", "marked": N, "unknown": [the ids that named nothing], "unread": N}``, and
+``{"type": "resume", "since": "<entry id>"}``; any frame may carry a ``ref`` that the answer echoes.
+A bad frame gets an ``error`` frame and the connection stays up; an oversized one closes it with
+1009, and a flood of bad ones with 1008.
 
 Close codes: 4401 missing/invalid/expired token, 4429 too many connections for the user,
 1013 come back later (Redis unreachable, or the client fell too far behind: resume from the last id),
@@ -199,9 +201,9 @@ class _Connection:
         if isinstance(frame, Ping):
             reply = {"type": "pong"}
         elif isinstance(frame, Read):
-            unread = await run_in_threadpool(self.state.inbox.mark_read, self.feed.user_id,
+            marked = await run_in_threadpool(self.state.inbox.mark, self.feed.user_id,
                                              None if frame.all else frame.ids)
-            reply = {"type": "unread_count", "unread": unread}
+            reply = {"type": "marked", "marked": marked.marked, "unknown": marked.unknown, "unread": marked.unread}
         else:
             await self.replay(frame.since)
             return
