@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -371,6 +372,11 @@ def test_health_openapi_and_static_client(gateway: Gateway) -> None:
                      "/v1/devices/{device_id}", "/v1/webpush/vapid-public-key", "/v1/notify", "/v1/stream",
                      "/healthz"):
             assert path in paths
+        for docs in ("/docs", "/redoc"):
+            page = http.get(docs)
+            assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+            assert page.status_code == 200 and assets and all(a.startswith("/") for a in assets), (docs, assets)
+            assert all(http.get(a).status_code == 200 for a in assets), "the docs' scripts and styles are served"
         js = http.get("/static/notifier-client.js")
         assert js.status_code == 200 and "export class NotifierClient" in js.text
         page = http.get("/")
