@@ -7,6 +7,7 @@ in the thread pool because they are synchronous.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import orjson
@@ -127,8 +128,7 @@ def mark_read(user: UserId, state: State, body: MarkRead) -> MarkedRead:
 
     Ids that name nothing in your inbox are listed in ``unknown``, not ignored.
     """
-    marked = state.inbox.mark(user, None if body.all else body.ids)
-    return MarkedRead(marked=marked.marked, unknown=marked.unknown, unread=marked.unread)
+    return MarkedRead(**asdict(state.inbox.mark(user, None if body.all else body.ids)))
 
 
 @router.get("/notifications/{notification_id}", response_model=InboxItem, tags=["inbox"],

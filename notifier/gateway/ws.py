@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -203,7 +204,7 @@ class _Connection:
         elif isinstance(frame, Read):
             marked = await run_in_threadpool(self.state.inbox.mark, self.feed.user_id,
                                              None if frame.all else frame.ids)
-            reply = {"type": "marked", "marked": marked.marked, "unknown": marked.unknown, "unread": marked.unread}
+            reply = {"type": "marked", **asdict(marked)}
         else:
             await self.replay(frame.since)
             return
