@@ -238,9 +238,14 @@ class RawWs:
         self.answer_pings = answer_pings
 
     def _flush(self) -> None:
+        """Send what the protocol has to say (Pongs, the close reply); the server may have hung up
+        already (a client that reads late answers pings the server gave up on): then just read on."""
         for data in self.protocol.data_to_send():
             if data and self.answer_pings:
-                self.sock.sendall(data)
+                try:
+                    self.sock.sendall(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
 
     def read_until(self, done: Any, timeout: float = 15) -> None:
         """Read and decode frames until ``done()`` is true or the connection closes."""
@@ -248,7 +253,10 @@ class RawWs:
         while not done() and self.close_code is None:
             if time.monotonic() > deadline:
                 raise TimeoutError("no such frame in time")
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
             self.protocol.receive_data(data) if data else self.protocol.receive_eof()
             for event in self.protocol.events_received():
                 if isinstance(event, Frame) and event.opcode is Opcode.TEXT:

@@ -336,12 +336,22 @@ def test_a_client_that_falls_behind_is_dropped_and_resumes(tight_gateway: Gatewa
         resumed.close()
 
 
-def test_a_websocket_client_that_stops_reading_is_dropped_once_it_reads_and_resumes(tight_gateway: Gateway) -> None:
+@pytest.fixture(scope="module")
+def unpinged_gateway(worker: Worker) -> Iterator[Gateway]:
+    """A small client buffer and a long heartbeat: a client that stops reading meets the buffer limit
+    (1013), not the keepalive Ping it cannot answer (1011)."""
+    gw = Gateway({"NOTIFIER_CLIENT_BUFFER": "4", "NOTIFIER_HEARTBEAT_SECONDS": "30"}).wait_ready()
+    yield gw
+    gw.stop()
+
+
+def test_a_websocket_client_that_stops_reading_is_dropped_once_it_reads_and_resumes(
+        unpinged_gateway: Gateway) -> None:
     """Notifications come slower than the gateway writes them, but the client reads nothing: its socket
     fills, the gateway's writes wait (its buffer then overflows), and the close (1013) waits behind the
     unread frames. Once the client reads it gets those and the close; resuming loses nothing."""
     user = uid()
-    client = RawWs(tight_gateway, token(user))
+    client = RawWs(unpinged_gateway, token(user))
     burst, body = 500, "x" * 16_000
     try:
         assert client.frames.get_nowait()["type"] == "connected"
@@ -355,7 +365,7 @@ def test_a_websocket_client_that_stops_reading_is_dropped_once_it_reads_and_resu
         assert 0 < len(got) < burst
     finally:
         client.close()
-    assert_resume_delivers_the_rest(tight_gateway, user, got, burst)
+    assert_resume_delivers_the_rest(unpinged_gateway, user, got, burst)
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +384,8 @@ def test_a_client_that_takes_nothing_is_dropped_after_the_send_timeout_and_resum
         impatient_gateway: Gateway, transport: str) -> None:
     """Fewer notifications than the client's buffer holds, but more bytes than the sockets take: the
     gateway's write waits, and after NOTIFIER_SEND_TIMEOUT_SECONDS the connection is dropped (its
-    subscription goes although the client's socket is still open). What was written is read later;
+    subscription goes although the client's socket is still open; a WebSocket client reading nothing
+    answers no keepalive Ping either, so that may end it first). What was written is read later;
     resuming from there loses nothing."""
     from notifier.store import get_keys, get_redis
 
