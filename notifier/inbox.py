@@ -38,6 +38,18 @@ class Appended:
 
 
 @dataclass(frozen=True)
+class Marked:
+    """What marking read did, so a client learns when its ids named nothing."""
+
+    marked: int
+    """Notifications that became read (one already read is not counted, nor is it unknown)."""
+    unread: int
+    """The unread count afterwards."""
+    unknown: list[str]
+    """The ids given that name no notification in the inbox, in the order given."""
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
@@ -95,14 +107,23 @@ class Inbox:
 
     def mark_read(self, user_id: str, ids: Sequence[str] | None = None) -> int:
         """Mark ``ids`` read, or everything when ``ids`` is None; returns the unread count."""
+        return self.mark(user_id, ids).unread
+
+    def mark(self, user_id: str, ids: Sequence[str] | None = None) -> Marked:
+        """Mark ``ids`` read, or everything when ``ids`` is None, and say which ids named nothing.
+
+        Each id is a notification id or an inbox entry id (``1700000000000-0``: the SSE ``id:`` and
+        the WebSocket frame's ``id``), whichever the client kept.
+        """
         if ids is not None:
             ids = _check_ids(ids)
             if not ids:
-                return self.unread_count(user_id)
+                return Marked(0, self.unread_count(user_id), [])
         k = self.keys
-        _, unread = store.script("inbox_read")([k.unread(user_id), k.live(user_id)], list(ids or []),
-                                               client=self.r)
-        return int(unread)
+        changed, unread, *unknown = store.script("inbox_read")(
+            [k.unread(user_id), k.live(user_id), k.inbox_ids(user_id), k.inbox(user_id)], list(ids or []),
+            client=self.r)
+        return Marked(int(changed), int(unread), [str(i) for i in unknown])
 
     def delete(self, user_id: str, ids: Sequence[str]) -> tuple[int, int]:
         """Delete by notification id; returns ``(deleted, unread count)``."""

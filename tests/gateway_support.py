@@ -215,11 +215,15 @@ class RawWs:
     """A WebSocket on a plain socket that reads only when told to: a client that stops reading.
 
     The protocol is websockets' sans-I/O client; the socket's receive buffer is made small, so the
-    gateway's writes back up into its own transport as they would behind a stalled phone.
+    gateway's writes back up into its own transport as they would behind a stalled phone. The server's
+    Ping frames are recorded (monotonic times in ``pings``) and answered unless ``answer_pings`` is
+    False: then, once upgraded, the client sends nothing at all, like a peer that vanished.
     """
 
-    def __init__(self, gateway: Gateway, token: str, receive_buffer: int = 4096) -> None:
+    def __init__(self, gateway: Gateway, token: str, receive_buffer: int = 4096, answer_pings: bool = True) -> None:
         self.protocol = ClientProtocol(parse_uri(f"{gateway.ws_url}/v1/ws?token={token}"), max_size=None)
+        self.pings: list[float] = []
+        self.answer_pings = True
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(10)
@@ -231,11 +235,17 @@ class RawWs:
         self.read_until(lambda: not self.frames.empty())
         if self.protocol.handshake_exc is not None:
             raise self.protocol.handshake_exc
+        self.answer_pings = answer_pings
 
     def _flush(self) -> None:
+        """Send what the protocol has to say (Pongs, the close reply); the server may have hung up
+        already (a client that reads late answers pings the server gave up on): then just read on."""
         for data in self.protocol.data_to_send():
-            if data:
-                self.sock.sendall(data)
+            if data and self.answer_pings:
+                try:
+                    self.sock.sendall(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
 
     def read_until(self, done: Any, timeout: float = 15) -> None:
         """Read and decode frames until ``done()`` is true or the connection closes."""
@@ -243,11 +253,16 @@ class RawWs:
         while not done() and self.close_code is None:
             if time.monotonic() > deadline:
                 raise TimeoutError("no such frame in time")
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
             self.protocol.receive_data(data) if data else self.protocol.receive_eof()
             for event in self.protocol.events_received():
                 if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
                     self.frames.put(orjson.loads(event.data))
+                elif isinstance(event, Frame) and event.opcode is Opcode.PING:
+                    self.pings.append(time.monotonic())
                 elif isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
                     self.close_code = Close.parse(event.data).code
             self._flush()

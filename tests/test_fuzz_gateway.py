@@ -249,7 +249,7 @@ def expect_answer_or_close(ws: WsClient) -> str:
         code = closed.rcvd.code if closed.rcvd else None
         assert code in (1008, 1009), f"closed with {code}"
         return "closed"
-    assert frame["type"] in ("error", "notification", "unread_count", "pong"), frame
+    assert frame["type"] in ("error", "notification", "unread_count", "pong", "marked"), frame
     if frame["type"] == "error":
         assert frame["message"], frame
     return frame["type"]

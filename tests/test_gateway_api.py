@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from notifier import tokens
 from notifier.inbox import Inbox
-from tests.gateway_support import API_KEY, SSE, Gateway, token
+from tests.gateway_support import API_KEY, SSE, Gateway, free_port, token
 from tests.helpers import ROOT, uid, wait_for
 
 WEBPUSH = {"platform": "webpush", "subscription": {
@@ -171,10 +172,30 @@ def test_unread_count_and_mark_read_by_ids_and_all(gateway: Gateway) -> None:
     ids = seed(user, 4)
     with gateway.client(token(user)) as http:
         assert http.get("/v1/notifications/unread-count").json() == {"unread": 4}
-        assert http.post("/v1/notifications/read", json={"ids": ids[:2]}).json() == {"unread": 2}
-        assert http.post("/v1/notifications/read", json={"ids": ids[:2]}).json() == {"unread": 2}
-        assert http.post("/v1/notifications/read", json={"all": True}).json() == {"unread": 0}
+        read = http.post("/v1/notifications/read", json={"ids": ids[:2]})
+        assert read.json() == {"marked": 2, "unknown": [], "unread": 2}
+        again = http.post("/v1/notifications/read", json={"ids": ids[:2]})
+        assert again.json() == {"marked": 0, "unknown": [], "unread": 2}, "already read: known, not marked"
+        assert http.post("/v1/notifications/read", json={"all": True}).json() == {"marked": 2, "unknown": [],
+                                                                                  "unread": 0}
         assert http.get("/v1/notifications/unread-count").json() == {"unread": 0}
+
+
+def test_mark_read_takes_the_entry_id_a_live_client_has_and_reports_unknown_ids(gateway: Gateway) -> None:
+    """The SSE ``id:`` / WebSocket ``id`` is an inbox entry id, and that is what a client keeps."""
+    user = uid()
+    box = Inbox()
+    added = [box.append(user, {"id": f"n{i}-{uid('x')}", "type": "test", "title": f"t{i}"}) for i in range(3)]
+    first_nid = box.list(user, limit=3).items[-1]["id"]
+    with gateway.client(token(user)) as http:
+        by_entry = http.post("/v1/notifications/read", json={"ids": [added[1].entry_id]})
+        assert by_entry.status_code == 200, by_entry.text
+        assert by_entry.json() == {"marked": 1, "unknown": [], "unread": 2}
+        items = {i["entry_id"]: i["read"] for i in http.get("/v1/notifications").json()["items"]}
+        assert items == {added[0].entry_id: False, added[1].entry_id: True, added[2].entry_id: False}
+        nothing = ["1-0", "no-such-notification", "99999999999999999999999-0", "12345"]
+        mixed = http.post("/v1/notifications/read", json={"ids": [first_nid, *nothing, added[1].entry_id]})
+        assert mixed.json() == {"marked": 1, "unknown": nothing, "unread": 1}
 
 
 def test_delete_removes_and_reports_missing(gateway: Gateway) -> None:
@@ -195,8 +216,9 @@ def test_a_user_can_never_touch_another_users_notifications(gateway: Gateway) ->
         assert http.get("/v1/notifications").json()["items"] == []
         assert http.get("/v1/notifications/unread-count").json() == {"unread": 0}
         assert http.get(f"/v1/notifications/{ids[0]}").status_code == 404
-        assert http.post("/v1/notifications/read", json={"ids": ids}).json() == {"unread": 0}
-        assert http.post("/v1/notifications/read", json={"all": True}).json() == {"unread": 0}
+        assert http.post("/v1/notifications/read", json={"ids": ids}).json() == {"marked": 0, "unknown": ids,
+                                                                                 "unread": 0}
+        assert http.post("/v1/notifications/read", json={"all": True}).json()["unread"] == 0
         assert http.delete(f"/v1/notifications/{ids[0]}").status_code == 404
         with_user_param = http.get("/v1/notifications", params={"user_id": alice}).json()
         assert with_user_param["items"] == []
@@ -312,6 +334,24 @@ def test_notify_needs_the_server_api_key(gateway: Gateway) -> None:
         assert bad.status_code == 422
 
 
+@pytest.mark.parametrize("scheme", ["redis://:s3cret@127.0.0.1:{port}/0", "amqp://guest:s3cret@127.0.0.1:{port}//"])
+def test_notify_answers_503_with_retry_after_when_the_broker_is_down(scheme: str) -> None:
+    """Nothing listens at the broker's port (connections are refused, so the producer gives up fast)."""
+    gw = Gateway({"NOTIFIER_BROKER_URL": scheme.format(port=free_port())}).wait_ready()
+    item = {"user_id": uid(), "notification": {"type": "test", "title": "hi"}}
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30, headers={"X-API-Key": API_KEY}) as http:
+            for path, body in (("/v1/notify", item), ("/v1/notify/bulk", {"items": [item]})):
+                response = http.post(path, json=body)
+                assert response.status_code == 503, (path, response.text)
+                assert response.headers["retry-after"] == "2"
+                assert response.json() == {"error": "unavailable", "message": "the message broker is "
+                                           "unreachable, so nothing was sent; retry shortly"}
+        assert "s3cret" not in gw.log()
+    finally:
+        gw.stop()
+
+
 # Limits and operations ----------------------------------------------------------------------------
 def test_request_bodies_over_the_limit_get_413(gateway: Gateway) -> None:
     big = b'{"ids": ["' + b"a" * (70 * 1024) + b'"]}'
@@ -341,6 +381,11 @@ def test_health_openapi_and_static_client(gateway: Gateway) -> None:
                      "/v1/devices/{device_id}", "/v1/webpush/vapid-public-key", "/v1/notify", "/v1/stream",
                      "/healthz"):
             assert path in paths
+        for docs in ("/docs", "/redoc"):
+            page = http.get(docs)
+            assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+            assert page.status_code == 200 and assets and all(a.startswith("/") for a in assets), (docs, assets)
+            assert all(http.get(a).status_code == 200 for a in assets), "the docs' scripts and styles are served"
         js = http.get("/static/notifier-client.js")
         assert js.status_code == 200 and "export class NotifierClient" in js.text
         page = http.get("/")

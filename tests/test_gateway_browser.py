@@ -49,10 +49,10 @@ def browser() -> Iterator[object]:
         instance.close()
 
 
-def screenshot(page: object, name: str) -> Path:
+def screenshot(page: object, name: str, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=str(path), full_page=full_page)  # type: ignore[attr-defined]
     return path
 
 
@@ -224,5 +224,54 @@ def test_a_refused_token_brings_back_the_login_form(stack: Gateway, browser: obj
         page.fill("#token-input", token(uid("browser")))
         page.get_by_role("button", name="Connect").click()
         expect(page.locator("#state")).to_have_text("live", timeout=10_000)
+    finally:
+        context.close()
+
+
+REDOC_BADGE = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+"""ReDoc's "API docs by Redocly" sidebar image: it tries it, and hides it when it does not load."""
+
+
+@pytest.fixture(scope="module")
+def docs_gateway() -> Iterator[Gateway]:
+    gateway = Gateway().wait_ready()
+    yield gateway
+    gateway.stop()
+
+
+def test_api_docs_render_with_no_network_beyond_the_gateway(docs_gateway: Gateway, browser: object) -> None:
+    """/docs (Swagger UI) and /redoc (ReDoc) load every script and style from the gateway itself:
+    each request for another host is refused, as on a machine without Internet access."""
+    expect = playwright_api.expect
+    context = browser.new_context(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
+    refused: list[str] = []
+
+    def offline(route: object) -> None:
+        url = route.request.url  # type: ignore[attr-defined]
+        if url.startswith(docs_gateway.url + "/") or url.startswith("data:"):
+            route.continue_()  # type: ignore[attr-defined]
+        else:
+            refused.append(url)
+            route.abort()  # type: ignore[attr-defined]
+
+    context.route("**/*", offline)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{docs_gateway.url}/docs")
+        operation = page.locator(".opblock-summary-path", has_text="/v1/notifications/read")
+        expect(operation).to_be_visible(timeout=15_000)
+        expect(page.locator(".opblock-summary-path", has_text="/v1/notify/bulk")).to_be_visible()
+        screenshot(page, "gateway-docs-swagger.png", full_page=False)
+
+        page.goto(f"{docs_gateway.url}/redoc")
+        expect(page.get_by_role("heading", name="List Notifications")).to_be_visible(timeout=15_000)
+        expect(page.get_by_role("heading", name="Mark Read")).to_be_attached()
+        expect(page.locator("img[alt='redocly logo']")).to_have_count(0)
+        screenshot(page, "gateway-docs-redoc.png", full_page=False)
+        assert errors == []
+        outside = [url for url in refused if url != REDOC_BADGE]
+        assert outside == [], f"the docs need outside resources: {outside}"
     finally:
         context.close()

@@ -106,7 +106,8 @@ def test_sse_and_websocket_users_on_every_shard(gateway: Gateway, on_cluster: Re
             listed = http.get("/v1/notifications").json()["items"]
             assert [i["id"] for i in listed] == [ids[both_user]] and listed[0]["read"] is False
             assert http.get("/v1/notifications/unread-count").json() == {"unread": 1}
-            assert http.post("/v1/notifications/read", json={"ids": [ids[both_user]]}).json() == {"unread": 0}
+            assert http.post("/v1/notifications/read", json={"ids": [ids[both_user]]}).json() == {
+                "marked": 1, "unknown": [], "unread": 0}
         assert streams[1].next("unread_count")[2] == {"unread": 1}
         assert streams[1].next("unread_count")[2] == {"unread": 0}, "read state is published on the shard too"
     finally:

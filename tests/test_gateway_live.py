@@ -72,20 +72,23 @@ def test_sse_receives_a_notification_sent_through_the_worker(gateway: Gateway) -
         stream.close()
 
 
-def test_websocket_receives_pings_and_marks_read(gateway: Gateway) -> None:
+def test_websocket_answers_pings_and_marks_read_by_the_frame_id(gateway: Gateway) -> None:
     user = uid()
     with gateway.ws(token(user)) as ws:
         connected = ws.next()
         assert connected["type"] == "connected" and connected["user_id"] == user
-        nid = send(user, "hello ws")
+        nid, other = send(user, "hello ws"), send(user, "and another")
         frame = ws.next("notification")
         assert frame["notification"]["id"] == nid and frame["id"] == frame["notification"]["entry_id"]
+        assert ws.next("notification")["notification"]["id"] == other
         ws.send({"type": "ping", "ref": 7})
         assert ws.next("pong") == {"type": "pong", "ref": 7}
-        ws.send({"type": "read", "ids": [nid], "ref": "r1"})
-        while (frame := ws.next("unread_count")).get("ref") != "r1":
-            pass
-        assert frame["unread"] == 0 and Inbox().unread_count(user) == 0
+        ws.send({"type": "read", "ids": [frame["id"], "1-0", "nope"], "ref": "r1"})
+        assert ws.next("marked") == {"type": "marked", "marked": 1, "unknown": ["1-0", "nope"], "unread": 1,
+                                     "ref": "r1"}
+        assert [i["id"] for i in Inbox().list(user, unread_only=True).items] == [other]
+        ws.send({"type": "read", "ids": [other], "ref": "r2"})
+        assert ws.next("marked") == {"type": "marked", "marked": 1, "unknown": [], "unread": 0, "ref": "r2"}
 
 
 def test_notify_endpoint_sends_through_the_pipeline(gateway: Gateway) -> None:
@@ -167,7 +170,7 @@ def test_marking_read_on_one_connection_updates_the_others(gateway: Gateway) -> 
             _sse_unread_becomes(stream, 2)
             _ws_unread_becomes(ws, 2)
             with gateway.client(token(user)) as http:
-                assert http.post("/v1/notifications/read", json={"ids": [first]}).json() == {"unread": 1}
+                assert http.post("/v1/notifications/read", json={"ids": [first]}).json()["unread"] == 1
             _sse_unread_becomes(stream, 1)
             _ws_unread_becomes(ws, 1)
             ws.send({"type": "read", "all": True})
@@ -333,12 +336,22 @@ def test_a_client_that_falls_behind_is_dropped_and_resumes(tight_gateway: Gatewa
         resumed.close()
 
 
-def test_a_websocket_client_that_stops_reading_is_dropped_once_it_reads_and_resumes(tight_gateway: Gateway) -> None:
+@pytest.fixture(scope="module")
+def unpinged_gateway(worker: Worker) -> Iterator[Gateway]:
+    """A small client buffer and a long heartbeat: a client that stops reading meets the buffer limit
+    (1013), not the keepalive Ping it cannot answer (1011)."""
+    gw = Gateway({"NOTIFIER_CLIENT_BUFFER": "4", "NOTIFIER_HEARTBEAT_SECONDS": "30"}).wait_ready()
+    yield gw
+    gw.stop()
+
+
+def test_a_websocket_client_that_stops_reading_is_dropped_once_it_reads_and_resumes(
+        unpinged_gateway: Gateway) -> None:
     """Notifications come slower than the gateway writes them, but the client reads nothing: its socket
     fills, the gateway's writes wait (its buffer then overflows), and the close (1013) waits behind the
     unread frames. Once the client reads it gets those and the close; resuming loses nothing."""
     user = uid()
-    client = RawWs(tight_gateway, token(user))
+    client = RawWs(unpinged_gateway, token(user))
     burst, body = 500, "x" * 16_000
     try:
         assert client.frames.get_nowait()["type"] == "connected"
@@ -352,7 +365,7 @@ def test_a_websocket_client_that_stops_reading_is_dropped_once_it_reads_and_resu
         assert 0 < len(got) < burst
     finally:
         client.close()
-    assert_resume_delivers_the_rest(tight_gateway, user, got, burst)
+    assert_resume_delivers_the_rest(unpinged_gateway, user, got, burst)
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +384,8 @@ def test_a_client_that_takes_nothing_is_dropped_after_the_send_timeout_and_resum
         impatient_gateway: Gateway, transport: str) -> None:
     """Fewer notifications than the client's buffer holds, but more bytes than the sockets take: the
     gateway's write waits, and after NOTIFIER_SEND_TIMEOUT_SECONDS the connection is dropped (its
-    subscription goes although the client's socket is still open). What was written is read later;
+    subscription goes although the client's socket is still open; a WebSocket client reading nothing
+    answers no keepalive Ping either, so that may end it first). What was written is read later;
     resuming from there loses nothing."""
     from notifier.store import get_keys, get_redis
 

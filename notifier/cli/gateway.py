@@ -38,6 +38,8 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
         log_level=log_level or settings.log_level.lower(),
         ws=IMPORT_PATH,
         ws_max_size=settings.max_request_bytes,
+        ws_ping_interval=settings.heartbeat_seconds,
+        ws_ping_timeout=settings.heartbeat_seconds,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         proxy_headers=True,
         server_header=False,

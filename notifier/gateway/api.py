@@ -7,12 +7,12 @@ in the thread pool because they are synchronous.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
-from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from notifier.devices import Device, Devices, Registration
@@ -58,10 +58,12 @@ class UnreadCount(BaseModel):
 
 
 class MarkRead(BaseModel):
-    """Either ``ids`` (notification ids) or ``all: true``."""
+    """Either ``ids`` (notification ids or inbox entry ids, mixed as you like) or ``all: true``."""
 
     model_config = ConfigDict(extra="forbid")
-    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(None, max_length=MAX_IDS)
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=MAX_IDS, description="Notification ids (`id`) or inbox entry ids (`entry_id`, the "
+                                              "SSE `id:`, the WebSocket frame's `id`)")
     all: bool = False
 
     @model_validator(mode="after")
@@ -69,6 +71,12 @@ class MarkRead(BaseModel):
         if self.all == (self.ids is not None):
             raise ValueError('send either "ids": [...] or "all": true')
         return self
+
+
+class MarkedRead(BaseModel):
+    marked: int = Field(description="Notifications that became read (already read ones are not counted)")
+    unknown: list[str] = Field(description="The ids sent that name no notification in your inbox")
+    unread: int
 
 
 class Deleted(BaseModel):
@@ -114,10 +122,13 @@ def unread_count(user: UserId, state: State) -> UnreadCount:
     return UnreadCount(unread=state.inbox.unread_count(user))
 
 
-@router.post("/notifications/read", response_model=UnreadCount, tags=["inbox"])
-def mark_read(user: UserId, state: State, body: MarkRead) -> UnreadCount:
-    """Mark some or all notifications read; the user's open connections get the new count live."""
-    return UnreadCount(unread=state.inbox.mark_read(user, None if body.all else body.ids))
+@router.post("/notifications/read", response_model=MarkedRead, tags=["inbox"])
+def mark_read(user: UserId, state: State, body: MarkRead) -> MarkedRead:
+    """Mark some or all notifications read; the user's open connections get the new count live.
+
+    Ids that name nothing in your inbox are listed in ``unknown``, not ignored.
+    """
+    return MarkedRead(**asdict(state.inbox.mark(user, None if body.all else body.ids)))
 
 
 @router.get("/notifications/{notification_id}", response_model=InboxItem, tags=["inbox"],
@@ -205,10 +216,7 @@ def vapid_public_key(state: State) -> VapidKey:
              dependencies=[Depends(require_service)])
 def notify(body: NotifyRequest) -> Accepted:
     """Send one notification to one user through the pipeline (server API key required)."""
-    try:
-        result = send_notification.delay(body.user_id, body.notification, idempotency_key=body.idempotency_key)
-    except OperationalError as exc:
-        raise ApiError(503, f"the message broker is unreachable; retry later ({exc})") from None
+    result = send_notification.delay(body.user_id, body.notification, idempotency_key=body.idempotency_key)
     return Accepted(id=result.id)
 
 
@@ -217,7 +225,4 @@ def notify(body: NotifyRequest) -> Accepted:
 def notify_bulk(body: NotifyBulk) -> AcceptedBulk:
     """Send up to 1000 notifications, each to its own user, in router batches."""
     items = [(i.user_id, i.notification, i.idempotency_key) for i in body.items]
-    try:
-        return AcceptedBulk(ids=send_bulk(items))
-    except OperationalError as exc:
-        raise ApiError(503, f"the message broker is unreachable; retry later ({exc})") from None
+    return AcceptedBulk(ids=send_bulk(items))

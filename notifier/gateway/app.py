@@ -1,7 +1,7 @@
 """The gateway's ASGI application: ``uvicorn notifier.gateway:app``.
 
 :func:`create_app` wires the parts: the API routes, error handlers, the body size limit, the
-JavaScript client and demo page, and a lifespan that checks the signing key, connects the hub and
+JavaScript client and demo page, the API docs, and a lifespan that checks the signing key, connects the hub and
 builds the shared state. The two live endpoints are served in front of FastAPI (:class:`Gateway`), so
 an open connection holds only what it needs. Nothing touches Redis or the settings at import time.
 """
@@ -21,6 +21,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.types import Receive, Scope, Send
 
 from notifier import store, tokens
@@ -129,8 +130,13 @@ class Gateway:
 
 
 def create_app() -> Gateway:
-    """A new gateway application (settings are read when it starts, not now)."""
-    api = FastAPI(
+    """A new gateway application (settings are read when it starts, not now).
+
+    ``FastAPIOffline`` is FastAPI with ``/docs`` and ``/redoc`` served from the Swagger UI and ReDoc
+    files that the ``fastapi-offline`` package ships (under ``/static-offline-docs``), not from a CDN,
+    so the docs work on a machine without Internet access.
+    """
+    api = FastAPIOffline(
         title="notifier gateway",
         version="1",
         summary="Live notifications (SSE, WebSocket) and the inbox, preferences and devices API.",

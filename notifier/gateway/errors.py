@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from notifier.errors import ValidationError
 from notifier.gateway.hub import HubUnavailable, TooManyConnections
 from notifier.models import invalid_json
+from notifier.producer import BrokerUnavailable
 from notifier.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,12 @@ def _redis_down(exc: Exception) -> JSONResponse:
                           headers={"Retry-After": "2"})
 
 
+def _broker_down(exc: BrokerUnavailable) -> JSONResponse:
+    log.warning("broker unavailable: %s", exc)
+    return error_response(503, "the message broker is unreachable, so nothing was sent; retry shortly",
+                          headers={"Retry-After": "2"})
+
+
 def _api(exc: ApiError) -> JSONResponse:
     return error_response(exc.status, exc.message, exc.code, headers=exc.headers)
 
@@ -118,11 +125,13 @@ _ANSWERS: dict[type[Exception], Callable[[Any], JSONResponse]] = {
                                                      headers=getattr(e, "headers", None)),
     TooManyConnections: lambda e: error_response(429, str(e), headers={"Retry-After": "5"}),
     HubUnavailable: lambda e: error_response(503, str(e), headers={"Retry-After": "2"}),
+    BrokerUnavailable: _broker_down,
     **dict.fromkeys((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                      redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
                      redis.exceptions.MasterDownError, redis.exceptions.RedisClusterException), _redis_down),
 }
-"""Each failure a caller can act on, and its answer; Redis failures a client can only wait out get 503."""
+"""Each failure a caller can act on, and its answer; Redis or broker failures a client can only wait
+out get 503 with Retry-After (the log line names the server; the answer does not)."""
 
 
 def response_for(exc: Exception) -> JSONResponse | None:

@@ -1,14 +1,21 @@
 """``GET /v1/ws``: the live feed over a WebSocket, with JSON frames both ways.
 
 Server to client: ``connected``, ``notification`` (``id`` = inbox entry id), ``unread_count``,
-``pong`` and ``error``. Client to server: ``{"type": "ping"}``, ``{"type": "read", "ids": [...]}`` or
-``{"type": "read", "all": true}``, and ``{"type": "resume", "since": "<entry id>"}``; any frame may
-carry a ``ref`` that the answer echoes. A bad frame gets an ``error`` frame and the connection stays
-up; an oversized one closes it with 1009, and a flood of bad ones with 1008.
+``pong``, ``marked`` and ``error``. Client to server: ``{"type": "ping"}``, ``{"type": "read",
+"ids": [...]}`` (notification ids or entry ids) or ``{"type": "read", "all": true}``, answered by
+``{"type": "marked", "marked": N, "unknown": [the ids that named nothing], "unread": N}``, and
+``{"type": "resume", "since": "<entry id>"}``; any frame may carry a ``ref`` that the answer echoes.
+A bad frame gets an ``error`` frame and the connection stays up; an oversized one closes it with
+1009, and a flood of bad ones with 1008.
 
 Close codes: 4401 missing/invalid/expired token, 4429 too many connections for the user,
 1013 come back later (Redis unreachable, or the client fell too far behind: resume from the last id),
-1008 policy violation, 1009 frame too large.
+1008 policy violation, 1009 frame too large, 1011 no Pong to the server's keepalive Ping in time.
+
+Keepalive is uvicorn's own: a Ping control frame every ``NOTIFIER_HEARTBEAT_SECONDS``, and a client
+that does not answer within as long is closed (``notifier gateway`` sets uvicorn's
+``ws_ping_interval`` and ``ws_ping_timeout`` from the setting). The pump's heartbeat ticks only
+check the send deadline and the token's expiry.
 
 Like ``/v1/stream``, a bare ASGI handler reached before FastAPI (see ``notifier.gateway.sse``): each
 connection is two tasks, the pump (feed to client) and the listener (client frames).
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -127,7 +135,7 @@ class _Connection:
                 await self.send_events(batch)
 
     async def pump(self) -> None:
-        """Feed to client until the client leaves or the feed must end (uvicorn pings the client)."""
+        """Feed to client until the client leaves or the feed must end (uvicorn sends the pings)."""
         try:
             while True:
                 item = await self.feed.next()
@@ -194,9 +202,9 @@ class _Connection:
         if isinstance(frame, Ping):
             reply = {"type": "pong"}
         elif isinstance(frame, Read):
-            unread = await run_in_threadpool(self.state.inbox.mark_read, self.feed.user_id,
+            marked = await run_in_threadpool(self.state.inbox.mark, self.feed.user_id,
                                              None if frame.all else frame.ids)
-            reply = {"type": "unread_count", "unread": unread}
+            reply = {"type": "marked", **asdict(marked)}
         else:
             await self.replay(frame.since)
             return

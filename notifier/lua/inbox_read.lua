@@ -1,16 +1,39 @@
 -- Mark notifications read (ARGV = ids), or all of them (no ARGV), and tell live connections.
+-- An id is a notification id or an inbox entry id (<ms>-<seq>, the id the live feed sends): the
+-- notification id is looked up first, so an id is never taken for another notification's entry.
 -- PUBLISH (the command) is defined by notifier/store.py: SPUBLISH on a Redis Cluster.
--- KEYS: unread set, live channel
--- Returns {number newly marked read, unread count}.
-local changed
+-- KEYS: unread set, live channel, id hash (notification id -> entry id), inbox stream
+-- Returns {number newly marked read, unread count, then each id that names nothing in the inbox}.
+local out = {0, 0}
+local changed = 0
 if #ARGV == 0 then
   changed = redis.call('SCARD', KEYS[1])
   redis.call('DEL', KEYS[1])
 else
-  changed = redis.call('SREM', KEYS[1], unpack(ARGV))
+  for _, id in ipairs(ARGV) do
+    local nid = nil
+    if redis.call('HEXISTS', KEYS[3], id) == 1 then
+      nid = id
+    elseif string.match(id, '^%d+%-%d+$') then
+      -- pcall: an id with a part past 2^64 is an error for XRANGE, and simply names nothing here
+      local entries = redis.pcall('XRANGE', KEYS[4], id, id)
+      if type(entries) == 'table' and entries[1] then
+        local fields = entries[1][2]
+        for f = 1, #fields, 2 do
+          if fields[f] == 'nid' then nid = fields[f + 1] end
+        end
+      end
+    end
+    if nid then
+      changed = changed + redis.call('SREM', KEYS[1], nid)
+    else
+      out[#out + 1] = id
+    end
+  end
 end
 local unread = redis.call('SCARD', KEYS[1])
 if changed > 0 then
   redis.call(PUBLISH, KEYS[2], '{"event":"unread_count","unread":' .. unread .. '}')
 end
-return {changed, unread}
+out[1], out[2] = changed, unread
+return out

@@ -312,7 +312,8 @@ export class NotifierClient {
     return (await this.request("GET", "/v1/notifications/unread-count")).unread;
   }
 
-  /** Mark notifications read by id; resolves to the new unread count. */
+  /** Mark notifications read by notification id or entry id; resolves to the new unread count
+   *  (the full answer, with `marked` and the `unknown` ids, is `request("POST", "/v1/notifications/read", ...)`). */
   async markRead(ids) {
     return (await this.request("POST", "/v1/notifications/read", { ids: [].concat(ids) })).unread;
   }
