@@ -322,10 +322,20 @@ def start_workers(env: dict[str, str], queues: Sequence[str], **options: Any) ->
 
 
 def drained(queues: Iterable[str], r: redis.Redis | None = None) -> bool:
-    """No message waiting in these queues and none delivered but unacknowledged."""
+    """No message waiting in these queues and none delivered but unacknowledged.
+
+    notifier's task queues are streams (``notifier/streams_transport.py``); others, like the no-op
+    baseline's, are kombu's lists with its ``unacked`` hash.
+    """
+    from notifier.queues import QUEUES
+    from notifier.streams_transport import in_flight, waiting
+
     r = r or client()
+    streams = tuple(q for q in queues if q in QUEUES)
+    if any(waiting(r, q) for q in streams) or in_flight(r, streams):
+        return False
     pipe = r.pipeline(transaction=False)
-    for queue in queues:
+    for queue in (q for q in queues if q not in QUEUES):
         for p in PRIORITIES:
             pipe.llen(queue if p == 0 else f"{queue}{SEP}{p}")
     pipe.hlen("unacked")
@@ -336,8 +346,8 @@ def wait_drained(queues: Sequence[str], timeout: float, interval: float = 0.002,
                  workers: Sequence[Process] = ()) -> float:
     """Block until the queues stay drained for two polls; returns the time of the first of them.
 
-    Two polls: kombu moves a fetched message to the unacked hash in a second step, so a single poll
-    could fall between the two.
+    Two polls: kombu's list transport (the no-op baseline's) moves a fetched message to the unacked
+    hash in a second step, so a single poll could fall between the two.
     """
     r = client()
     deadline = time.monotonic() + timeout
