@@ -9,6 +9,7 @@ enough for notifier (:data:`notifier.store.MIN_REDIS_VERSION`), else the Valkey 
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import shutil
@@ -108,7 +109,8 @@ def write_secret(secret: str) -> Path:
 
 def remove_secret(secret: str) -> None:
     """Remove :func:`secret_file` if it is still this stack's (another one may have started since)."""
-    if read_secret(require_running=False) == secret:
+    current = read_secret(require_running=False)
+    if current is not None and hmac.compare_digest(current, secret):
         secret_file().unlink(missing_ok=True)
 
 

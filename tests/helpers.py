@@ -156,7 +156,7 @@ class Worker:
         self.output: list[str] = []
         cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
                "-P", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "-n", self.name, "-l", "INFO"]
+               "-n", self.name, "-l", env.get("NOTIFIER_LOG_LEVEL", "INFO")]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self._ready = threading.Event()

@@ -112,6 +112,9 @@ def password_redis() -> Iterator[PasswordRedis]:
 def test_no_secret_reaches_a_log_a_dead_letter_or_an_error(password_redis: PasswordRedis, smtp: SmtpPeer,
                                                           settings_env: Callable[[dict[str, str]], None],
                                                           worker_factory: Callable[..., Worker]) -> None:
+    """A gateway and a worker at DEBUG (uvicorn's too, which logs every WebSocket handshake header),
+    on a Redis with a password, used with user tokens in headers and in ``?token=`` (SSE, WebSocket,
+    API), the API key both ways, and a cookie: every line they print is scanned for every secret."""
     vapid = Vapid()
     vapid.generate_keys()
     secret = {
@@ -128,38 +131,57 @@ def test_no_secret_reaches_a_log_a_dead_letter_or_an_error(password_redis: Passw
     gateway = Gateway(env).wait_ready()
     user = uid("logged")
     PreferenceStore().set(user, {"email": f"{user}@example.test"})
-    token = tokens.issue(user, 600)
-    header, payload, signature = token.split(".")
-    used_tokens = [token, signature]
-    stream = SSE(gateway, query=f"?token={token}")
+    used = {f"token for {use}": tokens.issue(user, 600 + n) for n, use in enumerate(
+        ("SSE ?token=", "SSE header", "WebSocket ?token=", "WebSocket header", "API header", "API ?token="))}
+    assert len(set(used.values())) == len(used)
+    cookie = {"Cookie": f"session={secrets.token_urlsafe(16)}"}
+    used["cookie"] = cookie["Cookie"].partition("=")[2]
+    header, payload, signature = used["token for API header"].split(".")
+    used["a token's signature"] = signature
+    api_key = secret["NOTIFIER_API_KEY"]
+    streams = [SSE(gateway, query=f"?token={used['token for SSE ?token=']}", headers=cookie),
+               SSE(gateway, used["token for SSE header"], headers=cookie)]
     try:
-        assert stream.next("connected")[0] == "connected"
-        with gateway.ws(token) as ws:
+        for stream in streams:
+            assert stream.next("connected")[0] == "connected"
+        with gateway.ws(used["token for WebSocket ?token="], additional_headers=cookie) as ws:
             ws.next("connected")
-        with httpx.Client(base_url=gateway.url, timeout=10) as http:
-            assert http.get("/v1/notifications", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        with gateway.ws(None, additional_headers={**cookie,
+                                                  "Authorization": f"Bearer {used['token for WebSocket header']}"}) as ws:
+            ws.next("connected")
+        with httpx.Client(base_url=gateway.url, timeout=10, headers=cookie) as http:
+            bearer = {"Authorization": f"Bearer {used['token for API header']}"}
+            assert http.get("/v1/notifications", headers=bearer).status_code == 200
+            assert http.get(f"/v1/notifications?token={used['token for API ?token=']}").status_code == 401
             tampered = f"{header}.{tokens.issue('mallory', 600).split('.')[1]}.{signature}"
             assert http.get("/v1/notifications", headers={"Authorization": f"Bearer {tampered}"}).status_code == 401
-            near_miss = secret["NOTIFIER_API_KEY"][:-1] + "x"
-            used_tokens.append(near_miss)
+            used["a near miss of the API key"] = near_miss = api_key[:-1] + "x"
             body = {"user_id": user, "notification": {"type": "t", "title": "hello"}}
             assert http.post("/v1/notify", json=body, headers={"X-API-Key": near_miss}).status_code == 401
-            assert http.post("/v1/notify", json=body,
-                             headers={"Authorization": f"Bearer {secret['NOTIFIER_API_KEY']}"}).status_code == 202
-        assert stream.notifications(1)[0][1]["title"] == "hello"
+            assert http.post("/v1/notify", json=body, headers={"X-API-Key": api_key}).status_code == 202
+            assert http.post("/v1/notify", json=body, headers={"Authorization": f"Bearer {api_key}"}).status_code == 202
+        for stream in streams:
+            assert [n[1]["title"] for n in stream.notifications(2)] == ["hello", "hello"]
         entry = wait_for(lambda: DeadLetters().list(10), timeout=20, message="the email dead-lettered")[0]
-        assert "SMTP" in entry["error"] and Inbox().unread_count(user) == 1
+        assert "SMTP" in entry["error"] and Inbox().unread_count(user) == 2
         stats = cli("stats", "--timeout", "0.2")
     finally:
         gateway.stop()
-        stream.close()
+        for stream in streams:
+            stream.close()
     redis_password = password_redis.url.split(":")[2].split("@")[0]
-    places = {"worker log": worker.log(), "gateway log": gateway.log(),
-              "dead letters": json.dumps(DeadLetters().list(10)),
-              "notifier stats": stats.stdout + stats.stderr}
-    leaks = [(name, where) for name, value in [*secret.items(), ("redis password", redis_password),
-                                               *(("token", t) for t in used_tokens)]
-             for where, text in places.items() if value in text]
+    every = {**secret, "redis password": redis_password, **used}
+    lines = {"worker": worker.output, "gateway": gateway.output,
+             "dead letters": json.dumps(DeadLetters().list(10)).splitlines(),
+             "notifier stats": (stats.stdout + stats.stderr).splitlines()}
+    leaks = [(name, where, line) for name, value in every.items()
+             for where, text in lines.items() for line in text if value in line]
+    scanned = sum(map(len, lines.values()))
+    print(f"log scan: {len(every)} secrets, {scanned} lines ({len(gateway.output)} gateway, "
+          f"{len(worker.output)} worker), {len(leaks)} found")
     assert leaks == []
-    assert "dead-lettered" in worker.log(), "the failure was logged"
-    assert "/v1/stream?token=[redacted]" in gateway.log(), "the query token was logged, redacted"
+    gateway_log = gateway.log()
+    assert "< authorization: ***" in gateway_log and "< cookie: ***" in gateway_log, \
+        "uvicorn logged the handshake headers (DEBUG was on), masked"
+    assert "/v1/stream?token=***" in gateway_log, "the query token was logged, masked"
+    assert "dead-lettered" in worker.log() and "DEBUG" in worker.log(), "the worker logged at DEBUG"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -50,18 +49,6 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 """The demo page reads a token from its URL: never leak it in a Referer, never let it be framed."""
-
-
-class _RedactTokens(logging.Filter):
-    """Access and WebSocket logs show request paths; a ``?token=`` in them is a credential, so mask it."""
-
-    _pattern = re.compile(r"((?:^|[?&])token=)[^&\s]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._pattern.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                                for a in record.args)
-        return True
 
 
 @asynccontextmanager
@@ -159,10 +146,6 @@ def create_app() -> Gateway:
     api.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     api.add_middleware(BodySizeLimit)
     api.openapi = partial(_with_stream, api, api.openapi)  # type: ignore[method-assign]
-    for name in ("uvicorn.access", "uvicorn.error"):  # uvicorn logs WebSocket upgrades on uvicorn.error
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactTokens) for f in logger.filters):
-            logger.addFilter(_RedactTokens())
     return Gateway(api)
 
 
