@@ -60,8 +60,12 @@ def _scrub(record: logging.LogRecord) -> None:
     clean = redact(message)
     if clean != message:
         args = _redact_args(record.args)
-        if args and isinstance(record.msg, str) and redact(record.msg) % args == clean:
-            record.msg, record.args = redact(record.msg), args
+        try:
+            masked = str(record.msg) % args if args else None
+        except (TypeError, ValueError, KeyError):
+            masked = None
+        if masked is not None and redact(masked) == masked:
+            record.args = args
         else:
             record.msg, record.args = clean, None
     if record.exc_info and not record.exc_text:
