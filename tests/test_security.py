@@ -14,18 +14,25 @@ import shutil
 import subprocess
 import sys
 from typing import Callable, Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
 import redis
 from py_vapid import Vapid
 
-from notifier import tokens
+from pydantic import ValidationError as PydanticValidationError
+
+from notifier import idempotency, tokens
 from notifier.channels.webpush import private_key, public_key
 from notifier.deadletters import DeadLetters
-from notifier.inbox import Inbox
+from notifier.devices import Registration
+from notifier.errors import ValidationError
+from notifier.groups import check_group_id
+from notifier.inbox import Inbox, check_entry_id
+from notifier.models import Notification, check_user_id
 from notifier.preferences import PreferenceStore
-from tests.gateway_support import SSE, Gateway, free_port
+from tests.gateway_support import API_KEY, SSE, Gateway, free_port
 from tests.helpers import ROOT, Worker, uid, wait_for
 from tests.peers.smtp import SmtpPeer
 
@@ -185,3 +192,59 @@ def test_no_secret_reaches_a_log_a_dead_letter_or_an_error(password_redis: Passw
         "uvicorn logged the handshake headers (DEBUG was on), masked"
     assert "/v1/stream?token=***" in gateway_log, "the query token was logged, masked"
     assert "dead-lettered" in worker.log() and "DEBUG" in worker.log(), "the worker logged at DEBUG"
+
+
+# Identifiers ---------------------------------------------------------------------------------------
+CONTROL = [chr(c) for c in (*range(0x20), 0x7F)]
+
+
+def _refuses(check: Callable[[str], object], value: str) -> bool:
+    try:
+        check(value)
+    except (ValidationError, PydanticValidationError, ValueError):
+        return True
+    return False
+
+
+VALIDATORS: dict[str, tuple[Callable[[str], object], str]] = {
+    "user id": (check_user_id, "victim"),
+    "group id": (check_group_id, "team"),
+    "entry id": (check_entry_id, "1700000000000-0"),
+    "idempotency key": (idempotency.check_key, "order-42"),
+    "notification type": (lambda v: Notification(type=v, title="t"), "order_update"),
+    "notification id": (lambda v: Notification(id=v, type="t", title="t"), "abc123"),
+    "FCM token": (lambda v: Registration(platform="fcm", token=v), "f" * 20),
+    "APNs token": (lambda v: Registration(platform="apns", token=v), "a" * 64),
+    "APNs topic": (lambda v: Registration(platform="apns", token="a" * 64, topic=v), "com.example.app"),
+}
+
+
+@pytest.mark.parametrize("name", VALIDATORS)
+def test_every_identifier_refuses_every_control_character(name: str) -> None:
+    """``$`` matches before a final newline and pydantic strips whitespace (``\\n`` included): every
+    validator must refuse the value, not accept or silently trim it."""
+    check, good = VALIDATORS[name]
+    check(good)
+    accepted = [f"U+{ord(c):04X} at {where}" for c in CONTROL for where, value in
+                (("end", good + c), ("start", c + good), ("middle", good[:1] + c + good[1:]))
+                if not _refuses(check, value)]
+    assert accepted == []
+
+
+def test_the_api_refuses_control_characters_in_ids_and_types() -> None:
+    gateway = Gateway().wait_ready()
+    try:
+        with gateway.client(tokens.issue(uid("ctl"), 600)) as http:
+            for c in ("\n", "\x00", "\x1f", "\x7f"):
+                quoted = quote(c)
+                assert http.get(f"/v1/notifications/abc{quoted}").status_code == 422, repr(c)
+                assert http.delete(f"/v1/devices/fcm-0123{quoted}").status_code == 422, repr(c)
+                assert http.get("/v1/notifications", params={"before": f"1-0{c}"}).status_code == 422, repr(c)
+                for body in ({"user_id": f"victim{c}", "notification": {"type": "t", "title": "x"}},
+                             {"user_id": "victim", "notification": {"type": f"t{c}", "title": "x"}},
+                             {"user_id": "victim", "notification": {"type": "t", "title": "x"},
+                              "idempotency_key": f"k{c}"}):
+                    answer = http.post("/v1/notify", json=body, headers={"X-API-Key": API_KEY})
+                    assert answer.status_code == 422, (repr(c), body, answer.text)
+    finally:
+        gateway.stop()
