@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from notifier.config import get_settings
 from notifier import redis_url
+from notifier.config import get_settings
 
 MASK = "***"
 

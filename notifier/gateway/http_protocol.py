@@ -46,11 +46,6 @@ _pending: dict["GuardedHttpProtocol", None] = {}
 """The connections of this process whose request head is not complete yet, oldest first."""
 
 
-def pending_heads() -> int:
-    """How many connections of this process are still sending a request head."""
-    return len(_pending)
-
-
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing; :meth:`GuardedHttpProtocol.send_400_response` answers."""
 
