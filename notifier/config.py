@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(64 * 1024, ge=1024)
     api_rate_limit: str = Field("600/60", pattern=r"^\d+/\d+$")
     """HTTP API requests per user: ``LIMIT/SECONDS`` (sliding window); over it, 429."""
+    handshake_timeout_seconds: float = Field(5.0, gt=0)
+    """Seconds a connection has to send a complete request head (an upgrade's too); then 408 and closed."""
+    max_pending_handshakes: int = Field(1000, ge=1)
+    """Connections per gateway process still sending their request head; more are answered 503 and closed."""
 
     @field_validator("redis_url")
     @classmethod

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from notifier import store
 from notifier.errors import ValidationError
 from notifier.keys import Keys
-from notifier.models import check_user_id, utcnow, validate
+from notifier.models import check_user_id, refuse_control, utcnow, validate
 
 log = logging.getLogger("notifier.devices")
 
@@ -84,6 +84,7 @@ class Registration(BaseModel):
     subscription: Subscription | None = None
     topic: str | None = None
     """APNs: the app's bundle id (``apns-topic``) when it differs from NOTIFIER_APNS_TOPIC."""
+    _identifiers = field_validator("token", "topic", mode="before")(refuse_control)
 
     @model_validator(mode="after")
     def _target(self) -> "Registration":

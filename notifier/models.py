@@ -44,6 +44,14 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s{}]+\.[^@\s{}]+")
 ``b.c}:inbox`` would end that key in the shape of another user's key (see ``notifier/keys.py``)."""
 
 
+def refuse_control(value: Any) -> Any:
+    """A ``mode="before"`` validator for identifiers: refuse control characters before
+    ``str_strip_whitespace`` would trim a trailing ``\n`` or ``\t`` into an accepted value."""
+    if isinstance(value, str) and (control := _CONTROL.search(value)) is not None:
+        raise ValueError(f"contains a control character (U+{ord(control.group()):04X})")
+    return value
+
+
 def new_id() -> str:
     """A notification id: random, URL- and Redis-key-safe."""
     return uuid.uuid4().hex
@@ -61,6 +69,7 @@ class Notification(BaseModel):
 
     id: str = Field(default_factory=new_id, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     type: str = Field(pattern=SLUG, description="short slug, e.g. order_update")
+    _identifiers = field_validator("id", "type", "collapse_key", mode="before")(refuse_control)
     title: str = Field(min_length=1, max_length=MAX_TITLE)
     body: str = Field("", max_length=MAX_BODY)
     data: dict[str, JsonValue] = Field(default_factory=dict)

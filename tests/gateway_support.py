@@ -45,7 +45,8 @@ class Gateway:
                     **(env or {})}
         self.output: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notifier.cli", "gateway", "--port", str(self.port), "--log-level", "info"],
+            [sys.executable, "-m", "notifier.cli", "gateway", "--port", str(self.port), "--log-level",
+             self.env.get("NOTIFIER_LOG_LEVEL", "INFO").lower()],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()

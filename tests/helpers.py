@@ -164,7 +164,7 @@ class Worker:
         self.output: list[str] = []
         cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
                "-P", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "-n", self.name, "-l", "INFO"]
+               "-n", self.name, "-l", env.get("NOTIFIER_LOG_LEVEL", "INFO")]
         # The test process's own metrics folder (set when it imports workers/) is not the worker's:
         # shared, every worker's counters would add up on each one's /metrics.
         inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}

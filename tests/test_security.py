@@ -14,18 +14,25 @@ import shutil
 import subprocess
 import sys
 from typing import Callable, Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
 import redis
 from py_vapid import Vapid
 
-from notifier import tokens
+from pydantic import ValidationError as PydanticValidationError
+
+from notifier import idempotency, tokens
 from notifier.channels.webpush import private_key, public_key
 from notifier.deadletters import DeadLetters
-from notifier.inbox import Inbox
+from notifier.devices import Registration
+from notifier.errors import ValidationError
+from notifier.groups import check_group_id
+from notifier.inbox import Inbox, check_entry_id
+from notifier.models import Notification, check_user_id
 from notifier.preferences import PreferenceStore
-from tests.gateway_support import SSE, Gateway, free_port
+from tests.gateway_support import API_KEY, SSE, Gateway, free_port
 from tests.helpers import ROOT, Worker, uid, wait_for
 from tests.peers.smtp import SmtpPeer
 
@@ -112,6 +119,9 @@ def password_redis() -> Iterator[PasswordRedis]:
 def test_no_secret_reaches_a_log_a_dead_letter_or_an_error(password_redis: PasswordRedis, smtp: SmtpPeer,
                                                           settings_env: Callable[[dict[str, str]], None],
                                                           worker_factory: Callable[..., Worker]) -> None:
+    """A gateway and a worker at DEBUG (uvicorn's too, which logs every WebSocket handshake header),
+    on a Redis with a password, used with user tokens in headers and in ``?token=`` (SSE, WebSocket,
+    API), the API key both ways, and a cookie: every line they print is scanned for every secret."""
     vapid = Vapid()
     vapid.generate_keys()
     secret = {
@@ -128,38 +138,113 @@ def test_no_secret_reaches_a_log_a_dead_letter_or_an_error(password_redis: Passw
     gateway = Gateway(env).wait_ready()
     user = uid("logged")
     PreferenceStore().set(user, {"email": f"{user}@example.test"})
-    token = tokens.issue(user, 600)
-    header, payload, signature = token.split(".")
-    used_tokens = [token, signature]
-    stream = SSE(gateway, query=f"?token={token}")
+    used = {f"token for {use}": tokens.issue(user, 600 + n) for n, use in enumerate(
+        ("SSE ?token=", "SSE header", "WebSocket ?token=", "WebSocket header", "API header", "API ?token="))}
+    assert len(set(used.values())) == len(used)
+    cookie = {"Cookie": f"session={secrets.token_urlsafe(16)}"}
+    used["cookie"] = cookie["Cookie"].partition("=")[2]
+    header, payload, signature = used["token for API header"].split(".")
+    used["a token's signature"] = signature
+    api_key = secret["NOTIFIER_API_KEY"]
+    streams = [SSE(gateway, query=f"?token={used['token for SSE ?token=']}", headers=cookie),
+               SSE(gateway, used["token for SSE header"], headers=cookie)]
     try:
-        assert stream.next("connected")[0] == "connected"
-        with gateway.ws(token) as ws:
+        for stream in streams:
+            assert stream.next("connected")[0] == "connected"
+        with gateway.ws(used["token for WebSocket ?token="], additional_headers=cookie) as ws:
             ws.next("connected")
-        with httpx.Client(base_url=gateway.url, timeout=10) as http:
-            assert http.get("/v1/notifications", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        with gateway.ws(None, additional_headers={**cookie,
+                                                  "Authorization": f"Bearer {used['token for WebSocket header']}"}) as ws:
+            ws.next("connected")
+        with httpx.Client(base_url=gateway.url, timeout=10, headers=cookie) as http:
+            bearer = {"Authorization": f"Bearer {used['token for API header']}"}
+            assert http.get("/v1/notifications", headers=bearer).status_code == 200
+            assert http.get(f"/v1/notifications?token={used['token for API ?token=']}").status_code == 401
             tampered = f"{header}.{tokens.issue('mallory', 600).split('.')[1]}.{signature}"
             assert http.get("/v1/notifications", headers={"Authorization": f"Bearer {tampered}"}).status_code == 401
-            near_miss = secret["NOTIFIER_API_KEY"][:-1] + "x"
-            used_tokens.append(near_miss)
+            used["a near miss of the API key"] = near_miss = api_key[:-1] + "x"
             body = {"user_id": user, "notification": {"type": "t", "title": "hello"}}
             assert http.post("/v1/notify", json=body, headers={"X-API-Key": near_miss}).status_code == 401
-            assert http.post("/v1/notify", json=body,
-                             headers={"Authorization": f"Bearer {secret['NOTIFIER_API_KEY']}"}).status_code == 202
-        assert stream.notifications(1)[0][1]["title"] == "hello"
+            assert http.post("/v1/notify", json=body, headers={"X-API-Key": api_key}).status_code == 202
+            assert http.post("/v1/notify", json=body, headers={"Authorization": f"Bearer {api_key}"}).status_code == 202
+        for stream in streams:
+            assert [n[1]["title"] for n in stream.notifications(2)] == ["hello", "hello"]
         entry = wait_for(lambda: DeadLetters().list(10), timeout=20, message="the email dead-lettered")[0]
-        assert "SMTP" in entry["error"] and Inbox().unread_count(user) == 1
+        assert "SMTP" in entry["error"] and Inbox().unread_count(user) == 2
         stats = cli("stats", "--timeout", "0.2")
     finally:
         gateway.stop()
-        stream.close()
+        for stream in streams:
+            stream.close()
     redis_password = password_redis.url.split(":")[2].split("@")[0]
-    places = {"worker log": worker.log(), "gateway log": gateway.log(),
-              "dead letters": json.dumps(DeadLetters().list(10)),
-              "notifier stats": stats.stdout + stats.stderr}
-    leaks = [(name, where) for name, value in [*secret.items(), ("redis password", redis_password),
-                                               *(("token", t) for t in used_tokens)]
-             for where, text in places.items() if value in text]
+    every = {**secret, "redis password": redis_password, **used}
+    lines = {"worker": worker.output, "gateway": gateway.output,
+             "dead letters": json.dumps(DeadLetters().list(10)).splitlines(),
+             "notifier stats": (stats.stdout + stats.stderr).splitlines()}
+    leaks = [(name, where, line) for name, value in every.items()
+             for where, text in lines.items() for line in text if value in line]
+    scanned = sum(map(len, lines.values()))
+    print(f"log scan: {len(every)} secrets, {scanned} lines ({len(gateway.output)} gateway, "
+          f"{len(worker.output)} worker), {len(leaks)} found")
     assert leaks == []
-    assert "dead-lettered" in worker.log(), "the failure was logged"
-    assert "/v1/stream?token=[redacted]" in gateway.log(), "the query token was logged, redacted"
+    gateway_log = gateway.log()
+    assert "< authorization: ***" in gateway_log and "< cookie: ***" in gateway_log, \
+        "uvicorn logged the handshake headers (DEBUG was on), masked"
+    assert "/v1/stream?token=***" in gateway_log, "the query token was logged, masked"
+    assert "dead-lettered" in worker.log() and "DEBUG" in worker.log(), "the worker logged at DEBUG"
+
+
+# Identifiers ---------------------------------------------------------------------------------------
+CONTROL = [chr(c) for c in (*range(0x20), 0x7F)]
+
+
+def _refuses(check: Callable[[str], object], value: str) -> bool:
+    try:
+        check(value)
+    except (ValidationError, PydanticValidationError, ValueError):
+        return True
+    return False
+
+
+VALIDATORS: dict[str, tuple[Callable[[str], object], str]] = {
+    "user id": (check_user_id, "victim"),
+    "group id": (check_group_id, "team"),
+    "entry id": (check_entry_id, "1700000000000-0"),
+    "idempotency key": (idempotency.check_key, "order-42"),
+    "notification type": (lambda v: Notification(type=v, title="t"), "order_update"),
+    "notification id": (lambda v: Notification(id=v, type="t", title="t"), "abc123"),
+    "FCM token": (lambda v: Registration(platform="fcm", token=v), "f" * 20),
+    "APNs token": (lambda v: Registration(platform="apns", token=v), "a" * 64),
+    "APNs topic": (lambda v: Registration(platform="apns", token="a" * 64, topic=v), "com.example.app"),
+}
+
+
+@pytest.mark.parametrize("name", VALIDATORS)
+def test_every_identifier_refuses_every_control_character(name: str) -> None:
+    """``$`` matches before a final newline and pydantic strips whitespace (``\\n`` included): every
+    validator must refuse the value, not accept or silently trim it."""
+    check, good = VALIDATORS[name]
+    check(good)
+    accepted = [f"U+{ord(c):04X} at {where}" for c in CONTROL for where, value in
+                (("end", good + c), ("start", c + good), ("middle", good[:1] + c + good[1:]))
+                if not _refuses(check, value)]
+    assert accepted == []
+
+
+def test_the_api_refuses_control_characters_in_ids_and_types() -> None:
+    gateway = Gateway().wait_ready()
+    try:
+        with gateway.client(tokens.issue(uid("ctl"), 600)) as http:
+            for c in ("\n", "\x00", "\x1f", "\x7f"):
+                quoted = quote(c)
+                assert http.get(f"/v1/notifications/abc{quoted}").status_code == 422, repr(c)
+                assert http.delete(f"/v1/devices/fcm-0123{quoted}").status_code == 422, repr(c)
+                assert http.get("/v1/notifications", params={"before": f"1-0{c}"}).status_code == 422, repr(c)
+                for body in ({"user_id": f"victim{c}", "notification": {"type": "t", "title": "x"}},
+                             {"user_id": "victim", "notification": {"type": f"t{c}", "title": "x"}},
+                             {"user_id": "victim", "notification": {"type": "t", "title": "x"},
+                              "idempotency_key": f"k{c}"}):
+                    answer = http.post("/v1/notify", json=body, headers={"X-API-Key": API_KEY})
+                    assert answer.status_code == 422, (repr(c), body, answer.text)
+    finally:
+        gateway.stop()

@@ -23,7 +23,7 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
     from notifier import store, tokens
     from notifier.config import get_settings
     from notifier.gateway.redis_async import check_url
-    from notifier.gateway.ws_protocol import IMPORT_PATH
+    from notifier.gateway import http_protocol, ws_protocol
     from notifier.logs import configure_logging
 
     configure_logging()
@@ -36,7 +36,8 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
         host=host or settings.gateway_host,
         port=port or settings.gateway_port,
         log_level=log_level or settings.log_level.lower(),
-        ws=IMPORT_PATH,
+        http=http_protocol.IMPORT_PATH,
+        ws=ws_protocol.IMPORT_PATH,
         ws_max_size=settings.max_request_bytes,
         ws_ping_interval=settings.heartbeat_seconds,
         ws_ping_timeout=settings.heartbeat_seconds,

@@ -6,7 +6,10 @@ headers, all for as long as the connection lives. That is about 7 of the 25 KiB 
 costs. This subclass swaps the queue and the event for list-backed equivalents and lets the handshake
 go (headers included) once it is answered. It also joins the frames one event-loop turn sends into
 one write (:class:`JoinedWrites`): a broadcast sends each connection two frames. The wire protocol,
-keepalive pings and flow control stay uvicorn's own.
+keepalive pings and flow control stay uvicorn's own. And it answers an upgrade that websockets
+refuses before it is parsed (a line over 8 KiB: 414 or 431), which uvicorn leaves unsent on an open
+connection; and it waits ``NOTIFIER_HANDSHAKE_TIMEOUT_SECONDS``, not uvicorn's 10 s, for the reply
+to its Close frame.
 
 Select it with ``uvicorn notifier.gateway:app --ws notifier.gateway.ws_protocol:LeanWebSocketProtocol``
 (``notifier gateway`` does). It touches uvicorn's attributes ``queue``, ``writable``, ``request`` and
@@ -20,6 +23,8 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from notifier.config import get_settings
 
 IMPORT_PATH = "notifier.gateway.ws_protocol:LeanWebSocketProtocol"
 """What to pass as uvicorn's ``--ws`` option."""
@@ -136,10 +141,21 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = Mailbox()  # type: ignore[assignment]
         self.writable = Flag(True)  # type: ignore[assignment]
+        # uvicorn waits 10 s for the reply to a Close (e.g. 4401 to a bad token), holding the socket.
+        self.close_timeout = get_settings().handshake_timeout_seconds
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.transport = JoinedWrites(self.transport, self.loop)  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        """Send websockets' own refusal of a malformed upgrade (414, 431, or nothing for a request
+        that is not HTTP) and close: uvicorn only writes answers to a request that parsed."""
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.handshake_complete = self.close_sent = True
+            self.transport.close()
 
     async def send(self, message: Any) -> None:
         await super().send(message)
