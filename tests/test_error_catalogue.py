@@ -3,12 +3,13 @@
 Every subclass of ``NotifierError`` is found by importing all of notifier's modules and walking the
 class tree, so an error defined anywhere is checked. Each must carry a status, a code and a
 what-to-do sentence, and a real FastAPI app with the gateway's handlers installed
-(``notifier.gateway.errors.install``) must answer it, over HTTP (Starlette's TestClient), with that status, code, the JSON
+(``notifier.gateway.errors.install``) must answer it, over HTTP (httpx on the ASGI app), with that status, code, the JSON
 shape ``{"error", "message"}`` and its headers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib
 import pkgutil
@@ -16,10 +17,10 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 import notifier
 from notifier.errors import (
@@ -54,8 +55,8 @@ def _make(cls: type[NotifierError]) -> NotifierError:
     return cls(text, 7) if issubclass(cls, RateLimited) else cls(text)
 
 
-def _client(raised: Mapping[str, BaseException]) -> TestClient:
-    """A tiny app with the gateway's error handlers, over HTTP: each route raises one error."""
+def _answers(raised: Mapping[str, BaseException]) -> dict[str, httpx.Response]:
+    """A tiny app with the gateway's error handlers, asked over HTTP once per error: each raises one."""
     app = FastAPI()
     install(app)
 
@@ -63,7 +64,12 @@ def _client(raised: Mapping[str, BaseException]) -> TestClient:
     async def raise_it(name: str) -> None:
         raise raised[name]
 
-    return TestClient(app, raise_server_exceptions=False)
+    async def ask() -> dict[str, httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            return {name: await client.get(f"/raise/{name}") for name in raised}
+
+    return asyncio.run(ask())
 
 
 def test_the_walk_finds_the_errors_defined_outside_errors_py_too() -> None:
@@ -88,29 +94,28 @@ def test_each_error_has_a_status_a_code_and_advice_in_its_own_body(cls: type[Not
 def test_the_gateway_answers_every_error_with_its_status_code_and_headers() -> None:
     answered = [cls for cls in ERRORS[1:] if cls not in INTERNAL]
     raised = {cls.__name__: _make(cls) for cls in answered}
-    with _client(raised) as client:
-        for cls in answered:
-            exc = raised[cls.__name__]
-            response = client.get(f"/raise/{cls.__name__}")
-            assert response.status_code == cls.status, cls.__name__
-            assert response.json() == {"error": cls.code, "message": exc.public_message}, cls.__name__
-            if exc.retry_seconds is not None:
-                assert response.headers["retry-after"] == str(exc.retry_seconds), cls.__name__
-            if issubclass(cls, Unauthorized):
-                assert response.headers["www-authenticate"].startswith("Bearer"), cls.__name__
-            if cls.expose:
-                assert response.json()["message"] == str(exc)
-            else:  # the text names a server: only the advice reaches the caller
-                assert response.json()["message"] == cls.advice and "hunter2" not in response.text
+    responses = _answers(raised)
+    for cls in answered:
+        exc, response = raised[cls.__name__], responses[cls.__name__]
+        assert response.status_code == cls.status, cls.__name__
+        assert response.json() == {"error": cls.code, "message": exc.public_message}, cls.__name__
+        if exc.retry_seconds is not None:
+            assert response.headers["retry-after"] == str(exc.retry_seconds), cls.__name__
+        if issubclass(cls, Unauthorized):
+            assert response.headers["www-authenticate"].startswith("Bearer"), cls.__name__
+        if cls.expose:
+            assert response.json()["message"] == str(exc)
+        else:  # the text names a server: only the advice reaches the caller
+            assert response.json()["message"] == cls.advice and "hunter2" not in response.text
 
 
 def test_internal_errors_are_a_500_and_redis_failures_the_stores_503() -> None:
     raised: dict[str, BaseException] = {cls.__name__: _make(cls) for cls in INTERNAL}
     raised["redis"] = redis.exceptions.ConnectionError(f"Error 111 connecting to {SECRET}")
-    with _client(raised) as client:
-        for name in sorted(INTERNAL, key=lambda cls: cls.__name__):
-            assert client.get(f"/raise/{name.__name__}").status_code == 500, name
-        down = client.get("/raise/redis")
+    responses = _answers(raised)
+    for cls in INTERNAL:
+        assert responses[cls.__name__].status_code == 500, cls.__name__
+    down = responses["redis"]
     assert down.status_code == StoreUnavailable.status
     assert down.json() == {"error": StoreUnavailable.code, "message": StoreUnavailable.advice}
     assert down.headers["retry-after"] == str(StoreUnavailable.retry_seconds)
