@@ -9,7 +9,7 @@ translated into catalogue errors first, so no error notifier raises can lack an 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -70,7 +70,7 @@ def error_response(status: int, message: str, code: str | None = None,
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
-def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def describe_validation(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """FastAPI's validation errors as one readable line plus a compact list."""
     details = [_detail(e) for e in errors]
     summary = "; ".join(f"{d['loc']}: {d['message']}" if d["loc"] else d["message"] for d in details[:5])
@@ -79,7 +79,7 @@ def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[st
     return f"invalid request: {summary}", details
 
 
-def _detail(error: dict[str, Any]) -> dict[str, Any]:
+def _detail(error: Mapping[str, Any]) -> dict[str, Any]:
     if error.get("type") == "json_invalid":  # loc is ("body", position): say where the JSON breaks
         position = error.get("loc", ("body", 0))[-1]
         return {"loc": "body", "message": invalid_json(position, str(error.get("ctx", {}).get("error", "")))}
