@@ -76,7 +76,7 @@ class Unauthorized(NotifierError):
     status = 401
     code = "unauthorized"
     advice = ("send a valid credential: a user token from `notifier token USER` as "
-              "'Authorization: Bearer <token>', or the server API key (NOTIFIER_API_KEY)")
+              "`Authorization: Bearer TOKEN`, or the server API key (NOTIFIER_API_KEY)")
     close_code = 4401
 
     def headers(self) -> dict[str, str]:
