@@ -10,7 +10,8 @@ first send's id and nothing is sent. Results are not stored, so don't ``.get()``
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import kombu.exceptions
 import redis
@@ -18,7 +19,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from notifier.config import get_settings
-from notifier.errors import NotifierError, ValidationError
+from notifier.errors import BrokerUnavailable, ValidationError
 from notifier.groups import check_group_id
 from notifier.idempotency import Idempotency, check_key
 from notifier.models import Notification, check_user_id, validate
@@ -26,10 +27,6 @@ from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, describe, queue_
 from notifier.redis_url import redact
 
 NotificationInput = Notification | Mapping[str, Any]
-
-
-class BrokerUnavailable(NotifierError):
-    """The broker did not take the message: nothing was sent; try again when it is back."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,7 +54,8 @@ def broker_unavailable(exc: Exception) -> BrokerUnavailable:
                                     "is it running? Set NOTIFIER_BROKER_URL."))
 
 
-def _notification(value: NotificationInput) -> Notification:
+def _notification(value: object) -> Notification:
+    """``value`` as a Notification; anything else (None included) is refused in the user's words."""
     if not isinstance(value, (Notification, Mapping)):
         raise ValidationError(f"a notification must be a dict or Notification, not {type(value).__name__}")
     return validate(Notification, value)

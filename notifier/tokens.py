@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from notifier.config import get_settings
-from notifier.errors import ConfigError, NotifierError
+from notifier.errors import ConfigError, InvalidToken, ValidationError
 from notifier.models import check_user_id
 
 AUDIENCE = "notifier"
@@ -40,10 +40,6 @@ _HEADER = {"alg": "HS256", "typ": "JWT"}
 log = logging.getLogger(__name__)
 _dev_key: bytes | None = None
 _dev_lock = threading.Lock()
-
-
-class InvalidToken(NotifierError):
-    """The token is malformed, not signed with our key, for another audience, or expired."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,7 @@ def issue(user_id: str, ttl: int | None = None, *, key: bytes | None = None,
     check_user_id(user_id)
     ttl = get_settings().token_ttl if ttl is None else ttl
     if not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
-        raise NotifierError(f"token ttl must be between 1 and {MAX_TTL} seconds, not {ttl!r}")
+        raise ValidationError(f"token ttl must be between 1 and {MAX_TTL} seconds, not {ttl!r}")
     issued = int(time.time() if now is None else now)
     payload = {"sub": user_id, "aud": AUDIENCE, "iat": issued, "exp": issued + ttl}
     signing_input = _b64(orjson.dumps(_HEADER)) + "." + _b64(orjson.dumps(payload))
@@ -121,7 +117,7 @@ def verify(token: str, *, key: bytes | None = None, now: float | None = None) ->
         raise InvalidToken(f"token audience must be {AUDIENCE!r}")
     try:
         user_id = check_user_id(claims.get("sub"))
-    except NotifierError:
+    except ValidationError:
         raise InvalidToken("token has no valid subject (user id)") from None
     return Claims(user_id=user_id, expires_at=exp, issued_at=iat)
 

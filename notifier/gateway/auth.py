@@ -19,9 +19,9 @@ from starlette.requests import HTTPConnection
 
 from notifier import tokens
 from notifier.config import get_settings
-from notifier.ratelimit import RateLimiter
-from notifier.gateway.errors import ApiError, unauthorized
+from notifier.errors import InvalidToken, RateLimited, Unauthorized
 from notifier.gateway.metrics import AUTH_FAILURES
+from notifier.ratelimit import RateLimiter
 from notifier.tokens import Claims
 
 _bearer = HTTPBearer(auto_error=False, description="A user token from `notifier token USER_ID`")
@@ -36,7 +36,7 @@ def bearer_token(authorization: str | None) -> str | None:
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         AUTH_FAILURES.labels("bad_header").inc()
-        raise unauthorized("Authorization header must be 'Bearer <token>'")
+        raise InvalidToken("Authorization header must be 'Bearer <token>'")
     return value.strip()
 
 
@@ -44,10 +44,10 @@ def verify_token(token: str | None) -> Claims:
     """Claims of a valid user token; 401 (as :class:`InvalidToken`) otherwise."""
     if not token:
         AUTH_FAILURES.labels("missing_token").inc()
-        raise unauthorized("a user token is required: 'Authorization: Bearer <token>'")
+        raise InvalidToken("a user token is required: 'Authorization: Bearer <token>'")
     try:
         return tokens.verify(token)
-    except tokens.InvalidToken:
+    except InvalidToken:
         AUTH_FAILURES.labels("invalid_token").inc()
         raise
 
@@ -68,8 +68,7 @@ def current_user(claims: Annotated[Claims, Depends(user_claims)]) -> str:
     """The token's user, once they are under ``NOTIFIER_API_RATE_LIMIT`` (429 otherwise)."""
     limit, window = get_settings().api_limit
     if not RateLimiter(limits={"api": (limit, window)}).allow(claims.user_id, uuid.uuid4().hex, ["api"])["api"]:
-        raise ApiError(429, f"more than {limit} API requests in {window} s; slow down and retry",
-                       code="rate_limited", headers={"Retry-After": str(window)})
+        raise RateLimited(f"more than {limit} API requests in {window} s; slow down and retry", window)
     return claims.user_id
 
 
@@ -79,13 +78,13 @@ def require_service(credentials: Annotated[HTTPAuthorizationCredentials | None, 
     configured = get_settings().api_key
     offered = api_key or (credentials.credentials if credentials else None)
     if not configured:
-        raise unauthorized("this gateway has no NOTIFIER_API_KEY set, so service endpoints are disabled")
+        raise Unauthorized("this gateway has no NOTIFIER_API_KEY set, so service endpoints are disabled")
     if not offered:
         AUTH_FAILURES.labels("missing_api_key").inc()
-        raise unauthorized("the server API key is required: 'Authorization: Bearer <key>' or 'X-API-Key'")
+        raise Unauthorized("the server API key is required: 'Authorization: Bearer <key>' or 'X-API-Key'")
     if not hmac.compare_digest(offered.encode(), configured.encode()):
         AUTH_FAILURES.labels("invalid_api_key").inc()
-        raise unauthorized("invalid API key")
+        raise Unauthorized("invalid API key")
 
 
 UserId = Annotated[str, Depends(current_user)]

@@ -1,11 +1,15 @@
-"""Every error the gateway answers with: one JSON shape, an HTTP status, a stable code and a sentence
-that tells the caller what to do. Handlers here turn library errors into these at the boundary.
+"""Every answer the gateway gives for an error: one JSON shape, an HTTP status, a stable code and a
+sentence that tells the caller what to do.
+
+The table is generated from the catalogue in :mod:`notifier.errors` (each class carries its status,
+code, headers and WebSocket close code), plus the framework's own errors and Redis's, which are
+translated into catalogue errors first, so no error notifier raises can lack an answer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -15,11 +19,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from notifier.errors import ValidationError
-from notifier.gateway.hub import HubUnavailable, TooManyConnections
+from notifier.errors import (
+    InvalidToken,
+    NotifierError,
+    RateLimited,
+    StoreUnavailable,
+    TooManyConnections,
+    Unauthorized,
+    Unavailable,
+    ValidationError,
+    catalogue,
+)
 from notifier.models import invalid_json
-from notifier.producer import BrokerUnavailable
-from notifier.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +51,8 @@ class ErrorBody(BaseModel):
 
 
 class ApiError(Exception):
-    """An error response raised from anywhere in a request."""
+    """An answer a route decides itself (a 404 for an id it does not know); errors that can occur in
+    more than one place belong in the catalogue (:mod:`notifier.errors`) instead."""
 
     def __init__(self, status: int, message: str, code: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -51,10 +63,6 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def unauthorized(message: str) -> ApiError:
-    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="notifier"'})
-
-
 def error_response(status: int, message: str, code: str | None = None,
                    details: list[dict[str, Any]] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
@@ -62,7 +70,7 @@ def error_response(status: int, message: str, code: str | None = None,
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
-def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def describe_validation(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """FastAPI's validation errors as one readable line plus a compact list."""
     details = [_detail(e) for e in errors]
     summary = "; ".join(f"{d['loc']}: {d['message']}" if d["loc"] else d["message"] for d in details[:5])
@@ -71,7 +79,7 @@ def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[st
     return f"invalid request: {summary}", details
 
 
-def _detail(error: dict[str, Any]) -> dict[str, Any]:
+def _detail(error: Mapping[str, Any]) -> dict[str, Any]:
     if error.get("type") == "json_invalid":  # loc is ("body", position): say where the JSON breaks
         position = error.get("loc", ("body", 0))[-1]
         return {"loc": "body", "message": invalid_json(position, str(error.get("ctx", {}).get("error", "")))}
@@ -84,27 +92,35 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> list[Any]:
     return list(loc[1:]) if loc and loc[0] == "body" and len(loc) > 1 else list(loc)
 
 
+_DOCUMENTED = (Unauthorized, InvalidToken, ValidationError, RateLimited, TooManyConnections, Unavailable,
+               StoreUnavailable)
+"""The catalogue errors any API route can answer with, for its OpenAPI description."""
+
+
+def _described(status: int) -> str:
+    return "; ".join(f"`{cls.code}`: {cls.advice}" for cls in catalogue()
+                     if cls in _DOCUMENTED and cls.status == status)
+
+
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing, malformed, tampered or expired credentials"},
-    413: {"model": ErrorBody, "description": "Request body larger than NOTIFIER_MAX_REQUEST_BYTES"},
-    429: {"model": ErrorBody, "description": "More requests than NOTIFIER_API_RATE_LIMIT allows this user; "
-                                              "retry after Retry-After seconds"},
-    422: {"model": ErrorBody, "description": "The request did not validate; `message` says why"},
-    503: {"model": ErrorBody, "description": "Redis (or the broker) is unreachable; retry later"},
+    413: {"model": ErrorBody, "description": "`too_large`: request body larger than NOTIFIER_MAX_REQUEST_BYTES"},
+    **{status: {"model": ErrorBody, "description": _described(status)}
+       for status in sorted({cls.status for cls in _DOCUMENTED if cls.status is not None})},
 }
-"""Error responses every API route documents in the OpenAPI schema."""
+"""Error responses every API route documents in the OpenAPI schema, from the catalogue."""
 
 
-def _redis_down(exc: Exception) -> JSONResponse:
-    log.warning("Redis unavailable: %s", exc)
-    return error_response(503, "the notification store (Redis) is unreachable; retry shortly",
-                          headers={"Retry-After": "2"})
+def answer(exc: NotifierError) -> JSONResponse | None:
+    """The answer the catalogue gives ``exc``; None for an internal error (a 500: it is a bug here)."""
+    if exc.status is None:
+        return None
+    if not exc.expose:  # the text may name a server: it goes to the log, the caller gets the advice
+        log.warning("%s: %s", type(exc).__name__, exc)
+    return error_response(exc.status, exc.public_message, exc.code, headers=exc.headers() or None)
 
 
-def _broker_down(exc: BrokerUnavailable) -> JSONResponse:
-    log.warning("broker unavailable: %s", exc)
-    return error_response(503, "the message broker is unreachable, so nothing was sent; retry shortly",
-                          headers={"Retry-After": "2"})
+def _redis_down(exc: Exception) -> JSONResponse | None:
+    return answer(StoreUnavailable(str(exc)))
 
 
 def _api(exc: ApiError) -> JSONResponse:
@@ -113,33 +129,29 @@ def _api(exc: ApiError) -> JSONResponse:
 
 def _validation(exc: RequestValidationError) -> JSONResponse:
     message, details = describe_validation(list(exc.errors()))
-    return error_response(422, message, details=details)
+    return error_response(ValidationError.status or 422, message, ValidationError.code, details=details)
 
 
-_ANSWERS: dict[type[Exception], Callable[[Any], JSONResponse]] = {
+_ANSWERS: dict[type[Exception], Callable[[Any], JSONResponse | None]] = {
+    NotifierError: answer,
     ApiError: _api,
-    InvalidToken: lambda e: _api(unauthorized(str(e))),
-    ValidationError: lambda e: error_response(422, str(e)),
     RequestValidationError: _validation,
     StarletteHTTPException: lambda e: error_response(e.status_code, str(e.detail),
                                                      headers=getattr(e, "headers", None)),
-    TooManyConnections: lambda e: error_response(429, str(e), headers={"Retry-After": "5"}),
-    HubUnavailable: lambda e: error_response(503, str(e), headers={"Retry-After": "2"}),
-    BrokerUnavailable: _broker_down,
     **dict.fromkeys((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                      redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
                      redis.exceptions.MasterDownError, redis.exceptions.RedisClusterException), _redis_down),
 }
-"""Each failure a caller can act on, and its answer; Redis or broker failures a client can only wait
-out get 503 with Retry-After (the log line names the server; the answer does not)."""
+"""Every catalogue error answers from its own class attributes (so a new one, defined anywhere, is
+answered too); the framework's errors and Redis's failures (as :class:`StoreUnavailable`) join them."""
 
 
 def response_for(exc: Exception) -> JSONResponse | None:
     """The :class:`ErrorBody` response for ``exc`` (its most specific known class); None for a bug (a 500)."""
     for kind in type(exc).__mro__:
-        answer = _ANSWERS.get(kind)
-        if answer is not None:
-            return answer(exc)
+        handler = _ANSWERS.get(kind)
+        if handler is not None:
+            return handler(exc)
     return None
 
 

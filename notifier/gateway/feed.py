@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Send
 
-from notifier.errors import NotifierError
+from notifier.errors import ClientGone, SlowConsumer, TokenExpired
 from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
 from notifier.gateway.metrics import CONNECTIONS, CONNECTS, DELIVERED, RESUMES
 from notifier.gateway.state import GatewayState
@@ -31,18 +31,6 @@ from notifier.inbox import Inbox, check_entry_id
 START = "0-0"
 """The id before every entry: resuming from it replays the whole inbox."""
 REPLAY_PAGE = 200
-
-
-class SlowConsumer(NotifierError):
-    """The connection's buffer filled up: it is closed and the client resumes from its last id."""
-
-
-class TokenExpired(NotifierError):
-    """The connection's token expired: the client must reconnect with a fresh one."""
-
-
-class ClientGone(NotifierError):
-    """The client disconnected (the transport called :meth:`Feed.hang_up`): stop sending."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +86,7 @@ class Feed:
     async def open(self, last_event_id: str | None) -> dict[str, Any]:
         """Subscribe, then fix the starting point; returns the ``connected`` event's data."""
         resuming = last_event_id is not None
-        if resuming:
+        if last_event_id is not None:
             check_entry_id(last_event_id)
         self._sub = await self.hub.attach(self.user_id)
         try:

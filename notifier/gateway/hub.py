@@ -37,7 +37,7 @@ import orjson
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import MovedError, RedisError, ResponseError
 
-from notifier.errors import NotifierError
+from notifier.errors import HubUnavailable, TooManyConnections
 from notifier.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,6 @@ SUBSCRIBE_TIMEOUT = 5.0
 PING_INTERVAL = 5.0
 """Seconds of silence after which the hub pings Redis; no answer within as long again means dead."""
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
-
-
-class HubUnavailable(NotifierError):
-    """The hub has no Redis connection for this user right now; the client should retry shortly."""
-
-
-class TooManyConnections(NotifierError):
-    """The user already has ``NOTIFIER_MAX_CONNECTIONS_PER_USER`` open connections."""
 
 
 class _Resync:
@@ -76,7 +68,7 @@ class Subscriber:
     hang-up" on the same future (:meth:`wake`) without a timer or a task per wait.
     """
 
-    __slots__ = ("user_id", "limit", "items", "overflowed", "_waiter")
+    __slots__ = ("_waiter", "items", "limit", "overflowed", "user_id")
 
     def __init__(self, user_id: str, limit: int) -> None:
         self.user_id = user_id
@@ -435,7 +427,7 @@ async def _close(conn: AbstractConnection | None) -> None:
     if conn is not None:
         try:
             await conn.disconnect(nowait=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - closing a dead link is best effort; any failure only logs
             log.debug("hub: error while closing a connection: %s", exc)
 
 

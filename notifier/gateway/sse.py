@@ -24,10 +24,16 @@ import redis
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from notifier.errors import ValidationError
+from notifier.errors import (
+    ClientGone,
+    SlowConsumer,
+    StoreUnavailable,
+    TokenExpired,
+    ValidationError,
+)
 from notifier.gateway.auth import live_claims
 from notifier.gateway.errors import error_response, response_for
-from notifier.gateway.feed import ClientGone, Event, Feed, SlowConsumer, TokenExpired
+from notifier.gateway.feed import Event, Feed
 from notifier.gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
@@ -123,12 +129,10 @@ async def _pump(feed: Feed, resume: str | None, send: Send) -> bytes | None:
                 await _write(feed, send, _format(batch))
     except ClientGone:
         return None
-    except SlowConsumer as exc:
-        return format_event("error", {"error": "slow_consumer", "message": str(exc)})
-    except TokenExpired as exc:
-        return format_event("error", {"error": "token_expired", "message": str(exc)})
+    except (SlowConsumer, TokenExpired) as exc:
+        return format_event("error", {"error": exc.code, "message": str(exc)})
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        return format_event("error", {"error": "unavailable",
+        return format_event("error", {"error": StoreUnavailable.code,
                                       "message": "Redis is unreachable; reconnect and resume shortly"})
 
 

@@ -8,9 +8,10 @@ Server to client: ``connected``, ``notification`` (``id`` = inbox entry id), ``u
 A bad frame gets an ``error`` frame and the connection stays up; an oversized one closes it with
 1009, and a flood of bad ones with 1008.
 
-Close codes: 4401 missing/invalid/expired token, 4429 too many connections for the user,
-1013 come back later (Redis unreachable, or the client fell too far behind: resume from the last id),
-1008 policy violation, 1009 frame too large, 1011 no Pong to the server's keepalive Ping in time.
+Close codes: an error's own ``close_code`` from the catalogue (``notifier.errors``): 4401
+missing/invalid/expired token, 4429 too many connections for the user, 1013 come back later (Redis
+unreachable, or the client fell too far behind: resume from the last id); and the protocol's: 1008
+policy violation, 1009 frame too large, 1011 no Pong to the server's keepalive Ping in time.
 
 Keepalive is uvicorn's own: a Ping control frame every ``NOTIFIER_HEARTBEAT_SECONDS``, and a client
 that does not answer within as long is closed (``notifier gateway`` sets uvicorn's
@@ -37,22 +38,24 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from notifier.errors import NotifierError
+from notifier.errors import (
+    ClientGone,
+    InvalidToken,
+    NotifierError,
+    SlowConsumer,
+    StoreUnavailable,
+    TokenExpired,
+)
 from notifier.gateway.auth import live_claims
-from notifier.gateway.errors import ApiError, describe_validation
-from notifier.gateway.feed import ClientGone, Event, Feed, SlowConsumer, TokenExpired
-from notifier.gateway.hub import HubUnavailable, TooManyConnections
+from notifier.gateway.errors import describe_validation
+from notifier.gateway.feed import Event, Feed
 from notifier.gateway.state import GatewayState
 from notifier.inbox import MAX_IDS, check_entry_id
-from notifier.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
 
 PATH = "/v1/ws"
 
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_TOO_MANY = 4429
-CLOSE_TRY_LATER = 1013
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 MAX_BAD_FRAMES = 20
@@ -146,12 +149,11 @@ class _Connection:
                         await self.send_events(batch)
         except ClientGone:
             return
-        except SlowConsumer as exc:
-            await self.close(CLOSE_TRY_LATER, str(exc))
-        except TokenExpired as exc:
-            await self.close(CLOSE_UNAUTHORIZED, str(exc))
+        except (SlowConsumer, TokenExpired) as exc:
+            await self.close(_close_code(exc), str(exc))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            await self.close(CLOSE_TRY_LATER, "Redis is unreachable; reconnect and resume shortly")
+            await self.close(_close_code(StoreUnavailable()),
+                             "Redis is unreachable; reconnect and resume shortly")
 
     async def listen(self) -> None:
         """Client frames until the client disconnects (or floods us with bad frames)."""
@@ -240,8 +242,8 @@ async def _open(state: GatewayState, websocket: WebSocket) -> tuple[_Connection,
     request = HTTPConnection(websocket.scope)
     try:
         claims = live_claims(request)
-    except (InvalidToken, ApiError) as exc:
-        await websocket.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
+    except InvalidToken as exc:
+        await websocket.close(_close_code(exc), str(exc)[:120])
         return None
     feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
     resume = request.query_params.get("last_event_id") or None
@@ -249,13 +251,10 @@ async def _open(state: GatewayState, websocket: WebSocket) -> tuple[_Connection,
     try:
         connected = await feed.open(resume)
         await conn.send({"type": "connected", **connected, "heartbeat": state.settings.heartbeat_seconds})
-    except TooManyConnections as exc:
-        await conn.close(CLOSE_TOO_MANY, str(exc))
-    except NotifierError as exc:
-        code = CLOSE_TRY_LATER if isinstance(exc, HubUnavailable) else CLOSE_POLICY
-        await conn.close(code, f"last_event_id: {exc}" if code == CLOSE_POLICY else str(exc))
+    except NotifierError as exc:  # a bad last_event_id has no close code of its own: a policy violation
+        await conn.close(_close_code(exc), str(exc) if exc.close_code else f"last_event_id: {exc}")
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        await conn.close(CLOSE_TRY_LATER, "Redis is unreachable; retry shortly")
+        await conn.close(_close_code(StoreUnavailable()), "Redis is unreachable; retry shortly")
     except (WebSocketDisconnect, OSError, TimeoutError) as exc:
         log.debug("WebSocket client gone: %r", exc)
     else:
@@ -283,3 +282,8 @@ async def _serve(conn: _Connection) -> None:
             continue
         if isinstance(outcome, BaseException):
             log.error("WebSocket connection failed", exc_info=outcome)
+
+
+def _close_code(exc: NotifierError) -> int:
+    """The catalogue's close code for ``exc``; 1008 (policy violation) for an error without one."""
+    return exc.close_code or CLOSE_POLICY
