@@ -20,6 +20,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import re
 import ssl
 import threading
 import uuid
@@ -52,6 +53,7 @@ PRODUCTION_HOST = "api.push.apple.com"
 SANDBOX_HOST = "api.sandbox.push.apple.com"
 IDLE_SECONDS = 600
 """Close the connection after this long without traffic (Apple asks providers to keep it open)."""
+_TOKEN = re.compile(r"[0-9a-f]{64,200}")
 _DEAD_TOKEN = frozenset({"BadDeviceToken", "Unregistered", "ExpiredToken"})
 _AUTH = frozenset({"InvalidProviderToken", "MissingProviderToken", "BadCertificate",
                    "BadCertificateEnvironment", "Forbidden"})
@@ -134,11 +136,22 @@ class APNsChannel(PushChannel):
         self._client: _Client | None = None
         self._client_pid: int | None = None
 
+    @classmethod
+    def check_token(cls, token: str) -> None:
+        if not _TOKEN.fullmatch(cls.token_address(token)):
+            raise ValueError("an APNs device token is 64 or more hex characters")
+
+    @classmethod
+    def token_address(cls, token: str) -> str:
+        """Apple tokens are hex; clients print them with spaces or angle brackets and in any case."""
+        return re.sub(r"[\s<>]", "", token).lower()
+
     # Mapping ------------------------------------------------------------------------------------
     def build_payload(self, delivery: Delivery, badge: int | None = None,
                       now: dt.datetime | None = None) -> ApnsPayload:
-        """The ``aps`` dictionary and headers; ``badge`` is the user's unread count. Raises
-        ``PermanentError`` for a payload over Apple's size limit."""
+        """The ``aps`` dictionary and headers; ``badge`` is the user's unread count. The size is
+        checked by :meth:`check_payload` (without the badge's few bytes: Apple's ``PayloadTooLarge``
+        answer, a ``PermanentError`` too, covers the rest)."""
         n = delivery.notification
         alert = {"title": n.title, **({"body": n.body} if n.body else {})}
         aps: dict[str, Any] = {"alert": alert, "sound": "default", "thread-id": n.type}
@@ -154,14 +167,14 @@ class APNsChannel(PushChannel):
             message["url"] = n.action_url
         if n.data:
             message["data"] = n.data
-        size = json_size(message)
-        if size > MAX_PAYLOAD:
-            raise PermanentError(f"APNs payload is {size} bytes; Apple's limit is {MAX_PAYLOAD}: send less "
-                                 "data or a shorter body")
         return ApnsPayload(message=message, push_type=PushType.ALERT,
                            priority=5 if n.priority == "normal" else 10,
                            collapse_id=short_key(n.collapse_key, 64) if n.collapse_key else None,
                            ttl=remaining_ttl(n, now))
+
+    def payload_size(self, payload: ApnsPayload) -> int:
+        """What Apple counts: the JSON body."""
+        return json_size(payload.message)
 
     # Sending ------------------------------------------------------------------------------------
     def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],

@@ -30,6 +30,7 @@ def _template(name: str) -> Template:
 
 class Email(Channel):
     name = "email"
+    needs_address = "email"
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
