@@ -75,7 +75,7 @@ def run(channel_name: str, notifications: dict[str, Any], targets: Sequence[Any]
     report = Report()
     deliveries = _parse(notifications, targets, report)
     now = utcnow()
-    live = []
+    live: list[Delivery] = []
     for d in deliveries:
         (report.expired if d.notification.expired(now) else live).append(d)
     live = _check_payloads(channel, channel.expand(live), report)

@@ -163,6 +163,10 @@ def platform_of(device_id: str) -> str:
     return device_id.split("-", 1)[0]
 
 
+DeviceList = list[Device]
+"""(An alias: inside :class:`Devices`, ``list`` is its method.)"""
+
+
 class Devices:
     """Register, list and remove devices; load them in bulk for a push batch."""
 
@@ -212,7 +216,7 @@ class Devices:
             pipe.hdel(self.keys.devices(user_id), did)
         pipe.execute()
 
-    def for_users(self, user_ids: Sequence[str], platform: str) -> dict[str, list[Device]]:
+    def for_users(self, user_ids: Sequence[str], platform: str) -> dict[str, DeviceList]:
         """Each user's devices on one platform, in one pipelined round trip for the whole batch."""
         users = list(dict.fromkeys(user_ids))
         if not users:
@@ -227,10 +231,11 @@ class Devices:
         return found
 
 
-def _load(did: str, raw: str | None) -> Device | None:
+def _load(did: bytes | str, raw: bytes | str | None) -> Device | None:
     """A stored device, or None (with a warning) if the entry is missing or unreadable."""
     if raw is None:
         return None
+    did = did.decode() if isinstance(did, bytes) else did
     try:
         device = Device.model_validate(orjson.loads(raw))
     except (orjson.JSONDecodeError, ValueError) as exc:

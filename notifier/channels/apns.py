@@ -46,6 +46,7 @@ from notifier.models import utcnow
 log = logging.getLogger("notifier.channels.apns")
 
 T = TypeVar("T")
+_P = TypeVar("_P", bound=APNsBaseClientProtocol)
 
 MAX_PAYLOAD = 4096
 """Apple's limit for an alert's JSON payload, in bytes."""
@@ -295,12 +296,11 @@ class APNsChannel(PushChannel):
         self._loop.stop()
 
 
-def _protocol_class(base: type[APNsBaseClientProtocol], host: str, port: int,
-                    client: _Client) -> type[APNsBaseClientProtocol]:
+def _protocol_class(base: type[_P], host: str, port: int, client: _Client) -> type[_P]:
     """aioapns's protocol with our host, port, idle time and provider token, recording ``Retry-After``
     per ``apns-id``."""
 
-    class Protocol(base):  # type: ignore[valid-type,misc]
+    class Protocol(base):  # type: ignore[valid-type,misc]  # mypy cannot subclass a type variable
         APNS_SERVER = host
         APNS_PORT = port
         INACTIVITY_TIME = IDLE_SECONDS
