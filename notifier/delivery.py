@@ -13,8 +13,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import redis
 
@@ -107,7 +108,7 @@ def _parse(notifications: Any, targets: Any, report: Report) -> list[Delivery]:
         if nid not in parsed:
             try:
                 parsed[nid] = validate(Notification, notifications.get(nid))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (an unreadable notification fails its rows, not the batch)
                 parsed[nid] = PermanentError(f"notification {nid}: {exc}")
         n = parsed[nid]
         if isinstance(n, PermanentError):
@@ -220,4 +221,4 @@ def rows(deliveries: Sequence[Delivery]) -> tuple[dict[str, Any], list[list[str]
     return notifications, targets
 
 
-__all__ = ["ALL_TARGETS", "Failure", "Report", "run", "rows"]
+__all__ = ["ALL_TARGETS", "Failure", "Report", "rows", "run"]

@@ -17,12 +17,20 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import orjson
 import redis
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from notifier import store
 from notifier.errors import ValidationError
@@ -115,7 +123,7 @@ class Registration(BaseModel):
     """APNs: the app's bundle id (``apns-topic``) when it differs from NOTIFIER_APNS_TOPIC."""
 
     @model_validator(mode="after")
-    def _target(self) -> "Registration":
+    def _target(self) -> Registration:
         cls = platform_class(self.platform)
         if cls.takes_subscription:
             if self.subscription is None or self.token is not None:

@@ -13,9 +13,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from notifier.channels.base import Delivery
 from notifier.config import Settings
 from notifier.delivery import Failure, Report
-from notifier.channels.base import Delivery
 from notifier.errors import DeliveryError
 
 Jitter = Callable[[float, float], float]

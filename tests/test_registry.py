@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson
@@ -59,7 +58,7 @@ def settled(worker: Worker, *task_ids: str) -> None:
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "notifier.cli", *args], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=60)
+                          text=True, env={**os.environ, **env}, timeout=60, check=False)
 
 
 def sent() -> list[list[str]]:

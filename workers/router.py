@@ -6,13 +6,13 @@ import logging
 from collections import Counter
 from typing import Any
 
+from notifier import store
+from notifier.channels import registry
+from notifier.config import get_settings
 from notifier.groups import Groups, scan_batches
 from notifier.keys import Keys
 from notifier.metrics import ROUTED
 from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
-from notifier import store
-from notifier.channels import registry
-from notifier.config import get_settings
 from notifier.router import SKIPPED, Plan, Router
 from notifier.schedule import Schedule
 from workers.app import app

@@ -8,7 +8,7 @@ import threading
 from notifier.channels import registry
 from notifier.channels.base import ALL_TARGETS, INBOX_ONLY, Channel, Delivery, Outcome
 
-__all__ = ["ALL_TARGETS", "INBOX_ONLY", "Channel", "Delivery", "Outcome", "get_channel", "close_all"]
+__all__ = ["ALL_TARGETS", "INBOX_ONLY", "Channel", "Delivery", "Outcome", "close_all", "get_channel"]
 
 _instances: dict[str, Channel] = {}
 _lock = threading.Lock()

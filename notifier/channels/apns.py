@@ -24,19 +24,31 @@ import re
 import ssl
 import threading
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from aioapns import APNs
 from aioapns.common import NotificationRequest, NotificationResult, PushType
-from aioapns.connection import APNsBaseClientProtocol, AuthorizationHeaderProvider, JWTAuthorizationHeaderProvider
-from aioapns.exceptions import ConnectionClosed, ConnectionError as APNsConnectionError, MaxAttemptsExceeded
+from aioapns.connection import (
+    APNsBaseClientProtocol,
+    AuthorizationHeaderProvider,
+    JWTAuthorizationHeaderProvider,
+)
+from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
+from aioapns.exceptions import ConnectionError as APNsConnectionError
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
-from notifier.channels.push import PushChannel, json_size, parse_retry_after, remaining_ttl, short_key
+from notifier.channels.push import (
+    PushChannel,
+    json_size,
+    parse_retry_after,
+    remaining_ttl,
+    short_key,
+)
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
@@ -240,7 +252,7 @@ class APNsChannel(PushChannel):
             try:
                 result: NotificationResult | BaseException = await _bounded(
                     client.apns.send_notification(request), timeout)
-            except Exception as exc:  # a timeout or a lost connection is this push's outcome
+            except Exception as exc:  # noqa: BLE001  (a timeout or a lost connection is this push's outcome)
                 result = exc
             if isinstance(result, NotificationResult) and result.description == "ExpiredProviderToken":
                 client.token.expire(generation)
@@ -248,7 +260,7 @@ class APNsChannel(PushChannel):
             if on_answer is not None:
                 try:
                     on_answer(request, *answer)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  (re-raised by the caller, after the other pushes)
                     failures.append(exc)
             return answer
 
@@ -291,7 +303,7 @@ class APNsChannel(PushChannel):
         if client is not None and self._client_pid == os.getpid():
             try:
                 self._loop.submit(_close(client)).result(5)
-            except Exception as exc:  # closing is best effort at shutdown
+            except Exception as exc:  # noqa: BLE001  (closing is best effort at shutdown)
                 log.debug("closing the APNs connection failed: %s", exc)
         self._loop.stop()
 

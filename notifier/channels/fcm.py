@@ -16,8 +16,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 import requests
@@ -26,7 +27,13 @@ from google.auth.transport.requests import AuthorizedSession, Request
 from google.oauth2 import service_account
 
 from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
-from notifier.channels.push import PushChannel, https_session, json_size, parse_retry_after, remaining_ttl
+from notifier.channels.push import (
+    PushChannel,
+    https_session,
+    json_size,
+    parse_retry_after,
+    remaining_ttl,
+)
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError

@@ -17,7 +17,8 @@ import re
 import ssl
 import time
 from abc import abstractmethod
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import orjson
 import requests

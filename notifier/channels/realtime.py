@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import orjson
 
-from notifier.channels.base import ALL_TARGETS, INBOX_ONLY, Channel, Delivery, OnOutcome, Outcome, reported
+from notifier.channels.base import (
+    ALL_TARGETS,
+    INBOX_ONLY,
+    Channel,
+    Delivery,
+    OnOutcome,
+    Outcome,
+    reported,
+)
 from notifier.inbox import Inbox
 
 LIVE = "live"

@@ -11,19 +11,26 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import requests
+from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid, VapidException
 from py_vapid.utils import b64urlencode
 from pywebpush import WebPushException, webpush
-from cryptography.hazmat.primitives import serialization
 
 from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
-from notifier.channels.push import PushChannel, https_session, parse_retry_after, remaining_ttl, short_key
+from notifier.channels.push import (
+    PushChannel,
+    https_session,
+    parse_retry_after,
+    remaining_ttl,
+    short_key,
+)
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
