@@ -19,7 +19,7 @@ from notifier.channels import registry
 from notifier.deadletters import DeadLetters, readable
 from notifier.preferences import PreferenceStore
 from tests.gateway_support import Gateway, token
-from tests.helpers import ROOT, Worker, uid, wait_for
+from tests.helpers import ROOT, Worker, own_broker_env, uid, use_env, wait_for
 from tests.support import throwaway
 
 ENTRY_POINT = "throwaway = tests.support.throwaway:Throwaway"
@@ -28,7 +28,8 @@ ENTRY_POINT = "throwaway = tests.support.throwaway:Throwaway"
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The throwaway channel's distribution metadata on the path of this process and of every
-    process it starts (what ``pip install`` of a package declaring the entry point leaves behind)."""
+    process it starts (what ``pip install`` of a package declaring the entry point leaves behind),
+    with a store and broker of their own: the session's shared worker does not know the channel."""
     site = tmp_path_factory.mktemp("site")
     info = site / "notifier_throwaway-0.1.dist-info"
     info.mkdir()
@@ -36,9 +37,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     (info / "entry_points.txt").write_text(f"[{registry.GROUP}]\n{ENTRY_POINT}\n")
     sys.path.insert(0, str(site))
     registry.reload()
-    yield {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
-    sys.path.remove(str(site))
-    registry.reload()
+    env = {**own_broker_env(), "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    try:
+        with use_env(env):
+            yield env
+    finally:
+        sys.path.remove(str(site))
+        registry.reload()
 
 
 @pytest.fixture(scope="module")
