@@ -17,9 +17,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from notifier import redis_url as redis_urls
 from notifier.errors import ConfigError
 
-CHANNELS: tuple[str, ...] = ("realtime", "email", "fcm", "apns", "webpush")
-"""Every channel notifier knows; each has its own Celery queue of the same name."""
-
 _RATE = re.compile(r"\s*(\w+)\s*=\s*(\d+)\s*/\s*(\d+)\s*")
 
 
@@ -48,7 +45,8 @@ class Settings(BaseSettings):
     """Retries due sooner than this use Celery's countdown; later ones go to the schedule."""
 
     rate_limits: str = "realtime=120/60,email=20/3600,fcm=60/3600,apns=60/3600,webpush=60/3600"
-    default_channels: str = ",".join(CHANNELS)
+    default_channels: str = ""
+    """Channels a notification names none goes to; empty: every channel in the registry."""
     inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
     idempotency_ttl: int = Field(86400, ge=1)
     idempotency_pending_ttl: int = Field(30, ge=1)
@@ -143,9 +141,10 @@ class Settings(BaseSettings):
     @classmethod
     def _check_channels(cls, value: str) -> str:
         names = [c.strip() for c in value.split(",") if c.strip()]
-        unknown = sorted(set(names) - set(CHANNELS))
-        if unknown or not names:
-            raise ValueError(f"unknown channel(s) {unknown}; choose from {', '.join(CHANNELS)}")
+        known = _channel_names()
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; choose from {', '.join(known)}")
         return ",".join(names)
 
     @model_validator(mode="after")
@@ -199,7 +198,14 @@ class Settings(BaseSettings):
     @property
     def channels(self) -> tuple[str, ...]:
         """Channels a notification goes to when it names none."""
-        return tuple(self.default_channels.split(","))
+        return tuple(self.default_channels.split(",")) if self.default_channels else _channel_names()
+
+
+def _channel_names() -> tuple[str, ...]:
+    """The registry's channel names, imported late: the channel modules import this one."""
+    from notifier.channels import registry
+
+    return registry.names()
 
 
 def _plain_redis(url: str) -> bool:
@@ -214,7 +220,7 @@ def parse_rate_limits(value: str) -> dict[str, tuple[int, int]]:
         if not match:
             raise ValueError(f"{part!r} is not CHANNEL=LIMIT/SECONDS (e.g. email=20/3600)")
         channel, limit, window = match.group(1), int(match.group(2)), int(match.group(3))
-        if channel not in CHANNELS:
+        if channel not in _channel_names():
             raise ValueError(f"unknown channel {channel!r} in rate limits")
         if window <= 0:
             raise ValueError(f"window for {channel} must be positive")

@@ -1,9 +1,10 @@
 """Run one batch of deliveries on a channel and sort the outcomes.
 
 This is the part of a delivery task that does not depend on Celery: expand users into targets, skip
-targets that already got the notification (receipts), send, record receipts, prune dead targets, and
-report which deliveries succeeded, should be retried, or failed for good. ``workers/base.py`` decides
-what to do with the report (re-enqueue with backoff, dead-letter).
+targets that already got the notification (receipts), refuse payloads over the channel's
+``max_payload_bytes``, send, record receipts, prune dead targets, and report which deliveries
+succeeded, should be retried, or failed for good. :func:`notifier.retry.decide` turns the report into
+what to do (re-enqueue with backoff, dead-letter); ``workers/base.py`` does it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import redis
 
-from notifier.channels import ALL_TARGETS, Delivery, Outcome, get_channel
+from notifier.channels import ALL_TARGETS, Channel, Delivery, Outcome, get_channel
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import Notification, utcnow, validate
 from notifier.receipts import Claim, Item, Receipts
@@ -26,27 +28,46 @@ log = logging.getLogger("notifier.delivery")
 RECEIPT_RETRY_SECONDS = 0.2
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A target that failed for good: its delivery, or the task row that could not be read at all."""
+
+    error: DeliveryError
+    delivery: Delivery | None = None
+    row: Any = None
+    """The unreadable row (or whole task arguments) when there is no delivery."""
+    gave_up: bool = False
+    """It failed retryably until the retries were used up."""
+
+    @property
+    def reason(self) -> str:
+        """What its dead letter says."""
+        return ("gave up: " if self.gave_up else "") + str(self.error)
+
+    @property
+    def notification_id(self) -> str:
+        return self.delivery.notification.id if self.delivery is not None else "?"
+
+    def args(self) -> list[Any]:
+        """The delivery task's arguments for this target alone: what its dead letter replays."""
+        if self.delivery is None:
+            return [{}, [self.row]]
+        notifications, targets = rows([self.delivery])
+        return [notifications, targets]
+
+
 @dataclass
 class Report:
+    """What became of each target of one delivery task."""
+
     delivered: list[Delivery] = field(default_factory=list)
     already: list[Delivery] = field(default_factory=list)
     """Skipped: a receipt says the target already got it (a redelivered or replayed task)."""
     expired: list[Delivery] = field(default_factory=list)
     pruned: list[tuple[Delivery, DeliveryError]] = field(default_factory=list)
     retry: list[tuple[Delivery, RetryableError]] = field(default_factory=list)
-    failed: list[tuple[Any, DeliveryError]] = field(default_factory=list)
-    """Permanent failures: a delivery, or a raw row that could not be read at all."""
-
-    def give_up(self) -> None:
-        """The retries are used up and the retryable targets were dead-lettered: from now on they
-        are failures (counted and logged as ``failed``, not as ``retried``)."""
-        self.failed.extend(self.retry)
-        self.retry = []
-
-    @property
-    def retry_after(self) -> float | None:
-        hints = [e.retry_after for _, e in self.retry if e.retry_after is not None]
-        return max(hints) if hints else None
+    failed: list[Failure] = field(default_factory=list)
+    """Permanent failures (including payloads over the channel's ``max_payload_bytes``)."""
 
 
 def run(channel_name: str, notifications: dict[str, Any], targets: Sequence[Any]) -> Report:
@@ -55,10 +76,10 @@ def run(channel_name: str, notifications: dict[str, Any], targets: Sequence[Any]
     report = Report()
     deliveries = _parse(notifications, targets, report)
     now = utcnow()
-    live = []
+    live: list[Delivery] = []
     for d in deliveries:
         (report.expired if d.notification.expired(now) else live).append(d)
-    live = channel.expand(live)
+    live = _check_payloads(channel, channel.expand(live), report)
     to_send = _claim(channel_name, live, report) if channel.uses_receipts else live
     receipted = _Receipted(channel_name) if channel.uses_receipts else None
     claimed = [(d.user_id, channel_name, d.notification.id, d.target) for d in to_send]
@@ -72,27 +93,50 @@ def run(channel_name: str, notifications: dict[str, Any], targets: Sequence[Any]
 
 def _parse(notifications: Any, targets: Any, report: Report) -> list[Delivery]:
     if not isinstance(notifications, dict) or not isinstance(targets, list):
-        report.failed.append(([notifications, targets], PermanentError(
-            "malformed delivery task: expected ({notification_id: notification}, [[user, id, target], ...])")))
+        report.failed.append(Failure(PermanentError(
+            "malformed delivery task: expected ({notification_id: notification}, [[user, id, target], ...])"),
+            row=[notifications, targets]))
         return []
     parsed: dict[str, Notification | PermanentError] = {}
     deliveries = []
     for row in targets:
         if not (isinstance(row, list) and len(row) == 3 and all(isinstance(x, str) for x in row)):
-            report.failed.append((row, PermanentError("malformed target row: expected [user_id, id, target]")))
+            report.failed.append(Failure(PermanentError("malformed target row: expected [user_id, id, target]"),
+                                         row=row))
             continue
         user_id, nid, target = row
         if nid not in parsed:
             try:
                 parsed[nid] = validate(Notification, notifications.get(nid))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (an unreadable notification fails its rows, not the batch)
                 parsed[nid] = PermanentError(f"notification {nid}: {exc}")
         n = parsed[nid]
         if isinstance(n, PermanentError):
-            report.failed.append((row, n))
+            report.failed.append(Failure(n, row=row))
         else:
             deliveries.append(Delivery(user_id, n, target))
     return deliveries
+
+
+def _check_payloads(channel: Channel, deliveries: list[Delivery], report: Report) -> list[Delivery]:
+    """The deliveries whose payload the channel takes; the others fail for good, unsent (checked
+    once per notification: the payload differs by target only in its address)."""
+    refused: dict[str, PermanentError | None] = {}
+    live = []
+    for d in deliveries:
+        nid = d.notification.id
+        if nid not in refused:
+            try:
+                channel.check_payload(d)
+                refused[nid] = None
+            except PermanentError as exc:
+                refused[nid] = exc
+        error = refused[nid]
+        if error is None:
+            live.append(d)
+        else:
+            report.failed.append(Failure(error, d))
+    return live
 
 
 def _claim(channel: str, deliveries: list[Delivery], report: Report) -> list[Delivery]:
@@ -160,7 +204,7 @@ def _sort(channel: str, outcomes: list[Outcome], report: Report, receipted: set[
         elif isinstance(o.error, RetryableError):
             report.retry.append((o.delivery, o.error))
         else:
-            report.failed.append((o.delivery, o.error or PermanentError("unknown failure")))
+            report.failed.append(Failure(o.error or PermanentError("unknown failure"), o.delivery))
     if get_channel(channel).uses_receipts:
         receipts = Receipts()
         receipts.done_many(done)
@@ -177,4 +221,4 @@ def rows(deliveries: Sequence[Delivery]) -> tuple[dict[str, Any], list[list[str]
     return notifications, targets
 
 
-__all__ = ["ALL_TARGETS", "Report", "run", "rows"]
+__all__ = ["ALL_TARGETS", "Failure", "Report", "rows", "run"]

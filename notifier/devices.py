@@ -4,6 +4,9 @@ Each user has one Redis hash (``Keys.devices``) from device id to the device as 
 ``<platform>-<hash of the token or endpoint>``, so it is stable: registering the same token again
 updates that device (topic, subscription keys, last seen) and never adds a second one. The platform
 prefix is what the router reads (HKEYS alone) to decide which push channels a user has.
+
+The platforms are the registry's channels that ``needs_device``; each says what its devices register
+with (``takes_subscription``, ``check_token``), so this module names none of them.
 """
 
 from __future__ import annotations
@@ -14,26 +17,33 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from typing import Any, ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import orjson
 import redis
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from notifier import store
 from notifier.errors import ValidationError
 from notifier.keys import Keys
 from notifier.models import check_user_id, refuse_control, utcnow, validate
 
+if TYPE_CHECKING:
+    from notifier.channels.push import PushChannel
+
 log = logging.getLogger("notifier.devices")
 
-Platform = Literal["fcm", "apns", "webpush"]
-PLATFORMS: tuple[str, ...] = ("fcm", "apns", "webpush")
 MAX_DEVICES = 100
 """Per user; a user who really has more is more likely a client registering a fresh token each launch."""
-_FCM_TOKEN = re.compile(r"[A-Za-z0-9_:.\-]{16,4096}")
-_APNS_TOKEN = re.compile(r"[0-9a-f]{64,200}")
 _TOPIC = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -73,6 +83,33 @@ class Subscription(BaseModel):
         return value
 
 
+def platforms() -> tuple[str, ...]:
+    """The channels devices register for: those that ``needs_device`` (imports the channel classes)."""
+    from notifier.channels import registry
+
+    return tuple(name for name, cls in registry.classes().items() if cls.needs_device)
+
+
+def platform_class(name: str) -> type[PushChannel]:
+    """The channel class of platform ``name``; ``ValueError`` naming the platforms there are."""
+    from notifier.channels import registry
+    from notifier.channels.push import PushChannel
+
+    cls = registry.channel_class(name) if name in registry.names() else None
+    if cls is None or not cls.needs_device or not issubclass(cls, PushChannel):
+        raise ValueError(f"unknown platform {name!r}; choose from {', '.join(platforms())}")
+    return cls
+
+
+def _platform(name: str) -> str:
+    platform_class(name)
+    return name
+
+
+Platform = Annotated[str, AfterValidator(_platform)]
+"""A channel that ``needs_device``, checked against the registry when validating."""
+
+
 class Registration(BaseModel):
     """What a client sends to register a device (the API, the CLI and Python all validate this)."""
 
@@ -87,16 +124,15 @@ class Registration(BaseModel):
     _identifiers = field_validator("token", "topic", mode="before")(refuse_control)
 
     @model_validator(mode="after")
-    def _target(self) -> "Registration":
-        if self.platform == "webpush":
+    def _target(self) -> Registration:
+        cls = platform_class(self.platform)
+        if cls.takes_subscription:
             if self.subscription is None or self.token is not None:
-                raise ValueError("a webpush device needs a subscription (endpoint and keys), not a token")
+                raise ValueError(f"a {self.platform} device needs a subscription (endpoint and keys), not a token")
         elif self.token is None or self.subscription is not None:
             raise ValueError(f"an {self.platform} device needs a token, not a subscription")
-        elif self.platform == "apns" and not _APNS_TOKEN.fullmatch(_apns_token(self.token)):
-            raise ValueError("an APNs device token is 64 or more hex characters")
-        elif self.platform == "fcm" and not _FCM_TOKEN.fullmatch(self.token):
-            raise ValueError("an FCM registration token is 16 to 4096 characters of [A-Za-z0-9_:.-]")
+        else:
+            cls.check_token(self.token)
         if self.topic is not None and not _TOPIC.fullmatch(self.topic):
             raise ValueError("topic must be an app bundle id like com.example.app")
         return self
@@ -107,7 +143,7 @@ class Registration(BaseModel):
         if self.subscription is not None:
             return self.subscription.endpoint
         assert self.token is not None
-        return _apns_token(self.token) if self.platform == "apns" else self.token
+        return platform_class(self.platform).token_address(self.token)
 
 
 class Device(BaseModel):
@@ -116,7 +152,7 @@ class Device(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str
-    platform: Platform
+    platform: str
     token: str | None = None
     subscription: Subscription | None = None
     topic: str | None = None
@@ -127,11 +163,6 @@ class Device(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def _apns_token(token: str) -> str:
-    """Apple tokens are hex; clients print them with spaces or angle brackets and in any case."""
-    return re.sub(r"[\s<>]", "", token).lower()
-
-
 def device_id(platform: str, address: str) -> str:
     """``<platform>-<hash>``: stable for a token, safe in Redis keys and receipts, and short."""
     return f"{platform}-{hashlib.sha256(address.encode()).hexdigest()[:32]}"
@@ -139,6 +170,10 @@ def device_id(platform: str, address: str) -> str:
 
 def platform_of(device_id: str) -> str:
     return device_id.split("-", 1)[0]
+
+
+DeviceList = list[Device]
+"""(An alias: inside :class:`Devices`, ``list`` is its method.)"""
 
 
 class Devices:
@@ -190,7 +225,7 @@ class Devices:
             pipe.hdel(self.keys.devices(user_id), did)
         pipe.execute()
 
-    def for_users(self, user_ids: Sequence[str], platform: str) -> dict[str, list[Device]]:
+    def for_users(self, user_ids: Sequence[str], platform: str) -> dict[str, DeviceList]:
         """Each user's devices on one platform, in one pipelined round trip for the whole batch."""
         users = list(dict.fromkeys(user_ids))
         if not users:
@@ -205,10 +240,11 @@ class Devices:
         return found
 
 
-def _load(did: str, raw: str | None) -> Device | None:
+def _load(did: bytes | str, raw: bytes | str | None) -> Device | None:
     """A stored device, or None (with a warning) if the entry is missing or unreadable."""
     if raw is None:
         return None
+    did = did.decode() if isinstance(did, bytes) else did
     try:
         device = Device.model_validate(orjson.loads(raw))
     except (orjson.JSONDecodeError, ValueError) as exc:
@@ -220,4 +256,4 @@ def _load(did: str, raw: str | None) -> Device | None:
     return device
 
 
-__all__ = ["Device", "Devices", "Registration", "Subscription", "PLATFORMS", "device_id", "platform_of"]
+__all__ = ["Device", "Devices", "Registration", "Subscription", "device_id", "platform_of", "platforms"]

@@ -1,16 +1,18 @@
 """Task names, queues and routes: the contract between producers and workers.
 
 Producers send tasks by name (they never import worker code); workers register the same names.
-Each channel has its own queue, named after it, so pools scale per queue
-(``celery -A workers worker -Q fcm``).
+Each channel in the registry (``notifier/channels/registry.py``) has its own queue, named after it,
+so pools scale per queue (``celery -A workers worker -Q fcm``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from notifier.config import CHANNELS
+from notifier.channels.registry import names
 
+CHANNELS: tuple[str, ...] = names()
+"""Every channel, built-in and installed (read once per process, like Celery's queue list)."""
 ROUTER_QUEUE = "router"
 QUEUES: tuple[str, ...] = (ROUTER_QUEUE, *CHANNELS)
 

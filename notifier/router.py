@@ -1,9 +1,13 @@
 """Routing: decide, for a batch of sends, which channel gets what, now or later.
 
 Per send and channel, in order: the channel is wanted (the notification's ``channels`` or the default
-set) and on in the user's preferences; the type is not disabled; interruptive channels wait for the
-end of quiet hours unless the priority is ``critical``; and the user is under the channel's rate limit
-(over it, the notification still lands in the inbox, just not on that channel).
+set) and on in the user's preferences; the type is not disabled; the user has somewhere to send it (an
+address or a device, for channels that need one); interruptive channels wait for the end of quiet
+hours unless the priority is ``critical``; and the user is under the channel's rate limit (over it,
+the notification still lands in the inbox, just not on that channel).
+
+Which channel needs what is read from each channel class's attributes (``needs_address``,
+``needs_device``, ``interruptive``, ``is_inbox``): no channel is named here.
 
 Everything is batched: one pipelined round trip each for idempotency claims, preferences and rate
 limits, whatever the batch size. The result is a :class:`Plan` that the router task turns into
@@ -14,15 +18,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import redis
 
 from notifier import store
-from notifier.channels.realtime import INBOX_ONLY
-from notifier.channels.base import ALL_TARGETS
+from notifier.channels import registry
+from notifier.channels.base import ALL_TARGETS, INBOX_ONLY, Channel
 from notifier.config import Settings, get_settings
+from notifier.devices import platform_of
 from notifier.errors import ValidationError
 from notifier.idempotency import Idempotency, check_key
 from notifier.keys import Keys
@@ -30,8 +36,6 @@ from notifier.models import Notification, Preferences, check_user_id, utcnow, va
 from notifier.preferences import PreferenceStore, quiet_until
 from notifier.ratelimit import RateLimiter
 
-PUSH = frozenset({"fcm", "apns", "webpush"})
-INTERRUPTIVE = PUSH | {"email"}
 SKIPPED = {"no_address": "no address", "no_device": "no device"}
 """Decisions that drop a wanted channel for want of somewhere to send it, with the reason logged."""
 
@@ -65,8 +69,9 @@ class Plan:
     """Per notification id, how many sends got each ``(channel, decision)``; channel ``*`` is all of them.
 
     Decisions: ``queued``, ``inbox_only``, ``deferred``, ``rate_limited``, ``channel_disabled``,
-    ``type_disabled``, ``expired``, ``deduplicated``, and (:data:`SKIPPED`) ``no_address`` (email
-    without an address in the preferences), ``no_device`` (a push channel without a device of it).
+    ``type_disabled``, ``expired``, ``deduplicated``, and (:data:`SKIPPED`) ``no_address`` (a channel
+    that ``needs_address`` without one in the preferences), ``no_device`` (one that ``needs_device``
+    without a device of it).
     """
 
     def note(self, nid: str, channel: str, decision: str) -> None:
@@ -82,6 +87,10 @@ class Router:
         self.prefs = PreferenceStore(self.r, self.keys)
         self.limits = RateLimiter(self.r, self.keys, self.settings.limits)
         self.idempotency = Idempotency(self.r, self.keys, self.settings.idempotency_ttl)
+        self.channels: dict[str, type[Channel]] = registry.classes()
+        self.device_channels = frozenset(n for n, c in self.channels.items() if c.needs_device)
+        self.inbox = next((n for n, c in self.channels.items() if c.is_inbox), None)
+        """The inbox channel, if one is registered (``realtime``)."""
 
     def plan(self, items: Sequence[Any], now: dt.datetime | None = None) -> Plan:
         """Route ``[user_id, notification, idempotency_key]`` items (as they arrive from the queue)."""
@@ -134,8 +143,9 @@ class Router:
         if not sends:
             return
         prefs = self.prefs.get_many([u for u, _, _ in sends])
-        wants_push = any(not PUSH.isdisjoint(n.channels or self.settings.channels) for _, n, _ in sends)
-        platforms = self._platforms([u for u, _, _ in sends]) if wants_push else {}
+        wants_devices = any(not self.device_channels.isdisjoint(n.channels or self.settings.channels)
+                            for _, n, _ in sends)
+        platforms = self._platforms([u for u, _, _ in sends]) if wants_devices else {}
         decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str]]] = []
         for (user_id, n, payload), p in zip(sends, prefs):
             if n.type in p.disabled_types:
@@ -148,12 +158,11 @@ class Router:
             channels = [c for c in wanted if p.channel_enabled(c)]
             for channel in set(wanted) - set(channels):
                 plan.note(n.id, channel, "channel_disabled")
-            if "email" in channels and not p.email:
-                channels.remove("email")
-                plan.note(n.id, "email", "no_address")
-            for channel in [c for c in channels if c in PUSH and c not in platforms.get(user_id, ())]:
-                channels.remove(channel)
-                plan.note(n.id, channel, "no_device")
+            for channel in list(channels):
+                skipped = self._unreachable(channel, p, platforms.get(user_id, set()))
+                if skipped is not None:
+                    channels.remove(channel)
+                    plan.note(n.id, channel, skipped)
             decided.append((user_id, n, payload, p, channels))
         verdicts = self.limits.allow_many([(u, n.id, chans) for u, n, _, _, chans in decided])
         for (user_id, n, payload, p, channels), allowed in zip(decided, verdicts):
@@ -162,27 +171,36 @@ class Router:
             for channel in channels:
                 if not allowed[channel]:
                     plan.note(n.id, channel, "rate_limited")
-                    if channel == "realtime":
-                        plan.now["realtime"].add(user_id, payload, INBOX_ONLY)
+                    if channel == self.inbox:
+                        plan.now[channel].add(user_id, payload, INBOX_ONLY)
                     continue
-                if quiet_end is not None and channel in INTERRUPTIVE:
+                if quiet_end is not None and self.channels[channel].interruptive:
                     plan.note(n.id, channel, "deferred")
                     plan.later[(quiet_end.timestamp(), channel)].add(user_id, payload)
                     continue
                 plan.note(n.id, channel, "queued")
                 plan.now[channel].add(user_id, payload)
-            if limited and "realtime" not in channels and p.channel_enabled("realtime"):
-                plan.note(n.id, "realtime", "inbox_only")
-                plan.now["realtime"].add(user_id, payload, INBOX_ONLY)
+            inbox = self.inbox
+            if limited and inbox is not None and inbox not in channels and p.channel_enabled(inbox):
+                plan.note(n.id, inbox, "inbox_only")
+                plan.now[inbox].add(user_id, payload, INBOX_ONLY)
         self.r.sadd(self.keys.users(), *{u for u, _, _ in sends})
 
+    def _unreachable(self, channel: str, prefs: Preferences, platforms: set[str]) -> str | None:
+        """Why ``channel`` has nowhere to send to this user (a :data:`SKIPPED` decision), or None."""
+        cls = self.channels[channel]
+        if cls.needs_address is not None and not getattr(prefs, cls.needs_address, None):
+            return "no_address"
+        if cls.needs_device and channel not in platforms:
+            return "no_device"
+        return None
 
     def _platforms(self, user_ids: Sequence[str]) -> dict[str, set[str]]:
         """The push platforms each user has a device on (device ids start with the platform)."""
         pipe = self.r.pipeline(transaction=False)
         for user_id in user_ids:
             pipe.hkeys(self.keys.devices(user_id))
-        return {u: {d.split("-", 1)[0] for d in ids} for u, ids in zip(user_ids, pipe.execute()) if ids}
+        return {u: {platform_of(d) for d in ids} for u, ids in zip(user_ids, pipe.execute()) if ids}
 
 
 def _parse_item(item: Any) -> tuple[str, Notification, str | None]:

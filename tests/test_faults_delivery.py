@@ -367,13 +367,16 @@ def within_backoff(attempt: int, delay: float, base: float, cap: float, rounding
 
 
 def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
-    """workers.base.backoff: each attempt's delay is drawn from [c/2, c] with c = min(max, base * 2^attempt),
+    """notifier.retry.backoff: each attempt's delay is drawn from [c/2, c] with c = min(max, base * 2^attempt),
     so the typical delay doubles per attempt until the cap, and samples of one attempt spread over that range."""
-    from workers.base import backoff
+    from notifier.config import get_settings
+    from notifier.retry import backoff
 
     with use_env({"NOTIFIER_RETRY_BACKOFF": "0.5", "NOTIFIER_RETRY_BACKOFF_MAX": "10"}):
-        samples = {attempt: [backoff(attempt) for _ in range(400)] for attempt in range(8)}
-        hinted = [backoff(0, retry_after=7.0) for _ in range(50)] + [backoff(0, retry_after=60.0) for _ in range(50)]
+        s = get_settings()
+        samples = {attempt: [backoff(attempt, s) for _ in range(400)] for attempt in range(8)}
+        hinted = [backoff(0, s, retry_after=7.0) for _ in range(50)] + [backoff(0, s, retry_after=60.0)
+                                                                       for _ in range(50)]
     for attempt, delays in samples.items():
         ceiling = min(10, 0.5 * 2 ** attempt)
         assert all(within_backoff(attempt, d, base=0.5, cap=10) for d in delays), (attempt, min(delays), max(delays))

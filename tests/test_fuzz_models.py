@@ -125,6 +125,7 @@ def accepted_whole_or_refused_clearly(value: Any) -> None:
     delivery = Delivery("user", n, "target@example.com")
     for channel in CHANNELS:
         try:
+            channel.check_payload(delivery)
             payload = channel.build_payload(delivery)
         except PermanentError as exc:
             assert "bytes" in str(exc) or "reserved" in str(exc), (channel.name, exc)

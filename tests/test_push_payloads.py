@@ -60,8 +60,8 @@ def test_fcm_normal_priority_and_defaults() -> None:
 
 def test_fcm_refuses_oversized_payload_and_reserved_keys() -> None:
     big = delivery(body="x" * 4000, data={"blob": "y" * 200})
-    with pytest.raises(PermanentError, match=r"FCM payload is \d+ bytes.*limit is 4096"):
-        FCMChannel(get_settings()).build_payload(big)
+    with pytest.raises(PermanentError, match=r"fcm payload is \d+ bytes; the limit is 4096"):
+        FCMChannel(get_settings()).check_payload(big)
     with pytest.raises(PermanentError, match="'from' is reserved"):
         FCMChannel(get_settings()).build_payload(delivery(data={"from": "me"}))
     with pytest.raises(PermanentError, match="'google.x' is reserved"):
@@ -91,8 +91,8 @@ def test_apns_critical_and_normal() -> None:
 
 
 def test_apns_refuses_oversized_payload() -> None:
-    with pytest.raises(PermanentError, match=r"APNs payload is \d+ bytes; Apple's limit is 4096"):
-        APNsChannel(get_settings()).build_payload(delivery(body="é" * 2100))
+    with pytest.raises(PermanentError, match=r"apns payload is \d+ bytes; the limit is 4096"):
+        APNsChannel(get_settings()).check_payload(delivery(body="é" * 2100))
 
 
 @pytest.mark.parametrize(("status", "reason", "error"), [
@@ -128,7 +128,7 @@ def test_webpush_payload_is_the_notification_with_ttl_urgency_topic() -> None:
 
 def test_webpush_refuses_payload_over_one_record() -> None:
     with pytest.raises(PermanentError, match=f"limit is {MAX_PLAINTEXT}"):
-        WebPushChannel(get_settings()).build_payload(delivery(body="x" * 3900))
+        WebPushChannel(get_settings()).check_payload(delivery(body="x" * 3900))
 
 
 # Shared helpers -------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def test_oversized_payload_is_dead_lettered_not_truncated(worker: Worker, push: 
     refused = len(push.refusals)
     send_notification.delay(user, note(body="x" * 4000))
     [entry] = wait_for(lambda: dead_letters(user), message="dead letter")
-    assert "web push payload is" in entry["error"] and "limit is 3993" in entry["error"]
+    assert "webpush payload is" in entry["error"] and "limit is 3993" in entry["error"]
     assert push.attempts(s) == [] and len(push.refusals) == refused
 
 

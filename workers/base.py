@@ -1,44 +1,33 @@
-"""The one place that decides what happens when a task fails: retry with backoff, or dead-letter.
+"""The task base: it applies what happens when a task fails (retry later, or dead-letter).
 
 Every notifier task uses :class:`NotifierTask`. A message whose arguments do not fit the task (sent
 by hand, an old producer) and any unexpected exception go to the dead-letter queue with the reason,
-so a worker never crashes or loops on a poison message. Delivery retries are per target: only the
-targets that failed are sent again, after an exponential backoff with jitter that honours the
-provider's ``Retry-After``. Short waits use Celery's countdown; long ones wait in the Redis schedule
-(an ETA longer than the broker's visibility timeout would run twice).
+so a worker never crashes or loops on a poison message. For deliveries, :func:`notifier.retry.decide`
+says which targets retry after how long and which are dead-lettered; :meth:`NotifierTask.apply_decision`
+does it. Short waits use Celery's countdown; long ones wait in the Redis schedule (an ETA longer than
+the broker's visibility timeout would run twice).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import random
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import redis
 from celery import Task
 from celery.exceptions import Reject
 
-from notifier.channels import Delivery
 from notifier.config import get_settings
 from notifier.deadletters import DeadLetters
-from notifier.errors import DeliveryError, RetryableError
+from notifier.delivery import rows
 from notifier.metrics import DEAD_LETTERED
 from notifier.queues import describe, queue_of
+from notifier.retry import Decision
 from notifier.schedule import Schedule
 
 log = logging.getLogger("notifier.worker")
-
-
-def backoff(attempt: int, retry_after: float | None = None) -> float:
-    """Seconds before retry number ``attempt + 1``: exponential, capped, with equal jitter."""
-    settings = get_settings()
-    ceiling = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** attempt)
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, settings.retry_backoff_max))
-    return delay
 
 
 class NotifierTask(Task):
@@ -88,38 +77,19 @@ class NotifierTask(Task):
             self.app.send_task(name, args=args, kwargs=kwargs or {}, queue=queue,
                                countdown=delay if delay > 0 else None, argsrepr=describe(name, args))
 
-    def retry_targets(self, retry: Sequence[tuple[Delivery, RetryableError]], rows: Any,
-                      attempt: int, first_attempt_at: float) -> bool:
-        """Send only the failed targets again, or dead-letter them once the retries are used up.
-
-        Returns False when it gave up on them (they are failures now, not retries), else True.
-        """
-        if not retry:
-            return True
-        notifications, targets = rows([d for d, _ in retry])
-        last = retry[-1][1]
-        if attempt >= get_settings().max_retries:
-            self.dead_letter_deliveries(retry, rows, attempt, first_attempt_at, prefix="gave up: ")
-            return False
-        hints = [e.retry_after for _, e in retry if e.retry_after is not None]
-        delay = backoff(attempt, max(hints) if hints else None)
-        log.info("%s: %d target(s) retry in %.1fs (attempt %d): %s", self.name, len(targets), delay,
-                 attempt + 1, last, extra={"notification_id": ",".join(notifications)})
-        self.enqueue(self.name, [notifications, targets],
-                     {"attempt": attempt + 1, "first_attempt_at": first_attempt_at}, delay)
-        return True
-
-    def dead_letter_deliveries(self, failed: Sequence[tuple[Any, DeliveryError]], rows: Any, attempt: int,
-                               first_attempt_at: float, prefix: str = "") -> None:
-        """One dead letter per target, so each can be inspected and replayed on its own."""
-        for item, error in failed:
-            if isinstance(item, Delivery):
-                notifications, targets = rows([item])
-                args: list[Any] = [notifications, targets]
-            else:
-                args = [{}, [item]]
-            self.dead_letter(args, {"first_attempt_at": first_attempt_at}, prefix + str(error),
-                             type(error).__name__, attempts=attempt + 1)
+    def apply_decision(self, decision: Decision, attempt: int, first_attempt_at: float) -> None:
+        """Dead-letter each target the decision gives up on (one dead letter per target, so each can
+        be inspected and replayed on its own) and send the ones to retry again as one task."""
+        for failure in decision.dead:
+            self.dead_letter(failure.args(), {"first_attempt_at": first_attempt_at}, failure.reason,
+                             type(failure.error).__name__, attempts=attempt + 1)
+        if decision.retry:
+            notifications, targets = rows(decision.retry)
+            log.info("%s: %d target(s) retry in %.1fs (attempt %d): %s", self.name, len(targets),
+                     decision.delay, attempt + 1, decision.reason,
+                     extra={"notification_id": ",".join(notifications)})
+            self.enqueue(self.name, [notifications, targets],
+                         {"attempt": attempt + 1, "first_attempt_at": first_attempt_at}, decision.delay)
 
 
 def _notification_ids(args: list[Any]) -> str:

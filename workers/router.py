@@ -6,12 +6,13 @@ import logging
 from collections import Counter
 from typing import Any
 
+from notifier import store
+from notifier.channels import registry
+from notifier.config import get_settings
 from notifier.groups import Groups, scan_batches
 from notifier.keys import Keys
 from notifier.metrics import ROUTED
 from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
-from notifier import store
-from notifier.config import get_settings
 from notifier.router import SKIPPED, Plan, Router
 from notifier.schedule import Schedule
 from workers.app import app
@@ -21,15 +22,17 @@ from workers.deliver import tasks as deliver_tasks
 log = logging.getLogger("notifier.worker")
 
 
-INLINE = frozenset({"realtime"})
-"""Channels delivered inside the router task when this worker also consumes their queue.
+def _inline(channel: str) -> bool:
+    """Whether the router task delivers ``channel`` itself when its worker also consumes that queue.
 
-A realtime delivery is a few Redis calls, cheaper than the Celery hop to reach it (publish, fetch,
-ack, events), so when one pool serves both queues the router runs the realtime task's body itself,
-with the same retry and dead-letter policy. A separate realtime pool still gets its own tasks, and
-retries and deferred batches always go through the realtime queue. Redelivery stays safe: inbox
-appends are idempotent per notification id and rate limits count each send once.
-"""
+    For channels that say they are ``inline`` (realtime): such a delivery is a few Redis calls,
+    cheaper than the Celery hop to reach it (publish, fetch, ack, events), so when one pool serves
+    both queues the router runs the delivery task's body itself, with the same retry and dead-letter
+    policy. A separate pool still gets its own tasks, and retries and deferred batches always go
+    through the channel's queue. Redelivery stays safe: inbox appends are idempotent per
+    notification id and rate limits count each send once.
+    """
+    return registry.channel_class(channel).inline
 
 
 def _consumes(task: NotifierTask, channel: str) -> bool:
@@ -56,7 +59,7 @@ def _dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
         task.dead_letter([args] if rejected_task == ROUTE else args, {}, reason, "ValidationError",
                          task=rejected_task)
     for channel, batch in plan.now.items():
-        if channel in INLINE and _consumes(task, channel):
+        if _inline(channel) and _consumes(task, channel):
             deliver_tasks[channel](*batch.args())
         else:
             task.enqueue(deliver_task(channel), batch.args())

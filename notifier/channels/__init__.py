@@ -1,15 +1,14 @@
-"""Channel adapters, one module each; :func:`get_channel` finds one by name."""
+"""Channel adapters, one module each, listed in :mod:`notifier.channels.registry`;
+:func:`get_channel` gives the one instance of each per process."""
 
 from __future__ import annotations
 
-import importlib
 import threading
 
-from notifier.channels.base import ALL_TARGETS, Channel, Delivery, Outcome
-from notifier.config import CHANNELS
-from notifier.errors import ConfigError
+from notifier.channels import registry
+from notifier.channels.base import ALL_TARGETS, INBOX_ONLY, Channel, Delivery, Outcome
 
-__all__ = ["ALL_TARGETS", "Channel", "Delivery", "Outcome", "get_channel", "close_all"]
+__all__ = ["ALL_TARGETS", "INBOX_ONLY", "Channel", "Delivery", "Outcome", "close_all", "get_channel"]
 
 _instances: dict[str, Channel] = {}
 _lock = threading.Lock()
@@ -17,14 +16,10 @@ _lock = threading.Lock()
 
 def get_channel(name: str) -> Channel:
     """The adapter for ``name``, created once per process (it may hold connections)."""
-    if name not in CHANNELS:
-        raise ConfigError(f"unknown channel {name!r}")
+    cls = registry.channel_class(name)
     with _lock:
         if name not in _instances:
-            module = importlib.import_module(f"notifier.channels.{name}")
-            classes = [c for c in vars(module).values()
-                       if isinstance(c, type) and issubclass(c, Channel) and getattr(c, "name", None) == name]
-            _instances[name] = classes[0]()
+            _instances[name] = cls()
         return _instances[name]
 
 

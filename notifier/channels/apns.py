@@ -20,22 +20,35 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import re
 import ssl
 import threading
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from aioapns import APNs
 from aioapns.common import NotificationRequest, NotificationResult, PushType
-from aioapns.connection import APNsBaseClientProtocol, AuthorizationHeaderProvider, JWTAuthorizationHeaderProvider
-from aioapns.exceptions import ConnectionClosed, ConnectionError as APNsConnectionError, MaxAttemptsExceeded
+from aioapns.connection import (
+    APNsBaseClientProtocol,
+    AuthorizationHeaderProvider,
+    JWTAuthorizationHeaderProvider,
+)
+from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
+from aioapns.exceptions import ConnectionError as APNsConnectionError
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
-from notifier.channels.push import PushChannel, json_size, parse_retry_after, remaining_ttl, short_key
+from notifier.channels.push import (
+    PushChannel,
+    json_size,
+    parse_retry_after,
+    remaining_ttl,
+    short_key,
+)
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
@@ -45,6 +58,7 @@ from notifier.models import utcnow
 log = logging.getLogger("notifier.channels.apns")
 
 T = TypeVar("T")
+_P = TypeVar("_P", bound=APNsBaseClientProtocol)
 
 MAX_PAYLOAD = 4096
 """Apple's limit for an alert's JSON payload, in bytes."""
@@ -52,6 +66,7 @@ PRODUCTION_HOST = "api.push.apple.com"
 SANDBOX_HOST = "api.sandbox.push.apple.com"
 IDLE_SECONDS = 600
 """Close the connection after this long without traffic (Apple asks providers to keep it open)."""
+_TOKEN = re.compile(r"[0-9a-f]{64,200}")
 _DEAD_TOKEN = frozenset({"BadDeviceToken", "Unregistered", "ExpiredToken"})
 _AUTH = frozenset({"InvalidProviderToken", "MissingProviderToken", "BadCertificate",
                    "BadCertificateEnvironment", "Forbidden"})
@@ -134,11 +149,22 @@ class APNsChannel(PushChannel):
         self._client: _Client | None = None
         self._client_pid: int | None = None
 
+    @classmethod
+    def check_token(cls, token: str) -> None:
+        if not _TOKEN.fullmatch(cls.token_address(token)):
+            raise ValueError("an APNs device token is 64 or more hex characters")
+
+    @classmethod
+    def token_address(cls, token: str) -> str:
+        """Apple tokens are hex; clients print them with spaces or angle brackets and in any case."""
+        return re.sub(r"[\s<>]", "", token).lower()
+
     # Mapping ------------------------------------------------------------------------------------
     def build_payload(self, delivery: Delivery, badge: int | None = None,
                       now: dt.datetime | None = None) -> ApnsPayload:
-        """The ``aps`` dictionary and headers; ``badge`` is the user's unread count. Raises
-        ``PermanentError`` for a payload over Apple's size limit."""
+        """The ``aps`` dictionary and headers; ``badge`` is the user's unread count. The size is
+        checked by :meth:`check_payload` (without the badge's few bytes: Apple's ``PayloadTooLarge``
+        answer, a ``PermanentError`` too, covers the rest)."""
         n = delivery.notification
         alert = {"title": n.title, **({"body": n.body} if n.body else {})}
         aps: dict[str, Any] = {"alert": alert, "sound": "default", "thread-id": n.type}
@@ -154,14 +180,14 @@ class APNsChannel(PushChannel):
             message["url"] = n.action_url
         if n.data:
             message["data"] = n.data
-        size = json_size(message)
-        if size > MAX_PAYLOAD:
-            raise PermanentError(f"APNs payload is {size} bytes; Apple's limit is {MAX_PAYLOAD}: send less "
-                                 "data or a shorter body")
         return ApnsPayload(message=message, push_type=PushType.ALERT,
                            priority=5 if n.priority == "normal" else 10,
                            collapse_id=short_key(n.collapse_key, 64) if n.collapse_key else None,
                            ttl=remaining_ttl(n, now))
+
+    def payload_size(self, payload: ApnsPayload) -> int:
+        """What Apple counts: the JSON body."""
+        return json_size(payload.message)
 
     # Sending ------------------------------------------------------------------------------------
     def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],
@@ -226,7 +252,7 @@ class APNsChannel(PushChannel):
             try:
                 result: NotificationResult | BaseException = await _bounded(
                     client.apns.send_notification(request), timeout)
-            except Exception as exc:  # a timeout or a lost connection is this push's outcome
+            except Exception as exc:  # noqa: BLE001  (a timeout or a lost connection is this push's outcome)
                 result = exc
             if isinstance(result, NotificationResult) and result.description == "ExpiredProviderToken":
                 client.token.expire(generation)
@@ -234,7 +260,7 @@ class APNsChannel(PushChannel):
             if on_answer is not None:
                 try:
                     on_answer(request, *answer)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  (re-raised by the caller, after the other pushes)
                     failures.append(exc)
             return answer
 
@@ -277,17 +303,16 @@ class APNsChannel(PushChannel):
         if client is not None and self._client_pid == os.getpid():
             try:
                 self._loop.submit(_close(client)).result(5)
-            except Exception as exc:  # closing is best effort at shutdown
+            except Exception as exc:  # noqa: BLE001  (closing is best effort at shutdown)
                 log.debug("closing the APNs connection failed: %s", exc)
         self._loop.stop()
 
 
-def _protocol_class(base: type[APNsBaseClientProtocol], host: str, port: int,
-                    client: _Client) -> type[APNsBaseClientProtocol]:
+def _protocol_class(base: type[_P], host: str, port: int, client: _Client) -> type[_P]:
     """aioapns's protocol with our host, port, idle time and provider token, recording ``Retry-After``
     per ``apns-id``."""
 
-    class Protocol(base):  # type: ignore[valid-type,misc]
+    class Protocol(base):  # type: ignore[valid-type,misc]  # mypy cannot subclass a type variable
         APNS_SERVER = host
         APNS_PORT = port
         INACTIVITY_TIME = IDLE_SECONDS

@@ -10,21 +10,29 @@ A channel turns deliveries (user, notification, target) into sends. It does thre
   bare boolean.
 
 Retries, receipts and dead letters are not the channel's business: ``workers/deliver.py`` applies
-one policy to every channel. Adding a channel is one new module here that subclasses
-:class:`Channel`, plus its name in ``notifier.config.CHANNELS``.
+one policy to every channel. Adding a channel is one module with a subclass of :class:`Channel`,
+listed in ``notifier/channels/registry.py`` (built-in) or added through the ``notifier.channels``
+entry point group (an installed package). What the router and the policy need to know about it are
+its class attributes; nothing else names a channel.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
-from notifier.errors import DeliveryError
+import orjson
+
+from notifier.errors import DeliveryError, PermanentError
 from notifier.models import Notification
 
 ALL_TARGETS = "*"
 """A delivery's target before expansion: every target the user has on that channel."""
+INBOX_ONLY = "inbox"
+"""Target on the inbox channel (:attr:`Channel.is_inbox`): store only, announce to no open connection
+(the user is over the inbox's rate limit, or over another channel's and gets the inbox instead)."""
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,24 @@ class Channel(ABC):
     """Base of every channel adapter; subclasses declare their name and limits as class attributes."""
 
     name: ClassVar[str]
+    """The name in the registry, the queue and the task (``notifier.deliver.<name>``)."""
     interruptive: ClassVar[bool] = True
-    """Interruptive channels (push, email) wait for the end of quiet hours; realtime does not."""
+    """Interruptive channels (push, email) wait for the end of quiet hours; the inbox does not."""
     uses_receipts: ClassVar[bool] = True
-    """Whether the delivery policy guards each target with a receipt (realtime de-duplicates itself)."""
+    """Whether the delivery policy guards each target with a receipt (the inbox de-duplicates itself)."""
     max_payload_bytes: ClassVar[int | None] = None
+    """The provider's limit, as :meth:`payload_size` counts; a bigger payload is dead-lettered unsent."""
+    needs_address: ClassVar[str | None] = None
+    """The :class:`~notifier.models.Preferences` field holding the user's address on this channel
+    (``"email"``); a user without one is skipped (``no_address``)."""
+    needs_device: ClassVar[bool] = False
+    """Targets are the user's registered devices of the platform named like the channel; a user with
+    none is skipped (``no_device``)."""
+    is_inbox: ClassVar[bool] = False
+    """The durable inbox: a send over another channel's rate limit still lands here (``inbox_only``)."""
+    inline: ClassVar[bool] = False
+    """Cheap enough (a few Redis calls) for the router task to deliver itself when its worker also
+    consumes this channel's queue, saving a broker hop (``workers/router.py``)."""
 
     def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Replace ``ALL_TARGETS`` with the user's concrete targets; users with none drop out."""
@@ -90,6 +111,27 @@ class Channel(ABC):
         delivery policy records a receipt right then, so a worker killed later in the batch sends
         none of the already accepted deliveries again.
         """
+
+    def payload_size(self, payload: Any) -> int:
+        """Bytes of ``payload`` as the provider counts them against :attr:`max_payload_bytes`
+        (bytes and text as they are, anything else as JSON)."""
+        if isinstance(payload, bytes):
+            return len(payload)
+        if isinstance(payload, str):
+            return len(payload.encode())
+        return len(orjson.dumps(payload))
+
+    def check_payload(self, delivery: Delivery) -> None:
+        """Refuse (``PermanentError``) a delivery whose payload is over :attr:`max_payload_bytes`.
+
+        The delivery policy calls it once per notification before sending, for every channel.
+        """
+        if self.max_payload_bytes is None:
+            return
+        size = self.payload_size(self.build_payload(delivery))
+        if size > self.max_payload_bytes:
+            raise PermanentError(f"{self.name} payload is {size} bytes; the limit is {self.max_payload_bytes}: "
+                                 "send less data or a shorter body")
 
     def prune(self, delivery: Delivery) -> None:
         """Forget a target the provider says no longer exists (``InvalidTarget``)."""

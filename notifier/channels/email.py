@@ -10,15 +10,21 @@ from __future__ import annotations
 import hashlib
 import html
 import smtplib
-import socket
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
 from importlib import resources
 from string import Template
-from typing import Sequence
 
-from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome, reported
+from notifier.channels.base import (
+    ALL_TARGETS,
+    Channel,
+    Delivery,
+    OnOutcome,
+    Outcome,
+    reported,
+)
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, PermanentError, RetryableError
 from notifier.preferences import PreferenceStore
@@ -30,6 +36,7 @@ def _template(name: str) -> Template:
 
 class Email(Channel):
     name = "email"
+    needs_address = "email"
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -102,7 +109,7 @@ class Email(Channel):
         except ssl.SSLError as exc:
             raise PermanentError(f"TLS with {s.smtp_host}:{s.smtp_port} failed ({exc.reason}): check "
                                  "NOTIFIER_SMTP_TLS and the server certificate") from None
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise RetryableError(f"SMTP server {s.smtp_host}:{s.smtp_port} unavailable: {exc}") from None
 
     def _send_one(self, smtp: smtplib.SMTP, delivery: Delivery) -> DeliveryError | None:

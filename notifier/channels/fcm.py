@@ -14,9 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 import requests
@@ -25,7 +27,13 @@ from google.auth.transport.requests import AuthorizedSession, Request
 from google.oauth2 import service_account
 
 from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
-from notifier.channels.push import PushChannel, https_session, json_size, parse_retry_after, remaining_ttl
+from notifier.channels.push import (
+    PushChannel,
+    https_session,
+    json_size,
+    parse_retry_after,
+    remaining_ttl,
+)
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
@@ -35,6 +43,7 @@ log = logging.getLogger("notifier.channels.fcm")
 
 MAX_PAYLOAD = 4096
 """FCM's limit for a message's ``data`` plus ``notification`` (bytes, counted here as JSON)."""
+_TOKEN = re.compile(r"[A-Za-z0-9_:.\-]{16,4096}")
 RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type"})
 RESERVED_DATA_PREFIXES = ("google", "gcm")
 _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -63,13 +72,18 @@ class FCMChannel(PushChannel):
         self._client: _Client | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def check_token(cls, token: str) -> None:
+        if not _TOKEN.fullmatch(token):
+            raise ValueError("an FCM registration token is 16 to 4096 characters of [A-Za-z0-9_:.-]")
+
     # Mapping ------------------------------------------------------------------------------------
     def build_payload(self, delivery: Delivery, now: dt.datetime | None = None) -> dict[str, Any]:
         """The FCM v1 ``message`` without its ``token``: notification, string data, Android and web
         options. ``data`` is the notification's data with non-strings as JSON (FCM takes strings
         only), plus ``notification_id``, ``notification_type`` and ``action_url``, which win over
-        data keys of the same name. Raises ``PermanentError`` when FCM would refuse it (size,
-        reserved data keys)."""
+        data keys of the same name. Raises ``PermanentError`` for a reserved data key (FCM would
+        refuse it); the size is checked by :meth:`check_payload`."""
         n = delivery.notification
         notification = {"title": n.title, **({"body": n.body} if n.body else {})}
         data = {key: value if isinstance(value, str) else orjson.dumps(value).decode()
@@ -80,10 +94,6 @@ class FCMChannel(PushChannel):
         data.update({"notification_id": n.id, "notification_type": n.type})
         if n.action_url:
             data["action_url"] = n.action_url
-        size = json_size({"notification": notification, "data": data})
-        if size > MAX_PAYLOAD:
-            raise PermanentError(f"FCM payload is {size} bytes (title, body and data as JSON); FCM's limit is "
-                                 f"{MAX_PAYLOAD}: send less data or a shorter body")
         ttl = remaining_ttl(n, now)
         urgent = n.priority != "normal"
         android: dict[str, Any] = {
@@ -104,6 +114,10 @@ class FCMChannel(PushChannel):
         if n.action_url and n.action_url.startswith("https://"):
             webpush["fcm_options"] = {"link": n.action_url}
         return {"notification": notification, "data": data, "android": android, "webpush": webpush}
+
+    def payload_size(self, payload: dict[str, Any]) -> int:
+        """What FCM counts: the ``notification`` and ``data`` parts, as JSON."""
+        return json_size({"notification": payload["notification"], "data": payload["data"]})
 
     # Sending ------------------------------------------------------------------------------------
     def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],

@@ -17,7 +17,8 @@ import re
 import ssl
 import time
 from abc import abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import orjson
 import requests
@@ -35,6 +36,19 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 class PushChannel(Channel):
     """Base of the push adapters: targets are device ids of the platform named like the channel."""
+
+    needs_device = True
+    takes_subscription: ClassVar[bool] = False
+    """Devices register a browser's push subscription (endpoint and keys) instead of a token."""
+
+    @classmethod
+    def check_token(cls, token: str) -> None:
+        """Refuse (``ValueError``, saying what a token looks like) one the provider would not take."""
+
+    @classmethod
+    def token_address(cls, token: str) -> str:
+        """The token as the provider knows it (the device id hashes it, so spellings agree)."""
+        return token
 
     def __init__(self, devices: Devices | None = None) -> None:
         self._devices = devices

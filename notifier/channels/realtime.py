@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import orjson
 
-from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome, reported
+from notifier.channels.base import (
+    ALL_TARGETS,
+    INBOX_ONLY,
+    Channel,
+    Delivery,
+    OnOutcome,
+    Outcome,
+    reported,
+)
 from notifier.inbox import Inbox
 
 LIVE = "live"
-"""Target: append to the inbox and publish to open connections."""
-INBOX_ONLY = "inbox"
-"""Target: append to the inbox only (the user is over the realtime rate limit)."""
+"""Target: append to the inbox and publish to open connections (``INBOX_ONLY``: append only)."""
 
 
 class Realtime(Channel):
     name = "realtime"
     interruptive = False
     uses_receipts = False
+    is_inbox = True
+    inline = True
 
     def __init__(self, inbox: Inbox | None = None) -> None:
         self._inbox = inbox

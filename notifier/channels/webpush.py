@@ -11,19 +11,26 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import requests
+from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid, VapidException
 from py_vapid.utils import b64urlencode
 from pywebpush import WebPushException, webpush
-from cryptography.hazmat.primitives import serialization
 
 from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
-from notifier.channels.push import PushChannel, https_session, parse_retry_after, remaining_ttl, short_key
+from notifier.channels.push import (
+    PushChannel,
+    https_session,
+    parse_retry_after,
+    remaining_ttl,
+    short_key,
+)
 from notifier.config import Settings, get_settings
 from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
@@ -55,6 +62,7 @@ class WebPushPayload:
 class WebPushChannel(PushChannel):
     name = "webpush"
     max_payload_bytes = MAX_PLAINTEXT
+    takes_subscription = True
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -67,16 +75,17 @@ class WebPushChannel(PushChannel):
     # Mapping ------------------------------------------------------------------------------------
     def build_payload(self, delivery: Delivery, now: dt.datetime | None = None) -> WebPushPayload:
         """The notification JSON a service worker shows, with TTL, urgency and topic (collapse key).
-        Raises ``PermanentError`` when it would not fit in one push message."""
+        Whether it fits in one push message is checked by :meth:`check_payload`."""
         n = delivery.notification
         body = {key: value for key, value in n.to_dict().items() if key != "channels"}
         data = orjson.dumps(body)
-        if len(data) > MAX_PLAINTEXT:
-            raise PermanentError(f"web push payload is {len(data)} bytes; the limit is {MAX_PLAINTEXT} "
-                                 "(4096 encrypted): send less data or a shorter body")
         return WebPushPayload(data=data, ttl=remaining_ttl(n, now),
                               urgency="normal" if n.priority == "normal" else "high",
                               topic=short_key(n.collapse_key, 32, url_safe=True) if n.collapse_key else None)
+
+    def payload_size(self, payload: WebPushPayload) -> int:
+        """The plaintext, before encryption adds its header and tag."""
+        return len(payload.data)
 
     # Sending ------------------------------------------------------------------------------------
     def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],

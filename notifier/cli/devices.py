@@ -7,6 +7,22 @@ import click
 from notifier.cli import echo_json, main
 
 
+class _Platform(click.ParamType):
+    """A channel that takes devices, read from the registry when the option is used (importing every
+    channel module for every ``notifier`` command would slow them all down)."""
+
+    name = "platform"
+
+    def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from notifier.devices import platform_class
+
+        try:
+            platform_class(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
 @main.group()
 def devices() -> None:
     """List, register and remove a user's push devices."""
@@ -32,8 +48,8 @@ def list_(user_id: str, as_json: bool) -> None:
 
 @devices.command()
 @click.argument("user_id")
-@click.option("--platform", required=True, type=click.Choice(["fcm", "apns", "webpush"]))
-@click.option("--token", help="The FCM registration token or APNs device token.")
+@click.option("--platform", required=True, type=_Platform())
+@click.option("--token", help="The app's push token (FCM registration token, APNs device token).")
 @click.option("--subscription", metavar="JSON", help="A browser's PushSubscription as JSON (web push).")
 @click.option("--topic", help="APNs topic (bundle id) when it differs from NOTIFIER_APNS_TOPIC.")
 def add(user_id: str, platform: str, token: str | None, subscription: str | None, topic: str | None) -> None:
@@ -43,7 +59,7 @@ def add(user_id: str, platform: str, token: str | None, subscription: str | None
     from notifier.models import parse_json
 
     if (token is None) == (subscription is None):
-        raise ValidationError("give exactly one of --token (fcm, apns) or --subscription (webpush)")
+        raise ValidationError("give exactly one of --token (an app's push token) or --subscription (a browser's)")
     registration: dict[str, object] = {"platform": platform, "token": token, "topic": topic}
     if subscription is not None:
         registration["subscription"] = parse_json(subscription, "--subscription")

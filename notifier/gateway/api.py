@@ -161,6 +161,25 @@ def put_preferences(user: UserId, state: State, body: Preferences) -> Response:
     return JSON(state.preferences.set(user, body).to_dict())
 
 
+class ChannelInfo(BaseModel):
+    name: str
+    devices: bool = Field(description="Whether it sends to registered devices (POST /v1/devices)")
+    interruptive: bool = Field(description="Whether it waits for the end of the user's quiet hours")
+
+
+class ChannelList(BaseModel):
+    channels: list[ChannelInfo]
+
+
+@router.get("/channels", response_model=ChannelList, tags=["preferences"], dependencies=[Depends(current_user)])
+def list_channels() -> ChannelList:
+    """Every channel this server delivers on (built-in and installed), for a preferences page."""
+    from notifier.channels import registry
+
+    return ChannelList(channels=[ChannelInfo(name=name, devices=cls.needs_device, interruptive=cls.interruptive)
+                                 for name, cls in registry.classes().items()])
+
+
 # Devices (push targets) ---------------------------------------------------------------------------
 class DeviceList(BaseModel):
     devices: list[Device]

@@ -2,7 +2,7 @@
 // Notification text is always inserted with textContent, never as HTML.
 import { NotifierClient, compareEntryIds } from "/static/notifier-client.js";
 
-const CHANNELS = ["realtime", "email", "fcm", "apns", "webpush"];
+let channels = [];         // names from GET /v1/channels (the server's registry)
 const $ = (id) => document.getElementById(id);
 
 let client = null;
@@ -144,7 +144,7 @@ async function markAllRead() {
 
 // Preferences --------------------------------------------------------------------------------------
 function fillPreferences(p) {
-  $("channels").replaceChildren(...CHANNELS.map((name) => {
+  $("channels").replaceChildren(...channels.map((name) => {
     const box = el("input", { type: "checkbox", checked: p.channels[name] !== false });
     box.dataset.channel = name;
     return el("label", {}, box, name);
@@ -217,9 +217,15 @@ function start(transport) {
   $("login").hidden = true;
   $("app").hidden = false;
   client.connect();
-  client.getPreferences().then(fillPreferences).catch((err) => {
-    if (err.status !== 401) toast("Could not load preferences", err.message, "error");
-  });
+  client.request("GET", "/v1/channels")
+    .then((answer) => {
+      channels = answer.channels.map((c) => c.name);
+      return client.getPreferences();
+    })
+    .then(fillPreferences)
+    .catch((err) => {
+      if (err.status !== 401) toast("Could not load preferences", err.message, "error");
+    });
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -1,0 +1,1 @@
+"""Code the tests load into notifier's own processes (an added channel)."""
