@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 import redis
@@ -100,4 +101,4 @@ def readable(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")

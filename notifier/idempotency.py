@@ -12,7 +12,7 @@ routed, even when a pending claim lapsed while its task waited in the queue.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import redis
 

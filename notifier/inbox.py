@@ -10,8 +10,9 @@ pagination and for resuming a live stream.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import orjson
 import redis
@@ -153,7 +154,7 @@ class Inbox:
                 return Page(items, None)
             decoded = [_decode(e) for e in entries]
             flags = self.r.smismember(self.keys.unread(user_id), [d["id"] for d in decoded])
-            for item, unread in zip(decoded, flags):
+            for item, unread in zip(decoded, flags, strict=True):
                 item["read"] = not unread
                 if unread or not unread_only:
                     items.append(item)

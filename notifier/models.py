@@ -50,7 +50,7 @@ def new_id() -> str:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Notification(BaseModel):
@@ -105,8 +105,8 @@ class Notification(BaseModel):
     @classmethod
     def _aware(cls, value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
     def expired(self, now: dt.datetime | None = None) -> bool:
         """True once ``ttl`` seconds have passed since ``timestamp`` (deferred sends check this)."""
@@ -136,13 +136,13 @@ class QuietHours(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "QuietHours":
+    def _not_empty(self) -> QuietHours:
         if self.start == self.end:
             raise ValueError("start and end must differ")
         return self
 
     @classmethod
-    def parse(cls, text: str) -> "QuietHours":
+    def parse(cls, text: str) -> QuietHours:
         """``"22:00-07:00"`` as typed on the command line."""
         start, sep, end = text.partition("-")
         if not sep:

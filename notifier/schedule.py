@@ -9,9 +9,11 @@ twice at worst, never zero times; deliveries are idempotent, so twice is harmles
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import redis
@@ -61,7 +63,5 @@ class Schedule:
                     released += 1
                 lock.reacquire()
         finally:
-            try:
+            with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
-            except redis.exceptions.LockError:
-                pass

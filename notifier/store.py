@@ -156,7 +156,7 @@ def reset() -> None:
     script.cache_clear()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def script(name: str) -> Script:
     """The Lua script ``notifier/lua/<name>.lua``, registered on this process's client.
 
@@ -202,6 +202,6 @@ def run_scripts(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:
         for i in indexes:
             lua, keys, args = calls[i]
             lua(keys, args, client=pipe)
-        for i, value in zip(indexes, pipe.execute()):
+        for i, value in zip(indexes, pipe.execute(), strict=True):
             results[i] = value
     return results
