@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import cast
 
 import redis
 
@@ -56,4 +57,4 @@ class Idempotency:
 
     def lookup(self, key: str) -> str | None:
         """The id a key already resolved to, if any (a cheap pre-check for producers)."""
-        return self.r.get(self.keys.idempotency(key))
+        return cast("str | None", self.r.get(self.keys.idempotency(key)))

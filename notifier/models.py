@@ -10,7 +10,7 @@ import datetime as dt
 import re
 import uuid
 import zoneinfo
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import orjson
 from pydantic import (
@@ -28,6 +28,7 @@ from notifier.errors import ValidationError
 
 Channel = Literal["realtime", "email", "fcm", "apns", "webpush"]
 Priority = Literal["normal", "high", "critical"]
+M = TypeVar("M", bound=BaseModel)
 
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 """Notification types. Python's ``$`` also matches before a final newline: use ``re.fullmatch``."""
@@ -195,7 +196,7 @@ class Preferences(BaseModel):
         return self.model_dump(mode="json")
 
 
-def validate(model: type[BaseModel], value: Any) -> Any:
+def validate(model: type[M], value: Any) -> M:
     """Build ``model`` from ``value`` or raise our ``ValidationError`` with a one-line reason.
 
     The reason names what was invalid in the user's words (the model's ``label``, e.g. "quiet

@@ -13,7 +13,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -38,7 +38,7 @@ class Schedule:
 
     def pending(self, limit: int = 100) -> list[tuple[float, dict[str, Any]]]:
         """The next ``limit`` held messages with their due times, soonest first."""
-        raw = self.r.zrange(self.keys.schedule(), 0, limit - 1, withscores=True)
+        raw = cast("list[tuple[str, float]]", self.r.zrange(self.keys.schedule(), 0, limit - 1, withscores=True))
         return [(score, orjson.loads(member)) for member, score in raw]
 
     def size(self) -> int:
@@ -53,7 +53,8 @@ class Schedule:
         released = 0
         try:
             while True:
-                due = self.r.zrangebyscore(self.keys.schedule(), "-inf", now or time.time(), start=0, num=batch)
+                due = cast("list[str]", self.r.zrangebyscore(self.keys.schedule(), "-inf", now or time.time(),
+                                                              start=0, num=batch))
                 if not due:
                     return released
                 for member in due:

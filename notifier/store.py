@@ -31,6 +31,10 @@ from notifier.config import get_settings
 from notifier.errors import ConfigError
 from notifier.keys import Keys
 
+StreamEntry = tuple[str, dict[str, str]]
+"""One XRANGE entry as this process's clients return it. They all decode responses, so replies are text,
+never bytes; redis-py's hints cover both modes (``bytes | str``), so readers ``cast`` replies to text types."""
+
 MIN_REDIS_VERSION = (7, 0)
 """``SET ... NX GET`` (idempotency, receipts) and ``SPUBLISH`` (cluster Pub/Sub) came in Redis 7.0."""
 MIN_VALKEY_VERSION = (7, 2)
@@ -107,7 +111,7 @@ def check_server_version(client: redis.Redis, url: str) -> None:
 
     On a cluster every primary is asked; connection errors pass through to the caller.
     """
-    nodes = ([node.redis_connection for node in client.get_primaries()]  # type: ignore[attr-defined]
+    nodes = ([node.redis_connection for node in client.get_primaries()]
              if isinstance(client, RedisCluster) else [client])
     for node in nodes:
         info = node.info("server")

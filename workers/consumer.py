@@ -31,6 +31,8 @@ class Consumer(CeleryConsumer):
     """Celery's consumer, except that a message it cannot parse is dead-lettered (never dropped
     silently, never allowed to stop the worker) and a lost Redis broker is always reconnected."""
 
+    connection_errors: tuple[type[BaseException], ...]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._transport_errors = self.connection_errors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from notifier.cli import echo_json, main
@@ -86,7 +88,7 @@ def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, chunk: int, timeo
         click.echo(f"queued {len(ids)} for replay")
         return
     queued, missing = 0, []
-    with click.progressbar(length=len(ids), label="re-queueing", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=len(ids), label="re-queueing", file=sys.stderr) as bar:
         for part, result in zip(chunks, results, strict=True):
             try:
                 outcome = result.get(timeout=timeout)

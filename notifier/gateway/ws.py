@@ -184,7 +184,7 @@ class _Connection:
         try:
             frame = ClientFrame.validate_python(raw)
         except PydanticValidationError as exc:
-            message, _ = describe_validation(list(exc.errors()))
+            message, _ = describe_validation([dict(e) for e in exc.errors()])
             await self.error("invalid_frame", message.replace("invalid request", "invalid frame"), ref)
             return False
         try:
