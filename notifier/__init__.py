@@ -18,7 +18,17 @@ from notifier.models import Notification, Preferences, QuietHours
 from notifier.producer import broadcast, send_bulk, send_notification, send_to_group
 
 __all__ = [
-    "ConfigError", "InvalidTarget", "NotifierError", "PermanentError", "RetryableError",
-    "ValidationError", "Notification", "Preferences", "QuietHours",
-    "broadcast", "send_bulk", "send_notification", "send_to_group",
+    "ConfigError",
+    "InvalidTarget",
+    "Notification",
+    "NotifierError",
+    "PermanentError",
+    "Preferences",
+    "QuietHours",
+    "RetryableError",
+    "ValidationError",
+    "broadcast",
+    "send_bulk",
+    "send_notification",
+    "send_to_group",
 ]

@@ -148,7 +148,7 @@ class Settings(BaseSettings):
         return ",".join(names)
 
     @model_validator(mode="after")
-    def _check_backoff(self) -> "Settings":
+    def _check_backoff(self) -> Settings:
         if self.retry_backoff_max < self.retry_backoff:
             raise ValueError("NOTIFIER_RETRY_BACKOFF_MAX must be >= NOTIFIER_RETRY_BACKOFF")
         if self.countdown_max >= self.visibility_timeout:
@@ -157,7 +157,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _check_broker(self) -> "Settings":
+    def _check_broker(self) -> Settings:
         if not self.broker_url and not _plain_redis(self.redis_url):
             raise ValueError("NOTIFIER_BROKER_URL must be set when NOTIFIER_REDIS_URL is a Cluster or Sentinel "
                              "URL (Celery's broker cannot use it): use a plain redis:// or amqp:// broker")

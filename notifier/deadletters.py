@@ -6,9 +6,11 @@ An entry records the task, its arguments, the error, the attempts and the times,
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import orjson
 import redis
@@ -39,7 +41,9 @@ class DeadLetters:
     def list(self, count: int = 100, after: str | None = None) -> list[dict[str, Any]]:
         """Oldest first."""
         low = f"({check_entry_id(after)}" if after else "-"
-        return [_decode(e) for e in self.r.xrange(self.keys.dead_letters(), min=low, max="+", count=count)]
+        entries = cast("list[store.StreamEntry]",
+                       self.r.xrange(self.keys.dead_letters(), min=low, max="+", count=count))
+        return [_decode(e) for e in entries]
 
     def all(self, batch: int = 500) -> Iterable[dict[str, Any]]:
         after = None
@@ -51,14 +55,15 @@ class DeadLetters:
             after = page[-1]["id"]
 
     def get(self, entry_id: str) -> dict[str, Any] | None:
-        entries = self.r.xrange(self.keys.dead_letters(), min=check_entry_id(entry_id), max=entry_id)
+        entries = cast("list[store.StreamEntry]",
+                       self.r.xrange(self.keys.dead_letters(), min=check_entry_id(entry_id), max=entry_id))
         return _decode(entries[0]) if entries else None
 
-    def lookup(self, entry_ids: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    def lookup(self, entry_ids: Iterable[str]) -> tuple[builtins.list[dict[str, Any]], builtins.list[str]]:
         """The dead letters ``entry_ids`` names (each once), and the ids that name none, malformed ones
         included, so a caller can refuse the lot before acting on any."""
         found: dict[str, dict[str, Any]] = {}
-        unknown: list[str] = []
+        unknown: builtins.list[str] = []
         for entry_id in dict.fromkeys(entry_ids):
             try:
                 entry = self.get(entry_id)
@@ -83,7 +88,7 @@ class DeadLetters:
         return size
 
 
-def _decode(entry: tuple[str, dict[str, str]]) -> dict[str, Any]:
+def _decode(entry: store.StreamEntry) -> dict[str, Any]:
     entry_id, fields = entry
     return {"id": entry_id, **orjson.loads(fields["d"])}
 
@@ -100,4 +105,4 @@ def readable(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")

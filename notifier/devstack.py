@@ -9,6 +9,7 @@ enough for notifier (:data:`notifier.store.MIN_REDIS_VERSION`), else the Valkey 
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import re
@@ -44,7 +45,7 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
 def server_version(binary: str) -> tuple[str, tuple[int, ...]]:
     """The name and version a server binary reports (``Valkey server v=9.1.2``); ("", ()) if none."""
     try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return "", ()
     found = re.search(r"^(\w+) server v=(\d+)\.(\d+)\.(\d+)", out)
@@ -212,17 +213,13 @@ class DevStack:
                 _signal(child, signal.SIGTERM)
             deadline = time.monotonic() + timeout
             for child in reversed(group):
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     child.proc.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
                 _signal(child, signal.SIGKILL)
                 child.proc.wait()
         self.children.clear()
 
 
 def _signal(child: Child, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import cast
 
 import redis
 
@@ -53,7 +54,7 @@ class Groups:
         return int(self.r.scard(self.keys.group(check_group_id(group_id))))
 
     def list(self) -> list[str]:
-        return sorted(self.r.smembers(self.keys.groups()))
+        return sorted(cast("set[str]", self.r.smembers(self.keys.groups())))
 
 
 def scan_batches(client: redis.Redis, key: str, batch: int) -> Iterator[list[str]]:
@@ -61,7 +62,7 @@ def scan_batches(client: redis.Redis, key: str, batch: int) -> Iterator[list[str
     cursor = 0
     pending: list[str] = []
     while True:
-        cursor, members = client.sscan(key, cursor, count=batch)
+        cursor, members = cast("tuple[int, list[str]]", client.sscan(key, cursor, count=batch))
         pending.extend(members)
         while len(pending) >= batch:
             yield pending[:batch]

@@ -12,7 +12,8 @@ routed, even when a pending claim lapsed while its task waited in the queue.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import redis
 
@@ -56,4 +57,4 @@ class Idempotency:
 
     def lookup(self, key: str) -> str | None:
         """The id a key already resolved to, if any (a cheap pre-check for producers)."""
-        return self.r.get(self.keys.idempotency(key))
+        return cast("str | None", self.r.get(self.keys.idempotency(key)))

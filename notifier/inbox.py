@@ -9,9 +9,11 @@ pagination and for resuming a live stream.
 
 from __future__ import annotations
 
+import builtins
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, cast
 
 import orjson
 import redis
@@ -148,12 +150,13 @@ class Inbox:
         items: list[dict[str, Any]] = []
         chunk = limit if not unread_only else max(limit * 2, 50)
         while True:
-            entries = self.r.xrevrange(self.keys.inbox(user_id), max=upper, min="-", count=chunk)
+            entries = cast("list[store.StreamEntry]",
+                           self.r.xrevrange(self.keys.inbox(user_id), max=upper, min="-", count=chunk))
             if not entries:
                 return Page(items, None)
             decoded = [_decode(e) for e in entries]
             flags = self.r.smismember(self.keys.unread(user_id), [d["id"] for d in decoded])
-            for item, unread in zip(decoded, flags):
+            for item, unread in zip(decoded, flags, strict=True):
                 item["read"] = not unread
                 if unread or not unread_only:
                     items.append(item)
@@ -163,19 +166,19 @@ class Inbox:
                 return Page(items, None)
             upper = f"({decoded[-1]['entry_id']}"
 
-    def since(self, user_id: str, entry_id: str, count: int = 500) -> list[dict[str, Any]]:
+    def since(self, user_id: str, entry_id: str, count: int = 500) -> builtins.list[dict[str, Any]]:
         """Entries after ``entry_id``, oldest first: what a reconnecting client missed."""
         if _parts(check_entry_id(entry_id)) == (_MAX_PART, _MAX_PART):
             return []  # nothing can follow the largest id (and Redis refuses it as an exclusive bound)
-        entries = self.r.xrange(self.keys.inbox(user_id), min=f"({entry_id}", max="+",
-                                count=count)
+        entries = cast("list[store.StreamEntry]",
+                       self.r.xrange(self.keys.inbox(user_id), min=f"({entry_id}", max="+", count=count))
         return [_decode(e) for e in entries]
 
     def get(self, user_id: str, notification_id: str) -> dict[str, Any] | None:
         entry_id = self.r.hget(self.keys.inbox_ids(user_id), notification_id)
         if not entry_id:
             return None
-        entries = self.r.xrange(self.keys.inbox(user_id), min=entry_id, max=entry_id)
+        entries = cast("list[store.StreamEntry]", self.r.xrange(self.keys.inbox(user_id), min=entry_id, max=entry_id))
         if not entries:
             return None
         item = _decode(entries[0])
@@ -189,7 +192,7 @@ def _parts(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _decode(entry: tuple[str, dict[str, str]]) -> dict[str, Any]:
+def _decode(entry: store.StreamEntry) -> dict[str, Any]:
     entry_id, fields = entry
     item: dict[str, Any] = orjson.loads(fields["n"])
     item["entry_id"] = entry_id

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 import uuid
 import zoneinfo
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import orjson
 from pydantic import (
@@ -43,6 +43,7 @@ def _channel_enum(schema: dict[str, Any]) -> None:
 ChannelName = Annotated[str, AfterValidator(_channel), Field(json_schema_extra=_channel_enum)]
 """A channel in the registry (``notifier/channels/registry.py``), read when validating, not at import."""
 Priority = Literal["normal", "high", "critical"]
+M = TypeVar("M", bound=BaseModel)
 
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 """Notification types. Python's ``$`` also matches before a final newline: use ``re.fullmatch``."""
@@ -73,7 +74,7 @@ def new_id() -> str:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Notification(BaseModel):
@@ -129,8 +130,8 @@ class Notification(BaseModel):
     @classmethod
     def _aware(cls, value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
     def expired(self, now: dt.datetime | None = None) -> bool:
         """True once ``ttl`` seconds have passed since ``timestamp`` (deferred sends check this)."""
@@ -160,13 +161,13 @@ class QuietHours(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "QuietHours":
+    def _not_empty(self) -> QuietHours:
         if self.start == self.end:
             raise ValueError("start and end must differ")
         return self
 
     @classmethod
-    def parse(cls, text: str) -> "QuietHours":
+    def parse(cls, text: str) -> QuietHours:
         """``"22:00-07:00"`` as typed on the command line."""
         start, sep, end = text.partition("-")
         if not sep:
@@ -219,7 +220,7 @@ class Preferences(BaseModel):
         return self.model_dump(mode="json")
 
 
-def validate(model: type[BaseModel], value: Any) -> Any:
+def validate(model: type[M], value: Any) -> M:
     """Build ``model`` from ``value`` or raise our ``ValidationError`` with a one-line reason.
 
     The reason names what was invalid in the user's words (the model's ``label``, e.g. "quiet

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 import redis
@@ -89,7 +90,7 @@ def quiet_until(prefs: Preferences, now: dt.datetime) -> dt.datetime | None:
         end_day = local.date() + dt.timedelta(days=1) if t >= start else local.date()
     if not inside:
         return None
-    return dt.datetime.combine(end_day, end, tzinfo=tz).astimezone(dt.timezone.utc)
+    return dt.datetime.combine(end_day, end, tzinfo=tz).astimezone(dt.UTC)
 
 
 def changes_from_cli(channels: Iterable[str] = (), disable_types: Iterable[str] = (),

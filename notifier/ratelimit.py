@@ -8,7 +8,8 @@ on that channel (see ``workers/router.py``).
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -63,7 +64,7 @@ class RateLimiter:
             calls.append((lua, keys, args))
         answers = iter([bool(x) for answer in store.run_scripts(self.r, calls) for x in answer])
         results = []
-        for (_, _, channels), limited in zip(checks, asked):
+        for (_, _, channels), limited in zip(checks, asked, strict=True):
             verdict = dict.fromkeys(channels, True)
             for channel in limited:
                 verdict[channel] = next(answers)

@@ -10,11 +10,11 @@ killed worker's claims lapse soon enough for its redelivered task to send them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
-from typing import Sequence
 
 import redis
 
@@ -67,10 +67,9 @@ class Receipts:
 
         def renew() -> None:
             while not stop.wait(self.claim_seconds / 3):
-                try:
+                # the next renewal tries again; a lapsed claim only allows a retry
+                with contextlib.suppress(redis.RedisError):
                     store.run_scripts(self.r, calls)
-                except redis.RedisError:
-                    pass  # the next renewal tries again; a lapsed claim only allows a retry
 
         thread = threading.Thread(target=renew, name="claim-keep-alive", daemon=True)
         thread.start()

@@ -9,9 +9,11 @@ twice at worst, never zero times; deliveries are idempotent, so twice is harmles
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import orjson
 import redis
@@ -36,7 +38,7 @@ class Schedule:
 
     def pending(self, limit: int = 100) -> list[tuple[float, dict[str, Any]]]:
         """The next ``limit`` held messages with their due times, soonest first."""
-        raw = self.r.zrange(self.keys.schedule(), 0, limit - 1, withscores=True)
+        raw = cast("list[tuple[str, float]]", self.r.zrange(self.keys.schedule(), 0, limit - 1, withscores=True))
         return [(score, orjson.loads(member)) for member, score in raw]
 
     def size(self) -> int:
@@ -51,7 +53,8 @@ class Schedule:
         released = 0
         try:
             while True:
-                due = self.r.zrangebyscore(self.keys.schedule(), "-inf", now or time.time(), start=0, num=batch)
+                due = cast("list[str]", self.r.zrangebyscore(self.keys.schedule(), "-inf", now or time.time(),
+                                                              start=0, num=batch))
                 if not due:
                     return released
                 for member in due:
@@ -61,7 +64,5 @@ class Schedule:
                     released += 1
                 lock.reacquire()
         finally:
-            try:
+            with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
-            except redis.exceptions.LockError:
-                pass

@@ -31,6 +31,10 @@ from notifier.config import get_settings
 from notifier.errors import ConfigError
 from notifier.keys import Keys
 
+StreamEntry = tuple[str, dict[str, str]]
+"""One XRANGE entry as this process's clients return it. They all decode responses, so replies are text,
+never bytes; redis-py's hints cover both modes (``bytes | str``), so readers ``cast`` replies to text types."""
+
 MIN_REDIS_VERSION = (7, 0)
 """``SET ... NX GET`` (idempotency, receipts) and ``SPUBLISH`` (cluster Pub/Sub) came in Redis 7.0."""
 MIN_VALKEY_VERSION = (7, 2)
@@ -107,7 +111,7 @@ def check_server_version(client: redis.Redis, url: str) -> None:
 
     On a cluster every primary is asked; connection errors pass through to the caller.
     """
-    nodes = ([node.redis_connection for node in client.get_primaries()]  # type: ignore[attr-defined]
+    nodes = ([node.redis_connection for node in client.get_primaries()]
              if isinstance(client, RedisCluster) else [client])
     for node in nodes:
         info = node.info("server")
@@ -156,7 +160,7 @@ def reset() -> None:
     script.cache_clear()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def script(name: str) -> Script:
     """The Lua script ``notifier/lua/<name>.lua``, registered on this process's client.
 
@@ -202,6 +206,6 @@ def run_scripts(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:
         for i in indexes:
             lua, keys, args = calls[i]
             lua(keys, args, client=pipe)
-        for i, value in zip(indexes, pipe.execute()):
+        for i, value in zip(indexes, pipe.execute(), strict=True):
             results[i] = value
     return results

@@ -23,9 +23,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Any
-
 from time import monotonic
+from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
@@ -186,9 +185,9 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             client.xadd(stream_key(queue), fields)
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str, timeout: Any = None) -> Any:
         if not self.is_stream(queue):
-            return super()._get(queue)  # type: ignore[no-any-return]
+            return super()._get(queue)
         with self.conn_or_acquire() as client:
             reply = client.xreadgroup(GROUP, self.consumer_name, {stream_key(queue): ">"}, count=1)
         messages = self._messages(reply)
@@ -228,7 +227,7 @@ class Channel(kombu_redis.Channel):
             timeout = self.brpop_timeout
         keys = [stream_key(q) for q in streams]
         self._in_poll = self.client.connection
-        self._brpop_sent_at = monotonic()
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu declares it None on the class
         self._stream_poll = True
         self.client.connection.send_command(
             "XREADGROUP", "GROUP", GROUP, self.consumer_name, "COUNT", 1, "BLOCK", int((timeout or 0) * 1000),
@@ -251,7 +250,7 @@ class Channel(kombu_redis.Channel):
                 self.connection._deliver(payload, queue)
             return True
         finally:
-            self._in_poll = None
+            self._in_poll = None  # type: ignore[assignment]  # kombu declares it False but sets None, as here
             self._stream_poll = False
             self._flush_brpop_reauth()
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The test command: install, make sure Redis/RabbitMQ/Chromium are there, run the whole suite, then
-# the end-to-end pipeline and fault tests (crash, poison, random kills) again with RabbitMQ as the broker
-# (Redis stays the store).
+# The test command: install, lint (ruff, then mypy; any finding fails the run), make sure Redis/RabbitMQ/
+# Chromium are there, run the whole suite, then the end-to-end pipeline and fault tests (crash, poison,
+# random kills) again with RabbitMQ as the broker (Redis stays the store).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "== ruff and mypy (configured in pyproject.toml)"
+.venv/bin/ruff check notifier workers
+.venv/bin/mypy notifier workers
 bash scripts/services.sh
 .venv/bin/python -m pytest -q "$@"
 echo "== end-to-end tests with RabbitMQ as the broker"

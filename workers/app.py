@@ -34,8 +34,8 @@ def _refuse_old_store(**_: object) -> None:
         raise SystemExit(1) from None
 
 
-import workers.deliver  # noqa: E402,F401  (registers the tasks)
-import workers.maintenance  # noqa: E402,F401
-import workers.poison  # noqa: E402,F401
-import workers.router  # noqa: E402,F401
+import workers.deliver  # noqa: E402  (registers the tasks)
+import workers.maintenance  # noqa: E402
+import workers.poison  # noqa: E402
+import workers.router  # noqa: E402
 import workers.scheduler  # noqa: E402,F401

@@ -16,7 +16,8 @@ Selected by ``worker_consumer`` in ``workers/app.py``.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
 from vine import promise
@@ -29,6 +30,8 @@ log = logging.getLogger("notifier.worker")
 class Consumer(CeleryConsumer):
     """Celery's consumer, except that a message it cannot parse is dead-lettered (never dropped
     silently, never allowed to stop the worker) and a lost Redis broker is always reconnected."""
+
+    connection_errors: tuple[type[BaseException], ...]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,7 +54,7 @@ class Consumer(CeleryConsumer):
                 return handle(message)
             except errors:
                 raise
-            except Exception as exc:  # Celery's own parsing failed on a malformed message
+            except Exception as exc:  # noqa: BLE001  Celery's own parsing failed on a malformed message
                 dead_letter_message(message, f"malformed task message: {type(exc).__name__}: {exc}",
                                     "MalformedMessage")
                 if not message.acknowledged:

@@ -18,7 +18,7 @@ def replay_dead_letters(self: NotifierTask, ids: list[str]) -> dict[str, Any]:
     """Re-enqueue the dead letters ``ids``; each is removed only once it was re-sent."""
     dlq = DeadLetters()
     entries = [dlq.get(i) for i in ids]
-    replayed, missing = [], [i for i, e in zip(ids, entries) if e is None]
+    replayed, missing = [], [i for i, e in zip(ids, entries, strict=True) if e is None]
     for entry in filter(None, entries):
         self.enqueue(entry["task"], list(entry["args"]), dict(entry.get("kwargs") or {}))
         dlq.remove([entry["id"]])

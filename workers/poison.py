@@ -37,7 +37,7 @@ def _unknown(name: str | None = None, id: str | None = None, message: Any = None
         body = message.decode() if message is not None else None
         args, kwargs = (list(body[0]), dict(body[1])) if isinstance(body, (list, tuple)) and len(body) >= 2 else (
             [body], {})
-    except Exception as exc:  # an undecodable body: keep what can be kept
+    except Exception as exc:  # noqa: BLE001  an undecodable body (any decoder's error): keep what can be kept
         args, kwargs = [repr(getattr(message, "body", None))], {"decode_error": str(exc)}
     entry = DeadLetters().add(task=name or "?", args=args, kwargs=kwargs, queue=_queue(message, name or ""),
                               error=f"unknown task {name!r}: no worker task has this name",

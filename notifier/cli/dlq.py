@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from notifier.cli import echo_json, main
@@ -86,11 +88,11 @@ def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, chunk: int, timeo
         click.echo(f"queued {len(ids)} for replay")
         return
     queued, missing = 0, []
-    with click.progressbar(length=len(ids), label="re-queueing", file=click.get_text_stream("stderr")) as bar:
-        for part, result in zip(chunks, results):
+    with click.progressbar(length=len(ids), label="re-queueing", file=sys.stderr) as bar:
+        for part, result in zip(chunks, results, strict=True):
             try:
                 outcome = result.get(timeout=timeout)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  any task or backend failure ends the command in one line
                 raise click.ClickException(f"a replay task did not finish in {timeout:g}s ({exc}); "
                                            "is a worker consuming the router queue?") from None
             queued += len(outcome["replayed"])

@@ -67,7 +67,7 @@ class MarkRead(BaseModel):
     all: bool = False
 
     @model_validator(mode="after")
-    def _one_of(self) -> "MarkRead":
+    def _one_of(self) -> MarkRead:
         if self.all == (self.ids is not None):
             raise ValueError('send either "ids": [...] or "all": true')
         return self

@@ -34,8 +34,8 @@ from notifier.gateway.limits import BodySizeLimit
 from notifier.gateway.redis_async import check_url, connect
 from notifier.gateway.state import GatewayState, LiveHandler, gateway_state
 from notifier.gateway.topology import topology
-from notifier.logs import configure_logging
 from notifier.inbox import Inbox
+from notifier.logs import configure_logging
 from notifier.preferences import PreferenceStore
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ async def healthz(request: Request) -> JSONResponse:
     try:
         await asyncio.wait_for(state.redis.ping(), HEALTH_TIMEOUT)
         reachable = True
-    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError, asyncio.TimeoutError):
+    except (TimeoutError, redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError):
         reachable = False
     ok = reachable and state.hub.connected
     body = {"status": "ok" if ok else "unavailable", "redis": "ok" if reachable else "unreachable",

@@ -68,9 +68,9 @@ def _pubsub_options() -> dict[str, Any]:
     No built-in retries (a silent reconnect would hide the gap the hub must fill for its clients),
     no health-check reads (only the hub's reader task may read), and a connect timeout.
     """
-    return dict(decode_responses=True, socket_keepalive=True, socket_connect_timeout=CONNECT_TIMEOUT,
-                socket_timeout=CONNECT_TIMEOUT * 2, health_check_interval=0, retry=Retry(NoBackoff(), 0),
-                protocol=2, client_name=HUB_CLIENT_NAME)
+    return {"decode_responses": True, "socket_keepalive": True, "socket_connect_timeout": CONNECT_TIMEOUT,
+            "socket_timeout": CONNECT_TIMEOUT * 2, "health_check_interval": 0, "retry": Retry(NoBackoff(), 0),
+            "protocol": 2, "client_name": HUB_CLIENT_NAME}
 
 
 def pubsub_connection(url: str) -> AbstractConnection:

@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import redis.asyncio as aredis
-from redis.asyncio.cluster import RedisCluster
 from fastapi import Depends, FastAPI, Request
+from redis.asyncio.cluster import RedisCluster
 from starlette.types import Receive, Scope, Send
 
 from notifier.config import Settings
 from notifier.gateway.hub import Hub
 from notifier.inbox import Inbox
 from notifier.preferences import PreferenceStore
-
 
 REDIS_SLOTS = 50
 """Commands a gateway process runs at once on its asyncio client (its pool holds up to 100 connections)."""

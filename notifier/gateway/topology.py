@@ -99,9 +99,12 @@ class ClusterTopology:
     def owner(self, channel: str) -> str:
         """``host:port`` of the primary owning ``channel``'s slot (the hash tag puts it in its user's)."""
         try:
-            return str(self._cluster.get_node_from_key(channel).name)
+            node = self._cluster.get_node_from_key(channel)
         except RedisClusterException as exc:
             raise HubUnavailable(f"the cluster has no node for {channel!r} right now ({exc})") from None
+        if node is None:
+            raise HubUnavailable(f"the cluster has no node for {channel!r} right now (its slot map has none)")
+        return str(node.name)
 
     async def connect(self, owner: str) -> AbstractConnection:
         host, _, port = owner.rpartition(":")

@@ -25,6 +25,7 @@ connection is two tasks, the pump (feed to client) and the listener (client fram
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
@@ -78,7 +79,7 @@ class Read(_Frame):
     all: bool = False
 
     @model_validator(mode="after")
-    def _one_of(self) -> "Read":
+    def _one_of(self) -> Read:
         if self.all == (self.ids is not None):
             raise ValueError('send either "ids": [...] or "all": true')
         return self
@@ -89,7 +90,7 @@ class Resume(_Frame):
     since: str
 
     @model_validator(mode="after")
-    def _entry_id(self) -> "Resume":
+    def _entry_id(self) -> Resume:
         check_entry_id(self.since)
         return self
 
@@ -100,7 +101,7 @@ ClientFrame = TypeAdapter(Annotated[Ping | Read | Resume, Field(discriminator="t
 class _Connection:
     """One accepted WebSocket: a pump from the feed to the client and a loop over client frames."""
 
-    __slots__ = ("ws", "feed", "state", "lock", "max_bytes")
+    __slots__ = ("feed", "lock", "max_bytes", "state", "ws")
 
     def __init__(self, websocket: WebSocket, feed: Feed, state: GatewayState) -> None:
         self.ws = websocket
@@ -127,10 +128,8 @@ class _Connection:
         await self.send(frame)
 
     async def close(self, code: int, reason: str) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
             await self.ws.close(code, reason[:120])
-        except (RuntimeError, OSError, WebSocketDisconnect):
-            pass
 
     async def replay(self, since: str) -> None:
         async with self.lock:
@@ -187,7 +186,7 @@ class _Connection:
         try:
             frame = ClientFrame.validate_python(raw)
         except PydanticValidationError as exc:
-            message, _ = describe_validation(list(exc.errors()))
+            message, _ = describe_validation([dict(e) for e in exc.errors()])
             await self.error("invalid_frame", message.replace("invalid request", "invalid frame"), ref)
             return False
         try:
@@ -270,7 +269,7 @@ async def _serve(conn: _Connection) -> None:
     outcomes: list[BaseException | None] = []
     try:
         await conn.pump()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  kept and sorted below with the listener's outcome
         outcomes.append(exc)
     finally:
         listener.cancel()

@@ -107,7 +107,7 @@ class JoinedWrites:
     """A transport that joins what one event-loop turn writes into one write: a notification and the
     unread count that follows it are two frames, sent back to back, and each write is a system call."""
 
-    __slots__ = ("_transport", "_loop", "_pending")
+    __slots__ = ("_loop", "_pending", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
@@ -163,4 +163,4 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             # Answered: uvicorn reads the handshake request and response only before this point. The
             # request's headers are emptied too, since the websockets parser's frame still holds it.
             self.request.headers.clear()
-            self.request = self.response = None
+            self.request = self.response = None  # type: ignore[assignment]  # uvicorn types them as always set
