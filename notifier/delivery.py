@@ -143,7 +143,7 @@ def _claim(channel: str, deliveries: list[Delivery], report: Report) -> list[Del
     receipts = Receipts()
     claims = receipts.claim_many([(d.user_id, channel, d.notification.id, d.target) for d in deliveries])
     to_send = []
-    for d, claim in zip(deliveries, claims):
+    for d, claim in zip(deliveries, claims, strict=True):
         if claim is Claim.SEND:
             to_send.append(d)
         elif claim is Claim.DONE:

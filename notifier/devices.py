@@ -234,7 +234,7 @@ class Devices:
         for user_id in users:
             pipe.hgetall(self.keys.devices(user_id))
         found: dict[str, list[Device]] = {}
-        for user_id, raw in zip(users, pipe.execute()):
+        for user_id, raw in zip(users, pipe.execute(), strict=True):
             devices = [_load(i, v) for i, v in raw.items() if platform_of(i) == platform]
             found[user_id] = sorted((d for d in devices if d is not None), key=lambda d: d.id)
         return found

@@ -55,7 +55,7 @@ def _scrub(record: logging.LogRecord) -> None:
     """
     try:
         message = record.getMessage()
-    except Exception:  # a bad format string: the handler reports it, with nothing formatted to leak
+    except Exception:  # noqa: BLE001  # a bad format string: the handler reports it, nothing formatted leaks
         return
     clean = redact(message)
     if clean != message:

@@ -9,6 +9,7 @@ first send's id and nothing is sent. Results are not stored, so don't ``.get()``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -116,10 +117,8 @@ def _claim(key: str, notification_id: str) -> str | None:
 
 def _unclaim(key: str, notification_id: str) -> None:
     """Give the key back when the send failed (any error or interrupt), so a retry can use it."""
-    try:
+    with contextlib.suppress(redis.RedisError):
         Idempotency().release(key, notification_id)
-    except redis.RedisError:
-        pass
 
 
 send_notification = _SendNotification()

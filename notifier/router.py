@@ -106,7 +106,7 @@ class Router:
             valid.append((user_id, notification, notification.to_dict()))
             if key is not None:
                 claims.append((key, notification.id))
-        winners = dict(zip((nid for _, nid in claims), self.idempotency.claim_many(claims)))
+        winners = dict(zip((nid for _, nid in claims), self.idempotency.claim_many(claims), strict=True))
         fresh = []
         for user_id, n, payload in valid:
             first = winners.get(n.id)
@@ -147,7 +147,7 @@ class Router:
                             for _, n, _ in sends)
         platforms = self._platforms([u for u, _, _ in sends]) if wants_devices else {}
         decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str]]] = []
-        for (user_id, n, payload), p in zip(sends, prefs):
+        for (user_id, n, payload), p in zip(sends, prefs, strict=True):
             if n.type in p.disabled_types:
                 plan.note(n.id, "*", "type_disabled")
                 continue
@@ -165,7 +165,7 @@ class Router:
                     plan.note(n.id, channel, skipped)
             decided.append((user_id, n, payload, p, channels))
         verdicts = self.limits.allow_many([(u, n.id, chans) for u, n, _, _, chans in decided])
-        for (user_id, n, payload, p, channels), allowed in zip(decided, verdicts):
+        for (user_id, n, payload, p, channels), allowed in zip(decided, verdicts, strict=True):
             quiet_end = None if n.priority == "critical" else quiet_until(p, now)
             limited = [c for c in channels if not allowed[c]]
             for channel in channels:
@@ -200,7 +200,7 @@ class Router:
         pipe = self.r.pipeline(transaction=False)
         for user_id in user_ids:
             pipe.hkeys(self.keys.devices(user_id))
-        return {u: {platform_of(d) for d in ids} for u, ids in zip(user_ids, pipe.execute()) if ids}
+        return {u: {platform_of(d) for d in ids} for u, ids in zip(user_ids, pipe.execute(), strict=True) if ids}
 
 
 def _parse_item(item: Any) -> tuple[str, Notification, str | None]:

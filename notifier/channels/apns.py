@@ -347,9 +347,9 @@ def _read_key(path: str) -> str:
     return text
 
 
-async def _bounded(call: Awaitable[NotificationResult], timeout: float) -> NotificationResult:
+async def _bounded(call: Awaitable[NotificationResult], seconds: float) -> NotificationResult:
     """aioapns waits forever for an answer that never comes; a push gets ``push_timeout``."""
-    return await asyncio.wait_for(call, timeout)
+    return await asyncio.wait_for(call, seconds)
 
 
 async def _quiet(request: NotificationRequest, result: NotificationResult) -> None:

@@ -133,8 +133,8 @@ class Channel(ABC):
             raise PermanentError(f"{self.name} payload is {size} bytes; the limit is {self.max_payload_bytes}: "
                                  "send less data or a shorter body")
 
-    def prune(self, delivery: Delivery) -> None:
+    def prune(self, delivery: Delivery) -> None:  # noqa: B027  # a hook: most channels have nothing to forget
         """Forget a target the provider says no longer exists (``InvalidTarget``)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  # a hook: most channels hold no connection
         """Release connections (worker shutdown)."""

@@ -7,6 +7,7 @@ logins are permanent.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import smtplib
@@ -46,7 +47,7 @@ class Email(Channel):
     def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         open_ = [d for d in deliveries if d.target == ALL_TARGETS]
         prefs = PreferenceStore().get_many([d.user_id for d in open_])
-        address = {d.user_id: p.email for d, p in zip(open_, prefs)}
+        address = {d.user_id: p.email for d, p in zip(open_, prefs, strict=True)}
         expanded = []
         for d in deliveries:
             target = address.get(d.user_id) if d.target == ALL_TARGETS else d.target
@@ -82,10 +83,8 @@ class Email(Channel):
             for d in deliveries:
                 outcomes.append(reported(Outcome(d, self._send_one(smtp, d)), on_outcome))
         finally:
-            try:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
         return outcomes
 
     def _connect(self) -> smtplib.SMTP:

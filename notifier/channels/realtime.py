@@ -54,4 +54,4 @@ class Realtime(Channel):
             items.append((d.user_id, d.notification.id, payload, d.target != INBOX_ONLY))
         results = self.inbox.append_many(items)
         return [reported(Outcome(d, detail={"entry_id": r.entry_id, "unread": r.unread, "added": r.added}),
-                         on_outcome) for d, r in zip(deliveries, results)]
+                         on_outcome) for d, r in zip(deliveries, results, strict=True)]

@@ -22,8 +22,8 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
 
     from notifier import store, tokens
     from notifier.config import get_settings
-    from notifier.gateway.redis_async import check_url
     from notifier.gateway import http_protocol, ws_protocol
+    from notifier.gateway.redis_async import check_url
     from notifier.logs import configure_logging
 
     configure_logging()

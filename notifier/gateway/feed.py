@@ -153,7 +153,7 @@ class Feed:
                 self._advance(cursor)
                 read_flags = await self._read_flags(items)
                 self._delivered.inc(len(items))
-                yield [notification_event({**item, "read": read}) for item, read in zip(items, read_flags)]
+                yield [notification_event({**item, "read": read}) for item, read in zip(items, read_flags, strict=True)]
             if len(items) < REPLAY_PAGE:
                 break
         yield [unread_event(await run_in_threadpool(self.inbox.unread_count, self.user_id))]

@@ -42,7 +42,7 @@ LINGER_SECONDS = 1.0
 """How long a refused connection's remaining input is read and dropped before it is closed."""
 
 log = logging.getLogger(__name__)
-_pending: dict["GuardedHttpProtocol", None] = {}
+_pending: dict[GuardedHttpProtocol, None] = {}
 """The connections of this process whose request head is not complete yet, oldest first."""
 
 
