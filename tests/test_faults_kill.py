@@ -30,7 +30,8 @@ from tests.peers.smtp import SmtpPeer
 RATE = 20
 """Notifications per second the producer sends."""
 SECONDS = 60
-KILLS = 10
+KILLS = 11
+"""Ten SIGKILLs at random instants, and one SIGSTOP for 5 s followed by a SIGKILL."""
 USERS = 40
 KILL_WINDOW = 0.5
 """Seconds between an SMTP server's acceptance and a kill within which the receipt may be unwritten."""
@@ -88,9 +89,8 @@ def test_random_kills_lose_nothing_and_send_nothing_twice(chaos_env: dict[str, s
     users = [uid() for _ in range(USERS)]
     for user in users:
         PreferenceStore().set(user, {"email": f"{user}@example.test"})
-    instants = sorted(rng.uniform(2, SECONDS - 4) for _ in range(KILLS))
-    for i in range(1, len(instants)):  # room for the new worker to boot between kills
-        instants[i] = max(instants[i], instants[i - 1] + 4)
+    slot = (SECONDS - 6) / KILLS  # one random instant in each slot, so every kill lands while sending
+    instants = [2 + i * slot + rng.uniform(0, slot) for i in range(KILLS)]
     chaos = Chaos(chaos_env, instants, freeze_at=rng.randrange(KILLS))
     chaos.start()
 
