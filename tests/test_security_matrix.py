@@ -102,6 +102,7 @@ def user_endpoints(victim: Victim) -> dict[tuple[str, str], tuple[str, Any]]:
         ("POST", "/v1/devices"): ("/v1/devices", {"platform": "fcm", "token": "mallory-token-0123456789"}),
         ("DELETE", "/v1/devices/{device_id}"): (f"/v1/devices/{d}", None),
         ("GET", "/v1/webpush/vapid-public-key"): ("/v1/webpush/vapid-public-key", None),
+        ("GET", "/v1/channels"): ("/v1/channels", None),
         ("GET", "/v1/stream"): ("/v1/stream", None),
     }
 
