@@ -3,7 +3,8 @@ gateway's ``GET /v1/channels``) derives the channel names and roles from here.
 
 Channels map to ``"module:Class"`` strings and are imported on first use, so reading the names stays
 light (settings and models validate against them in every process; a push adapter pulls in HTTP/2
-and crypto libraries only where it sends). Besides the built-in channels, any installed package may
+and crypto libraries only in workers, which import every channel before their pool forks, not in
+producers or the CLI). Besides the built-in channels, any installed package may
 add one through the ``notifier.channels`` entry point group::
 
     [project.entry-points."notifier.channels"]
