@@ -14,7 +14,7 @@ import redis
 
 from notifier.gateway.collector import Collector
 from notifier.gateway.hub import RESYNC, Hub
-from notifier.gateway.topology import ServerTopology
+from notifier.gateway.hub.topology import ServerTopology
 from notifier.gateway.ws_protocol import Flag, Mailbox
 from notifier.keys import Keys
 from tests.helpers import uid

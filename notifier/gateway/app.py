@@ -30,10 +30,10 @@ from notifier.gateway import api as api_routes
 from notifier.gateway import errors, metrics, sse, ws
 from notifier.gateway.collector import Collector
 from notifier.gateway.hub import Hub
+from notifier.gateway.hub.topology import topology
 from notifier.gateway.limits import BodySizeLimit
 from notifier.gateway.redis_async import check_url, connect
 from notifier.gateway.state import GatewayState, LiveHandler, gateway_state
-from notifier.gateway.topology import topology
 from notifier.inbox import Inbox
 from notifier.logs import configure_logging
 from notifier.preferences import PreferenceStore

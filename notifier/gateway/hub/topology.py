@@ -6,20 +6,45 @@
 - ``redis+cluster://``: sharded SSUBSCRIBE on the primary owning each channel's slot, from a slot map
   read with CLUSTER SLOTS, corrected by MOVED replies and read again before every reconnect.
 
-Each is a :class:`notifier.gateway.hub.Topology`; the hub's logic is the same for all three.
+Each is a :class:`Topology`; the hub's logic (:mod:`notifier.gateway.hub.placement`) is the same for all three.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisClusterException
 
-from notifier.gateway.hub import CLASSIC, SHARDED, HubUnavailable, PubSubCommands, Topology
+from notifier.errors import HubUnavailable
+from notifier.gateway.hub.dialect import CLASSIC, SHARDED, PubSubCommands
 from notifier.gateway.redis_async import cluster_map, pubsub_connection, pubsub_connection_to, sentinel
 from notifier.redis_url import RedisURL, parse
+
+
+class Topology(Protocol):
+    """Where each channel's subscription lives and how to connect there."""
+
+    commands: PubSubCommands
+    always: tuple[str, ...]
+    """Owners kept connected even with nothing subscribed (a single server); others connect on demand."""
+
+    async def refresh(self) -> None:
+        """Learn the layout again (a cluster's slot map); raises a RedisError when nobody answers."""
+
+    async def moved(self, error: MovedError) -> None:
+        """Record the owner a MOVED reply names for its slot."""
+
+    def owner(self, channel: str) -> str:
+        """Name of the connection that must carry ``channel``; raises HubUnavailable when unknown."""
+
+    async def connect(self, owner: str) -> AbstractConnection:
+        """A new, connected RESP2 connection to ``owner`` (asking a Sentinel first, if that is the way)."""
+
+    async def aclose(self) -> None:
+        """Close whatever the topology keeps open (a Sentinel or slot-map client)."""
 
 
 class _OneConnection:
