@@ -216,15 +216,6 @@ class Devices:
         """Forget a device; False when the user had no such device."""
         return bool(self.r.hdel(self.keys.devices(check_user_id(user_id)), device_id))
 
-    def remove_many(self, items: Sequence[tuple[str, str]]) -> None:
-        """Forget ``(user_id, device_id)`` pairs in one round trip (pruning after a send)."""
-        if not items:
-            return
-        pipe = self.r.pipeline(transaction=False)
-        for user_id, did in items:
-            pipe.hdel(self.keys.devices(user_id), did)
-        pipe.execute()
-
     def for_users(self, user_ids: Sequence[str], platform: str) -> dict[str, DeviceList]:
         """Each user's devices on one platform, in one pipelined round trip for the whole batch."""
         users = list(dict.fromkeys(user_ids))

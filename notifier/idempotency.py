@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import cast
 
 import redis
 
@@ -54,7 +53,3 @@ class Idempotency:
     def release(self, key: str, notification_id: str) -> None:
         """Drop a claim that was never used (its send did not reach the broker)."""
         store.script("release_if")([self.keys.idempotency(key)], [notification_id], client=self.r)
-
-    def lookup(self, key: str) -> str | None:
-        """The id a key already resolved to, if any (a cheap pre-check for producers)."""
-        return cast("str | None", self.r.get(self.keys.idempotency(key)))

@@ -36,11 +36,6 @@ class Schedule:
         self.r.zadd(self.keys.schedule(), {member: due})
         return message_id
 
-    def pending(self, limit: int = 100) -> list[tuple[float, dict[str, Any]]]:
-        """The next ``limit`` held messages with their due times, soonest first."""
-        raw = cast("list[tuple[str, float]]", self.r.zrange(self.keys.schedule(), 0, limit - 1, withscores=True))
-        return [(score, orjson.loads(member)) for member, score in raw]
-
     def size(self) -> int:
         return int(self.r.zcard(self.keys.schedule()))
 

@@ -43,10 +43,6 @@ class Delivery:
     notification: Notification
     target: str = ALL_TARGETS
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return self.user_id, self.notification.id, self.target
-
 
 @dataclass(frozen=True)
 class Outcome:
