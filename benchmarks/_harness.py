@@ -36,7 +36,7 @@ DEFAULT_URL = "redis://127.0.0.1:6379/14"
 KEY_PREFIX = "bench"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TEST_LOCK = "notifier-test-session-lock"
-"""Test sessions skip a database holding this key (tests/helpers.py); holding it keeps them out."""
+"""Test sessions skip a database holding this key (tests/support/helpers.py); holding it keeps them out."""
 SEP = "\x06\x16"
 PRIORITIES = (0, 3, 6, 9)
 """kombu's Redis transport keeps one list per queue and priority step: ``name``, ``name\\x06\\x163``..."""

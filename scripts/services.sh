@@ -36,7 +36,7 @@ fi
 command -v chromium >/dev/null || apt_install chromium
 # Validates docker-compose.yml when Docker's compose plugin is not there (no engine needed).
 { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; } || apt_install docker-compose
-# The first-run test (tests/test_first_run.py) runs scripts/run.sh in a private network namespace.
+# The first-run test (tests/pipeline/test_first_run.py) runs scripts/run.sh in a private network namespace.
 command -v unshare >/dev/null || apt_install util-linux
 command -v mount >/dev/null || apt_install mount
 command -v ip >/dev/null || apt_install iproute2

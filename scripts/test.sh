@@ -11,5 +11,6 @@ echo "== ruff and mypy (configured in pyproject.toml)"
 bash scripts/services.sh
 .venv/bin/python -m pytest -q "$@"
 echo "== end-to-end tests with RabbitMQ as the broker"
-NOTIFIER_TEST_BROKER=amqp .venv/bin/python -m pytest -q tests/test_pipeline.py tests/test_rules.py \
-  tests/test_failures.py tests/test_crash.py tests/test_faults_poison.py tests/test_faults_kill.py "$@"
+NOTIFIER_TEST_BROKER=amqp .venv/bin/python -m pytest -q tests/pipeline/test_pipeline.py tests/pipeline/test_rules.py \
+  tests/pipeline/test_failures.py tests/faults/test_crash.py tests/faults/test_faults_poison.py \
+  tests/faults/test_faults_kill.py "$@"

@@ -8,8 +8,8 @@ from typing import Callable, Iterator
 import pytest
 import redis
 
-from tests.helpers import Worker, base_env, release_db, reload_settings, start_worker
 from tests.peers.smtp import SmtpPeer
+from tests.support.helpers import Worker, base_env, release_db, reload_settings, start_worker
 
 _env = base_env()
 os.environ.update(_env)

@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from tests.helpers import (_LOCK, REDIS_HOST, REDIS_PORT, Worker, claim_free_db, lock_value, reload_settings,
+from tests.support.helpers import (_LOCK, REDIS_HOST, REDIS_PORT, Worker, claim_free_db, lock_value, reload_settings,
                            start_worker)
 
 

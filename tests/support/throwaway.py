@@ -1,6 +1,6 @@
 """A throwaway channel, added the way a user adds one: this module, plus an entry point
 (``throwaway = tests.support.throwaway:Throwaway`` in the ``notifier.channels`` group) that
-``tests/test_registry.py`` installs. Nothing else in notifier names it.
+``tests/pipeline/test_registry.py`` installs. Nothing else in notifier names it.
 
 It "sends" by appending the notification to a Redis list the test reads; a notification whose data
 says ``{"fail": "once"}`` fails retryably on its first attempt, ``{"fail": "always"}`` permanently.
