@@ -13,12 +13,14 @@ from notifier import broadcast, send_bulk, send_notification
 from notifier.inbox import Inbox
 from notifier.store import get_keys, get_redis
 from tests.support.cluster_support import LocalSentinel, cluster_url, redis_cluster, redis_sentinel  # noqa: F401
-from tests.support.helpers import Worker, uid, wait_for
+from tests.support.helpers import Worker, own_broker_env, uid, wait_for
 
 
 def test_pipeline_on_redis_cluster(cluster_url: str, worker_factory: Callable[..., Worker],
                                    settings_env: Callable[[dict[str, str]], None]) -> None:
-    env = {"NOTIFIER_REDIS_URL": cluster_url}
+    # A broker of its own: on the session's broker the session's worker (whose store is not the
+    # cluster) could take the router task, and the notification would land in the wrong store.
+    env = {"NOTIFIER_REDIS_URL": cluster_url, "NOTIFIER_BROKER_URL": own_broker_env()["NOTIFIER_BROKER_URL"]}
     worker_factory(env, queues="router,realtime")
     settings_env(env)
     client = get_redis()
