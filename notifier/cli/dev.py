@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,10 @@ def dev(host: str, port: int, flower_port: int, concurrency: int, gateway: bool,
     log = None if verbose else _open_log(log_path)
     hint = "see its output above" if verbose else f"see {log_path}"
     stack = DevStack(env, log=log)
+    # SIGTERM (kill, docker stop, systemd) stops the stack as Ctrl-C does, and so does SIGINT when the
+    # shell started dev in the background with SIGINT ignored: else its children would outlive it.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupt)
     try:
         url = stack.ensure_redis()
         store.check_server_version(store.connect(url), url)
@@ -96,6 +101,10 @@ def dev(host: str, port: int, flower_port: int, concurrency: int, gateway: bool,
 def _open_log(path: Path) -> IO[bytes]:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return open(path, "ab")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_block(stack: DevStack, url: str, concurrency: int, gateway: str | None, flower: str | None,

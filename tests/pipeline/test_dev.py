@@ -44,8 +44,8 @@ class Dev:
         assert self.proc.poll() is None, self.out
         return self.out
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, signum: int = signal.SIGINT) -> int:
+        self.proc.send_signal(signum)
         return self.proc.wait(30)
 
 
@@ -180,3 +180,20 @@ def test_a_second_start_sends_no_second_welcome(tmp_path: Path) -> None:
 
     items = Inbox(connect(env["NOTIFIER_REDIS_URL"])).list("demo-user").items
     assert [item["type"] for item in items] == ["welcome"]
+
+
+def test_sigterm_stops_the_stack_and_every_child(tmp_path: Path) -> None:
+    """``kill``, ``docker stop`` and systemd send SIGTERM: the stack must not leave its children behind."""
+    redis_port = free_port()
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    dev = Dev(dev_env(tmp_path, NOTIFIER_REDIS_URL=url, NOTIFIER_BROKER_URL=url), "--no-gateway", "--no-flower")
+    try:
+        dev.wait_ready()
+        children = psutil.Process(dev.proc.pid).children(recursive=True)
+        assert children, "redis and the worker run as children"
+        assert dev.stop(signal.SIGTERM) == 0
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert [c for c in alive if c.status() != psutil.STATUS_ZOMBIE] == [], "children outlived the stack"
+    finally:
+        if dev.proc.poll() is None:
+            dev.proc.kill()
