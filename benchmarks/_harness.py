@@ -22,9 +22,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import orjson
@@ -41,7 +42,7 @@ SEP = "\x06\x16"
 PRIORITIES = (0, 3, 6, 9)
 """kombu's Redis transport keeps one list per queue and priority step: ``name``, ``name\\x06\\x163``..."""
 
-_children: list["Process"] = []
+_children: list[Process] = []
 
 
 # Environment ----------------------------------------------------------------------------------
@@ -63,9 +64,9 @@ def bench_env(**extra: str) -> dict[str, str]:
     }
     env.update(extra)
     os.environ.update(env)
-    from notifier import producer
     from notifier.channels import close_all
     from notifier.config import reload_settings
+    from notifier.pipeline import producer
 
     reload_settings()
     producer.producer_app.cache_clear()
@@ -184,7 +185,7 @@ class CpuMeter:
     between ``start()`` and ``stop()``: which of them bounds a figure. ``other work`` is what the rest
     of the machine used meanwhile (other sessions' tests on a shared machine): the noise indicator."""
 
-    def __init__(self, workers: Sequence["Process"] = (), extra: dict[str, int] | None = None) -> None:
+    def __init__(self, workers: Sequence[Process] = (), extra: dict[str, int] | None = None) -> None:
         self.workers = list(workers)
         self.extra = extra or {}
         self.before: dict[str, float] = {}
@@ -205,7 +206,7 @@ class CpuMeter:
         sample["wall"] = time.monotonic()
         return sample
 
-    def start(self) -> "CpuMeter":
+    def start(self) -> CpuMeter:
         self.before = self._sample()
         return self
 
@@ -291,7 +292,7 @@ class Worker(Process):
                "-n", f"bench-{uuid.uuid4().hex[:6]}@%h", "-l", "WARNING", *extra]
         super().__init__(cmd, env, f"worker-{'-'.join(queues)}")
 
-    def wait_ready(self, probe: Callable[[str], None], timeout: float = 60) -> "Worker":
+    def wait_ready(self, probe: Callable[[str], None], timeout: float = 60) -> Worker:
         """Send harmless tasks to each queue and wait until they ran: then the pool is warm."""
         for queue in self.queues:
             for _ in range(4):
@@ -308,8 +309,8 @@ class Worker(Process):
 
 def notifier_probe(queue: str) -> None:
     """A task that does nothing on each notifier queue (an empty batch)."""
-    from notifier.producer import producer_app
-    from notifier.queues import ROUTE, ROUTER_QUEUE, deliver_task
+    from notifier.pipeline.producer import producer_app
+    from notifier.pipeline.queues import ROUTE, ROUTER_QUEUE, deliver_task
 
     if queue == ROUTER_QUEUE:
         producer_app().send_task(ROUTE, args=[[]], queue=queue, ignore_result=True)
@@ -324,11 +325,11 @@ def start_workers(env: dict[str, str], queues: Sequence[str], **options: Any) ->
 def drained(queues: Iterable[str], r: redis.Redis | None = None) -> bool:
     """No message waiting in these queues and none delivered but unacknowledged.
 
-    notifier's task queues are streams (``notifier/streams_transport.py``); others, like the no-op
+    notifier's task queues are streams (``notifier/pipeline/streams_transport.py``); others, like the no-op
     baseline's, are kombu's lists with its ``unacked`` hash.
     """
-    from notifier.queues import QUEUES
-    from notifier.streams_transport import in_flight, waiting
+    from notifier.pipeline.queues import QUEUES
+    from notifier.pipeline.streams_transport import in_flight, waiting
 
     r = r or client()
     streams = tuple(q for q in queues if q in QUEUES)
@@ -375,7 +376,7 @@ def inbox_writes(user_ids: Sequence[str], chunk: int = 5000) -> tuple[int, float
     A stream entry id starts with the Redis server's clock in ms, so the newest id is the time of the
     last inbox write, read after the run without observing (and slowing) the run itself.
     """
-    from notifier import store
+    from notifier.redis import store
 
     r = client()
     keys = store.get_keys()
@@ -702,7 +703,7 @@ class Gateway(Process):
                 "--timeout-graceful-shutdown", "2", "--ws", IMPORT_PATH]
         super().__init__([sys.executable, "-m", "uvicorn", *args], env, "gateway")
 
-    def wait_ready(self, timeout: float = 30) -> "Gateway":
+    def wait_ready(self, timeout: float = 30) -> Gateway:
         import httpx
 
         deadline = time.monotonic() + timeout

@@ -10,11 +10,26 @@ same run. Targets: at most 5 s end to end, at least 0.3x the raw pipelined rate.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from benchmarks._harness import (CpuMeter, Figure, Worker, arguments, bench_env, claim_and_flush, clear_data,
-                                 client, inbox_writes, profile, raw_write_rates, report, start_workers, users, wait_drained,
-                                 wait_quiet)
+from benchmarks._harness import (
+    CpuMeter,
+    Figure,
+    Worker,
+    arguments,
+    bench_env,
+    claim_and_flush,
+    clear_data,
+    client,
+    inbox_writes,
+    profile,
+    raw_write_rates,
+    report,
+    start_workers,
+    users,
+    wait_drained,
+    wait_quiet,
+)
 
 QUEUES = ["router", "realtime"]
 NOTIFICATION = {"type": "maintenance", "title": "Down at 02:00 UTC", "body": "For about ten minutes.",
@@ -23,7 +38,7 @@ NOTIFICATION = {"type": "maintenance", "title": "Down at 02:00 UTC", "body": "Fo
 
 def known_users(user_ids: list[str]) -> None:
     """Make exactly these users the known ones (as if each had been sent to or configured before)."""
-    from notifier import store
+    from notifier.redis import store
 
     r = client()
     key = store.get_keys().users()

@@ -12,9 +12,23 @@ from __future__ import annotations
 import statistics
 import time
 
-from benchmarks._harness import (CpuMeter, Figure, Worker, arguments, bench_env, claim_and_flush, clear_data, noop_rate,
-                                 profile, report, start_noop_worker, start_workers, users, wait_inboxes,
-                                 wait_quiet)
+from benchmarks._harness import (
+    CpuMeter,
+    Figure,
+    Worker,
+    arguments,
+    bench_env,
+    claim_and_flush,
+    clear_data,
+    noop_rate,
+    profile,
+    report,
+    start_noop_worker,
+    start_workers,
+    users,
+    wait_inboxes,
+    wait_quiet,
+)
 
 QUEUES = ["router", "realtime"]
 

@@ -19,8 +19,16 @@ from collections import Counter
 
 import uvloop
 
-from benchmarks._harness import (Listeners, bench_env, claim_and_flush, clear_data, free_port, raise_open_files,
-                                 user_tokens, users)
+from benchmarks._harness import (
+    Listeners,
+    bench_env,
+    claim_and_flush,
+    clear_data,
+    free_port,
+    raise_open_files,
+    user_tokens,
+    users,
+)
 from notifier.gateway.ws_protocol import IMPORT_PATH
 
 

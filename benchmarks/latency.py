@@ -11,9 +11,26 @@ from __future__ import annotations
 
 import time
 
-from benchmarks._harness import (CpuMeter, Figure, Gateway, Listeners, Worker, arguments, bench_env,
-                                 claim_and_flush, clear_data, latency_summary, pace, raw_pubsub_latency,
-                                 raise_open_files, report, start_workers, users, user_tokens, wait_quiet)
+from benchmarks._harness import (
+    CpuMeter,
+    Figure,
+    Gateway,
+    Listeners,
+    Worker,
+    arguments,
+    bench_env,
+    claim_and_flush,
+    clear_data,
+    latency_summary,
+    pace,
+    raise_open_files,
+    raw_pubsub_latency,
+    report,
+    start_workers,
+    user_tokens,
+    users,
+    wait_quiet,
+)
 
 QUEUES = ["router", "realtime"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from notifier.celeryconfig import celery_config
 from notifier.config import get_settings
+from notifier.pipeline.celeryconfig import celery_config
 
 QUEUE = "bench-noop"
 TASK = "bench.noop"

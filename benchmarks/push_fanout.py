@@ -16,8 +16,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import (CpuMeter, Figure, arguments, bench_env, claim_and_flush, clear_data, process_cpu,
-                                 profile, report, start_workers, users, wait_drained, wait_quiet)
+from benchmarks._harness import (
+    CpuMeter,
+    Figure,
+    arguments,
+    bench_env,
+    claim_and_flush,
+    clear_data,
+    process_cpu,
+    profile,
+    report,
+    start_workers,
+    users,
+    wait_drained,
+    wait_quiet,
+)
 
 CONCURRENCY = 2
 
@@ -67,7 +80,7 @@ class Peer:
 
 
 def register(platform: str, recipients: list[str], addresses: list[Any]) -> None:
-    from notifier.devices import Devices
+    from notifier.state.devices import Devices
 
     devices = Devices()
     for user, address in zip(recipients, addresses):

@@ -10,9 +10,22 @@ from __future__ import annotations
 
 import time
 
-from benchmarks._harness import (CpuMeter, Figure, arguments, bench_env, claim_and_flush, clear_data, noop_rate,
-                                 profile, report, start_noop_worker, start_workers, users, wait_inboxes,
-                                 wait_quiet)
+from benchmarks._harness import (
+    CpuMeter,
+    Figure,
+    arguments,
+    bench_env,
+    claim_and_flush,
+    clear_data,
+    noop_rate,
+    profile,
+    report,
+    start_noop_worker,
+    start_workers,
+    users,
+    wait_inboxes,
+    wait_quiet,
+)
 
 QUEUES = ["router", "realtime"]
 

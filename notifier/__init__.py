@@ -15,7 +15,7 @@ from notifier.errors import (
     ValidationError,
 )
 from notifier.models import Notification, Preferences, QuietHours
-from notifier.producer import broadcast, send_bulk, send_notification, send_to_group
+from notifier.pipeline.producer import broadcast, send_bulk, send_notification, send_to_group
 
 __all__ = [
     "ConfigError",

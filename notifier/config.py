@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from notifier import redis_url as redis_urls
 from notifier.errors import ConfigError
+from notifier.redis import urls
 
 _RATE = re.compile(r"\s*(\w+)\s*=\s*(\d+)\s*/\s*(\d+)\s*")
 
@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
     idempotency_ttl: int = Field(86400, ge=1)
     idempotency_pending_ttl: int = Field(30, ge=1)
-    """How long a producer's claim on a key holds until the router takes it over (notifier/idempotency.py):
+    """How long a producer's claim on a key holds until the router takes it over (notifier/state/idempotency.py):
     a producer that dies between claiming and publishing blocks the key for this long."""
     receipt_ttl: int = Field(7 * 86400, ge=60)
     claim_seconds: int = Field(30, ge=1)
@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
         try:
-            redis_urls.parse(value)
+            urls.parse(value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return value
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_url(cls, value: str) -> str:
         if value and "://" not in value:
-            raise ValueError(f"{redis_urls.redact(value)!r} is not a URL (e.g. redis://127.0.0.1:6379/0 or "
+            raise ValueError(f"{urls.redact(value)!r} is not a URL (e.g. redis://127.0.0.1:6379/0 or "
                              "amqp://user:password@host:5672//)")
         return value
 
@@ -246,7 +246,7 @@ def get_settings() -> Settings:
 def reload_settings() -> Settings:
     """Forget the cached settings (tests and ``notifier dev`` change the environment)."""
     get_settings.cache_clear()
-    from notifier import store
+    from notifier.redis import store
 
     store.reset()
     return get_settings()

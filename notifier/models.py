@@ -57,7 +57,7 @@ MAX_TTL = 28 * 86400
 _TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s{}]+\.[^@\s{}]+")
 """No braces in the domain: the address is part of a Redis key (a delivery receipt), and a domain like
-``b.c}:inbox`` would end that key in the shape of another user's key (see ``notifier/keys.py``)."""
+``b.c}:inbox`` would end that key in the shape of another user's key (see ``notifier/redis/keys.py``)."""
 
 
 def refuse_control(value: Any) -> Any:

@@ -7,11 +7,11 @@ import sys
 from celery import Celery
 from celery.signals import worker_init
 
-from notifier import store
-from notifier.celeryconfig import celery_config
 from notifier.config import get_settings
 from notifier.errors import ConfigError
 from notifier.logs import configure_logging
+from notifier.pipeline.celeryconfig import celery_config
+from notifier.redis import store
 from workers import observability
 
 observability.prepare(get_settings())

@@ -2,7 +2,7 @@
 
 Every notifier task uses :class:`NotifierTask`. A message whose arguments do not fit the task (sent
 by hand, an old producer) and any unexpected exception go to the dead-letter queue with the reason,
-so a worker never crashes or loops on a poison message. For deliveries, :func:`notifier.retry.decide`
+so a worker never crashes or loops on a poison message. For deliveries, :func:`notifier.pipeline.retry.decide`
 says which targets retry after how long and which are dead-lettered; :meth:`NotifierTask.apply_decision`
 does it. Short waits use Celery's countdown; long ones wait in the Redis schedule (an ETA longer than
 the broker's visibility timeout would run twice).
@@ -20,12 +20,12 @@ from celery import Task
 from celery.exceptions import Reject
 
 from notifier.config import get_settings
-from notifier.deadletters import DeadLetters
-from notifier.delivery import rows
 from notifier.metrics import DEAD_LETTERED
-from notifier.queues import describe, queue_of
-from notifier.retry import Decision
-from notifier.schedule import Schedule
+from notifier.pipeline.delivery import rows
+from notifier.pipeline.queues import describe, queue_of
+from notifier.pipeline.retry import Decision
+from notifier.state.deadletters import DeadLetters
+from notifier.state.schedule import Schedule
 
 log = logging.getLogger("notifier.worker")
 

@@ -8,12 +8,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from notifier import delivery
 from notifier.channels import registry
 from notifier.config import get_settings
 from notifier.metrics import DELIVERIES, LATENCY
-from notifier.queues import CHANNELS, deliver_task
-from notifier.retry import Decision, decide
+from notifier.pipeline import delivery
+from notifier.pipeline.queues import CHANNELS, deliver_task
+from notifier.pipeline.retry import Decision, decide
 from workers.app import app
 from workers.base import NotifierTask
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from notifier.deadletters import DeadLetters
-from notifier.queues import REPLAY
+from notifier.pipeline.queues import REPLAY
+from notifier.state.deadletters import DeadLetters
 from workers.app import app
 from workers.base import NotifierTask
 

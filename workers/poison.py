@@ -17,8 +17,8 @@ from typing import Any
 import redis
 from celery.signals import task_rejected, task_unknown
 
-from notifier.deadletters import DeadLetters
-from notifier.queues import queue_of
+from notifier.pipeline.queues import queue_of
+from notifier.state.deadletters import DeadLetters
 
 log = logging.getLogger("notifier.worker")
 MAX_BODY_CHARS = 10_000

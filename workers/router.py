@@ -1,4 +1,4 @@
-"""Router tasks: turn sends into per-channel delivery tasks (see ``notifier/router.py``)."""
+"""Router tasks: turn sends into per-channel delivery tasks (see ``notifier/pipeline/router.py``)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import logging
 from collections import Counter
 from typing import Any
 
-from notifier import store
 from notifier.channels import registry
 from notifier.config import get_settings
-from notifier.groups import Groups, scan_batches
-from notifier.keys import Keys
 from notifier.metrics import ROUTED
-from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
-from notifier.router import SKIPPED, Plan, Router
-from notifier.schedule import Schedule
+from notifier.pipeline.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
+from notifier.pipeline.router import SKIPPED, Plan, Router
+from notifier.redis import store
+from notifier.redis.keys import Keys
+from notifier.state.groups import Groups, scan_batches
+from notifier.state.schedule import Schedule
 from workers.app import app
 from workers.base import NotifierTask
 from workers.deliver import tasks as deliver_tasks

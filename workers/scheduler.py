@@ -13,8 +13,8 @@ import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from notifier.config import get_settings
-from notifier.queues import describe
-from notifier.schedule import Schedule
+from notifier.pipeline.queues import describe
+from notifier.state.schedule import Schedule
 from workers.app import app
 
 log = logging.getLogger("notifier.scheduler")

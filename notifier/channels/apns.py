@@ -50,10 +50,10 @@ from notifier.channels.push import (
     short_key,
 )
 from notifier.config import Settings, get_settings
-from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
-from notifier.inbox import Inbox
 from notifier.models import utcnow
+from notifier.state.devices import Device
+from notifier.state.inbox import Inbox
 
 log = logging.getLogger("notifier.channels.apns")
 

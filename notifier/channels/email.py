@@ -28,7 +28,7 @@ from notifier.channels.base import (
 )
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, PermanentError, RetryableError
-from notifier.preferences import PreferenceStore
+from notifier.state.preferences import PreferenceStore
 
 
 def _template(name: str) -> Template:

@@ -35,9 +35,9 @@ from notifier.channels.push import (
     remaining_ttl,
 )
 from notifier.config import Settings, get_settings
-from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import utcnow
+from notifier.state.devices import Device
 
 log = logging.getLogger("notifier.channels.fcm")
 

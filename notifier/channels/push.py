@@ -25,9 +25,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome
-from notifier.devices import Device, Devices
 from notifier.errors import InvalidTarget, PermanentError
 from notifier.models import Notification
+from notifier.state.devices import Device, Devices
 
 DEFAULT_TTL = 28 * 86400
 """Seconds a provider keeps an undelivered push when the notification sets no ``ttl`` (its maximum)."""

@@ -15,7 +15,7 @@ from notifier.channels.base import (
     Outcome,
     reported,
 )
-from notifier.inbox import Inbox
+from notifier.state.inbox import Inbox
 
 LIVE = "live"
 """Target: append to the inbox and publish to open connections (``INBOX_ONLY``: append only)."""

@@ -32,9 +32,9 @@ from notifier.channels.push import (
     short_key,
 )
 from notifier.config import Settings, get_settings
-from notifier.devices import Device
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import utcnow
+from notifier.state.devices import Device
 
 MAX_PLAINTEXT = 3993
 """Push services need only accept 4096-byte bodies; minus the aes128gcm header (86 bytes), padding

@@ -16,7 +16,7 @@ import kombu.exceptions
 import redis
 
 from notifier.errors import NotifierError
-from notifier.redis_url import redact
+from notifier.redis.urls import redact
 
 
 class _Group(click.Group):
@@ -33,11 +33,11 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, NotifierError):
         return str(exc)
     if isinstance(exc, kombu.exceptions.OperationalError):
-        from notifier.producer import broker_unavailable
+        from notifier.pipeline.producer import broker_unavailable
 
         return str(broker_unavailable(exc))
     from notifier.config import get_settings
-    from notifier.store import COMMAND_TIMEOUT
+    from notifier.redis.store import COMMAND_TIMEOUT
 
     url = get_settings().redis_url
     if isinstance(exc, redis.exceptions.TimeoutError):

@@ -40,9 +40,9 @@ def dev(host: str, port: int, flower_port: int, concurrency: int, gateway: bool,
     Their output goes to a log file (see the start-up block) unless --verbose. Ctrl-C stops every
     process it started.
     """
-    from notifier import store
     from notifier.config import reload_settings
     from notifier.devstack import DevStack, port_taken, remove_secret, state_dir, write_secret
+    from notifier.redis import store
 
     gateway = gateway and importlib.util.find_spec("notifier.gateway.app") is not None
     for wanted, where, option in ((gateway, (host, port), "--port"), (flower, ("127.0.0.1", flower_port),
@@ -113,7 +113,7 @@ def _print_block(stack: DevStack, url: str, concurrency: int, gateway: str | Non
     from notifier import tokens
 
     click.echo("")
-    from notifier.redis_url import redact
+    from notifier.redis.urls import redact
 
     click.echo(f"redis    {redact(url)}" + (f"  (embedded {stack.embedded_redis}: nothing answered at the "
                                             "configured URL)" if stack.embedded_redis else ""))
@@ -133,7 +133,7 @@ def _print_block(stack: DevStack, url: str, concurrency: int, gateway: str | Non
 
 
 def _wait_for_worker(stack: DevStack, hint: str, timeout: float = 60) -> None:
-    from notifier.producer import producer_app
+    from notifier.pipeline.producer import producer_app
 
     deadline = time.monotonic() + timeout
     while not producer_app().control.ping(timeout=0.5):
@@ -168,7 +168,7 @@ def _wait_http(stack: DevStack, url: str, what: str, ok: Callable[[int], bool], 
 def _welcome() -> str | None:
     """Send the welcome notification when the demo user's inbox is empty; its id once it arrived."""
     from notifier import send_notification
-    from notifier.inbox import Inbox
+    from notifier.state.inbox import Inbox
 
     if Inbox().list(DEMO_USER, limit=1).items:
         return None

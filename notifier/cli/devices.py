@@ -14,7 +14,7 @@ class _Platform(click.ParamType):
     name = "platform"
 
     def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from notifier.devices import platform_class
+        from notifier.state.devices import platform_class
 
         try:
             platform_class(value)
@@ -33,7 +33,7 @@ def devices() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the devices as JSON.")
 def list_(user_id: str, as_json: bool) -> None:
     """Show USER_ID's devices, oldest first."""
-    from notifier.devices import Devices
+    from notifier.state.devices import Devices
 
     found = [d.to_dict() for d in Devices().list(user_id)]
     if as_json:
@@ -54,9 +54,9 @@ def list_(user_id: str, as_json: bool) -> None:
 @click.option("--topic", help="APNs topic (bundle id) when it differs from NOTIFIER_APNS_TOPIC.")
 def add(user_id: str, platform: str, token: str | None, subscription: str | None, topic: str | None) -> None:
     """Register a device for USER_ID (again: refreshes it); prints its id."""
-    from notifier.devices import Devices
     from notifier.errors import ValidationError
     from notifier.models import parse_json
+    from notifier.state.devices import Devices
 
     if (token is None) == (subscription is None):
         raise ValidationError("give exactly one of --token (an app's push token) or --subscription (a browser's)")
@@ -71,8 +71,8 @@ def add(user_id: str, platform: str, token: str | None, subscription: str | None
 @click.argument("device_id")
 def remove(user_id: str, device_id: str) -> None:
     """Forget DEVICE_ID of USER_ID."""
-    from notifier.devices import Devices
     from notifier.errors import ValidationError
+    from notifier.state.devices import Devices
 
     if not Devices().remove(user_id, device_id):
         raise ValidationError(f"user {user_id} has no device {device_id}")

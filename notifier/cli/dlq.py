@@ -19,7 +19,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_(limit: int, as_json: bool) -> None:
     """Dead letters, oldest first: id, time, user, channel, notification id, attempts, error."""
-    from notifier.deadletters import DeadLetters, readable
+    from notifier.state.deadletters import DeadLetters, readable
 
     entries = [readable(e) for e in DeadLetters().list(limit)]
     if as_json:
@@ -44,7 +44,7 @@ def _few(values: list[str]) -> str:
 @click.argument("entry_id")
 def show(entry_id: str) -> None:
     """One dead letter in full (task, arguments, error, attempts, times)."""
-    from notifier.deadletters import DeadLetters, readable
+    from notifier.state.deadletters import DeadLetters, readable
 
     found, _ = DeadLetters().lookup([entry_id])
     if not found:
@@ -66,10 +66,10 @@ def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, chunk: int, timeo
     Every id is checked first: one that names no dead letter queues nothing. Each entry is removed
     once it has been re-queued; whether it is then delivered shows in the worker log (or the DLQ).
     """
-    from notifier.deadletters import DeadLetters
     from notifier.errors import ValidationError
-    from notifier.producer import producer_app
-    from notifier.queues import REPLAY, queue_of
+    from notifier.pipeline.producer import producer_app
+    from notifier.pipeline.queues import REPLAY, queue_of
+    from notifier.state.deadletters import DeadLetters
 
     if bool(entry_ids) == all_:
         raise ValidationError("name dead letter ids to replay, or --all (not both)")
@@ -107,7 +107,7 @@ def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, chunk: int, timeo
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(yes: bool) -> None:
     """Delete every dead letter."""
-    from notifier.deadletters import DeadLetters
+    from notifier.state.deadletters import DeadLetters
 
     if not yes:
         click.confirm("Delete every dead letter?", abort=True)

@@ -20,11 +20,12 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
     """Serve live notifications and the inbox API for browsers and apps."""
     import uvicorn
 
-    from notifier import store, tokens
+    from notifier import tokens
     from notifier.config import get_settings
     from notifier.gateway import http_protocol, ws_protocol
-    from notifier.gateway.redis_async import check_url
     from notifier.logs import configure_logging
+    from notifier.redis import store
+    from notifier.redis.aio import check_url
 
     configure_logging()
     settings = get_settings()

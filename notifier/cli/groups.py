@@ -17,7 +17,7 @@ def groups() -> None:
 @click.argument("user_ids", nargs=-1, required=True)
 def add(group_id: str, user_ids: tuple[str, ...]) -> None:
     """Add users to a group."""
-    from notifier.groups import Groups
+    from notifier.state.groups import Groups
 
     click.echo(f"added {Groups().add(group_id, list(user_ids))} user(s) to {group_id}")
 
@@ -27,7 +27,7 @@ def add(group_id: str, user_ids: tuple[str, ...]) -> None:
 @click.argument("user_ids", nargs=-1, required=True)
 def remove(group_id: str, user_ids: tuple[str, ...]) -> None:
     """Remove users from a group."""
-    from notifier.groups import Groups
+    from notifier.state.groups import Groups
 
     click.echo(f"removed {Groups().remove(group_id, list(user_ids))} user(s) from {group_id}")
 
@@ -36,7 +36,7 @@ def remove(group_id: str, user_ids: tuple[str, ...]) -> None:
 @click.argument("group_id", required=False)
 def list_(group_id: str | None) -> None:
     """List groups, or the members of GROUP_ID."""
-    from notifier.groups import Groups
+    from notifier.state.groups import Groups
 
     g = Groups()
     if group_id is None:

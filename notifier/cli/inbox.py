@@ -14,8 +14,8 @@ from notifier.cli import echo_json, main
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def inbox(user_id: str, unread: bool, limit: int, as_json: bool) -> None:
     """Show USER_ID's inbox, newest first."""
-    from notifier.inbox import Inbox
     from notifier.models import check_user_id
+    from notifier.state.inbox import Inbox
 
     box = Inbox()
     page = box.list(check_user_id(user_id), limit=limit, unread_only=unread)

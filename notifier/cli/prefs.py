@@ -17,7 +17,7 @@ def prefs() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def get(user_id: str, as_json: bool) -> None:
     """Show USER_ID's preferences (defaults when none are set)."""
-    from notifier.preferences import PreferenceStore
+    from notifier.state.preferences import PreferenceStore
 
     _show(PreferenceStore().get(user_id).to_dict(), as_json)
 
@@ -38,7 +38,7 @@ def set_(user_id: str, channels: tuple[str, ...], disable_types: tuple[str, ...]
     """Change USER_ID's preferences; prints the result."""
     from notifier.errors import ValidationError
     from notifier.models import QuietHours
-    from notifier.preferences import PreferenceStore, changes_from_cli
+    from notifier.state.preferences import PreferenceStore, changes_from_cli
 
     if quiet_hours and no_quiet_hours:
         raise ValidationError("--quiet-hours and --no-quiet-hours exclude each other")

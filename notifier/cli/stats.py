@@ -16,10 +16,10 @@ def stats(as_json: bool, timeout: float) -> None:
     """Messages waiting per queue, DLQ size, deferred messages, and the workers that answer."""
     import kombu.exceptions
 
-    from notifier.deadletters import DeadLetters
-    from notifier.producer import broker_unavailable, producer_app
-    from notifier.queues import QUEUES
-    from notifier.schedule import Schedule
+    from notifier.pipeline.producer import broker_unavailable, producer_app
+    from notifier.pipeline.queues import QUEUES
+    from notifier.state.deadletters import DeadLetters
+    from notifier.state.schedule import Schedule
 
     app = producer_app()
     conn = app.connection_for_read()

@@ -15,14 +15,14 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from notifier.devices import Device, Devices, Registration
 from notifier.errors import PermanentError
 from notifier.gateway.auth import UserId, current_user, require_service
 from notifier.gateway.errors import RESPONSES, ApiError, ErrorBody
 from notifier.gateway.state import State
-from notifier.inbox import MAX_IDS, MAX_PAGE
 from notifier.models import Notification, Preferences
-from notifier.producer import send_bulk, send_notification
+from notifier.pipeline.producer import send_bulk, send_notification
+from notifier.state.devices import Device, Devices, Registration
+from notifier.state.inbox import MAX_IDS, MAX_PAGE
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
 

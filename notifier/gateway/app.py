@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import Receive, Scope, Send
 
-from notifier import store, tokens
+from notifier import tokens
 from notifier.config import get_settings
 from notifier.gateway import api as api_routes
 from notifier.gateway import errors, metrics, sse, ws
@@ -32,11 +32,12 @@ from notifier.gateway.collector import Collector
 from notifier.gateway.hub import Hub
 from notifier.gateway.hub.topology import topology
 from notifier.gateway.limits import BodySizeLimit
-from notifier.gateway.redis_async import check_url, connect
 from notifier.gateway.state import GatewayState, LiveHandler, gateway_state
-from notifier.inbox import Inbox
 from notifier.logs import configure_logging
-from notifier.preferences import PreferenceStore
+from notifier.redis import store
+from notifier.redis.aio import check_url, connect
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 
 log = logging.getLogger(__name__)
 

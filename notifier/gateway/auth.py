@@ -21,7 +21,7 @@ from notifier import tokens
 from notifier.config import get_settings
 from notifier.errors import InvalidToken, RateLimited, Unauthorized
 from notifier.gateway.metrics import AUTH_FAILURES
-from notifier.ratelimit import RateLimiter
+from notifier.state.ratelimit import RateLimiter
 from notifier.tokens import Claims
 
 _bearer = HTTPBearer(auto_error=False, description="A user token from `notifier token USER_ID`")

@@ -26,7 +26,7 @@ from notifier.errors import ClientGone, SlowConsumer, TokenExpired
 from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
 from notifier.gateway.metrics import CONNECTIONS, CONNECTS, DELIVERED, RESUMES
 from notifier.gateway.state import GatewayState
-from notifier.inbox import Inbox, check_entry_id
+from notifier.state.inbox import Inbox, check_entry_id
 
 START = "0-0"
 """The id before every entry: resuming from it replays the whole inbox."""

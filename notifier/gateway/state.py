@@ -18,8 +18,8 @@ from starlette.types import Receive, Scope, Send
 
 from notifier.config import Settings
 from notifier.gateway.hub import Hub
-from notifier.inbox import Inbox
-from notifier.preferences import PreferenceStore
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 
 REDIS_SLOTS = 50
 """Commands a gateway process runs at once on its asyncio client (its pool holds up to 100 connections)."""

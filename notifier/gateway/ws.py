@@ -51,7 +51,7 @@ from notifier.gateway.auth import live_claims
 from notifier.gateway.errors import describe_validation
 from notifier.gateway.feed import Event, Feed
 from notifier.gateway.state import GatewayState
-from notifier.inbox import MAX_IDS, check_entry_id
+from notifier.state.inbox import MAX_IDS, check_entry_id
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from notifier import send_notification
-from notifier.inbox import Inbox
+from notifier.state.inbox import Inbox
 from tests.support.gateway_support import Gateway, token
 from tests.support.helpers import ROOT, Worker, start_worker, uid, wait_for
 
@@ -199,7 +199,7 @@ def test_preferences_panel_saves_and_shows_errors(stack: Gateway, browser: objec
         page.fill("#timezone", "Europe/Berlin")
         page.get_by_role("button", name="Save").click()
         expect(page.locator("#prefs-status")).to_have_text("Saved.")
-        from notifier.preferences import PreferenceStore
+        from notifier.state.preferences import PreferenceStore
 
         saved = PreferenceStore().get(user)
         assert saved.channels["email"] is False and saved.disabled_types == ("digest", "marketing")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from notifier import send_notification
-from notifier.deadletters import DeadLetters
-from notifier.preferences import PreferenceStore
-from notifier.producer import producer_app
-from notifier.queues import deliver_task
+from notifier.pipeline.producer import producer_app
+from notifier.pipeline.queues import deliver_task
+from notifier.state.deadletters import DeadLetters
+from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, own_broker_env, uid, use_env, wait_for, wait_idle
 

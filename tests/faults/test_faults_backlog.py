@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import psutil
 import redis
 
 from notifier import send_bulk
-from notifier.inbox import Inbox
-from notifier.streams_transport import in_flight, waiting
+from notifier.pipeline.streams_transport import in_flight, waiting
+from notifier.state.inbox import Inbox
 from tests.support.helpers import Worker, private_env, wait_for
 
 USERS = 1000
@@ -59,7 +59,7 @@ class RssSampler:
             self.peak_total = max(self.peak_total, sum(sizes))
             self.samples += 1
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 

@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -27,12 +28,12 @@ from py_vapid import Vapid
 
 from notifier import send_bulk
 from notifier.channels.webpush import private_key, public_key
-from notifier.deadletters import DeadLetters
-from notifier.devices import Devices
-from notifier.inbox import Inbox
-from notifier.preferences import PreferenceStore
-from notifier.queues import QUEUES
-from notifier.streams_transport import in_flight, waiting
+from notifier.pipeline.queues import QUEUES
+from notifier.pipeline.streams_transport import in_flight, waiting
+from notifier.state.deadletters import DeadLetters
+from notifier.state.devices import Devices
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 from tests.peers import fcm as fcm_peer
 from tests.peers.apns import ApnsPeer
 from tests.peers.fcm import FcmPeer
@@ -367,10 +368,10 @@ def within_backoff(attempt: int, delay: float, base: float, cap: float, rounding
 
 
 def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
-    """notifier.retry.backoff: each attempt's delay is drawn from [c/2, c] with c = min(max, base * 2^attempt),
+    """notifier.pipeline.retry.backoff: each attempt's delay is drawn from [c/2, c] with c = min(max, base * 2^attempt),
     so the typical delay doubles per attempt until the cap, and samples of one attempt spread over that range."""
     from notifier.config import get_settings
-    from notifier.retry import backoff
+    from notifier.pipeline.retry import backoff
 
     with use_env({"NOTIFIER_RETRY_BACKOFF": "0.5", "NOTIFIER_RETRY_BACKOFF_MAX": "10"}):
         s = get_settings()
@@ -385,7 +386,7 @@ def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
     medians = [sorted(d)[len(d) // 2] for d in samples.values()]
     assert all(1.75 < b / a < 2.25 for a, b in zip(medians, medians[1:5])), f"doubles per attempt: {medians}"
     assert medians[5:] == pytest.approx([7.5] * 3, rel=0.1), "capped at NOTIFIER_RETRY_BACKOFF_MAX"
-    assert 7.0 <= min(hinted[:50]) and max(hinted[50:]) <= 10, "Retry-After is honoured, up to the cap"
+    assert min(hinted[:50]) >= 7.0 and max(hinted[50:]) <= 10, "Retry-After is honoured, up to the cap"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

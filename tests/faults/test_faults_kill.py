@@ -3,7 +3,7 @@
 
 kombu's Redis transport loses a message popped by a worker that dies before recording it as
 unacknowledged; this test caught that on every run before the broker's task queues became streams
-(``notifier/streams_transport.py``). It runs on the Redis broker and, in the RabbitMQ re-run, on RabbitMQ.
+(``notifier/pipeline/streams_transport.py``). It runs on the Redis broker and, in the RabbitMQ re-run, on RabbitMQ.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import signal
 import threading
 import time
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from notifier import send_notification
-from notifier.inbox import Inbox
-from notifier.preferences import PreferenceStore
-from notifier.queues import QUEUES
-from notifier.streams_transport import in_flight
+from notifier.pipeline.queues import QUEUES
+from notifier.pipeline.streams_transport import in_flight
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, own_broker_env, start_worker, uid, use_env, wait_for
 
@@ -139,7 +139,7 @@ def test_random_kills_lose_nothing_and_send_nothing_twice(chaos_env: dict[str, s
 def _drained(env: dict[str, str]) -> bool:
     """No task waiting in any queue, and on the Redis broker none held unacknowledged."""
     from notifier.cli.stats import _size
-    from notifier.producer import producer_app
+    from notifier.pipeline.producer import producer_app
 
     with producer_app().connection_for_read() as conn:
         if any(_size(conn, queue) for queue in QUEUES):

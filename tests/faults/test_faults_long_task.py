@@ -4,16 +4,16 @@ default, comes back within a minute."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
 from notifier import send_notification
-from notifier.celeryconfig import celery_config
 from notifier.config import Settings
-from notifier.preferences import PreferenceStore
-from notifier.producer import producer_app
-from notifier.queues import deliver_task
+from notifier.pipeline.celeryconfig import celery_config
+from notifier.pipeline.producer import producer_app
+from notifier.pipeline.queues import deliver_task
+from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, own_broker_env, uid, use_env, wait_for
 

@@ -10,17 +10,18 @@ published on a broker of their own so that a crash could not hide behind another
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kombu import Queue
 
 from notifier import send_bulk
-from notifier.deadletters import DeadLetters
-from notifier.inbox import Inbox
-from notifier.preferences import PreferenceStore
-from notifier.producer import producer_app
-from notifier.queues import QUEUES, REPLAY, ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
+from notifier.pipeline.producer import producer_app
+from notifier.pipeline.queues import QUEUES, REPLAY, ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
+from notifier.state.deadletters import DeadLetters
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, own_broker_env, uid, wait_for
 

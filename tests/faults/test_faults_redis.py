@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -23,10 +23,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from notifier import send_bulk
-from notifier.inbox import Inbox
 from notifier.models import Notification
-from notifier.preferences import PreferenceStore
-from notifier.producer import BrokerUnavailable
+from notifier.pipeline.producer import BrokerUnavailable
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 from tests.gateway.test_gateway_resilience import RedisServer
 from tests.peers.smtp import SmtpPeer
 from tests.support.gateway_support import SSE, Gateway, token

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -20,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
-from notifier.inbox import Inbox
-from notifier.streams_transport import waiting
+from notifier.pipeline.streams_transport import waiting
+from notifier.state.inbox import Inbox
 from tests.support.gateway_support import API_KEY, Gateway, WsClient, token
 from tests.support.helpers import private_env, uid, use_env
 

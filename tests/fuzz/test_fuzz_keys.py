@@ -3,24 +3,24 @@
 User ids, group ids and idempotency keys are free text that ends up inside Redis keys. Here they hold
 glob characters, key separators, hash-tag braces, spaces, unicode and the spelling of another user's
 key; they go through the real pipeline (a worker routes and delivers them), and then every key in the
-store is read back: each must be exactly one that ``notifier.keys`` names for its owner, and each
+store is read back: each must be exactly one that ``notifier.redis.keys`` names for its owner, and each
 user's inbox must hold that user's notifications and nobody else's.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
 from notifier import ValidationError, send_notification, send_to_group
-from notifier.groups import Groups
-from notifier.inbox import Inbox
-from notifier.keys import Keys
-from notifier.preferences import PreferenceStore
-from notifier.queues import QUEUES
-from notifier.streams_transport import stream_key
+from notifier.pipeline.queues import QUEUES
+from notifier.pipeline.streams_transport import stream_key
+from notifier.redis.keys import Keys
+from notifier.state.groups import Groups
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import _LOCK, Worker, private_env, wait_for
 

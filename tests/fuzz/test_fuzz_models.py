@@ -9,7 +9,8 @@ to a provider payload (or refuses it as a ``PermanentError``, for size).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -24,15 +25,15 @@ from notifier.channels.email import Email
 from notifier.channels.fcm import FCMChannel
 from notifier.channels.webpush import WebPushChannel
 from notifier.config import Settings
-from notifier.devices import Devices
 from notifier.errors import PermanentError
-from notifier.groups import check_group_id
-from notifier.idempotency import check_key
-from notifier.inbox import check_entry_id
 from notifier.models import MAX_DATA_BYTES, Notification, Preferences, QuietHours, check_user_id, validate
-from notifier.preferences import PreferenceStore
-from notifier.router import Router
-from notifier.streams_transport import waiting
+from notifier.pipeline.router import Router
+from notifier.pipeline.streams_transport import waiting
+from notifier.state.devices import Devices
+from notifier.state.groups import check_group_id
+from notifier.state.idempotency import check_key
+from notifier.state.inbox import check_entry_id
+from notifier.state.preferences import PreferenceStore
 from tests.support.helpers import private_env, uid, use_env
 
 MANY = settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -232,7 +233,7 @@ def test_the_router_refuses_malformed_items_one_by_one(store: dict[str, str], it
     An item is refused in a batch exactly when it is refused on its own (a bad neighbour neither takes
     a good item down nor saves a bad one), and every accepted item's notification is routed.
     """
-    now = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     plan = Router().plan(items, now=now)
     refused_alone = [item for item in items if Router().plan([item], now=now).rejected]
     assert [id(item) for item, _ in plan.rejected] == [id(item) for item in refused_alone]

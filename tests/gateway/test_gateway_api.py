@@ -7,13 +7,13 @@ import re
 import subprocess
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from notifier import tokens
-from notifier.inbox import Inbox
+from notifier.state.inbox import Inbox
 from tests.support.gateway_support import API_KEY, SSE, Gateway, free_port, token
 from tests.support.helpers import ROOT, uid, wait_for
 

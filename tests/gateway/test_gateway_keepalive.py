@@ -4,7 +4,7 @@ NOTIFIER_HEARTBEAT_SECONDS and closes a connection whose client stops answering 
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -10,14 +10,14 @@ import re
 import socket
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from notifier import send_notification, tokens
-from notifier.inbox import Inbox
+from notifier.state.inbox import Inbox
 from tests.support.gateway_support import API_KEY, SSE, Gateway, RawWs, WsClient, token
 from tests.support.helpers import Worker, start_worker, uid, wait_for
 
@@ -134,7 +134,7 @@ def test_every_connection_of_a_user_receives_and_nobody_else_does(gateway: Gatew
 
 
 def test_one_subscription_per_user_dropped_with_the_last_connection(gateway: Gateway) -> None:
-    from notifier.store import get_keys, get_redis
+    from notifier.redis.store import get_keys, get_redis
 
     user = uid()
     channel = get_keys().live(user)
@@ -387,7 +387,7 @@ def test_a_client_that_takes_nothing_is_dropped_after_the_send_timeout_and_resum
     subscription goes although the client's socket is still open; a WebSocket client reading nothing
     answers no keepalive Ping either, so that may end it first). What was written is read later;
     resuming from there loses nothing."""
-    from notifier.store import get_keys, get_redis
+    from notifier.redis.store import get_keys, get_redis
 
     user = uid()
     channel = get_keys().live(user)

@@ -10,14 +10,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
 
-from notifier.inbox import Inbox
-from notifier.keys import Keys
+from notifier.redis.keys import Keys
+from notifier.state.inbox import Inbox
 from tests.support.gateway_support import SSE, Gateway, free_port, token
 from tests.support.helpers import uid, wait_for
 
@@ -33,7 +33,7 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", "",
              "--appendonly", "no", "--protected-mode", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -95,7 +95,7 @@ class ApnsPeer:
         self._ids = itertools.count(1)
         self._stopped = threading.Event()
 
-    def start(self) -> "ApnsPeer":
+    def start(self) -> ApnsPeer:
         threading.Thread(target=self._accept, daemon=True).start()
         return self
 

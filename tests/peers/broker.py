@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import ast
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
 
-from tests.support.helpers import (_LOCK, REDIS_HOST, REDIS_PORT, Worker, claim_free_db, lock_value, reload_settings,
-                           start_worker)
+from tests.support.helpers import (
+    _LOCK,
+    REDIS_HOST,
+    REDIS_PORT,
+    Worker,
+    claim_free_db,
+    lock_value,
+    reload_settings,
+    start_worker,
+)
 
 
 class Isolated:

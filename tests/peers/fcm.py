@@ -194,7 +194,7 @@ class FcmPeer:
         handler.base_url = self.url
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def start(self) -> "FcmPeer":
+    def start(self) -> FcmPeer:
         self._thread.start()
         return self
 

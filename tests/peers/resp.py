@@ -63,7 +63,7 @@ class RespPeer:
             return b"$%d\r\n%s\r\n" % (len(body), body)
         return f"-ERR unknown command '{args[0].decode()}'\r\n".encode()
 
-    def start(self) -> "RespPeer":
+    def start(self) -> RespPeer:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

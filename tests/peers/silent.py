@@ -26,7 +26,7 @@ class SilentPeer:
     def url(self) -> str:
         return f"redis://admin:s3cretPW@127.0.0.1:{self.port}/0"
 
-    def start(self) -> "SilentPeer":
+    def start(self) -> SilentPeer:
         threading.Thread(target=self._accept, daemon=True).start()
         return self
 

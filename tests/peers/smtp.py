@@ -57,7 +57,7 @@ class SmtpPeer:
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 
-    def start(self) -> "SmtpPeer":
+    def start(self) -> SmtpPeer:
         self.controller.start()
         return self
 

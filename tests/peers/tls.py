@@ -20,7 +20,7 @@ def _name(common_name: str) -> x509.Name:
 
 def make_tls(directory: Path) -> tuple[Path, Path, Path]:
     """A throwaway CA and a server certificate for localhost/127.0.0.1: (ca, cert, key) files."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("notifier test CA")).issuer_name(_name("notifier test CA"))
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())

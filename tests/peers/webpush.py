@@ -156,7 +156,7 @@ class WebPushPeer:
         handler.origin = self.origin
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def start(self) -> "WebPushPeer":
+    def start(self) -> WebPushPeer:
         self._thread.start()
         return self
 

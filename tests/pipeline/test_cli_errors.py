@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import httpx
 import pytest
 
-from notifier.deadletters import DeadLetters
 from notifier.errors import ValidationError
 from notifier.models import check_user_id
+from notifier.state.deadletters import DeadLetters
 from tests.support.gateway_support import API_KEY, Gateway
 from tests.support.helpers import ROOT, uid, use_env
 
@@ -141,8 +141,8 @@ def test_dlq_replay_checks_every_id_before_queueing_any() -> None:
 
 
 def test_user_ids_and_ids_match_in_full() -> None:
-    from notifier.idempotency import check_key
-    from notifier.inbox import check_entry_id
+    from notifier.state.idempotency import check_key
+    from notifier.state.inbox import check_entry_id
 
     for bad in ("bob\n", "a\x00b", " ", "x" * 129):
         with pytest.raises(ValidationError):

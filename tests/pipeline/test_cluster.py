@@ -4,14 +4,14 @@ stays a plain Redis): per-user keys stay in one slot, live events go out with SP
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 from redis.cluster import RedisCluster
 
 from notifier import broadcast, send_bulk, send_notification
-from notifier.inbox import Inbox
-from notifier.store import get_keys, get_redis
+from notifier.redis.store import get_keys, get_redis
+from notifier.state.inbox import Inbox
 from tests.support.cluster_support import LocalSentinel, cluster_url, redis_cluster, redis_sentinel  # noqa: F401
 from tests.support.helpers import Worker, own_broker_env, uid, wait_for
 

@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from notifier.queues import QUEUES
+from notifier.pipeline.queues import QUEUES
 from tests.support.helpers import ROOT
 
 

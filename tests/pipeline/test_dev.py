@@ -175,8 +175,8 @@ def test_a_second_start_sends_no_second_welcome(tmp_path: Path) -> None:
             assert ("welcome  sent" in out) == (start == 0), out
         finally:
             assert dev.stop() == 0
-    from notifier.inbox import Inbox
-    from notifier.store import connect
+    from notifier.redis.store import connect
+    from notifier.state.inbox import Inbox
 
     items = Inbox(connect(env["NOTIFIER_REDIS_URL"])).list("demo-user").items
     assert [item["type"] for item in items] == ["welcome"]

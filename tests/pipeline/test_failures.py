@@ -10,10 +10,10 @@ import sys
 import redis
 
 from notifier import send_bulk, send_notification
-from notifier.deadletters import DeadLetters
-from notifier.inbox import Inbox
-from notifier.preferences import PreferenceStore
-from notifier.producer import producer_app
+from notifier.pipeline.producer import producer_app
+from notifier.state.deadletters import DeadLetters
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, uid, wait_for
 

@@ -15,8 +15,8 @@ import redis
 
 from notifier import send_notification
 from notifier.config import get_settings
-from notifier.inbox import Inbox
-from notifier.store import get_keys
+from notifier.redis.store import get_keys
+from notifier.state.inbox import Inbox
 from tests.support.helpers import ROOT, Worker, private_env, start_worker, uid, use_env, wait_for
 
 PENDING = 2

@@ -8,12 +8,12 @@ import re
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 
 from notifier import send_notification
-from notifier.inbox import Inbox
+from notifier.state.inbox import Inbox
 from tests.peers.smtp import free_port
 from tests.support.helpers import ROOT, Worker, base_env, private_env, uid, wait_for
 

@@ -8,11 +8,11 @@ import pytest
 import redis
 
 from notifier import broadcast, send_bulk, send_notification, send_to_group
-from notifier.groups import Groups
-from notifier.inbox import Inbox
-from notifier.preferences import PreferenceStore
-from notifier.queues import ROUTE
-from notifier.store import get_keys
+from notifier.pipeline.queues import ROUTE
+from notifier.redis.store import get_keys
+from notifier.state.groups import Groups
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, uid, wait_for
 

@@ -14,10 +14,11 @@ import httpx
 import orjson
 import pytest
 
-from notifier import send_notification, store
+from notifier import send_notification
 from notifier.channels import registry
-from notifier.deadletters import DeadLetters, readable
-from notifier.preferences import PreferenceStore
+from notifier.redis import store
+from notifier.state.deadletters import DeadLetters, readable
+from notifier.state.preferences import PreferenceStore
 from tests.support import throwaway
 from tests.support.gateway_support import Gateway, token
 from tests.support.helpers import ROOT, Worker, own_broker_env, uid, use_env, wait_for

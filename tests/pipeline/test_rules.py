@@ -5,15 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import time
 import zoneinfo
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import redis
 
 from notifier import send_notification
-from notifier.inbox import Inbox
-from notifier.preferences import PreferenceStore
-from notifier.store import get_keys
+from notifier.redis.store import get_keys
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer, free_port
 from tests.support.helpers import Worker, private_env, uid, wait_for, wait_idle
 

@@ -12,14 +12,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
 
 import pytest
 
 from notifier import send_bulk, send_notification
-from notifier.producer import BrokerUnavailable
-from notifier.deadletters import DeadLetters
+from notifier.pipeline.producer import BrokerUnavailable
+from notifier.state.deadletters import DeadLetters
 from tests.peers.silent import SilentPeer
 from tests.support.helpers import ROOT, uid, use_env
 

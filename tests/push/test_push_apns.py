@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -13,13 +13,13 @@ from notifier import send_notification
 from notifier.channels.apns import APNsChannel
 from notifier.channels.base import Delivery
 from notifier.config import Settings
-from notifier.deadletters import DeadLetters
-from notifier.devices import Devices
 from notifier.errors import PermanentError, RetryableError
-from notifier.inbox import Inbox
 from notifier.models import Notification
-from notifier.producer import producer_app
-from notifier.queues import deliver_task
+from notifier.pipeline.producer import producer_app
+from notifier.pipeline.queues import deliver_task
+from notifier.state.deadletters import DeadLetters
+from notifier.state.devices import Devices
+from notifier.state.inbox import Inbox
 from tests.peers.apns import ApnsPeer, make_p8
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.support.helpers import Worker, uid, wait_for

@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from notifier.channels import ALL_TARGETS, Delivery, get_channel
-from notifier.devices import Devices
 from notifier.errors import ValidationError
 from notifier.models import Notification
-from notifier.store import get_keys
+from notifier.redis.store import get_keys
+from notifier.state.devices import Devices
 from tests.support.helpers import uid
 
 APNS_TOKEN = "a1" * 32

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from py_vapid import Vapid
 
 from notifier import send_notification
 from notifier.channels.webpush import private_key, public_key
-from notifier.devices import Devices
-from notifier.inbox import Inbox
+from notifier.state.devices import Devices
+from notifier.state.inbox import Inbox
 from tests.peers.apns import ApnsPeer
 from tests.peers.broker import Isolated, isolated
 from tests.peers.fcm import FcmPeer
 from tests.peers.webpush import WebPushPeer
 from tests.support.helpers import Worker, uid, wait_for
-
 
 Peers = tuple[FcmPeer, ApnsPeer, WebPushPeer, dict[str, str]]
 """The three fake providers, and the settings that point notifier at all of them."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import ssl
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -15,12 +15,12 @@ from notifier.channels.base import Delivery
 from notifier.channels.fcm import FCMChannel
 from notifier.channels.push import tls_context
 from notifier.config import Settings
-from notifier.deadletters import DeadLetters
-from notifier.devices import Devices
 from notifier.errors import InvalidTarget, PermanentError
 from notifier.models import Notification
-from notifier.producer import producer_app
-from notifier.queues import deliver_task
+from notifier.pipeline.producer import producer_app
+from notifier.pipeline.queues import deliver_task
+from notifier.state.deadletters import DeadLetters
+from notifier.state.devices import Devices
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.fcm import FcmPeer
 from tests.support.helpers import Worker, uid, wait_for

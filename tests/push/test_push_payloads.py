@@ -16,11 +16,11 @@ from notifier.channels.fcm import FCMChannel
 from notifier.channels.push import DEFAULT_TTL, parse_retry_after, remaining_ttl, short_key
 from notifier.channels.webpush import MAX_PLAINTEXT, WebPushChannel
 from notifier.config import get_settings
-from notifier.devices import Registration, device_id
 from notifier.errors import InvalidTarget, PermanentError, RetryableError, ValidationError
 from notifier.models import Notification, validate
+from notifier.state.devices import Registration, device_id
 
-T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 def delivery(**fields: object) -> Delivery:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from py_vapid import Vapid
@@ -12,12 +13,12 @@ from notifier import send_notification
 from notifier.channels.base import Delivery
 from notifier.channels.webpush import WebPushChannel, private_key, public_key
 from notifier.config import Settings
-from notifier.deadletters import DeadLetters
-from notifier.devices import Devices
 from notifier.errors import PermanentError
 from notifier.models import Notification
-from notifier.producer import producer_app
-from notifier.queues import deliver_task
+from notifier.pipeline.producer import producer_app
+from notifier.pipeline.queues import deliver_task
+from notifier.state.deadletters import DeadLetters
+from notifier.state.devices import Devices
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.webpush import WebPushPeer
 from tests.support.helpers import Worker, uid, wait_for

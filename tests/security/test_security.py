@@ -13,25 +13,25 @@ import secrets
 import shutil
 import subprocess
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import httpx
 import pytest
 import redis
 from py_vapid import Vapid
-
 from pydantic import ValidationError as PydanticValidationError
 
-from notifier import idempotency, tokens
+from notifier import tokens
 from notifier.channels.webpush import private_key, public_key
-from notifier.deadletters import DeadLetters
-from notifier.devices import Registration
 from notifier.errors import ValidationError
-from notifier.groups import check_group_id
-from notifier.inbox import Inbox, check_entry_id
 from notifier.models import Notification, check_user_id
-from notifier.preferences import PreferenceStore
+from notifier.state import idempotency
+from notifier.state.deadletters import DeadLetters
+from notifier.state.devices import Registration
+from notifier.state.groups import check_group_id
+from notifier.state.inbox import Inbox, check_entry_id
+from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
 from tests.support.gateway_support import API_KEY, SSE, Gateway, free_port
 from tests.support.helpers import ROOT, Worker, uid, wait_for

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import orjson
@@ -20,9 +21,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from notifier import tokens
-from notifier.devices import Devices
-from notifier.inbox import Inbox
-from notifier.preferences import PreferenceStore
+from notifier.state.devices import Devices
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import PreferenceStore
 from tests.support.gateway_support import API_KEY, SSE, Gateway
 from tests.support.helpers import uid
 

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -58,7 +58,7 @@ class LocalCluster:
         self._dir = tempfile.mkdtemp(prefix="notifier-cluster-")
         self._procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> "LocalCluster":
+    def start(self) -> LocalCluster:
         server, cli = _tools()
         auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
         self._procs = [subprocess.Popen(
@@ -125,7 +125,7 @@ class LocalSentinel:
             [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self._dir, "--dbfilename", f"dump-{port}.rdb", *auth, *args], stdout=subprocess.DEVNULL))
 
-    def start(self) -> "LocalSentinel":
+    def start(self) -> LocalSentinel:
         server, _ = _tools()
         self._server(self.master_port, "--repl-diskless-sync-delay", "0")
         if self.replica_port is not None:

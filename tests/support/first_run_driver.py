@@ -19,8 +19,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = "user123"
@@ -98,7 +99,7 @@ def main(state: Path) -> None:
         import httpx
 
         from notifier import send_notification
-        from notifier.inbox import Inbox
+        from notifier.state.inbox import Inbox
 
         token = cli(env, "token", USER)
         listing = httpx.get(f"{GATEWAY}/v1/notifications", headers={"Authorization": f"Bearer {token}"}, timeout=10)

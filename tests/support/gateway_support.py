@@ -59,7 +59,7 @@ class Gateway:
     def log(self) -> str:
         return "".join(self.output)
 
-    def wait_ready(self, timeout: float = 30) -> "Gateway":
+    def wait_ready(self, timeout: float = 30) -> Gateway:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -86,7 +86,7 @@ class Gateway:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
-    def ws(self, token: str | None, last_event_id: str | None = None, **kwargs: Any) -> "WsClient":
+    def ws(self, token: str | None, last_event_id: str | None = None, **kwargs: Any) -> WsClient:
         query = []
         if token:
             query.append(f"token={token}")
@@ -205,7 +205,7 @@ class WsClient:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "WsClient":
+    def __enter__(self) -> WsClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,13 +15,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
 import redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +179,7 @@ class Worker:
             if " ready." in line:
                 self._ready.set()
 
-    def wait_ready(self, timeout: float = 60) -> "Worker":
+    def wait_ready(self, timeout: float = 60) -> Worker:
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.1):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -248,8 +247,8 @@ def wait_idle(worker: Worker, *task_ids: str, timeout: float = 15) -> None:
     deliveries), so rounds repeat until one sees no task but its own markers. The test process's
     settings must name the worker's broker.
     """
-    from notifier.producer import producer_app
-    from notifier.queues import CHANNELS, ROUTE, ROUTER_QUEUE, deliver_task
+    from notifier.pipeline.producer import producer_app
+    from notifier.pipeline.queues import CHANNELS, ROUTE, ROUTER_QUEUE, deliver_task
 
     no_op = {ROUTER_QUEUE: (ROUTE, [[]]), **{c: (deliver_task(c), [{}, []]) for c in CHANNELS}}
     worker.wait_finished(*task_ids, timeout=timeout)
@@ -263,7 +262,7 @@ def wait_idle(worker: Worker, *task_ids: str, timeout: float = 15) -> None:
 
 
 def start_worker(env: dict[str, str] | None = None, queues: str | None = None, concurrency: int = 2) -> Worker:
-    from notifier.queues import QUEUES
+    from notifier.pipeline.queues import QUEUES
 
     return Worker({**base_env(), **(env or {})}, queues or ",".join(QUEUES), concurrency).wait_ready()
 
@@ -283,9 +282,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10, interval: float 
 
 def reload_settings() -> None:
     """Make the test process read ``NOTIFIER_*`` again: settings, the producer's Celery app, channel clients."""
-    from notifier import producer
     from notifier.channels import close_all
     from notifier.config import reload_settings as reload
+    from notifier.pipeline import producer
 
     reload()
     producer.producer_app.cache_clear()

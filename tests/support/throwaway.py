@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import orjson
 
-from notifier import store
 from notifier.channels import Channel, Delivery, Outcome
 from notifier.channels.base import OnOutcome, reported
 from notifier.errors import PermanentError, RetryableError
+from notifier.redis import store
 
 MAX_PAYLOAD = 600
 

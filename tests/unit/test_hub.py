@@ -16,7 +16,7 @@ from notifier.gateway.collector import Collector
 from notifier.gateway.hub import RESYNC, Hub
 from notifier.gateway.hub.topology import ServerTopology
 from notifier.gateway.ws_protocol import Flag, Mailbox
-from notifier.keys import Keys
+from notifier.redis.keys import Keys
 from tests.support.helpers import uid
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from notifier.inbox import Inbox
-from notifier.store import get_keys, get_redis
+from notifier.redis.store import get_keys, get_redis
+from notifier.state.inbox import Inbox
 from tests.support.helpers import uid
 
 

@@ -1,4 +1,4 @@
-"""The retry policy (notifier/retry.py) as a pure function: no Celery, no Redis, no worker."""
+"""The retry policy (notifier/pipeline/retry.py) as a pure function: no Celery, no Redis, no worker."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import pytest
 
 from notifier.channels import Delivery
 from notifier.config import Settings
-from notifier.delivery import Failure, Report
 from notifier.errors import InvalidTarget, PermanentError, RetryableError
 from notifier.models import Notification
-from notifier.retry import backoff, decide
+from notifier.pipeline.delivery import Failure, Report
+from notifier.pipeline.retry import backoff, decide
 
 SETTINGS = Settings(retry_backoff=1.0, retry_backoff_max=8.0, max_retries=3)
 LOW = lambda a, b: a

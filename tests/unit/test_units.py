@@ -10,14 +10,14 @@ import pytest
 
 from notifier.config import Settings, get_settings, reload_settings
 from notifier.errors import ConfigError, ValidationError
-from notifier.inbox import Inbox
-from notifier.keys import Keys
 from notifier.models import Notification, Preferences, QuietHours, validate
-from notifier.preferences import quiet_until
-from notifier.ratelimit import RateLimiter
-from notifier.redis_url import parse as parse_redis_url
+from notifier.redis.keys import Keys
+from notifier.redis.urls import parse as parse_redis_url
+from notifier.state.inbox import Inbox
+from notifier.state.preferences import quiet_until
+from notifier.state.ratelimit import RateLimiter
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def prefs(start: str, end: str, tz: str) -> Preferences:
@@ -118,9 +118,9 @@ def test_keys_keep_user_in_one_hash_tag() -> None:
 
 
 def _fake_inbox(max_len: int = 10) -> Inbox:
-    import notifier.store as store
+    from notifier.redis import scripts, store
 
-    store.script.cache_clear()
+    scripts.script.cache_clear()
     client = fakeredis.FakeRedis(decode_responses=True)
     store._client, store._client_pid = client, __import__("os").getpid()
     return Inbox(client, Keys("t"), max_len=max_len)
@@ -163,7 +163,7 @@ def test_inbox_read_and_delete_counts() -> None:
 def test_rate_limiter_sliding_window() -> None:
     _fake_inbox()
     try:
-        import notifier.store as store
+        import notifier.redis.store as store
 
         limiter = RateLimiter(store._client, Keys("t"), {"email": (2, 60)})
         verdicts = [limiter.allow("u", f"s{i}", ["email", "realtime"]) for i in range(3)]

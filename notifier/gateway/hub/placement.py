@@ -25,7 +25,7 @@ from notifier.errors import HubUnavailable, TooManyConnections
 from notifier.gateway.hub.link import BACKOFF_MAX, BACKOFF_MIN, PING_INTERVAL, Link, SubscriptionOutcome
 from notifier.gateway.hub.subscriber import RESYNC, Subscriber
 from notifier.gateway.hub.topology import Topology
-from notifier.keys import Keys
+from notifier.redis.keys import Keys
 
 log = logging.getLogger(__name__)
 

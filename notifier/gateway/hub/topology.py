@@ -20,8 +20,8 @@ from redis.exceptions import MovedError, RedisClusterException
 
 from notifier.errors import HubUnavailable
 from notifier.gateway.hub.dialect import CLASSIC, SHARDED, PubSubCommands
-from notifier.gateway.redis_async import cluster_map, pubsub_connection, pubsub_connection_to, sentinel
-from notifier.redis_url import RedisURL, parse
+from notifier.redis.aio import cluster_map, pubsub_connection, pubsub_connection_to, sentinel
+from notifier.redis.urls import RedisURL, parse
 
 
 class Topology(Protocol):

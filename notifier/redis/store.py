@@ -1,9 +1,7 @@
-"""The Redis connection of this process, and the Lua scripts that run in it.
+"""The Redis connection of this process (the Lua scripts that run in it are ``notifier.redis.scripts``).
 
 One connection pool per process (workers, gateway, CLI), created on first use from the settings: a
-single server, a Sentinel-managed master or a Redis Cluster. Lua scripts live as files in
-``notifier/lua/`` and are sent once, then called by SHA; every script touches the keys of one user
-only, so it stays in one cluster slot.
+single server, a Sentinel-managed master or a Redis Cluster.
 
 The server must be Redis >= 7.0 (or Valkey >= 7.2, which reports itself as Redis 7.2): idempotency
 keys and receipts use ``SET ... NX GET`` and a cluster uses sharded Pub/Sub, both new in Redis 7.0.
@@ -13,23 +11,20 @@ one line at start, never dead letters later.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import threading
-from importlib import resources
 from typing import Any
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
-from redis.commands.core import Script
 from redis.retry import Retry
 
-from notifier import redis_url
 from notifier.config import get_settings
 from notifier.errors import ConfigError
-from notifier.keys import Keys
+from notifier.redis import urls
+from notifier.redis.keys import Keys
 
 StreamEntry = tuple[str, dict[str, str]]
 """One XRANGE entry as this process's clients return it. They all decode responses, so replies are text,
@@ -45,10 +40,14 @@ COMMAND_TIMEOUT = 5.0
 """Seconds one command may wait for its reply before it fails (a hung Redis must not hang a CLI command,
 a producer or a worker). Safe because nothing on these clients blocks on purpose: no BLPOP, BRPOP or
 XREAD BLOCK is sent through them (the gateway's Pub/Sub has its own connections, in
-``notifier.gateway.redis_async``), so a reply this late means Redis is hung or overloaded."""
+``notifier.redis.aio``), so a reply this late means Redis is hung or overloaded."""
 CONNECT_RETRIES = 2
 """Reconnects after a dropped connection (a restart, a failover). A command that timed out is not sent
 again: a write might then apply twice, and the caller would wait twice as long."""
+
+POOL_OPTIONS: dict[str, Any] = {"health_check_interval": 30, "socket_keepalive": True,
+                                "socket_connect_timeout": CONNECT_TIMEOUT}
+"""What every pooled client of this process has, sync (here) and asyncio (``notifier.redis.aio``)."""
 
 _lock = threading.Lock()
 _client: redis.Redis | None = None
@@ -59,20 +58,17 @@ _checked_url: str | None = None
 
 def is_cluster(url: str) -> bool:
     """Cluster URLs (``redis+cluster://host:port[,host:port...]``) switch Pub/Sub to sharded Pub/Sub."""
-    return url.startswith(redis_url.CLUSTER_SCHEME)
+    return url.startswith(urls.CLUSTER_SCHEME)
 
 
 def connect(url: str, **options: Any) -> redis.Redis:
-    """A client for ``url``: one server, a Redis Cluster or a Sentinel's master (``notifier.redis_url``).
+    """A client for ``url``: one server, a Redis Cluster or a Sentinel's master (``notifier.redis.urls``).
 
     Every client has connect and command timeouts (``CONNECT_TIMEOUT``, ``COMMAND_TIMEOUT``), so a
     server that accepts connections and never answers fails a call within seconds.
     """
-    options.setdefault("health_check_interval", 30)
-    options.setdefault("socket_keepalive", True)
-    options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
-    options.setdefault("socket_timeout", COMMAND_TIMEOUT)
-    target = redis_url.parse(url)
+    options = {**POOL_OPTIONS, "socket_timeout": COMMAND_TIMEOUT, **options}
+    target = urls.parse(url)
     if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
@@ -117,7 +113,7 @@ def check_server_version(client: redis.Redis, url: str) -> None:
         info = node.info("server")
         version = str(info.get("redis_version", "0"))
         if _version(version) < MIN_REDIS_VERSION:
-            raise ConfigError(f"Redis at {redis_url.redact(url)} is {version}; notifier needs Redis >= "
+            raise ConfigError(f"Redis at {urls.redact(url)} is {version}; notifier needs Redis >= "
                               f"{_dotted(MIN_REDIS_VERSION)} (or Valkey >= {_dotted(MIN_VALKEY_VERSION)})")
 
 
@@ -157,55 +153,6 @@ def reset() -> None:
         if _client is not None:
             _client.close()
         _client = None
-    script.cache_clear()
+    from notifier.redis import scripts  # scripts are registered on the client dropped here
 
-
-@functools.cache
-def script(name: str) -> Script:
-    """The Lua script ``notifier/lua/<name>.lua``, registered on this process's client.
-
-    Scripts announce with ``redis.call(PUBLISH, ...)``; ``PUBLISH`` is defined here as the command
-    this deployment uses (``SPUBLISH`` on a cluster).
-    """
-    source = resources.files("notifier").joinpath("lua", f"{name}.lua").read_text()
-    source = f"local PUBLISH = '{publish_command()}'\n{source}"
-    client = get_redis()
-    if is_cluster(get_settings().redis_url):
-        client.script_load(source)  # to every primary: cluster pipelines cannot load scripts on demand
-    return client.register_script(source)
-
-
-def publish_command() -> str:
-    """``SPUBLISH`` on a cluster (each shard carries only its users' traffic), else ``PUBLISH``."""
-    return "SPUBLISH" if is_cluster(get_settings().redis_url) else "PUBLISH"
-
-
-ScriptCall = tuple[Script, list[str], list[Any]]
-
-
-def run_scripts(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:
-    """Run many script calls in one round trip (one per node on a cluster); results in call order.
-
-    redis-py refuses scripts in cluster pipelines, so on a cluster the calls are grouped by the node
-    owning their first key (every script's keys share one slot) and sent as a plain pipeline to each.
-    """
-    if not calls:
-        return []
-    if not isinstance(client, RedisCluster):
-        pipe = client.pipeline(transaction=False)
-        for lua, keys, args in calls:
-            lua(keys, args, client=pipe)
-        return list(pipe.execute())
-    groups: dict[str, tuple[redis.Redis, list[int]]] = {}
-    for index, (_, keys, _) in enumerate(calls):
-        node = client.get_node_from_key(keys[0])
-        groups.setdefault(node.name, (node.redis_connection, []))[1].append(index)
-    results: list[Any] = [None] * len(calls)
-    for node_client, indexes in groups.values():
-        pipe = node_client.pipeline(transaction=False)
-        for i in indexes:
-            lua, keys, args = calls[i]
-            lua(keys, args, client=pipe)
-        for i, value in zip(indexes, pipe.execute(), strict=True):
-            results[i] = value
-    return results
+    scripts.script.cache_clear()

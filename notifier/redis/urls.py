@@ -1,7 +1,7 @@
 """What ``NOTIFIER_REDIS_URL`` names: one server, a Redis Cluster, or the master a Sentinel watches.
 
-One parser for the library's clients (``notifier.store``) and the gateway's asyncio ones
-(``notifier.gateway.redis_async``), so both read credentials the same way:
+One parser for the library's clients (``notifier.redis.store``) and the gateway's asyncio ones
+(``notifier.redis.aio``), so both read credentials the same way:
 
 - ``redis://``, ``rediss://``, ``unix://``: one server, in redis-py's own URL form (credentials, TLS
   and database included);

@@ -3,7 +3,7 @@
 This is the part of a delivery task that does not depend on Celery: expand users into targets, skip
 targets that already got the notification (receipts), refuse payloads over the channel's
 ``max_payload_bytes``, send, record receipts, prune dead targets, and report which deliveries
-succeeded, should be retried, or failed for good. :func:`notifier.retry.decide` turns the report into
+succeeded, should be retried, or failed for good. :func:`notifier.pipeline.retry.decide` turns the report into
 what to do (re-enqueue with backoff, dead-letter); ``workers/base.py`` does it.
 """
 
@@ -22,9 +22,9 @@ import redis
 from notifier.channels import ALL_TARGETS, Channel, Delivery, Outcome, get_channel
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import Notification, utcnow, validate
-from notifier.receipts import Claim, Item, Receipts
+from notifier.state.receipts import Claim, Item, Receipts
 
-log = logging.getLogger("notifier.delivery")
+log = logging.getLogger("notifier.pipeline.delivery")
 RECEIPT_RETRY_SECONDS = 0.2
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from notifier import store
 from notifier.config import get_settings
-from notifier.keys import Keys
+from notifier.redis import scripts, store
+from notifier.redis.keys import Keys
 
 USERS_PER_CALL = 100
 """Users checked per script call on one server: ~0.5 ms of Redis time, short enough not to stall it."""
@@ -38,10 +38,10 @@ class RateLimiter:
         call checks up to ``USERS_PER_CALL`` users (one call per user costs the client more than the
         check itself); on a cluster each user's keys live in their own slot, so it is one per user.
         """
-        lua = store.script("rate_limit")
+        lua = scripts.script("rate_limit")
         now = int(time.time() * 1000)
         per_call = 1 if isinstance(self.r, RedisCluster) else USERS_PER_CALL
-        calls: list[store.ScriptCall] = []
+        calls: list[scripts.ScriptCall] = []
         asked: list[list[str]] = []
         keys: list[str] = []
         args: list[Any] = [now]
@@ -62,7 +62,7 @@ class RateLimiter:
                 keys, args, users = [], [now], 0
         if users:
             calls.append((lua, keys, args))
-        answers = iter([bool(x) for answer in store.run_scripts(self.r, calls) for x in answer])
+        answers = iter([bool(x) for answer in scripts.run_scripts(self.r, calls) for x in answer])
         results = []
         for (_, _, channels), limited in zip(checks, asked, strict=True):
             verdict = dict.fromkeys(channels, True)

@@ -18,9 +18,9 @@ from enum import Enum
 
 import redis
 
-from notifier import store
 from notifier.config import get_settings
-from notifier.keys import Keys
+from notifier.redis import scripts, store
+from notifier.redis.keys import Keys
 
 Item = tuple[str, str, str, str]
 """``(user_id, channel, notification_id, target)``"""
@@ -63,13 +63,13 @@ class Receipts:
             yield
             return
         stop = threading.Event()
-        calls = [(store.script("extend_if"), [self._key(item)], ["pending", self.claim_seconds]) for item in items]
+        calls = [(scripts.script("extend_if"), [self._key(item)], ["pending", self.claim_seconds]) for item in items]
 
         def renew() -> None:
             while not stop.wait(self.claim_seconds / 3):
                 # the next renewal tries again; a lapsed claim only allows a retry
                 with contextlib.suppress(redis.RedisError):
-                    store.run_scripts(self.r, calls)
+                    scripts.run_scripts(self.r, calls)
 
         thread = threading.Thread(target=renew, name="claim-keep-alive", daemon=True)
         thread.start()

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from notifier.channels.base import Delivery
 from notifier.config import Settings
-from notifier.delivery import Failure, Report
 from notifier.errors import DeliveryError
+from notifier.pipeline.delivery import Failure, Report
 
 Jitter = Callable[[float, float], float]
 """Draws a number in ``[a, b]`` (``random.uniform``; a test passes its own)."""

@@ -21,11 +21,11 @@ from celery.result import AsyncResult
 
 from notifier.config import get_settings
 from notifier.errors import BrokerUnavailable, ValidationError
-from notifier.groups import check_group_id
-from notifier.idempotency import Idempotency, check_key
 from notifier.models import Notification, check_user_id, validate
-from notifier.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, describe, queue_of
-from notifier.redis_url import redact
+from notifier.pipeline.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, describe, queue_of
+from notifier.redis.urls import redact
+from notifier.state.groups import check_group_id
+from notifier.state.idempotency import Idempotency, check_key
 
 NotificationInput = Notification | Mapping[str, Any]
 
@@ -33,7 +33,7 @@ NotificationInput = Notification | Mapping[str, Any]
 @functools.lru_cache(maxsize=1)
 def producer_app() -> Celery:
     """A Celery app that only sends (configured like the workers, from the same settings)."""
-    from notifier.celeryconfig import celery_config
+    from notifier.pipeline.celeryconfig import celery_config
 
     app = Celery("notifier", set_as_current=False)
     app.conf.update(celery_config(get_settings()))

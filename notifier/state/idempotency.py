@@ -16,10 +16,10 @@ from collections.abc import Sequence
 
 import redis
 
-from notifier import store
 from notifier.config import get_settings
 from notifier.errors import ValidationError
-from notifier.keys import Keys
+from notifier.redis import scripts, store
+from notifier.redis.keys import Keys
 
 _KEY = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 
@@ -46,10 +46,10 @@ class Idempotency:
         """
         if not claims:
             return []
-        claim = store.script("idempotency_claim")
-        return store.run_scripts(self.r, [(claim, [self.keys.idempotency(key)], [nid, self.ttl])
+        claim = scripts.script("idempotency_claim")
+        return scripts.run_scripts(self.r, [(claim, [self.keys.idempotency(key)], [nid, self.ttl])
                                           for key, nid in claims])
 
     def release(self, key: str, notification_id: str) -> None:
         """Drop a claim that was never used (its send did not reach the broker)."""
-        store.script("release_if")([self.keys.idempotency(key)], [notification_id], client=self.r)
+        scripts.script("release_if")([self.keys.idempotency(key)], [notification_id], client=self.r)

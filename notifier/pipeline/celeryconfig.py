@@ -2,7 +2,7 @@
 
 The reliability choices live here: late acks and reject-on-worker-lost so a killed worker's task is
 run again; a small prefetch; on a Redis broker, task queues kept in Redis Streams
-(``notifier/streams_transport.py``: no instant between taking a message and recording it as pending)
+(``notifier/pipeline/streams_transport.py``: no instant between taking a message and recording it as pending)
 with a visibility timeout that bounds how long a dead worker's tasks wait to be taken back, checked
 every few seconds (kombu's default scans only every 100 s); and a short ``unacked_mutex_expire`` so a
 killed worker does not block kombu's restores of its remaining list queues (remote-control replies).
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from notifier.config import Settings
-from notifier.queues import QUEUES, ROUTES
+from notifier.pipeline.queues import QUEUES, ROUTES
 
 BROKER_TIMEOUT = 3.0
 """Seconds the broker may take to accept a connection (and, on AMQP, finish the handshake), and on
@@ -35,7 +35,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport: dict[str, Any] = {}
     broker_transport: dict[str, str] = {}
     if settings.broker.startswith(("redis://", "rediss://")):
-        broker_transport = {"broker_transport": "notifier.streams_transport:Transport"}
+        broker_transport = {"broker_transport": "notifier.pipeline.streams_transport:Transport"}
     if settings.broker.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
         transport = {
             "visibility_timeout": settings.visibility_timeout,

@@ -18,8 +18,8 @@ from typing import Any, cast
 import orjson
 import redis
 
-from notifier import store
-from notifier.keys import Keys
+from notifier.redis import store
+from notifier.redis.keys import Keys
 
 Sender = Callable[[str, list[Any], dict[str, Any], str], None]
 

@@ -32,15 +32,15 @@ from pydantic import (
     model_validator,
 )
 
-from notifier import store
 from notifier.errors import ValidationError
-from notifier.keys import Keys
 from notifier.models import check_user_id, refuse_control, utcnow, validate
+from notifier.redis import store
+from notifier.redis.keys import Keys
 
 if TYPE_CHECKING:
     from notifier.channels.push import PushChannel
 
-log = logging.getLogger("notifier.devices")
+log = logging.getLogger("notifier.state.devices")
 
 MAX_DEVICES = 100
 """Per user; a user who really has more is more likely a client registering a fresh token each launch."""

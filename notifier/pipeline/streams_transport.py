@@ -15,7 +15,7 @@ its ack removes it (``XACK`` + ``XDEL``).
 - Queues that are not notifier's (reply queues of remote control) and fanout (control, events) keep
   kombu's own list and Pub/Sub implementation.
 
-Selected by ``broker_transport`` in ``notifier/celeryconfig.py`` for a Redis broker.
+Selected by ``broker_transport`` in ``notifier/pipeline/celeryconfig.py`` for a Redis broker.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
-from notifier.queues import QUEUES
+from notifier.pipeline.queues import QUEUES
 
 GROUP = "notifier"
 """The one consumer group of every task stream: each entry goes to one worker."""

@@ -1,10 +1,10 @@
-"""The gateway's asyncio Redis connections, made with the same options as ``notifier.store.connect``.
+"""The gateway's asyncio Redis connections, made with the same options as ``notifier.redis.store.connect``.
 
 The gateway's request handlers use the library's synchronous classes (``Inbox``, ``PreferenceStore``)
 in the thread pool, so every rule stays in one place; only the event loop's own work — the hub's
 Pub/Sub connections, the health check, and the two reads that start a live connection (thousands of
 clients reconnecting at once would queue those behind the thread pool) — uses asyncio connections,
-made here. The URL kinds, and their credentials, are the store's (``notifier.redis_url``).
+made here. The URL kinds, and their credentials, are the store's (``notifier.redis.urls``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from notifier.redis_url import RedisURL, parse
+from notifier.redis.store import CONNECT_TIMEOUT, POOL_OPTIONS
+from notifier.redis.urls import RedisURL, parse
 
-CONNECT_TIMEOUT = 5.0
-"""Seconds to wait for Redis to accept a connection before calling it unreachable."""
 HUB_CLIENT_NAME = "notifier-gateway-hub"
 """Shown by ``CLIENT LIST``: per gateway process, one such connection per server (per shard on a cluster)."""
 
@@ -33,11 +32,8 @@ def check_url(url: str) -> str:
 
 
 def connect(url: str, **options: Any) -> aredis.Redis | RedisCluster:
-    """A pooled asyncio client for ``url`` (the options mirror ``notifier.store.connect``)."""
-    options.setdefault("health_check_interval", 30)
-    options.setdefault("socket_keepalive", True)
-    options.setdefault("retry_on_timeout", True)
-    options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
+    """A pooled asyncio client for ``url`` (with the store's ``POOL_OPTIONS``)."""
+    options = {**POOL_OPTIONS, "retry_on_timeout": True, **options}
     target = parse(url)
     if target.kind == "cluster":
         options.pop("retry_on_timeout")

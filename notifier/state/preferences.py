@@ -15,10 +15,10 @@ import orjson
 import redis
 from redis.cluster import RedisCluster
 
-from notifier import store
 from notifier.errors import ValidationError
-from notifier.keys import Keys
 from notifier.models import Preferences, check_channel, check_user_id, validate
+from notifier.redis import store
+from notifier.redis.keys import Keys
 
 DEFAULT = Preferences()
 

@@ -7,10 +7,10 @@ from typing import cast
 
 import redis
 
-from notifier import store
 from notifier.errors import ValidationError
-from notifier.keys import Keys
 from notifier.models import check_user_id
+from notifier.redis import store
+from notifier.redis.keys import Keys
 
 _MAX_GROUP_ID = 128
 

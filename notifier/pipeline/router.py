@@ -24,17 +24,17 @@ from typing import Any
 
 import redis
 
-from notifier import store
 from notifier.channels import registry
 from notifier.channels.base import ALL_TARGETS, INBOX_ONLY, Channel
 from notifier.config import Settings, get_settings
-from notifier.devices import platform_of
 from notifier.errors import ValidationError
-from notifier.idempotency import Idempotency, check_key
-from notifier.keys import Keys
 from notifier.models import Notification, Preferences, check_user_id, utcnow, validate
-from notifier.preferences import PreferenceStore, quiet_until
-from notifier.ratelimit import RateLimiter
+from notifier.redis import store
+from notifier.redis.keys import Keys
+from notifier.state.devices import platform_of
+from notifier.state.idempotency import Idempotency, check_key
+from notifier.state.preferences import PreferenceStore, quiet_until
+from notifier.state.ratelimit import RateLimiter
 
 SKIPPED = {"no_address": "no address", "no_device": "no device"}
 """Decisions that drop a wanted channel for want of somewhere to send it, with the reason logged."""

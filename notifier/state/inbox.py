@@ -19,10 +19,10 @@ import orjson
 import redis
 from redis.cluster import RedisCluster
 
-from notifier import store
 from notifier.config import get_settings
 from notifier.errors import ValidationError
-from notifier.keys import Keys
+from notifier.redis import scripts, store
+from notifier.redis.keys import Keys
 
 MAX_PAGE = 200
 MAX_IDS = 1000
@@ -88,9 +88,9 @@ class Inbox:
         server a script call appends up to ``ITEMS_PER_CALL`` items (one call per item costs the client
         more than the append itself); on a cluster each user's keys live in their own slot, so one each.
         """
-        lua = store.script("inbox_append")
+        lua = scripts.script("inbox_append")
         per_call = 1 if isinstance(self.r, RedisCluster) else ITEMS_PER_CALL
-        calls: list[store.ScriptCall] = []
+        calls: list[scripts.ScriptCall] = []
         keys: list[str] = []
         args: list[Any] = [self.max_len, self.slack]
         for user_id, nid, payload, publish in items:
@@ -101,7 +101,7 @@ class Inbox:
                 keys, args = [], [self.max_len, self.slack]
         if keys:
             calls.append((lua, keys, args))
-        flat = [value for result in store.run_scripts(self.r, calls) for value in result]
+        flat = [value for result in scripts.run_scripts(self.r, calls) for value in result]
         return [Appended(str(flat[i]), int(flat[i + 1]), bool(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def append(self, user_id: str, notification: dict[str, Any], publish: bool = True) -> Appended:
@@ -122,7 +122,7 @@ class Inbox:
             if not ids:
                 return Marked(0, self.unread_count(user_id), [])
         k = self.keys
-        changed, unread, *unknown = store.script("inbox_read")(
+        changed, unread, *unknown = scripts.script("inbox_read")(
             [k.unread(user_id), k.live(user_id), k.inbox_ids(user_id), k.inbox(user_id)], list(ids or []),
             client=self.r)
         return Marked(int(changed), int(unread), [str(i) for i in unknown])
@@ -132,7 +132,7 @@ class Inbox:
         ids = _check_ids(ids)
         if not ids:
             return 0, self.unread_count(user_id)
-        deleted, unread = store.script("inbox_delete")(self._append_keys(user_id), list(ids), client=self.r)
+        deleted, unread = scripts.script("inbox_delete")(self._append_keys(user_id), list(ids), client=self.r)
         return int(deleted), int(unread)
 
     # Reading ----------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ from typing import Any, cast
 import orjson
 import redis
 
-from notifier import store
 from notifier.errors import ValidationError
-from notifier.inbox import check_entry_id
-from notifier.keys import Keys
-from notifier.queues import subjects
+from notifier.pipeline.queues import subjects
+from notifier.redis import store
+from notifier.redis.keys import Keys
+from notifier.state.inbox import check_entry_id
 
 
 class DeadLetters:
