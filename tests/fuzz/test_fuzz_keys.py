@@ -22,7 +22,8 @@ from notifier.state.groups import Groups
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
-from tests.support.helpers import _LOCK, Worker, private_env, wait_for
+from tests.support.helpers import Worker, private_env, wait_for
+from tests.support.redisdb import LOCK
 
 PREFIX = "ns"
 VICTIM = "victim"
@@ -93,7 +94,7 @@ def test_odd_ids_and_keys_write_only_their_own_keys(stack: dict[str, str], smtp:
         expected |= {keys.inbox(u), keys.inbox_ids(u), keys.unread(u), keys.preferences(u),
                      keys.rate(u, "realtime"), keys.rate(u, "email")}
         expected |= {keys.receipt(u, "email", nid, address[u]) for nid in sent[u]}
-    written = {k for k in box.r.keys("*") if k != _LOCK and not is_broker_key(k)}
+    written = {k for k in box.r.keys("*") if k != LOCK and not is_broker_key(k)}
     assert written - expected == set(), "keys outside their owner's namespace"
     assert expected - written == set(), "keys that should exist"
     assert all(box.r.get(keys.idempotency(k)) == nid for k, nid in idempotency.items())

@@ -14,8 +14,9 @@ import pytest
 
 from notifier import tokens
 from notifier.state.inbox import Inbox
-from tests.support.gateway_support import API_KEY, SSE, Gateway, free_port, token
+from tests.support.gateway_support import API_KEY, SSE, Gateway, token
 from tests.support.helpers import ROOT, uid, wait_for
+from tests.support.processes import free_port
 
 WEBPUSH = {"platform": "webpush", "subscription": {
     "endpoint": "https://push.example.com/send/abc",

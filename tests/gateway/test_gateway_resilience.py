@@ -18,8 +18,9 @@ import redis
 
 from notifier.redis.keys import Keys
 from notifier.state.inbox import Inbox
-from tests.support.gateway_support import SSE, Gateway, free_port, token
+from tests.support.gateway_support import SSE, Gateway, token
 from tests.support.helpers import uid, wait_for
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 

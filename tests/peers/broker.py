@@ -13,18 +13,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
-from tests.support.helpers import (
-    _LOCK,
-    REDIS_HOST,
-    REDIS_PORT,
-    Worker,
-    claim_free_db,
-    lock_value,
-    reload_settings,
-    start_worker,
-)
+from tests.support import redisdb
+from tests.support.helpers import Worker, reload_settings, start_worker
 
 
 class Isolated:
@@ -33,13 +24,13 @@ class Isolated:
     def __init__(self) -> None:
         self._token = uuid.uuid4().hex
         self.db = self._claim()
-        self.env = {"NOTIFIER_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.db}",
+        self.env = {"NOTIFIER_BROKER_URL": redisdb.url(self.db),
                     "NOTIFIER_KEY_PREFIX": f"push{self._token[:8]}"}
         self._patch = pytest.MonkeyPatch()
         self._workers: list[Worker] = []
 
     def _claim(self) -> int:
-        return claim_free_db(self._token, range(15, 0, -1))
+        return redisdb.claim_free_db(self._token, range(15, 0, -1))
 
     def apply(self, env: dict[str, str] | None = None) -> None:
         """Use the isolated broker and prefix (and ``env``) in this test process too."""
@@ -58,9 +49,7 @@ class Isolated:
             w.stop()
         self._patch.undo()
         reload_settings()
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=self.db)
-        if client.get(_LOCK) == lock_value(self._token).encode():
-            client.flushdb()
+        redisdb.release(redisdb.url(self.db), self._token)
 
 
 def isolated() -> Iterator[Isolated]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from tests.peers.smtp import free_port
+from tests.support.processes import free_port
 
 
 class SilentPeer:

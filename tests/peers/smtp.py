@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 import time
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.support.processes import free_port
 
 
 class _Handler:
@@ -43,12 +44,6 @@ class _Handler:
         self.accepted_at.append(time.monotonic())
         self.messages.append(msg)  # type: ignore[arg-type]
         return "250 Message accepted"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SmtpPeer:

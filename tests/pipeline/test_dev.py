@@ -20,8 +20,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.peers.smtp import free_port
 from tests.support.helpers import ROOT, private_env, wait_for
+from tests.support.processes import free_port
 
 
 class Dev:

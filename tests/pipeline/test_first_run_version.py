@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.peers.resp import RespPeer
-from tests.peers.smtp import free_port
 from tests.support.helpers import ROOT
+from tests.support.processes import free_port
 
 NEEDED = "notifier needs Redis >= 7.0 (or Valkey >= 7.2)"
 

@@ -14,8 +14,8 @@ import httpx
 
 from notifier import send_notification
 from notifier.state.inbox import Inbox
-from tests.peers.smtp import free_port
 from tests.support.helpers import ROOT, Worker, base_env, private_env, uid, wait_for
+from tests.support.processes import free_port
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -14,8 +14,9 @@ from notifier import send_notification
 from notifier.redis.store import get_keys
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
-from tests.peers.smtp import SmtpPeer, free_port
+from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, private_env, uid, wait_for, wait_idle
+from tests.support.processes import free_port
 
 
 def note(**extra: object) -> dict[str, object]:

@@ -33,8 +33,9 @@ from notifier.state.groups import check_group_id
 from notifier.state.inbox import Inbox, check_entry_id
 from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
-from tests.support.gateway_support import API_KEY, SSE, Gateway, free_port
+from tests.support.gateway_support import API_KEY, SSE, Gateway
 from tests.support.helpers import ROOT, Worker, uid, wait_for
+from tests.support.processes import free_port
 
 SECRET_NAMES = ("secret", "api_key", "apikey", "signature", "password", "passwd", "expected", "offered",
                 "digest", "credential")

@@ -18,8 +18,8 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from tests.peers.smtp import free_port
 from tests.support.helpers import wait_for
+from tests.support.processes import free_port
 
 
 def cluster_port() -> int:

@@ -6,10 +6,8 @@ test session's environment, so tests talk to it over real HTTP exactly like a br
 
 from __future__ import annotations
 
-import os
 import queue
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -23,18 +21,13 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.uri import parse_uri
 
 from notifier import tokens
-from tests.support.helpers import ROOT, base_env
+from tests.support.helpers import base_env
+from tests.support.processes import Child, free_port, wait_healthy
 
 API_KEY = "gateway-test-api-key"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Gateway:
+class Gateway(Child):
     """A ``notifier gateway`` subprocess; its output is kept for failure messages."""
 
     def __init__(self, env: dict[str, str] | None = None, port: int | None = None) -> None:
@@ -43,44 +36,15 @@ class Gateway:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.env = {**base_env(), "NOTIFIER_API_KEY": API_KEY, "NOTIFIER_HEARTBEAT_SECONDS": "1",
                     **(env or {})}
-        self.output: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notifier.cli", "gateway", "--port", str(self.port), "--log-level",
-             self.env.get("NOTIFIER_LOG_LEVEL", "INFO").lower()],
-            cwd=ROOT, env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def log(self) -> str:
-        return "".join(self.output)
+        super().__init__([sys.executable, "-m", "notifier.cli", "gateway", "--port", str(self.port), "--log-level",
+                          self.env.get("NOTIFIER_LOG_LEVEL", "INFO").lower()], self.env, "gateway")
 
     def wait_ready(self, timeout: float = 30) -> Gateway:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("gateway did not start:\n" + self.log()[-4000:])
+        wait_healthy(self, self.url + "/healthz", timeout)
+        return self
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+    def stop(self, timeout: float = 10) -> None:
+        super().stop(timeout)
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -1,83 +1,40 @@
 """Test support: an isolated Redis database per test session, real Celery workers, polling.
 
-Each pytest session claims a Redis database nobody else is using (a lock key in it), so parallel test
-runs on one machine never see each other's data; workers run as real ``celery worker`` subprocesses.
+Each pytest session claims a Redis database nobody else is using (``redisdb``'s lock, which the
+benchmarks hold too), so parallel test runs on one machine never see each other's data; workers run
+as real ``celery worker`` subprocesses (``processes``, shared with the benchmarks).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-ROOT = Path(__file__).resolve().parents[2]
-REDIS_HOST = os.environ.get("NOTIFIER_TEST_REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("NOTIFIER_TEST_REDIS_PORT", "6379"))
-_LOCK = "notifier-test-session-lock"
+from tests.support import redisdb
+from tests.support.processes import ROOT as ROOT  # re-exported: the tests' one name for the repository
+from tests.support.processes import CeleryWorker, no_op_task
+
 _session = uuid.uuid4().hex
 _db: int | None = None
-
-
 _private: int | None = None
 _private_module: str | None = None
-
-
-def _holder_alive(value: bytes | None) -> bool:
-    """Whether the process named at the end of a lock value (``<owner>:<pid>``) still runs here."""
-    if value is None:
-        return False
-    digits = re.search(rb"(\d+)$", value)
-    if digits is None:
-        return True
-    try:
-        os.kill(int(digits.group(1)), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def lock_value(owner: str) -> str:
-    """A database lock value that names the holding process, so a crashed holder's lock is taken over."""
-    return f"{owner}:{os.getpid()}"
-
-
-def claim_free_db(owner: str, order: range = range(1, 16)) -> int:
-    """A Redis database no live test session or benchmark holds, flushed and locked for ``owner``."""
-    value = lock_value(owner)
-    for db in order:
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
-        claimed = bool(client.set(_LOCK, value, nx=True, ex=3600))
-        if not claimed and not _holder_alive(client.get(_LOCK)):
-            client.set(_LOCK, value, ex=3600)
-            claimed = True
-        if claimed:
-            for key in client.scan_iter(count=1000):
-                if key != _LOCK.encode():
-                    client.delete(key)
-            return db
-    raise RuntimeError("every Redis database 1-15 is held by a running test session or benchmark")
 
 
 def claim_db() -> int:
     """The first Redis database (1-15) no other test session holds; flushed for this session."""
     global _db
     if _db is None:
-        _db = claim_free_db(_session)
+        _db = redisdb.claim_free_db(_session)
     return _db
 
 
@@ -89,15 +46,12 @@ def private_env() -> dict[str, str]:
     """
     global _private, _private_module
     if _private is None:
-        _private = claim_free_db(_session)
+        _private = redisdb.claim_free_db(_session)
+    url = redisdb.url(_private)
     module = os.environ.get("PYTEST_CURRENT_TEST", "").split("::", 1)[0]
     if module != _private_module:
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=_private)
-        for key in client.scan_iter(count=1000):
-            if key != _LOCK.encode():
-                client.delete(key)
+        redisdb.flush(url, _session)
         _private_module = module
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{_private}"
     return {"NOTIFIER_REDIS_URL": url, "NOTIFIER_BROKER_URL": url}
 
 
@@ -111,9 +65,7 @@ def own_broker_env() -> dict[str, str]:
 
 def release_db() -> None:
     for db in (d for d in (_db, _private) if d is not None):
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
-        if client.get(_LOCK) == lock_value(_session).encode():
-            client.flushdb()
+        redisdb.release(redisdb.url(db), _session)
 
 
 def amqp_broker(db: int) -> str:
@@ -133,7 +85,7 @@ def base_env() -> dict[str, str]:
     """Environment for the test process and every worker/gateway subprocess it starts."""
     global _broker
     db = claim_db()
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    url = redisdb.url(db)
     if _broker is None:
         _broker = amqp_broker(db) if os.environ.get("NOTIFIER_TEST_BROKER") == "amqp" else url
     return {
@@ -153,42 +105,27 @@ def base_env() -> dict[str, str]:
     }
 
 
-class Worker:
-    """A running ``celery -A workers worker`` subprocess; its output is kept for failure messages."""
+class Worker(CeleryWorker):
+    """A running ``celery -A workers worker`` subprocess, ready once it logs so; its output is kept
+    for failure messages and read back for the tasks it ran."""
 
     def __init__(self, env: dict[str, str], queues: str, concurrency: int = 2) -> None:
         self.env = env
-        self.queues = queues.split(",")
-        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
-        self.output: list[str] = []
-        cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
-               "-P", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "-n", self.name, "-l", env.get("NOTIFIER_LOG_LEVEL", "INFO")]
-        # The test process's own metrics folder (set when it imports workers/) is not the worker's:
-        # shared, every worker's counters would add up on each one's /metrics.
-        inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**inherited, **env}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(env, queues.split(","), concurrency=concurrency,
+                         level=env.get("NOTIFIER_LOG_LEVEL", "INFO"))
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            if " ready." in line:
-                self._ready.set()
+    def on_line(self, line: str) -> None:
+        if " ready." in line:
+            self._ready.set()
 
     def wait_ready(self, timeout: float = 60) -> Worker:
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.1):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("worker did not start:\n" + "".join(self.output[-50:]))
+                raise RuntimeError("worker did not start:\n" + self.log(50))
         return self
-
-    def log(self) -> str:
-        return "".join(self.output)
 
     def tasks(self) -> tuple[Counter[str], Counter[str]]:
         """How many times each task id was received, and how many times it finished (succeeded,
@@ -216,23 +153,6 @@ class Worker:
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {self.unfinished(*task_ids)} unfinished; log:\n{self.log()[-3000:]}") from None
 
-    def kill(self) -> None:
-        """SIGKILL the whole worker (main process and pool children), as a crash would."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
 
 _TASK_LINE = re.compile(r"Task (?P<name>[\w.]+)\[(?P<id>[^\]]+)\] (?P<what>\w+)")
 
@@ -248,13 +168,11 @@ def wait_idle(worker: Worker, *task_ids: str, timeout: float = 15) -> None:
     settings must name the worker's broker.
     """
     from notifier.pipeline.producer import producer_app
-    from notifier.pipeline.queues import CHANNELS, ROUTE, ROUTER_QUEUE, deliver_task
 
-    no_op = {ROUTER_QUEUE: (ROUTE, [[]]), **{c: (deliver_task(c), [{}, []]) for c in CHANNELS}}
     worker.wait_finished(*task_ids, timeout=timeout)
     while True:
         before = set(worker.tasks()[0])
-        markers = [producer_app().send_task(no_op[q][0], args=no_op[q][1], queue=q, task_id=uid("marker")).id
+        markers = [producer_app().send_task(*no_op_task(q), queue=q, task_id=uid("marker")).id
                    for q in worker.queues]
         worker.wait_finished(*markers, timeout=timeout)
         if set(worker.tasks()[0]) - before <= set(markers):
