@@ -12,24 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from benchmarks._harness import (
-    CpuMeter,
-    Figure,
-    Worker,
-    arguments,
-    bench_env,
-    claim_and_flush,
-    clear_data,
-    client,
-    inbox_writes,
-    profile,
-    raw_write_rates,
-    report,
-    start_workers,
-    users,
-    wait_drained,
-    wait_quiet,
-)
+from benchmarks.harness.baselines import raw_write_rates
+from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, client, users
+from benchmarks.harness.drain import inbox_writes, wait_drained
+from benchmarks.harness.meters import CpuMeter, wait_quiet
+from benchmarks.harness.processes import Worker, start_workers
+from benchmarks.harness.profiling import profile
+from benchmarks.harness.report import Figure, arguments, report
 
 QUEUES = ["router", "realtime"]
 NOTIFICATION = {"type": "maintenance", "title": "Down at 02:00 UTC", "body": "For about ten minutes.",

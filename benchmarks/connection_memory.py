@@ -19,17 +19,10 @@ from collections import Counter
 
 import uvloop
 
-from benchmarks._harness import (
-    Listeners,
-    bench_env,
-    claim_and_flush,
-    clear_data,
-    free_port,
-    raise_open_files,
-    user_tokens,
-    users,
-)
+from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
+from benchmarks.harness.load import Listeners, raise_open_files, user_tokens
 from notifier.gateway.ws_protocol import IMPORT_PATH
+from tests.support.processes import free_port
 
 
 def owner(trace: tracemalloc.Traceback) -> str:

@@ -15,26 +15,12 @@ from __future__ import annotations
 import statistics
 import time
 
-from benchmarks._harness import (
-    CpuMeter,
-    Figure,
-    Gateway,
-    Listeners,
-    Worker,
-    arguments,
-    bench_env,
-    claim_and_flush,
-    clear_data,
-    latency_summary,
-    process_cpu,
-    profile,
-    raise_open_files,
-    report,
-    start_workers,
-    user_tokens,
-    users,
-    wait_quiet,
-)
+from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
+from benchmarks.harness.load import Listeners, raise_open_files, user_tokens
+from benchmarks.harness.meters import CpuMeter, process_cpu, wait_quiet
+from benchmarks.harness.processes import Gateway, Worker, start_workers
+from benchmarks.harness.profiling import profile
+from benchmarks.harness.report import Figure, arguments, latency_summary, report
 
 QUEUES = ["router", "realtime"]
 

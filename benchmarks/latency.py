@@ -11,26 +11,12 @@ from __future__ import annotations
 
 import time
 
-from benchmarks._harness import (
-    CpuMeter,
-    Figure,
-    Gateway,
-    Listeners,
-    Worker,
-    arguments,
-    bench_env,
-    claim_and_flush,
-    clear_data,
-    latency_summary,
-    pace,
-    raise_open_files,
-    raw_pubsub_latency,
-    report,
-    start_workers,
-    user_tokens,
-    users,
-    wait_quiet,
-)
+from benchmarks.harness.baselines import pace, raw_pubsub_latency
+from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
+from benchmarks.harness.load import Listeners, raise_open_files, user_tokens
+from benchmarks.harness.meters import CpuMeter, wait_quiet
+from benchmarks.harness.processes import Gateway, Worker, start_workers
+from benchmarks.harness.report import Figure, arguments, latency_summary, report
 
 QUEUES = ["router", "realtime"]
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import RESULTS
+from benchmarks.harness.report import RESULTS
 
 OUTPUT = Path(__file__).resolve().parent / "results.png"
 

@@ -16,21 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import (
-    CpuMeter,
-    Figure,
-    arguments,
-    bench_env,
-    claim_and_flush,
-    clear_data,
-    process_cpu,
-    profile,
-    report,
-    start_workers,
-    users,
-    wait_drained,
-    wait_quiet,
-)
+from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
+from benchmarks.harness.drain import wait_drained
+from benchmarks.harness.meters import CpuMeter, process_cpu, wait_quiet
+from benchmarks.harness.processes import start_workers
+from benchmarks.harness.profiling import profile
+from benchmarks.harness.report import Figure, arguments, report
 
 CONCURRENCY = 2
 

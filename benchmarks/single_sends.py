@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import time
 
-from benchmarks._harness import (
-    CpuMeter,
-    Figure,
-    arguments,
-    bench_env,
-    claim_and_flush,
-    clear_data,
-    noop_rate,
-    profile,
-    report,
-    start_noop_worker,
-    start_workers,
-    users,
-    wait_inboxes,
-    wait_quiet,
-)
+from benchmarks.harness.baselines import noop_rate, start_noop_worker
+from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
+from benchmarks.harness.drain import wait_inboxes
+from benchmarks.harness.meters import CpuMeter, wait_quiet
+from benchmarks.harness.processes import start_workers
+from benchmarks.harness.profiling import profile
+from benchmarks.harness.report import Figure, arguments, report
 
 QUEUES = ["router", "realtime"]
 

@@ -199,7 +199,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10, interval: float 
 
 
 def reload_settings() -> None:
-    """Make the test process read ``NOTIFIER_*`` again: settings, the producer's Celery app, channel clients."""
+    """Make this process (a test session, a benchmark) read ``NOTIFIER_*`` again: settings, the producer's
+    Celery app, channel clients."""
     from notifier.channels import close_all
     from notifier.config import reload_settings as reload
     from notifier.pipeline import producer

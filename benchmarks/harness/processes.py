@@ -1,0 +1,95 @@
+"""The benchmark's worker and gateway subprocesses, each stopped with its children when this one exits.
+
+Both build on the tests' subprocess helpers (``tests/support/processes.py``: a session of its own,
+output kept, SIGTERM then SIGKILL to the group); what differs is when each is ready: a benchmark
+worker once probe tasks ran (so its pool is warm), the gateway once ``/healthz`` answers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness.drain import drained
+from tests.support.processes import CeleryWorker, Child, free_port, no_op_task, wait_healthy
+
+_started: list[Child] = []
+
+
+def _stop_all(*_: Any) -> None:
+    """At exit, stop what still runs (a stopped one is left alone: its pid may be another's by now)."""
+    for child in _started:
+        if child.alive():
+            child.stop(5)
+
+
+atexit.register(_stop_all)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+class Worker(CeleryWorker):
+    """``celery -A <app> worker -Q <queues> -P <pool> -c <n>`` at WARNING, ready once it has run probe tasks."""
+
+    def __init__(self, env: dict[str, str], queues: Sequence[str], app: str = "workers", pool: str = "prefork",
+                 concurrency: int = 2, extra: Sequence[str] = ()) -> None:
+        super().__init__(env, queues, app=app, pool=pool, concurrency=concurrency, node="bench", level="WARNING",
+                         extra=extra)
+        _started.append(self)
+
+    def wait_ready(self, probe: Callable[[str], None], timeout: float = 60) -> Worker:
+        """Send harmless tasks to each queue and wait until they ran: then the pool is warm."""
+        for queue in self.queues:
+            for _ in range(4):
+                probe(queue)
+        deadline = time.monotonic() + timeout
+        while not drained(self.queues):
+            if not self.alive() or time.monotonic() > deadline:
+                out = self.log(40)
+                self.stop()
+                raise RuntimeError(f"worker for {self.queues} did not start:\n{out}")
+            time.sleep(0.05)
+        return self
+
+
+def notifier_probe(queue: str) -> None:
+    """A task that does nothing on a notifier queue (an empty batch)."""
+    from notifier.pipeline.producer import producer_app
+
+    name, args = no_op_task(queue)
+    producer_app().send_task(name, args=args, queue=queue, ignore_result=True)
+
+
+def start_workers(env: dict[str, str], queues: Sequence[str], **options: Any) -> Worker:
+    return Worker(env, queues, **options).wait_ready(notifier_probe)
+
+
+class Gateway(Child):
+    """``uvicorn notifier.gateway:app`` on uvloop and httptools, one process, ready once /healthz is 200."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None, gc_threshold: str | None = None) -> None:
+        from notifier.gateway.ws_protocol import IMPORT_PATH
+
+        self.port = port or free_port()
+        if gc_threshold:
+            env = {**env, "NOTIFIER_GATEWAY_GC_THRESHOLDS": gc_threshold}
+        args = ["notifier.gateway:app", "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
+                "--http", "httptools", "--log-level", "warning", "--no-access-log", "--backlog", "4096",
+                "--timeout-graceful-shutdown", "2", "--ws", IMPORT_PATH]
+        super().__init__([sys.executable, "-m", "uvicorn", *args], env, "gateway")
+        _started.append(self)
+
+    def wait_ready(self, timeout: float = 30) -> Gateway:
+        wait_healthy(self, f"http://127.0.0.1:{self.port}/healthz", timeout)
+        return self
+
+    def rss(self) -> int:
+        """Resident memory in bytes."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
