@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 from benchmarks.harness.baselines import raw_write_rates
 from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, client, users
@@ -76,11 +77,11 @@ def main() -> None:
         raw = raw_write_rates(n)
         raw_xadd.append(raw["xadd"])
         raw_publish.append(raw["publish"])
-        seconds = timed(lambda: broadcast(NOTIFICATION, user_ids=recipients), recipients, n, [worker])
+        seconds = timed(partial(broadcast, NOTIFICATION, user_ids=recipients), recipients, n, [worker])
         listed.add(n / seconds, raw["pair"])
         listed_s.add(seconds)
         wait_quiet()
-        seconds_all = timed(lambda: broadcast(NOTIFICATION), recipients, 2 * n, [worker])
+        seconds_all = timed(partial(broadcast, NOTIFICATION), recipients, 2 * n, [worker])
         everyone.add(n / seconds_all, raw["pair"])
         everyone_s.add(seconds_all)
         print(f"run {run + 1}: user list {seconds:.2f} s ({n / seconds:,.0f}/s), all users {seconds_all:.2f} s "
@@ -88,7 +89,8 @@ def main() -> None:
               f"pairs {raw['pair']:,.0f}/s")
     stop_profile()
     worker.stop()
-    raw_figures = [Figure("raw pipelined XADD", "ops/s", raw_xadd), Figure("raw pipelined PUBLISH", "ops/s", raw_publish)]
+    raw_figures = [Figure("raw pipelined XADD", "ops/s", raw_xadd),
+                   Figure("raw pipelined PUBLISH", "ops/s", raw_publish)]
     report("broadcast", [listed, listed_s, everyone, everyone_s, *raw_figures], {"settings": {"users": n}})
 
 

@@ -48,7 +48,7 @@ async def probe(args: argparse.Namespace) -> None:
                                            ws=args.ws, log_level="warning", access_log=False, backlog=4096))
     tokens = user_tokens(users("memory", args.connections))
     serving = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
         await asyncio.sleep(0.05)
     loop = asyncio.get_running_loop()
     gc.collect()

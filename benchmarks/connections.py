@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
 from benchmarks.harness.load import Listeners, raise_open_files, user_tokens
@@ -26,7 +27,7 @@ QUEUES = ["router", "realtime"]
 
 
 def one_run(kind: str, run: int, env: dict[str, str], worker: Worker, count: int, profiled: bool = False,
-            gc_threshold: str | None = None) -> dict[str, float]:
+            gc_threshold: str | None = None) -> dict[str, Any]:
     from notifier import broadcast
 
     recipients = users(f"conn-{kind}{run}", count)
@@ -46,7 +47,7 @@ def one_run(kind: str, run: int, env: dict[str, str], worker: Worker, count: int
         rss_held, cpu1 = gateway.rss(), process_cpu(gateway.pid)
         stop_profile = profile(profiled, f"connections-{kind}-broadcast", {"gateway": gateway.pid},
                                subprocesses=False)
-        meter = CpuMeter([worker, gateway], {"clients": listeners.proc.pid}).start()
+        meter = CpuMeter([worker, gateway], {"clients": listeners.pid}).start()
         sent_at = time.time()
         broadcast({"type": "benchmark", "title": "To everyone connected", "channels": ["realtime"],
                    "data": {"sent_at": sent_at}}, user_ids=recipients)

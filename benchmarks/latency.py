@@ -30,11 +30,11 @@ def one_run(run: int, gateway: Gateway, worker: Worker, rate: float, seconds: fl
     recipients = users(f"lat{run}", user_count)
     listeners = Listeners("sse", gateway.port, user_tokens(recipients))
     try:
-        count, _, reasons, failed = listeners.wait_connected(60)
+        _, _, reasons, failed = listeners.wait_connected(60)
         if failed:
             raise RuntimeError(f"{failed} SSE connections failed: {reasons}")
         total = int(rate * seconds)
-        meter = CpuMeter([worker, gateway], {"SSE clients": listeners.proc.pid}).start()
+        meter = CpuMeter([worker, gateway], {"SSE clients": listeners.pid}).start()
         pace(total, rate, lambda i: send_notification.delay(recipients[i % user_count], {
             "type": "benchmark", "title": f"Latency {i}", "channels": ["realtime"],
             "data": {"sent_at": time.time()}}))

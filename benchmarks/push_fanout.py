@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
 from benchmarks.harness.drain import wait_drained
 from benchmarks.harness.meters import CpuMeter, process_cpu, wait_quiet
-from benchmarks.harness.processes import start_workers
+from benchmarks.harness.processes import Spawned, start_workers
 from benchmarks.harness.profiling import profile
 from benchmarks.harness.report import Figure, arguments, report
 
 CONCURRENCY = 2
 
 
-def _peer_main(platform: str, conn: Any, argument: str, subscriptions: int) -> None:
+def _peer_main(platform: str, argument: str, subscriptions: int, conn: Connection) -> None:
     """Run one peer in this (spawned) process and answer ``count`` and ``stop`` over the pipe."""
     if platform == "fcm":
         from tests.peers.fcm import FcmPeer
@@ -50,31 +51,24 @@ def _peer_main(platform: str, conn: Any, argument: str, subscriptions: int) -> N
             return
 
 
-class Peer:
-    def __init__(self, platform: str, argument: str, subscriptions: int = 0) -> None:
-        import multiprocessing
+class Peer(Spawned):
+    """One of the test suite's protocol peers in a process of its own; ``setup`` is what it sent first
+    (the FCM settings, or the web push subscriptions)."""
 
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.proc = context.Process(target=_peer_main, args=(platform, child, argument, subscriptions), daemon=True)
-        self.proc.start()
+    def __init__(self, platform: str, argument: str, subscriptions: int = 0) -> None:
+        super().__init__(_peer_main, platform, argument, subscriptions)
         self.setup = self.conn.recv()
 
     def count(self) -> int:
         self.conn.send("count")
         return int(self.conn.recv())
 
-    def stop(self) -> None:
-        self.conn.send("stop")
-        self.conn.poll(10)
-        self.proc.join(10)
-
 
 def register(platform: str, recipients: list[str], addresses: list[Any]) -> None:
     from notifier.state.devices import Devices
 
     devices = Devices()
-    for user, address in zip(recipients, addresses):
+    for user, address in zip(recipients, addresses, strict=True):
         key = "token" if platform == "fcm" else "subscription"
         devices.register(user, {"platform": platform, key: address})
 
@@ -105,7 +99,7 @@ def one_run(platform: str, run: int, count: int, worker: Any, peer: Peer, addres
     before = peer.count()
     wait_quiet()
     meter = CpuMeter([worker]).start()
-    peer_cpu = process_cpu(peer.proc.pid)
+    peer_cpu = process_cpu(peer.pid)
     start = time.time()
     broadcast({"type": "benchmark", "title": "Push", "body": "Something happened.", "data": {"seq": run},
                "channels": [platform]}, user_ids=recipients)
@@ -117,7 +111,7 @@ def one_run(platform: str, run: int, count: int, worker: Any, peer: Peer, addres
         raise RuntimeError(f"{platform}: the peer received {got} of {count}")
     rate = count / (end - start)
     return {"rate": rate, "per_process": rate / CONCURRENCY, "worker_cpu_us": used[worker.name] / count * 1e6,
-            "peer_cpu_us": (process_cpu(peer.proc.pid) - peer_cpu) / count * 1e6,
+            "peer_cpu_us": (process_cpu(peer.pid) - peer_cpu) / count * 1e6,
             "redis_cpu_us": used["redis-server"] / count * 1e6}
 
 

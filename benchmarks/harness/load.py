@@ -8,7 +8,6 @@ until asked to hand it over. SSE clients are ``sse.py``'s, WebSocket clients the
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import resource
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from benchmarks.harness.processes import Spawned
 from benchmarks.harness.sse import OnEvent, sse_client
 
 
@@ -59,7 +59,7 @@ async def ws_client(port: int, token: str, on_event: OnEvent, connected: asyncio
                 on_event(kind, frame["notification"])
 
 
-def _listener_main(kind: str, port: int, tokens: list[str], conn: Connection, parallel: int) -> None:
+def _listener_main(kind: str, port: int, tokens: list[str], parallel: int, conn: Connection) -> None:
     """The load generator (a separate process): open every connection, report, then record what
     arrives until told to hand it over."""
     import uvloop
@@ -114,14 +114,11 @@ def _listener_main(kind: str, port: int, tokens: list[str], conn: Connection, pa
     uvloop.run(main())
 
 
-class Listeners:
+class Listeners(Spawned):
     """Live clients in another process: ``kind`` is ``"sse"`` or ``"ws"``, one connection per token."""
 
     def __init__(self, kind: str, port: int, tokens: list[str], parallel: int = 200) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.proc = context.Process(target=_listener_main, args=(kind, port, tokens, child, parallel), daemon=True)
-        self.proc.start()
+        super().__init__(_listener_main, kind, port, tokens, parallel)
 
     def wait_connected(self, timeout: float = 300) -> tuple[int, float, list[str], int]:
         """(connections open, seconds it took, a few failure reasons, failure count)."""
@@ -136,12 +133,5 @@ class Listeners:
             raise TimeoutError("clients did not report")
         return [Received(*r) for r in self.conn.recv()[1]]
 
-    def stop(self) -> None:
-        try:
-            self.conn.send(("stop",))
-            self.conn.poll(30)
-        except (OSError, EOFError):
-            pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
+    def stop(self, command: object = ("stop",)) -> None:
+        super().stop(command)

@@ -1,13 +1,17 @@
-"""The benchmark's worker and gateway subprocesses, each stopped with its children when this one exits.
+"""The benchmark's subprocesses: workers and the gateway, and Python functions spawned beside it.
 
-Both build on the tests' subprocess helpers (``tests/support/processes.py``: a session of its own,
-output kept, SIGTERM then SIGKILL to the group); what differs is when each is ready: a benchmark
-worker once probe tasks ran (so its pool is warm), the gateway once ``/healthz`` answers.
+Workers and the gateway build on the tests' subprocess helpers (``tests/support/processes.py``: a
+session of its own, output kept, SIGTERM then SIGKILL to the group) and are stopped when this process
+exits; what differs from the tests' is when each is ready: a benchmark worker once probe tasks ran
+(so its pool is warm), the gateway once ``/healthz`` answers. :class:`Spawned` runs the load
+generator and the push peers in processes of their own, off this one's GIL and event loop.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import multiprocessing
 import signal
 import sys
 import time
@@ -93,3 +97,27 @@ class Gateway(Child):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0
+
+
+class Spawned:
+    """``target(*args, conn)`` in a freshly spawned Python process, talked to over the pipe ``conn``."""
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.proc = context.Process(target=target, args=(*args, child), daemon=True)
+        self.proc.start()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.pid is not None, "started in __init__"
+        return self.proc.pid
+
+    def stop(self, command: object = "stop") -> None:
+        """Send ``command``, wait for the answer, then for the process (killed if it lingers)."""
+        with contextlib.suppress(OSError, EOFError):
+            self.conn.send(command)
+            self.conn.poll(30)
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
