@@ -122,7 +122,7 @@ def _fake_inbox(max_len: int = 10) -> Inbox:
 
     scripts.script.cache_clear()
     client = fakeredis.FakeRedis(decode_responses=True)
-    store._client, store._client_pid = client, __import__("os").getpid()
+    store._client.set(client)
     return Inbox(client, Keys("t"), max_len=max_len)
 
 
@@ -165,7 +165,7 @@ def test_rate_limiter_sliding_window() -> None:
     try:
         import notifier.redis.store as store
 
-        limiter = RateLimiter(store._client, Keys("t"), {"email": (2, 60)})
+        limiter = RateLimiter(store.get_redis(), Keys("t"), {"email": (2, 60)})
         verdicts = [limiter.allow("u", f"s{i}", ["email", "realtime"]) for i in range(3)]
         assert [v["email"] for v in verdicts] == [True, True, False]
         assert all(v["realtime"] for v in verdicts)
