@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
+from notifier.batches import batched
 from notifier.config import get_settings
 from notifier.errors import BrokerUnavailable, ValidationError
 from notifier.models import Notification, check_user_id, validate
@@ -145,9 +146,8 @@ def send_bulk(items: Iterable[tuple[str, NotificationInput] | tuple[str, Notific
             rows.append([check_user_id(user_id), _notification(notification).to_dict(), check_key(key)])
         except ValidationError as exc:
             raise ValidationError(f"item {index}: {exc}") from None
-    size = get_settings().batch_size
-    for start in range(0, len(rows), size):
-        _send(ROUTE, [rows[start:start + size]])
+    for batch in batched(rows, get_settings().batch_size):
+        _send(ROUTE, [batch])
     return [row[1]["id"] for row in rows]
 
 
@@ -167,8 +167,7 @@ def broadcast(notification: NotificationInput, user_ids: Sequence[str] | None = 
     if isinstance(user_ids, str):
         raise ValidationError("user_ids must be a list of user ids, not a string")
     users = list(dict.fromkeys(check_user_id(u) for u in user_ids))
-    size = get_settings().batch_size
     payload = n.to_dict()
-    for start in range(0, len(users), size):
-        _send(ROUTE_USERS, [payload, users[start:start + size]])
+    for batch in batched(users, get_settings().batch_size):
+        _send(ROUTE_USERS, [payload, batch])
     return n.id
