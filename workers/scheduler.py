@@ -13,7 +13,7 @@ import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from notifier.config import get_settings
-from notifier.pipeline.queues import describe
+from notifier.pipeline.queues import args_summary
 from notifier.state.schedule import Schedule
 from workers.app import app
 
@@ -22,7 +22,7 @@ _stop = threading.Event()
 
 
 def _send(task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> None:
-    app.send_task(task, args=args, kwargs=kwargs, queue=queue, argsrepr=describe(task, args))
+    app.send_task(task, args=args, kwargs=kwargs, queue=queue, argsrepr=args_summary(task, args))
 
 
 def _loop() -> None:

@@ -23,7 +23,7 @@ from notifier.batches import batched
 from notifier.config import get_settings
 from notifier.errors import BrokerUnavailable, ValidationError
 from notifier.models import Notification, check_user_id, validate
-from notifier.pipeline.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, describe, queue_of
+from notifier.pipeline.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, args_summary, queue_of
 from notifier.redis.urls import redact
 from notifier.state.groups import check_group_id
 from notifier.state.idempotency import Idempotency, check_key
@@ -45,7 +45,7 @@ def _send(task: str, args: list[Any], task_id: str | None = None) -> AsyncResult
     """Publish by name; results are not stored (the notification id is the answer)."""
     try:
         return producer_app().send_task(task, args=args, task_id=task_id, queue=queue_of(task),
-                                        ignore_result=True, argsrepr=describe(task, args))
+                                        ignore_result=True, argsrepr=args_summary(task, args))
     except kombu.exceptions.OperationalError as exc:
         raise broker_unavailable(exc) from None
 
