@@ -24,13 +24,14 @@ from google.auth import exceptions as google_errors
 from google.auth.transport.requests import AuthorizedSession, Request
 from google.oauth2 import service_account
 
-from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
+from notifier.channels.base import Delivery, OnOutcome, Outcome
 from notifier.channels.push import (
     PushChannel,
     https_session,
     json_size,
     parse_retry_after,
     remaining_ttl,
+    send_each,
 )
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
@@ -125,15 +126,11 @@ class FCMChannel(PushChannel):
         except DeliveryError as exc:
             return [Outcome(d, exc) for d, _ in items]
         now = utcnow()
-        outcomes = []
-        for d, device in items:
-            try:
-                message = {**self.build_payload(d, now), "token": device.token}
-                name = self._post(client, message)
-                outcomes.append(reported(Outcome(d, detail={"name": name}), on_outcome))
-            except DeliveryError as exc:
-                outcomes.append(reported(Outcome(d, exc), on_outcome))
-        return outcomes
+
+        def push(d: Delivery, device: Device) -> dict[str, Any]:
+            return {"name": self._post(client, {**self.build_payload(d, now), "token": device.token})}
+
+        return send_each(items, push, on_outcome)
 
     def _post(self, client: _Client, message: dict[str, Any]) -> str:
         endpoint = self.settings.fcm_endpoint

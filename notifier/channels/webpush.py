@@ -22,12 +22,13 @@ from py_vapid import Vapid, VapidException
 from py_vapid.utils import b64urlencode
 from pywebpush import WebPushException, webpush
 
-from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
+from notifier.channels.base import Delivery, OnOutcome, Outcome
 from notifier.channels.push import (
     PushChannel,
     https_session,
     parse_retry_after,
     remaining_ttl,
+    send_each,
     short_key,
 )
 from notifier.config import Settings, get_settings
@@ -96,14 +97,11 @@ class WebPushChannel(PushChannel):
         except DeliveryError as exc:
             return [Outcome(d, exc) for d, _ in items]
         now = utcnow()
-        outcomes = []
-        for d, device in items:
-            try:
-                status = self._push(session, vapid, self.build_payload(d, now), device)
-                outcomes.append(reported(Outcome(d, detail={"status": status}), on_outcome))
-            except DeliveryError as exc:
-                outcomes.append(reported(Outcome(d, exc), on_outcome))
-        return outcomes
+
+        def push(d: Delivery, device: Device) -> dict[str, Any]:
+            return {"status": self._push(session, vapid, self.build_payload(d, now), device)}
+
+        return send_each(items, push, on_outcome)
 
     def _push(self, session: requests.Session, vapid: Vapid, payload: WebPushPayload, device: Device) -> int:
         assert device.subscription is not None
