@@ -1,10 +1,11 @@
 -- Delete notifications from a user's inbox by notification id.
 -- PUBLISH (the command) is defined by notifier/redis/scripts.py: SPUBLISH on a Redis Cluster.
 -- KEYS: inbox stream, id hash, unread set, live channel
--- ARGV: the live event's template (notifier.state.inbox.UNREAD_EVENT: unread count), notification ids...
+-- ARGV: the live event's template (notifier.state.inbox.UNREAD_EVENT) as the 2 pieces around its
+--       field (the unread count), then notification ids...
 -- Returns {number deleted, unread count}.
 local deleted = 0
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local nid = ARGV[i]
   local id = redis.call('HGET', KEYS[2], nid)
   if id then
@@ -15,6 +16,6 @@ for i = 2, #ARGV do
 end
 local unread = redis.call('SCARD', KEYS[3])
 if deleted > 0 then
-  redis.call(PUBLISH, KEYS[4], string.format(ARGV[1], unread))
+  redis.call(PUBLISH, KEYS[4], ARGV[1] .. unread .. ARGV[2])
 end
 return {deleted, unread}
