@@ -71,7 +71,7 @@ class NotifierTask(Task):
                 delay: float = 0.0) -> None:
         """Send a task now, after a short countdown, or via the schedule when the wait is long."""
         queue = queue_of(name)
-        if delay > get_settings().countdown_max:
+        if delay > get_settings().countdown_max_seconds:
             Schedule().add(time.time() + delay, name, args, kwargs or {}, queue)
         else:
             self.app.send_task(name, args=args, kwargs=kwargs or {}, queue=queue,

@@ -193,7 +193,7 @@ class APNsChannel(PushChannel):
                      retry_after: bytes | None) -> None:
             reported(self._outcome(delivery_of[id(request)], result, retry_after), on_outcome)
 
-        timeout = self.settings.push_timeout
+        timeout = self.settings.push_timeout_seconds
         try:
             results = self._submit(self._send_all(to_send, answered if on_outcome else None)).result(
                 timeout * 2 + 5) if to_send else []
@@ -222,7 +222,7 @@ class APNsChannel(PushChannel):
         """Every push at once on the one connection; ``on_answer`` hears each answer as it arrives
         (an error it raises, such as Redis being down, fails the whole batch afterwards)."""
         client = self._client.get()
-        timeout = self.settings.push_timeout
+        timeout = self.settings.push_timeout_seconds
         failures: list[Exception] = []
 
         async def one(request: NotificationRequest) -> tuple[NotificationResult | BaseException, bytes | None]:
@@ -333,7 +333,7 @@ def _start_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _bounded(call: Awaitable[NotificationResult], seconds: float) -> NotificationResult:
-    """aioapns waits forever for an answer that never comes; a push gets ``push_timeout``."""
+    """aioapns waits forever for an answer that never comes; a push gets ``push_timeout_seconds``."""
     return await asyncio.wait_for(call, seconds)
 
 
@@ -350,7 +350,7 @@ def _transport_error(exc: BaseException, settings: Settings) -> DeliveryError:
         return exc
     where = f"{settings.apns_host or 'APNs'}:{settings.apns_port}"
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return RetryableError(f"APNs did not answer within {settings.push_timeout}s ({where})")
+        return RetryableError(f"APNs did not answer within {settings.push_timeout_seconds}s ({where})")
     if isinstance(exc, (MaxAttemptsExceeded, APNsConnectionError, ConnectionClosed, OSError)):
         return RetryableError(f"cannot reach APNs at {where} ({type(exc).__name__}); if this persists check "
                               "NOTIFIER_APNS_HOST, NOTIFIER_APNS_PORT and NOTIFIER_APNS_CA_FILE")

@@ -137,7 +137,7 @@ class FCMChannel(PushChannel):
         try:
             response = client.session.post(client.url, data=orjson.dumps({"message": message}),
                                            headers={"Content-Type": "application/json"},
-                                           timeout=self.settings.push_timeout)
+                                           timeout=self.settings.push_timeout_seconds)
         except google_errors.GoogleAuthError as exc:
             raise _credentials_error(exc) from None
         except requests.exceptions.SSLError as exc:

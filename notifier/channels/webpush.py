@@ -110,7 +110,7 @@ class WebPushChannel(PushChannel):
         try:
             response = webpush(subscription, data=payload.data.decode(), vapid_private_key=vapid,
                                vapid_claims={"sub": self.settings.vapid_subject}, content_encoding="aes128gcm",
-                               timeout=self.settings.push_timeout, ttl=payload.ttl, headers=payload.headers,
+                               timeout=self.settings.push_timeout_seconds, ttl=payload.ttl, headers=payload.headers,
                                requests_session=session)
         except WebPushException as exc:
             if exc.response is None:

@@ -105,12 +105,12 @@ def _unpack(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
 def _claim(key: str, notification_id: str) -> str | None:
     """Claim the key until the router takes it over, so a duplicate is answered at once with the first id.
 
-    The claim is short (``NOTIFIER_IDEMPOTENCY_PENDING_TTL``): should this process die before the task
+    The claim is short (``NOTIFIER_IDEMPOTENCY_PENDING_TTL_SECONDS``): should this process die before the task
     is published, the key frees itself soon. Without the store (Redis unreachable from this producer)
     the router's claim still de-duplicates.
     """
     try:
-        first = Idempotency(ttl=get_settings().idempotency_pending_ttl).claim_many([(key, notification_id)])[0]
+        first = Idempotency(ttl=get_settings().idempotency_pending_ttl_seconds).claim_many([(key, notification_id)])[0]
     except redis.RedisError:
         return None
     return first if first != notification_id else None
