@@ -134,8 +134,11 @@ class PipelineSettings(_Section):
     seconds)"""
     visibility_timeout_seconds: int = Field(50, ge=5)
     """Redis broker: a task a killed or frozen worker held waits this long before another worker takes
-    it back (a live worker's tasks never expire); a delivery such a worker claimed blocks other attempts
-    for 3/5 of it (a live worker renews its claims while sending)"""
+    it back (a live worker's tasks never expire)"""
+    claim_seconds: int = Field(30, ge=1)
+    """a delivery claimed by a worker that died blocks other attempts this long (a live worker renews its
+    claims while sending); on RabbitMQ, which returns a dead worker's tasks at once, this alone decides
+    how soon they send. Keep it below the visibility timeout"""
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
     """Celery prefetch per worker process"""
 
@@ -163,14 +166,6 @@ class PipelineSettings(_Section):
             raise ValueError("NOTIFIER_COUNTDOWN_MAX_SECONDS must be below NOTIFIER_VISIBILITY_TIMEOUT_SECONDS: "
                              "a Celery countdown longer than the visibility timeout runs the task twice")
         return self
-
-    @property
-    def claim_seconds(self) -> int:
-        """How long a delivery claimed by a worker that then died blocks another attempt
-        (``notifier/state/receipts.py``): 3/5 of the visibility timeout (30 s by default), so that a dead
-        worker's claims lapse before the broker hands its tasks to another worker, which can then send
-        them at once; renewed every third of it while a live worker sends."""
-        return self.visibility_timeout_seconds * 3 // 5
 
     @property
     def limits(self) -> dict[str, tuple[int, int]]:
@@ -346,7 +341,6 @@ would drop them silently, and the default would apply unnoticed)."""
 
 REMOVED: Mapping[str, str] = {
     "NOTIFIER_SCHEDULER_INTERVAL": "deferred messages are released every second (workers/scheduler.py)",
-    "NOTIFIER_CLAIM_SECONDS": "a delivery's claim lasts 3/5 of NOTIFIER_VISIBILITY_TIMEOUT_SECONDS",
     "NOTIFIER_METRICS_DIR": "set PROMETHEUS_MULTIPROC_DIR, prometheus_client's own variable, instead",
 }
 """Variables that are no longer settings, and what takes their place; set, they stop the start too."""

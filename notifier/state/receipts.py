@@ -3,7 +3,7 @@
 A task that is redelivered (worker killed, visibility timeout) or replayed from the dead-letter queue
 runs again; before sending, it claims the receipt. A ``done`` receipt means the target already got it;
 a ``pending`` claim means another run is sending right now (or crashed mid-send: the claim expires
-after ``Settings.claim_seconds``, then the send is tried again). A live run keeps its claims alive
+after ``NOTIFIER_CLAIM_SECONDS``, then the send is tried again). A live run keeps its claims alive
 (:meth:`Receipts.keep_alive`), so a batch slower than the claim is never sent twice at once, while a
 killed worker's claims lapse soon enough for its redelivered task to send them.
 """

@@ -277,7 +277,7 @@ def losses_and_duplicates(expected: Counter[Any], got: Counter[Any]) -> tuple[li
 
 
 # Worker killed ------------------------------------------------------------------------------------
-KILL_ENV = {"NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_BATCH_SIZE": "50"}
+KILL_ENV = {"NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "3", "NOTIFIER_BATCH_SIZE": "50"}
 
 
 def test_worker_killed_mid_run_of_2000_delivers_each_exactly_once(

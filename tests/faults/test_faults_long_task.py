@@ -21,13 +21,13 @@ from tests.support.helpers import Worker, own_broker_env, uid, use_env, wait_for
 @pytest.mark.timeout(180)
 def test_a_send_slower_than_the_visibility_timeout_and_the_claim_runs_once(
         worker_factory: Callable[..., Worker], smtp: SmtpPeer) -> None:
-    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5",
+    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "2",
            "NOTIFIER_COUNTDOWN_MAX_SECONDS": "1", "NOTIFIER_SMTP_TIMEOUT_SECONDS": "30"}
     with use_env(env):
         user = uid()
         address = f"{user}@example.test"
         PreferenceStore().set(user, {"email": address})
-        smtp.handler.slow[address] = 12.0  # two visibility timeouts, four claims (3 s each)
+        smtp.handler.slow[address] = 12.0  # two visibility timeouts, six claims
         first = worker_factory(env, queues="router,email", concurrency=1)
         other = worker_factory(env, queues="email", concurrency=1)
         send_notification.delay(user, {"type": "alert", "title": "slow", "channels": ["email"]})
@@ -43,14 +43,13 @@ def test_a_send_slower_than_the_visibility_timeout_and_the_claim_runs_once(
 def test_a_second_run_of_a_slow_send_waits_for_the_first_instead_of_sending_again(
         worker_factory: Callable[..., Worker], smtp: SmtpPeer) -> None:
     """The same delivery task twice at once (a redelivery to a frozen worker's task, say): the first
-    run's claim outlives its 3 s (3/5 of the visibility timeout) while it sends, so the second run does not send."""
-    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5",
-           "NOTIFIER_SMTP_TIMEOUT_SECONDS": "30"}
+    run's claim outlives NOTIFIER_CLAIM_SECONDS while it sends, so the second run does not send."""
+    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_CLAIM_SECONDS": "2", "NOTIFIER_SMTP_TIMEOUT_SECONDS": "30"}
     with use_env(env):
         worker = worker_factory(env, queues="email", concurrency=2)
         user = uid()
         address = f"{user}@example.test"
-        smtp.handler.slow[address] = 8.0  # more than two claims long
+        smtp.handler.slow[address] = 8.0  # four claims long
         notification = {"id": uid("n").replace("-", ""), "type": "alert", "title": "once"}
         args = [{notification["id"]: notification}, [[user, notification["id"], address]]]
         producer_app().send_task(deliver_task("email"), args=args, queue="email")
@@ -67,7 +66,7 @@ def _succeeded(worker: Worker) -> int:
 
 def test_by_default_a_killed_workers_tasks_come_back_within_a_minute() -> None:
     defaults = {name: Settings.model_fields[name].default
-                for name in ("visibility_timeout_seconds", "countdown_max_seconds")}
+                for name in ("visibility_timeout_seconds", "claim_seconds", "countdown_max_seconds")}
     settings = Settings(broker_url="redis://127.0.0.1:6379/0", **defaults)
     options = celery_config(settings)["broker_transport_options"]
     assert options["visibility_timeout"] + options["unacked_restore_interval"] <= 60

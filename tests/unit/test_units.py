@@ -115,14 +115,14 @@ def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_setting_under_its_old_name_stops_the_start_naming_the_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """``extra="ignore"`` would drop an old name silently, and its default would apply unnoticed."""
     monkeypatch.setenv("NOTIFIER_PUSH_TIMEOUT", "3")
-    monkeypatch.setenv("NOTIFIER_CLAIM_SECONDS", "3")
+    monkeypatch.setenv("NOTIFIER_METRICS_DIR", "/tmp/metrics")
     get_settings.cache_clear()
     with pytest.raises(ConfigError) as info:
         get_settings()
     assert "NOTIFIER_PUSH_TIMEOUT was renamed NOTIFIER_PUSH_TIMEOUT_SECONDS" in str(info.value)
-    assert "NOTIFIER_CLAIM_SECONDS is no longer a setting" in str(info.value)
+    assert "NOTIFIER_METRICS_DIR is no longer a setting: set PROMETHEUS_MULTIPROC_DIR" in str(info.value)
     monkeypatch.delenv("NOTIFIER_PUSH_TIMEOUT")
-    monkeypatch.delenv("NOTIFIER_CLAIM_SECONDS")
+    monkeypatch.delenv("NOTIFIER_METRICS_DIR")
     reload_settings()
 
 
@@ -140,12 +140,6 @@ def test_settings_follow_the_unit_rule_and_the_old_names_are_gone() -> None:
 def test_the_readme_configuration_table_is_the_settings() -> None:
     readme = (ROOT / "README.md").read_text()
     assert markdown_table() in readme, "README's Configuration table is stale: paste notifier.config.markdown_table()"
-
-
-def test_a_delivery_claim_lapses_before_a_dead_workers_tasks_come_back() -> None:
-    """The claim is no setting: it follows the visibility timeout (30 s at the default 50)."""
-    assert Settings(visibility_timeout_seconds=50).claim_seconds == 30
-    assert Settings(visibility_timeout_seconds=5, countdown_max_seconds=1).claim_seconds == 3
 
 
 def test_broker_defaults_to_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
