@@ -3,13 +3,22 @@
 Every part of notifier (producers, workers, gateway, CLI) reads configuration through
 :func:`get_settings`; nothing else looks at the environment. A bad value fails at start with
 a message naming the variable, never deep inside a task.
+
+The settings come in sections, one class each (store, pipeline, email, push, gateway,
+operations), composed into :class:`Settings` by inheritance: the variables stay flat
+(``NOTIFIER_SMTP_HOST``) and so do the attributes (``get_settings().smtp_host``). Each field's
+docstring is its README line (:func:`markdown_table`). Durations end in ``_seconds``, sizes in
+``_bytes``; a variable set under an old name stops the start with its new one (:data:`RENAMED`).
+Values no operator needs to choose are constants where they are used, not settings.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,99 +29,37 @@ from notifier.redis import urls
 _RATE = re.compile(r"\s*(\w+)\s*=\s*(\d+)\s*/\s*(\d+)\s*")
 
 
-class Settings(BaseSettings):
-    """Configuration for every notifier process; see README "Configuration" for each variable."""
+def _shown(text: str) -> dict[str, Any]:
+    """A field's default as README shows it, when the value itself would mislead (``""`` meaning "derived")."""
+    return {"shown": text}
 
-    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore", frozen=True)
+
+class _Section(BaseSettings):
+    """How every section is read: ``NOTIFIER_`` plus the field name, unknown variables ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore", frozen=True,
+                                      use_attribute_docstrings=True)
+    title: ClassVar[str]
+    """The section's heading in README's table."""
+
+
+class StoreSettings(_Section):
+    """Where state lives and where tasks travel: the Redis store and the Celery broker."""
+
+    title = "Store and broker"
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    broker_url: str = ""
-    result_backend: str = ""
+    """the store (inboxes, preferences, devices, schedule, dead letters): `redis://`, `rediss://`,
+    `redis+cluster://[user:password@]h1:7000,h2:7001`,
+    `redis+sentinel://[user:password@]s1:26379,s2:26379/mymaster/0[?sentinel_password=...]`
+    (see "Growing from one box to many")"""
+    broker_url: str = Field("", json_schema_extra=_shown("the Redis URL"))
+    """Celery broker: `redis://...` or `amqp://user:pass@host:5672/vhost` (required when the store is a
+    Cluster/Sentinel URL)"""
+    result_backend: str = Field("", json_schema_extra=_shown("the store or broker Redis, else `rpc://`"))
+    """Celery results (only `dlq replay --wait` reads them)"""
     key_prefix: str = Field("notifier", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = Field(25, ge=1, le=65535)
-    smtp_user: str = ""
-    smtp_password: str = ""
-    smtp_from: str = "notifier@localhost"
-    smtp_tls: Literal["none", "starttls", "ssl"] = "none"
-    smtp_timeout: float = Field(10.0, gt=0)
-
-    max_retries: int = Field(5, ge=0, le=100)
-    retry_backoff: float = Field(2.0, gt=0)
-    retry_backoff_max: float = Field(3600.0, gt=0)
-    countdown_max: float = Field(30.0, ge=0)
-    """Retries due sooner than this use Celery's countdown; later ones go to the schedule."""
-
-    rate_limits: str = "realtime=120/60,email=20/3600,fcm=60/3600,apns=60/3600,webpush=60/3600"
-    default_channels: str = ""
-    """Channels a notification names none goes to; empty: every channel in the registry."""
-    inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
-    idempotency_ttl: int = Field(86400, ge=1)
-    idempotency_pending_ttl: int = Field(30, ge=1)
-    """How long a producer's claim on a key holds until the router takes it over (notifier/state/idempotency.py):
-    a producer that dies between claiming and publishing blocks the key for this long."""
-    receipt_ttl: int = Field(7 * 86400, ge=60)
-    claim_seconds: int = Field(30, ge=1)
-    """How long a delivery claimed by a worker that then died blocks another attempt."""
-    visibility_timeout: int = Field(50, ge=5)
-    prefetch_multiplier: int = Field(4, ge=1, le=1000)
-    batch_size: int = Field(500, ge=1, le=10_000)
-    scheduler_interval: float = Field(1.0, gt=0, le=60)
-    log_json: bool = False
-    worker_metrics_port: int = Field(0, ge=0, le=65535)
-    """Port of a worker's Prometheus endpoint (0: none). One per worker host/pool."""
-    metrics_dir: str = ""
-    """Where prefork children share metric files (default: a fresh temporary folder per worker)."""
-    flower_user: str = ""
-    flower_password: str = ""
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    # Push providers (channels/fcm.py, apns.py, webpush.py) ------------------------------------
-    fcm_credentials: str = ""
-    """Path to the Firebase service-account JSON (its project id is used unless fcm_project_id)."""
-    fcm_project_id: str = ""
-    fcm_endpoint: str = "https://fcm.googleapis.com"
-    apns_key_file: str = ""
-    """Path to the APNs token-auth key (.p8)."""
-    apns_key_id: str = ""
-    apns_team_id: str = ""
-    apns_topic: str = ""
-    apns_use_sandbox: bool = False
-    apns_host: str = ""
-    """Overrides the Apple host (a private gateway or a test peer); empty means Apple's."""
-    apns_port: int = Field(443, ge=1, le=65535)
-    apns_ca_file: str = ""
-    vapid_private_key: str = ""
-    vapid_public_key: str = ""
-    vapid_subject: str = "mailto:ops@example.com"
-    push_timeout: float = Field(10.0, gt=0)
-    ca_file: str = ""
-    """Extra CA bundle trusted, besides the system CAs, for provider HTTPS (FCM and its OAuth, web push)."""
-
-    # Gateway (notifier/gateway) ------------------------------------------------------------
-    secret_key: str = ""
-    api_key: str = ""
-    dev_mode: bool = False
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = Field(8000, ge=1, le=65535)
-    token_ttl: int = Field(3600, ge=10)
-    max_connections_per_user: int = Field(20, ge=1)
-    heartbeat_seconds: float = Field(15.0, gt=0)
-    client_buffer: int = Field(256, ge=1)
-    send_timeout_seconds: float = Field(30.0, gt=0)
-    """Seconds one write to a live client may wait; a client that takes nothing for that long is dropped."""
-    gateway_full_gc_seconds: float = Field(600.0, gt=0)
-    """Seconds between the gateway's full garbage collections (``notifier.gateway.collector``)."""
-    gateway_gc_thresholds: str = Field("50000,20,100", pattern=r"^\d+,\d+,\d+$")
-    """The gateway's ``gc.set_threshold`` (young, middle, old), as ``N,N,N``."""
-    max_request_bytes: int = Field(64 * 1024, ge=1024)
-    api_rate_limit: str = Field("600/60", pattern=r"^\d+/\d+$")
-    """HTTP API requests per user: ``LIMIT/SECONDS`` (sliding window); over it, 429."""
-    handshake_timeout_seconds: float = Field(5.0, gt=0)
-    """Seconds a connection has to send a complete request head (an upgrade's too); then 408 and closed."""
-    max_pending_handshakes: int = Field(1000, ge=1)
-    """Connections per gateway process still sending their request head; more are answered 503 and closed."""
+    """prefix of every Redis key"""
 
     @field_validator("redis_url")
     @classmethod
@@ -131,33 +78,8 @@ class Settings(BaseSettings):
                              "amqp://user:password@host:5672//)")
         return value
 
-    @field_validator("rate_limits")
-    @classmethod
-    def _check_rates(cls, value: str) -> str:
-        parse_rate_limits(value)
-        return value
-
-    @field_validator("default_channels")
-    @classmethod
-    def _check_channels(cls, value: str) -> str:
-        names = [c.strip() for c in value.split(",") if c.strip()]
-        known = _channel_names()
-        unknown = sorted(set(names) - set(known))
-        if unknown:
-            raise ValueError(f"unknown channel(s) {unknown}; choose from {', '.join(known)}")
-        return ",".join(names)
-
     @model_validator(mode="after")
-    def _check_backoff(self) -> Settings:
-        if self.retry_backoff_max < self.retry_backoff:
-            raise ValueError("NOTIFIER_RETRY_BACKOFF_MAX must be >= NOTIFIER_RETRY_BACKOFF")
-        if self.countdown_max >= self.visibility_timeout:
-            raise ValueError("NOTIFIER_COUNTDOWN_MAX must be below NOTIFIER_VISIBILITY_TIMEOUT: a Celery "
-                             "countdown longer than the visibility timeout runs the task twice")
-        return self
-
-    @model_validator(mode="after")
-    def _check_broker(self) -> Settings:
+    def _check_broker(self) -> StoreSettings:
         if not self.broker_url and not _plain_redis(self.redis_url):
             raise ValueError("NOTIFIER_BROKER_URL must be set when NOTIFIER_REDIS_URL is a Cluster or Sentinel "
                              "URL (Celery's broker cannot use it): use a plain redis:// or amqp:// broker")
@@ -178,10 +100,190 @@ class Settings(BaseSettings):
                 return url
         return "rpc://"
 
+
+class PipelineSettings(_Section):
+    """The send path: which channels, how fast, how often retried, what is remembered and how long,
+    and how soon a dead worker's tasks come back."""
+
+    title = "Pipeline"
+
+    default_channels: str = Field("", json_schema_extra=_shown("every channel"))
+    """channels used when a notification names none (default: all in the registry, added ones too)"""
+    rate_limits: str = "realtime=120/60,email=20/3600,fcm=60/3600,apns=60/3600,webpush=60/3600"
+    """per user per channel: `LIMIT/SECONDS`"""
+    batch_size: int = Field(500, ge=1, le=10_000)
+    """recipients per router/delivery task"""
+    inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
+    """inbox cap per user (trimmed in batches)"""
+    idempotency_ttl_seconds: int = Field(86400, ge=1)
+    """seconds an idempotency key is remembered"""
+    idempotency_pending_ttl_seconds: int = Field(30, ge=1)
+    """seconds a producer's claim on a key holds until the router takes it over; a producer that fails
+    before publishing releases it, one that dies blocks the key this long"""
+    receipt_ttl_seconds: int = Field(7 * 86400, ge=60)
+    """seconds a delivery receipt prevents a second send"""
+    max_retries: int = Field(5, ge=0, le=100)
+    """retries of a retryable failure before dead-lettering"""
+    retry_backoff_seconds: float = Field(2.0, gt=0)
+    """first backoff (doubles each attempt, with jitter)"""
+    retry_backoff_max_seconds: float = Field(3600.0, gt=0)
+    """longest backoff"""
+    countdown_max_seconds: float = Field(30.0, ge=0)
+    """waits up to this use Celery's countdown; longer ones the Redis schedule (must stay below the
+    visibility timeout; the tests' workers take 2, to send deferred messages through the schedule within
+    seconds)"""
+    visibility_timeout_seconds: int = Field(50, ge=5)
+    """Redis broker: a task a killed or frozen worker held waits this long before another worker takes
+    it back (a live worker's tasks never expire)"""
+    claim_seconds: int = Field(30, ge=1)
+    """a delivery claimed by a worker that died blocks other attempts this long (a live worker renews its
+    claims while sending); on RabbitMQ, which returns a dead worker's tasks at once, this alone decides
+    how soon they send. Keep it below the visibility timeout"""
+    prefetch_multiplier: int = Field(4, ge=1, le=1000)
+    """Celery prefetch per worker process"""
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rates(cls, value: str) -> str:
+        parse_rate_limits(value)
+        return value
+
+    @field_validator("default_channels")
+    @classmethod
+    def _check_channels(cls, value: str) -> str:
+        names = [c.strip() for c in value.split(",") if c.strip()]
+        known = _channel_names()
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; choose from {', '.join(known)}")
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> PipelineSettings:
+        if self.retry_backoff_max_seconds < self.retry_backoff_seconds:
+            raise ValueError("NOTIFIER_RETRY_BACKOFF_MAX_SECONDS must be >= NOTIFIER_RETRY_BACKOFF_SECONDS")
+        if self.countdown_max_seconds >= self.visibility_timeout_seconds:
+            raise ValueError("NOTIFIER_COUNTDOWN_MAX_SECONDS must be below NOTIFIER_VISIBILITY_TIMEOUT_SECONDS: "
+                             "a Celery countdown longer than the visibility timeout runs the task twice")
+        return self
+
     @property
     def limits(self) -> dict[str, tuple[int, int]]:
         """Per-channel ``(limit, window_seconds)``."""
         return parse_rate_limits(self.rate_limits)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Channels a notification goes to when it names none."""
+        return tuple(self.default_channels.split(",")) if self.default_channels else _channel_names()
+
+
+class EmailSettings(_Section):
+    """The SMTP server the email channel sends through (``notifier/channels/email.py``)."""
+
+    title = "Email"
+
+    smtp_host: str = "127.0.0.1"
+    """SMTP server host"""
+    smtp_port: int = Field(25, ge=1, le=65535)
+    """SMTP server port"""
+    smtp_user: str = ""
+    """SMTP login (skipped when empty)"""
+    smtp_password: str = ""
+    """SMTP password"""
+    smtp_from: str = "notifier@localhost"
+    """sender address"""
+    smtp_tls: Literal["none", "starttls", "ssl"] = "none"
+    """`none`, `starttls` or `ssl`"""
+    smtp_timeout_seconds: float = Field(10.0, gt=0)
+    """how long one SMTP connection or command may take"""
+
+
+class PushSettings(_Section):
+    """Credentials and endpoints of the push providers (``notifier/channels/fcm.py``, ``apns.py``,
+    ``webpush.py``)."""
+
+    title = "Push"
+
+    fcm_credentials: str = ""
+    """path to the Firebase service-account JSON"""
+    fcm_project_id: str = Field("", json_schema_extra=_shown("from the credentials"))
+    """Firebase project"""
+    fcm_endpoint: str = "https://fcm.googleapis.com"
+    """FCM base URL (a private gateway; the tests' worker processes point it at their peer)"""
+    apns_key_file: str = ""
+    """APNs token auth: the .p8 key file"""
+    apns_key_id: str = ""
+    """APNs token auth: the key's id"""
+    apns_team_id: str = ""
+    """APNs token auth: your team id"""
+    apns_topic: str = ""
+    """default topic (the app's bundle id)"""
+    apns_use_sandbox: bool = False
+    """Apple's development environment"""
+    apns_host: str = Field("", json_schema_extra=_shown("Apple's"))
+    """another APNs host (a private gateway; the tests' worker processes point it at their peer)"""
+    apns_port: int = Field(443, ge=1, le=65535)
+    """the APNs port"""
+    apns_ca_file: str = Field("", json_schema_extra=_shown("system CAs"))
+    """CA bundle that APNs' certificate is checked against, instead of the system CAs"""
+    vapid_private_key: str = ""
+    """web push private key (`notifier vapid generate`)"""
+    vapid_public_key: str = ""
+    """web push public key (`notifier vapid generate`)"""
+    vapid_subject: str = "mailto:ops@example.com"
+    """contact the push services may use"""
+    push_timeout_seconds: float = Field(10.0, gt=0)
+    """how long one provider request may take"""
+    ca_file: str = Field("", json_schema_extra=_shown("system CAs"))
+    """extra CA bundle, trusted besides the system CAs, for FCM (sends and OAuth token requests) and web
+    push HTTPS"""
+
+
+class GatewaySettings(_Section):
+    """The gateway (``notifier/gateway``): its address, tokens, and the limits that protect it."""
+
+    title = "Gateway"
+
+    secret_key: str = Field("", json_schema_extra=_shown("none (required outside dev mode)"))
+    """signs user tokens"""
+    api_key: str = Field("", json_schema_extra=_shown("none"))
+    """server key for `POST /v1/notify`"""
+    dev_mode: bool = False
+    """allows a random per-process secret key (set by `notifier dev`)"""
+    gateway_host: str = "127.0.0.1"
+    """`notifier gateway` address"""
+    gateway_port: int = Field(8000, ge=1, le=65535)
+    """`notifier gateway` port"""
+    token_ttl_seconds: int = Field(3600, ge=10)
+    """how long a token issued without `--ttl` stays valid"""
+    max_connections_per_user: int = Field(20, ge=1)
+    """open SSE/WebSocket connections per user"""
+    heartbeat_seconds: float = Field(15.0, gt=0)
+    """SSE heartbeat comments / WebSocket pings (no Pong within as long: closed)"""
+    client_buffer: int = Field(256, ge=1)
+    """events buffered per slow client before it is disconnected"""
+    send_timeout_seconds: float = Field(30.0, gt=0)
+    """how long one write to a live client may wait (its socket full, the client not reading) before the
+    gateway drops it; it resumes from its last id"""
+    max_request_bytes: int = Field(64 * 1024, ge=1024)
+    """request body limit (413 above)"""
+    api_rate_limit: str = Field("600/60", pattern=r"^\d+/\d+$")
+    """HTTP API requests per user, `LIMIT/SECONDS` (429 with `Retry-After` above)"""
+    handshake_timeout_seconds: float = Field(5.0, gt=0)
+    """how long a connection has to send a complete request head (a WebSocket upgrade's too) before it
+    gets 408 and is closed; also how long a closed WebSocket waits for the client's Close reply"""
+    max_pending_handshakes: int = Field(1000, ge=1)
+    """connections per gateway process still sending their request head (not yet authenticated); a new
+    one over that closes the one waiting longest (503)"""
+    gateway_gc_thresholds: str = Field("50000,20,100", pattern=r"^\d+,\d+,\d+$")
+    """the gateway's `gc.set_threshold`: allocations between young collections, then how many of each
+    generation's collections before the next one's; fewer young collections than CPython's `700,10,10`
+    cost a broadcast less"""
+    gateway_full_gc_seconds: float = Field(600.0, gt=0)
+    """seconds between the gateway's full garbage collections (`notifier.gateway.collector`); in between,
+    objects older than a few seconds are frozen so a collection never walks 10,000 connections' objects
+    mid-broadcast"""
 
     @property
     def gc_thresholds(self) -> tuple[int, int, int]:
@@ -195,10 +297,84 @@ class Settings(BaseSettings):
         limit, window = self.api_rate_limit.split("/")
         return int(limit), max(1, int(window))
 
-    @property
-    def channels(self) -> tuple[str, ...]:
-        """Channels a notification goes to when it names none."""
-        return tuple(self.default_channels.split(",")) if self.default_channels else _channel_names()
+
+class OperationsSettings(_Section):
+    """What operators watch: logs, the workers' metrics endpoint, Flower's login."""
+
+    title = "Operations"
+
+    log_json: bool = False
+    """one JSON object per log line"""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """`DEBUG`, `INFO`, `WARNING`, `ERROR`"""
+    worker_metrics_port: int = Field(0, ge=0, le=65535, json_schema_extra=_shown("`0` (off)"))
+    """a worker's Prometheus endpoint (one port per worker on a host); prefork children share their
+    metric files in a fresh temporary folder, or in `PROMETHEUS_MULTIPROC_DIR` when that is set"""
+    flower_user: str = Field("", json_schema_extra=_shown("none"))
+    """Flower basic auth user (`celery -A workers flower`)"""
+    flower_password: str = Field("", json_schema_extra=_shown("none"))
+    """Flower basic auth password"""
+
+
+class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, GatewaySettings, OperationsSettings):
+    """Configuration for every notifier process: every section's fields, read at once."""
+
+
+SECTIONS: tuple[type[_Section], ...] = (StoreSettings, PipelineSettings, EmailSettings, PushSettings,
+                                        GatewaySettings, OperationsSettings)
+"""README's order of the sections."""
+
+RENAMED: Mapping[str, str] = {
+    "NOTIFIER_SMTP_TIMEOUT": "NOTIFIER_SMTP_TIMEOUT_SECONDS",
+    "NOTIFIER_PUSH_TIMEOUT": "NOTIFIER_PUSH_TIMEOUT_SECONDS",
+    "NOTIFIER_RETRY_BACKOFF": "NOTIFIER_RETRY_BACKOFF_SECONDS",
+    "NOTIFIER_RETRY_BACKOFF_MAX": "NOTIFIER_RETRY_BACKOFF_MAX_SECONDS",
+    "NOTIFIER_COUNTDOWN_MAX": "NOTIFIER_COUNTDOWN_MAX_SECONDS",
+    "NOTIFIER_IDEMPOTENCY_TTL": "NOTIFIER_IDEMPOTENCY_TTL_SECONDS",
+    "NOTIFIER_IDEMPOTENCY_PENDING_TTL": "NOTIFIER_IDEMPOTENCY_PENDING_TTL_SECONDS",
+    "NOTIFIER_RECEIPT_TTL": "NOTIFIER_RECEIPT_TTL_SECONDS",
+    "NOTIFIER_VISIBILITY_TIMEOUT": "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS",
+    "NOTIFIER_TOKEN_TTL": "NOTIFIER_TOKEN_TTL_SECONDS",
+}
+"""Variables renamed for the unit rule: set under the old name, they stop the start (``extra="ignore"``
+would drop them silently, and the default would apply unnoticed)."""
+
+REMOVED: Mapping[str, str] = {
+    "NOTIFIER_SCHEDULER_INTERVAL": "deferred messages are released every second (workers/scheduler.py)",
+    "NOTIFIER_METRICS_DIR": "set PROMETHEUS_MULTIPROC_DIR, prometheus_client's own variable, instead",
+}
+"""Variables that are no longer settings, and what takes their place; set, they stop the start too."""
+
+
+def check_renamed(environ: Mapping[str, str]) -> None:
+    """Raise :class:`ConfigError` naming each old variable set in ``environ`` and what replaces it."""
+    problems = [f"{old} was renamed {new}" for old, new in RENAMED.items() if old in environ]
+    problems += [f"{old} is no longer a setting: {instead}" for old, instead in REMOVED.items() if old in environ]
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+
+def markdown_table() -> str:
+    """README's "Configuration" table: one heading row per section, then a row per field (its docstring)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for section in SECTIONS:
+        rows.append(f"| **{section.title}** | | |")
+        for name, field in section.model_fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            default = str(extra["shown"]) if "shown" in extra else _shown_default(field.default)
+            meaning = " ".join((field.description or "").split())
+            rows.append(f"| `NOTIFIER_{name.upper()}` | {default} | {meaning} |")
+    return "\n".join(rows)
+
+
+def _shown_default(value: object) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if value == "":
+        return "empty"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`"
 
 
 def _channel_names() -> tuple[str, ...]:
@@ -231,6 +407,7 @@ def parse_rate_limits(value: str) -> dict[str, tuple[int, int]]:
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
+    check_renamed(os.environ)
     try:
         return Settings()
     except ValidationError as exc:

@@ -231,10 +231,10 @@ def validate(model: type[M], value: Any) -> M:
     try:
         return model.model_validate(value)
     except PydanticValidationError as exc:
-        raise ValidationError(describe(exc, getattr(model, "label", model.__name__.lower()), model)) from None
+        raise ValidationError(error_summary(exc, getattr(model, "label", model.__name__.lower()), model)) from None
 
 
-def describe(exc: PydanticValidationError, what: str, model: type[BaseModel] | None = None) -> str:
+def error_summary(exc: PydanticValidationError, what: str, model: type[BaseModel] | None = None) -> str:
     """One readable line from pydantic's error list: ``invalid WHAT: field: problem; field: problem``.
 
     Our own validators' messages are kept as written (without pydantic's "Value error, " prefix); a

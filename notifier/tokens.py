@@ -78,9 +78,9 @@ def _random_dev_key() -> bytes:
 
 def issue(user_id: str, ttl: int | None = None, *, key: bytes | None = None,
           now: float | None = None) -> str:
-    """A token for ``user_id`` valid for ``ttl`` seconds (default ``NOTIFIER_TOKEN_TTL``)."""
+    """A token for ``user_id`` valid for ``ttl`` seconds (default ``NOTIFIER_TOKEN_TTL_SECONDS``)."""
     check_user_id(user_id)
-    ttl = get_settings().token_ttl if ttl is None else ttl
+    ttl = get_settings().token_ttl_seconds if ttl is None else ttl
     if not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
         raise ValidationError(f"token ttl must be between 1 and {MAX_TTL} seconds, not {ttl!r}")
     issued = int(time.time() if now is None else now)

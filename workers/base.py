@@ -22,7 +22,7 @@ from celery.exceptions import Reject
 from notifier.config import get_settings
 from notifier.metrics import DEAD_LETTERED
 from notifier.pipeline.delivery import rows
-from notifier.pipeline.queues import describe, queue_of
+from notifier.pipeline.queues import args_summary, queue_of
 from notifier.pipeline.retry import Decision
 from notifier.state.deadletters import DeadLetters
 from notifier.state.schedule import Schedule
@@ -71,11 +71,11 @@ class NotifierTask(Task):
                 delay: float = 0.0) -> None:
         """Send a task now, after a short countdown, or via the schedule when the wait is long."""
         queue = queue_of(name)
-        if delay > get_settings().countdown_max:
+        if delay > get_settings().countdown_max_seconds:
             Schedule().add(time.time() + delay, name, args, kwargs or {}, queue)
         else:
             self.app.send_task(name, args=args, kwargs=kwargs or {}, queue=queue,
-                               countdown=delay if delay > 0 else None, argsrepr=describe(name, args))
+                               countdown=delay if delay > 0 else None, argsrepr=args_summary(name, args))
 
     def apply_decision(self, decision: Decision, attempt: int, first_attempt_at: float) -> None:
         """Dead-letter each target the decision gives up on (one dead letter per target, so each can

@@ -23,13 +23,9 @@ _owned_dir: str | None = None
 def prepare(settings: Settings) -> None:
     """Set up the shared metrics folder and Flower's basic auth before Celery or Flower read them."""
     global _owned_dir
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        if settings.metrics_dir:
-            os.makedirs(settings.metrics_dir, exist_ok=True)
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_dir
-        else:
-            _owned_dir = tempfile.mkdtemp(prefix="notifier-metrics-")
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = _owned_dir
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # prometheus_client's own variable: a folder of the user's
+        _owned_dir = tempfile.mkdtemp(prefix="notifier-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _owned_dir
     # prometheus_client may be imported already (Flower's celery CLI plugin does): pick the storage again.
     from prometheus_client import values
 

@@ -12,23 +12,25 @@ from typing import Any
 import redis
 from celery.signals import worker_ready, worker_shutdown
 
-from notifier.config import get_settings
-from notifier.pipeline.queues import describe
+from notifier.pipeline.queues import args_summary
 from notifier.state.schedule import Schedule
 from workers.app import app
 
 log = logging.getLogger("notifier.scheduler")
 _stop = threading.Event()
 
+INTERVAL_SECONDS = 1.0
+"""How often each worker looks for due deferred messages: a message leaves at most this late, which no
+deferral (quiet hours, backoffs past the countdown limit) notices, for a Redis round trip a second."""
+
 
 def _send(task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> None:
-    app.send_task(task, args=args, kwargs=kwargs, queue=queue, argsrepr=describe(task, args))
+    app.send_task(task, args=args, kwargs=kwargs, queue=queue, argsrepr=args_summary(task, args))
 
 
 def _loop() -> None:
-    interval = get_settings().scheduler_interval
     schedule = Schedule()
-    while not _stop.wait(interval):
+    while not _stop.wait(INTERVAL_SECONDS):
         try:
             released = schedule.release_due(_send)
             if released:

@@ -39,7 +39,7 @@ def bench_env(**extra: str) -> dict[str, str]:
         "NOTIFIER_LOG_LEVEL": "WARNING",
         "NOTIFIER_SECRET_KEY": "benchmark-secret-key-0123456789abcdef",
         "NOTIFIER_API_KEY": "benchmark-api-key",
-        "NOTIFIER_VISIBILITY_TIMEOUT": "300",
+        "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "300",
     }
     env.update(extra)
     os.environ.update(env)

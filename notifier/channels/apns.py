@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import re
 import ssl
 import threading
@@ -52,6 +51,7 @@ from notifier.channels.push import (
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import utcnow
+from notifier.per_process import PerProcess
 from notifier.state.devices import Device
 from notifier.state.inbox import Inbox
 
@@ -83,29 +83,6 @@ class ApnsPayload:
     priority: int
     collapse_id: str | None
     ttl: int
-
-
-class _Loop:
-    """One event loop in a daemon thread per process, for aioapns."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid: int | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():
-                self._loop = asyncio.new_event_loop()
-                self._pid = os.getpid()
-                threading.Thread(target=self._loop.run_forever, name="notifier-apns", daemon=True).start()
-            return asyncio.run_coroutine_threadsafe(coro, self._loop)
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None and self._pid == os.getpid():
-            loop.call_soon_threadsafe(loop.stop)
 
 
 class _ProviderToken(AuthorizationHeaderProvider):
@@ -145,9 +122,10 @@ class APNsChannel(PushChannel):
         super().__init__(**kwargs)
         self.settings = settings or get_settings()
         self._inbox = inbox
-        self._loop = _Loop()
-        self._client: _Client | None = None
-        self._client_pid: int | None = None
+        self._loop = PerProcess(_start_loop)
+        """aioapns's event loop, one per process: the thread running it does not survive a fork."""
+        self._client = PerProcess(self._new_client)
+        """Made inside the loop (aioapns binds to the running loop), so one per loop too."""
 
     @classmethod
     def check_token(cls, token: str) -> None:
@@ -215,9 +193,9 @@ class APNsChannel(PushChannel):
                      retry_after: bytes | None) -> None:
             reported(self._outcome(delivery_of[id(request)], result, retry_after), on_outcome)
 
-        timeout = self.settings.push_timeout
+        timeout = self.settings.push_timeout_seconds
         try:
-            results = self._loop.submit(self._send_all(to_send, answered if on_outcome else None)).result(
+            results = self._submit(self._send_all(to_send, answered if on_outcome else None)).result(
                 timeout * 2 + 5) if to_send else []
         except TimeoutError:
             error: DeliveryError = RetryableError(f"APNs batch did not finish within {timeout * 2 + 5:.0f}s")
@@ -243,8 +221,8 @@ class APNsChannel(PushChannel):
                         ) -> list[tuple[NotificationResult | BaseException, bytes | None]]:
         """Every push at once on the one connection; ``on_answer`` hears each answer as it arrives
         (an error it raises, such as Redis being down, fails the whole batch afterwards)."""
-        client = self._get_client()
-        timeout = self.settings.push_timeout
+        client = self._client.get()
+        timeout = self.settings.push_timeout_seconds
         failures: list[Exception] = []
 
         async def one(request: NotificationRequest) -> tuple[NotificationResult | BaseException, bytes | None]:
@@ -269,13 +247,6 @@ class APNsChannel(PushChannel):
             raise failures[0]
         return [a if isinstance(a, tuple) else (a, None) for a in answers]
 
-    def _get_client(self) -> _Client:
-        """The process's one client, created inside the loop (aioapns binds to the running loop)."""
-        if self._client is None or self._client_pid != os.getpid():
-            self._client = self._new_client()
-            self._client_pid = os.getpid()
-        return self._client
-
     def _new_client(self) -> _Client:
         s = self.settings
         missing = [name for name, value in (("NOTIFIER_APNS_KEY_FILE", s.apns_key_file),
@@ -298,14 +269,21 @@ class APNsChannel(PushChannel):
         apns.pool.protocol_class = _protocol_class(apns.pool.protocol_class, host, s.apns_port, client)
         return client
 
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run ``coro`` on this process's loop; the caller waits on the future it returns."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop.get())
+
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._client_pid == os.getpid():
-            try:
-                self._loop.submit(_close(client)).result(5)
-            except Exception as exc:  # noqa: BLE001  (closing is best effort at shutdown)
-                log.debug("closing the APNs connection failed: %s", exc)
-        self._loop.stop()
+        """Close this process's connection, then stop its loop; a parent's client and loop are only
+        forgotten (their connection and self-pipe are the parent's)."""
+        self._client.reset(self._close_client, inherited=False)
+        self._loop.reset(lambda loop: loop.call_soon_threadsafe(loop.stop), inherited=False)
+
+    def _close_client(self, client: _Client) -> None:
+        try:
+            self._submit(_close(client)).result(5)
+        except Exception as exc:  # noqa: BLE001  (closing is best effort at shutdown)
+            log.debug("closing the APNs connection failed: %s", exc)
 
 
 def _protocol_class(base: type[_P], host: str, port: int, client: _Client) -> type[_P]:
@@ -347,8 +325,15 @@ def _read_key(path: str) -> str:
     return text
 
 
+def _start_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop, running in a daemon thread (a Celery worker is synchronous)."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="notifier-apns", daemon=True).start()
+    return loop
+
+
 async def _bounded(call: Awaitable[NotificationResult], seconds: float) -> NotificationResult:
-    """aioapns waits forever for an answer that never comes; a push gets ``push_timeout``."""
+    """aioapns waits forever for an answer that never comes; a push gets ``push_timeout_seconds``."""
     return await asyncio.wait_for(call, seconds)
 
 
@@ -365,7 +350,7 @@ def _transport_error(exc: BaseException, settings: Settings) -> DeliveryError:
         return exc
     where = f"{settings.apns_host or 'APNs'}:{settings.apns_port}"
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return RetryableError(f"APNs did not answer within {settings.push_timeout}s ({where})")
+        return RetryableError(f"APNs did not answer within {settings.push_timeout_seconds}s ({where})")
     if isinstance(exc, (MaxAttemptsExceeded, APNsConnectionError, ConnectionClosed, OSError)):
         return RetryableError(f"cannot reach APNs at {where} ({type(exc).__name__}); if this persists check "
                               "NOTIFIER_APNS_HOST, NOTIFIER_APNS_PORT and NOTIFIER_APNS_CA_FILE")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,17 +24,19 @@ from google.auth import exceptions as google_errors
 from google.auth.transport.requests import AuthorizedSession, Request
 from google.oauth2 import service_account
 
-from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
+from notifier.channels.base import Delivery, OnOutcome, Outcome
 from notifier.channels.push import (
     PushChannel,
     https_session,
     json_size,
     parse_retry_after,
     remaining_ttl,
+    send_each,
 )
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import utcnow
+from notifier.per_process import PerProcess
 from notifier.state.devices import Device
 
 log = logging.getLogger("notifier.channels.fcm")
@@ -59,7 +59,6 @@ class _Client:
     session: AuthorizedSession
     url: str
     project_id: str
-    pid: int
 
 
 class FCMChannel(PushChannel):
@@ -69,8 +68,8 @@ class FCMChannel(PushChannel):
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings or get_settings()
-        self._client: _Client | None = None
-        self._lock = threading.Lock()
+        self._client = PerProcess(self._new_client)
+        """One per process: a forked worker child opens its own connections."""
 
     @classmethod
     def check_token(cls, token: str) -> None:
@@ -123,26 +122,22 @@ class FCMChannel(PushChannel):
     def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],
                         on_outcome: OnOutcome | None = None) -> list[Outcome]:
         try:
-            client = self._get_client()
+            client = self._client.get()
         except DeliveryError as exc:
             return [Outcome(d, exc) for d, _ in items]
         now = utcnow()
-        outcomes = []
-        for d, device in items:
-            try:
-                message = {**self.build_payload(d, now), "token": device.token}
-                name = self._post(client, message)
-                outcomes.append(reported(Outcome(d, detail={"name": name}), on_outcome))
-            except DeliveryError as exc:
-                outcomes.append(reported(Outcome(d, exc), on_outcome))
-        return outcomes
+
+        def push(d: Delivery, device: Device) -> dict[str, Any]:
+            return {"name": self._post(client, {**self.build_payload(d, now), "token": device.token})}
+
+        return send_each(items, push, on_outcome)
 
     def _post(self, client: _Client, message: dict[str, Any]) -> str:
         endpoint = self.settings.fcm_endpoint
         try:
             response = client.session.post(client.url, data=orjson.dumps({"message": message}),
                                            headers={"Content-Type": "application/json"},
-                                           timeout=self.settings.push_timeout)
+                                           timeout=self.settings.push_timeout_seconds)
         except google_errors.GoogleAuthError as exc:
             raise _credentials_error(exc) from None
         except requests.exceptions.SSLError as exc:
@@ -177,12 +172,6 @@ class FCMChannel(PushChannel):
                                  "(NOTIFIER_FCM_CREDENTIALS)")
         raise PermanentError(f"{what}; the message was rejected")
 
-    def _get_client(self) -> _Client:
-        with self._lock:
-            if self._client is None or self._client.pid != os.getpid():
-                self._client = self._new_client()
-            return self._client
-
     def _new_client(self) -> _Client:
         s = self.settings
         if not s.fcm_credentials:
@@ -212,13 +201,10 @@ class FCMChannel(PushChannel):
         session = AuthorizedSession(credentials, auth_request=Request(https_session(s.ca_file)))
         https_session(s.ca_file, session)  # the sends verify like the token requests
         url = f"{s.fcm_endpoint.rstrip('/')}/v1/projects/{project_id}/messages:send"
-        return _Client(session, url, project_id, os.getpid())
+        return _Client(session, url, project_id)
 
     def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.session.close()
+        self._client.reset(lambda client: client.session.close())
 
 
 def _credentials_error(exc: google_errors.GoogleAuthError) -> DeliveryError:

@@ -17,15 +17,15 @@ import re
 import ssl
 import time
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome
-from notifier.errors import InvalidTarget, PermanentError
+from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome, reported
+from notifier.errors import DeliveryError, InvalidTarget, PermanentError
 from notifier.models import Notification
 from notifier.state.devices import Device, Devices
 
@@ -95,6 +95,22 @@ class PushChannel(Channel):
 
     def prune(self, delivery: Delivery) -> None:
         self.devices.remove(delivery.user_id, delivery.target)
+
+
+def send_each(items: Sequence[tuple[Delivery, Device]], push: Callable[[Delivery, Device], dict[str, Any]],
+              on_outcome: OnOutcome | None = None) -> list[Outcome]:
+    """For providers that take one push per request (FCM, web push): ``push`` each device in turn and
+    report its outcome at once; ``push`` returns the outcome's detail or raises a ``DeliveryError``,
+    which fails that device only."""
+    outcomes = []
+    for d, device in items:
+        try:
+            detail = push(d, device)
+        except DeliveryError as exc:
+            outcomes.append(reported(Outcome(d, exc), on_outcome))
+        else:
+            outcomes.append(reported(Outcome(d, detail=detail), on_outcome))
+    return outcomes
 
 
 def remaining_ttl(notification: Notification, now: dt.datetime | None = None) -> int:

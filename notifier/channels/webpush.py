@@ -9,7 +9,6 @@ gets a fresh one (a shared dict would carry the first push service's audience to
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,17 +22,19 @@ from py_vapid import Vapid, VapidException
 from py_vapid.utils import b64urlencode
 from pywebpush import WebPushException, webpush
 
-from notifier.channels.base import Delivery, OnOutcome, Outcome, reported
+from notifier.channels.base import Delivery, OnOutcome, Outcome
 from notifier.channels.push import (
     PushChannel,
     https_session,
     parse_retry_after,
     remaining_ttl,
+    send_each,
     short_key,
 )
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import utcnow
+from notifier.per_process import PerProcess
 from notifier.state.devices import Device
 
 MAX_PLAINTEXT = 3993
@@ -68,8 +69,8 @@ class WebPushChannel(PushChannel):
         super().__init__(**kwargs)
         self.settings = settings or get_settings()
         self._vapid: Vapid | None = None
-        self._session: requests.Session | None = None
-        self._session_pid: int | None = None
+        self._session = PerProcess(self._new_session)
+        """One keep-alive session per process (a forked worker opens its own)."""
         self._lock = threading.Lock()
 
     # Mapping ------------------------------------------------------------------------------------
@@ -92,18 +93,15 @@ class WebPushChannel(PushChannel):
                         on_outcome: OnOutcome | None = None) -> list[Outcome]:
         try:
             vapid = self._get_vapid()
-            session = self._get_session()
+            session = self._session.get()
         except DeliveryError as exc:
             return [Outcome(d, exc) for d, _ in items]
         now = utcnow()
-        outcomes = []
-        for d, device in items:
-            try:
-                status = self._push(session, vapid, self.build_payload(d, now), device)
-                outcomes.append(reported(Outcome(d, detail={"status": status}), on_outcome))
-            except DeliveryError as exc:
-                outcomes.append(reported(Outcome(d, exc), on_outcome))
-        return outcomes
+
+        def push(d: Delivery, device: Device) -> dict[str, Any]:
+            return {"status": self._push(session, vapid, self.build_payload(d, now), device)}
+
+        return send_each(items, push, on_outcome)
 
     def _push(self, session: requests.Session, vapid: Vapid, payload: WebPushPayload, device: Device) -> int:
         assert device.subscription is not None
@@ -112,7 +110,7 @@ class WebPushChannel(PushChannel):
         try:
             response = webpush(subscription, data=payload.data.decode(), vapid_private_key=vapid,
                                vapid_claims={"sub": self.settings.vapid_subject}, content_encoding="aes128gcm",
-                               timeout=self.settings.push_timeout, ttl=payload.ttl, headers=payload.headers,
+                               timeout=self.settings.push_timeout_seconds, ttl=payload.ttl, headers=payload.headers,
                                requests_session=session)
         except WebPushException as exc:
             if exc.response is None:
@@ -133,20 +131,12 @@ class WebPushChannel(PushChannel):
                 self._vapid = load_vapid(self.settings)
             return self._vapid
 
-    def _get_session(self) -> requests.Session:
-        """One keep-alive session per process (a forked worker opens its own), trusting the system's
-        CAs plus ``NOTIFIER_CA_FILE``'s."""
-        with self._lock:
-            if self._session is None or self._session_pid != os.getpid():
-                self._session = https_session(self.settings.ca_file)
-                self._session_pid = os.getpid()
-            return self._session
+    def _new_session(self) -> requests.Session:
+        """Trusting the system's CAs plus ``NOTIFIER_CA_FILE``'s."""
+        return https_session(self.settings.ca_file)
 
     def close(self) -> None:
-        with self._lock:
-            session, self._session = self._session, None
-        if session is not None:
-            session.close()
+        self._session.reset(requests.Session.close)
 
 
 def public_key(vapid: Vapid) -> str:

@@ -66,6 +66,7 @@ def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, chunk: int, timeo
     Every id is checked first: one that names no dead letter queues nothing. Each entry is removed
     once it has been re-queued; whether it is then delivered shows in the worker log (or the DLQ).
     """
+    from notifier.batches import batched
     from notifier.errors import ValidationError
     from notifier.pipeline.producer import producer_app
     from notifier.pipeline.queues import REPLAY, queue_of
@@ -82,7 +83,7 @@ def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, chunk: int, timeo
     else:
         ids = [e["id"] for e in letters.all()]
     app = producer_app()
-    chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
+    chunks = list(batched(ids, chunk))
     results = [app.send_task(REPLAY, args=[part], queue=queue_of(REPLAY)) for part in chunks]
     if not wait:
         click.echo(f"queued {len(ids)} for replay")

@@ -10,7 +10,7 @@ from notifier.cli import main
 @main.command()
 @click.argument("user_id")
 @click.option("--ttl", type=click.IntRange(min=1), default=None, metavar="SECONDS",
-              help="Lifetime in seconds (default NOTIFIER_TOKEN_TTL). Keep tokens that travel in URLs short.")
+              help="Lifetime in seconds (default NOTIFIER_TOKEN_TTL_SECONDS). Keep tokens that travel in URLs short.")
 def token(user_id: str, ttl: int | None) -> None:
     """Print a token that lets USER_ID read and manage their own notifications.
 

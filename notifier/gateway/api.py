@@ -58,7 +58,11 @@ class UnreadCount(BaseModel):
 
 
 class MarkRead(BaseModel):
-    """Either ``ids`` (notification ids or inbox entry ids, mixed as you like) or ``all: true``."""
+    """Either ``ids`` (notification ids or inbox entry ids, mixed as you like) or ``all: true``.
+
+    Also the WebSocket's ``read`` frame (:class:`notifier.gateway.ws.Read` adds its ``type`` and
+    ``ref``), so both ways of marking read accept and refuse the same.
+    """
 
     model_config = ConfigDict(extra="forbid")
     ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(

@@ -34,9 +34,8 @@ from notifier.gateway.hub.topology import topology
 from notifier.gateway.limits import BodySizeLimit
 from notifier.gateway.state import GatewayState, LiveHandler, gateway_state
 from notifier.logs import configure_logging
-from notifier.redis import store
 from notifier.redis.aio import check_url, connect
-from notifier.state.inbox import Inbox
+from notifier.state.inbox import Inbox, LiveInbox
 from notifier.state.preferences import PreferenceStore
 
 log = logging.getLogger(__name__)
@@ -62,11 +61,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.dev_mode and not settings.secret_key:
         # Printed, not logged (log lines never show a token): the only way in under a throwaway key.
         print(f"dev mode: open /?token={tokens.issue('demo')} to try the demo as user 'demo'", file=sys.stderr)
-    keys = store.get_keys()
-    hub = Hub(topology(settings.redis_url), keys, settings.client_buffer, settings.max_connections_per_user)
+    inbox = Inbox()
+    hub = Hub(topology(settings.redis_url), inbox.live_channel, settings.client_buffer,
+              settings.max_connections_per_user)
     client = connect(settings.redis_url, socket_timeout=HEALTH_TIMEOUT)
-    app.state.gateway = GatewayState(settings=settings, hub=hub, inbox=Inbox(), preferences=PreferenceStore(),
-                                     redis=client)
+    app.state.gateway = GatewayState(settings=settings, hub=hub, inbox=inbox, preferences=PreferenceStore(),
+                                     redis=client, live_inbox=LiveInbox(client))
     hub.start()
     collector = Collector(settings.gateway_full_gc_seconds, settings.gc_thresholds)
     collector.start()

@@ -26,7 +26,7 @@ from notifier.errors import ClientGone, SlowConsumer, TokenExpired
 from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
 from notifier.gateway.metrics import CONNECTIONS, CONNECTS, DELIVERED, RESUMES
 from notifier.gateway.state import GatewayState
-from notifier.state.inbox import Inbox, check_entry_id
+from notifier.state.inbox import Inbox, NewEntry, UnreadCount, check_entry_id, entry_key
 
 START = "0-0"
 """The id before every entry: resuming from it replays the whole inbox."""
@@ -40,12 +40,6 @@ class Event:
     kind: str
     data: dict[str, Any]
     id: str | None = None
-
-
-def entry_key(entry_id: str) -> tuple[int, int]:
-    """Stream ids order by (milliseconds, sequence), not as strings."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def notification_event(item: dict[str, Any]) -> Event:
@@ -105,12 +99,9 @@ class Feed:
 
     async def _position(self) -> tuple[str, int]:
         """The newest inbox entry id (or :data:`START`) and the unread count, in one round trip."""
-        keys = self.inbox.keys
-        async with self.state.redis_slots, self.state.redis.pipeline(transaction=False) as pipe:
-            pipe.xrevrange(keys.inbox(self.user_id), count=1)
-            pipe.scard(keys.unread(self.user_id))
-            newest, unread = await pipe.execute()
-        return (newest[0][0] if newest else START), int(unread)
+        async with self.state.redis_slots:
+            newest, unread = await self.state.live_inbox.position(self.user_id)
+        return newest or START, unread
 
     async def send(self, send: Send, message: Message) -> None:
         """``send(message)`` to the client, which may wait at most ``send_timeout_seconds``.
@@ -151,17 +142,11 @@ class Feed:
             if items:
                 cursor = items[-1]["entry_id"]
                 self._advance(cursor)
-                read_flags = await self._read_flags(items)
                 self._delivered.inc(len(items))
-                yield [notification_event({**item, "read": read}) for item, read in zip(items, read_flags, strict=True)]
+                yield [notification_event(item) for item in items]
             if len(items) < REPLAY_PAGE:
                 break
         yield [unread_event(await run_in_threadpool(self.inbox.unread_count, self.user_id))]
-
-    async def _read_flags(self, items: list[dict[str, Any]]) -> list[bool]:
-        ids = [item["id"] for item in items]
-        unread = await run_in_threadpool(self.inbox.r.smismember, self.inbox.keys.unread(self.user_id), ids)
-        return [not flag for flag in unread]
 
     @property
     def hub(self) -> Hub:
@@ -232,21 +217,17 @@ class Feed:
             async for batch in self.replay(self.last_id or START):
                 yield batch
             return
-        assert isinstance(item, dict)
-        if item.get("event") == "notification":
-            entry_id, notification = item.get("entry_id"), item.get("notification")
-            if not isinstance(entry_id, str) or not isinstance(notification, dict):
+        if isinstance(item, NewEntry):
+            if self.last_id is not None and entry_key(item.entry_id) <= entry_key(self.last_id):
                 return
-            if self.last_id is not None and entry_key(entry_id) <= entry_key(self.last_id):
-                return
-            self._advance(entry_id)
+            self._advance(item.entry_id)
             self._delivered.inc()
-            events = [notification_event({**notification, "entry_id": entry_id, "read": False})]
-            if isinstance(item.get("unread"), int):
-                events.append(unread_event(item["unread"]))
+            events = [notification_event(item.item())]
+            if item.unread is not None:
+                events.append(unread_event(item.unread))
             yield events
-        elif item.get("event") == "unread_count" and isinstance(item.get("unread"), int):
-            yield [unread_event(item["unread"])]
+        elif isinstance(item, UnreadCount):
+            yield [unread_event(item.unread)]
 
     def _advance(self, entry_id: str) -> None:
         if self.last_id is None or entry_key(entry_id) > entry_key(self.last_id):

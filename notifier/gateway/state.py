@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from notifier.config import Settings
 from notifier.gateway.hub import Hub
-from notifier.state.inbox import Inbox
+from notifier.state.inbox import Inbox, LiveInbox
 from notifier.state.preferences import PreferenceStore
 
 REDIS_SLOTS = 50
@@ -32,8 +32,9 @@ class GatewayState:
     inbox: Inbox
     preferences: PreferenceStore
     redis: aredis.Redis | RedisCluster
-    """The asyncio client, for the health check and live connections' starting points (a cluster
-    client on a cluster)."""
+    """The asyncio client, for the health check (a cluster client on a cluster)."""
+    live_inbox: LiveInbox
+    """The inbox on :attr:`redis`: live connections' starting points, read in the event loop."""
     redis_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(REDIS_SLOTS))
     """Bounds the commands in flight on :attr:`redis`: thousands of clients connecting at once queue
     here instead of opening a Redis connection each."""

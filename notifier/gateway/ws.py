@@ -47,11 +47,12 @@ from notifier.errors import (
     StoreUnavailable,
     TokenExpired,
 )
+from notifier.gateway.api import MarkRead
 from notifier.gateway.auth import live_claims
 from notifier.gateway.errors import describe_validation
 from notifier.gateway.feed import Event, Feed
 from notifier.gateway.state import GatewayState
-from notifier.state.inbox import MAX_IDS, check_entry_id
+from notifier.state.inbox import check_entry_id
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +74,10 @@ class Ping(_Frame):
     type: Literal["ping"]
 
 
-class Read(_Frame):
-    type: Literal["read"]
-    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(None, max_length=MAX_IDS)
-    all: bool = False
+class Read(_Frame, MarkRead):
+    """``{"type": "read", "ids": [...]}`` or ``{"type": "read", "all": true}``: the HTTP body as a frame."""
 
-    @model_validator(mode="after")
-    def _one_of(self) -> Read:
-        if self.all == (self.ids is not None):
-            raise ValueError('send either "ids": [...] or "all": true')
-        return self
+    type: Literal["read"]
 
 
 class Resume(_Frame):

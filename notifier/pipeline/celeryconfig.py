@@ -38,9 +38,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         broker_transport = {"broker_transport": "notifier.pipeline.streams_transport:Transport"}
     if settings.broker.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
         transport = {
-            "visibility_timeout": settings.visibility_timeout,
+            "visibility_timeout": settings.visibility_timeout_seconds,
             "unacked_mutex_expire": 30,
-            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 2)),
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_seconds // 2)),
             "unacked_restore_throttle": 1,
             "socket_timeout": BROKER_TIMEOUT,
             "socket_connect_timeout": BROKER_TIMEOUT,

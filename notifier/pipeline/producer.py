@@ -19,10 +19,11 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
+from notifier.batches import batched
 from notifier.config import get_settings
 from notifier.errors import BrokerUnavailable, ValidationError
 from notifier.models import Notification, check_user_id, validate
-from notifier.pipeline.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, describe, queue_of
+from notifier.pipeline.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, args_summary, queue_of
 from notifier.redis.urls import redact
 from notifier.state.groups import check_group_id
 from notifier.state.idempotency import Idempotency, check_key
@@ -44,7 +45,7 @@ def _send(task: str, args: list[Any], task_id: str | None = None) -> AsyncResult
     """Publish by name; results are not stored (the notification id is the answer)."""
     try:
         return producer_app().send_task(task, args=args, task_id=task_id, queue=queue_of(task),
-                                        ignore_result=True, argsrepr=describe(task, args))
+                                        ignore_result=True, argsrepr=args_summary(task, args))
     except kombu.exceptions.OperationalError as exc:
         raise broker_unavailable(exc) from None
 
@@ -104,12 +105,12 @@ def _unpack(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
 def _claim(key: str, notification_id: str) -> str | None:
     """Claim the key until the router takes it over, so a duplicate is answered at once with the first id.
 
-    The claim is short (``NOTIFIER_IDEMPOTENCY_PENDING_TTL``): should this process die before the task
+    The claim is short (``NOTIFIER_IDEMPOTENCY_PENDING_TTL_SECONDS``): should this process die before the task
     is published, the key frees itself soon. Without the store (Redis unreachable from this producer)
     the router's claim still de-duplicates.
     """
     try:
-        first = Idempotency(ttl=get_settings().idempotency_pending_ttl).claim_many([(key, notification_id)])[0]
+        first = Idempotency(ttl=get_settings().idempotency_pending_ttl_seconds).claim_many([(key, notification_id)])[0]
     except redis.RedisError:
         return None
     return first if first != notification_id else None
@@ -145,9 +146,8 @@ def send_bulk(items: Iterable[tuple[str, NotificationInput] | tuple[str, Notific
             rows.append([check_user_id(user_id), _notification(notification).to_dict(), check_key(key)])
         except ValidationError as exc:
             raise ValidationError(f"item {index}: {exc}") from None
-    size = get_settings().batch_size
-    for start in range(0, len(rows), size):
-        _send(ROUTE, [rows[start:start + size]])
+    for batch in batched(rows, get_settings().batch_size):
+        _send(ROUTE, [batch])
     return [row[1]["id"] for row in rows]
 
 
@@ -167,8 +167,7 @@ def broadcast(notification: NotificationInput, user_ids: Sequence[str] | None = 
     if isinstance(user_ids, str):
         raise ValidationError("user_ids must be a list of user ids, not a string")
     users = list(dict.fromkeys(check_user_id(u) for u in user_ids))
-    size = get_settings().batch_size
     payload = n.to_dict()
-    for start in range(0, len(users), size):
-        _send(ROUTE_USERS, [payload, users[start:start + size]])
+    for batch in batched(users, get_settings().batch_size):
+        _send(ROUTE_USERS, [payload, batch])
     return n.id

@@ -44,7 +44,7 @@ def queue_of(task_name: str) -> str:
     return ROUTES.get(task_name, {"queue": ROUTER_QUEUE})["queue"]
 
 
-def describe(task_name: str, args: list[Any]) -> str:
+def args_summary(task_name: str, args: list[Any]) -> str:
     """A short, readable summary of a task's arguments for Flower and task events.
 
     It names users, types and counts, never whole payloads: arguments can be large (a batch of

@@ -25,12 +25,12 @@ Jitter = Callable[[float, float], float]
 def backoff(attempt: int, settings: Settings, retry_after: float | None = None,
             jitter: Jitter = random.uniform) -> float:
     """Seconds before retry number ``attempt + 1``: equal jitter over ``[c/2, c]`` with
-    ``c = min(NOTIFIER_RETRY_BACKOFF_MAX, NOTIFIER_RETRY_BACKOFF * 2**attempt)``, and never less than
+    ``c = min(NOTIFIER_RETRY_BACKOFF_MAX_SECONDS, NOTIFIER_RETRY_BACKOFF_SECONDS * 2**attempt)``, and never less than
     the provider's ``retry_after`` hint (itself capped at the maximum)."""
-    ceiling = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** attempt)
+    ceiling = min(settings.retry_backoff_max_seconds, settings.retry_backoff_seconds * 2 ** attempt)
     delay = ceiling / 2 + jitter(0, ceiling / 2)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, settings.retry_backoff_max))
+        delay = max(delay, min(retry_after, settings.retry_backoff_max_seconds))
     return delay
 
 

@@ -86,7 +86,7 @@ class Router:
         self.settings = settings or get_settings()
         self.prefs = PreferenceStore(self.r, self.keys)
         self.limits = RateLimiter(self.r, self.keys, self.settings.limits)
-        self.idempotency = Idempotency(self.r, self.keys, self.settings.idempotency_ttl)
+        self.idempotency = Idempotency(self.r, self.keys, self.settings.idempotency_ttl_seconds)
         self.channels: dict[str, type[Channel]] = registry.classes()
         self.device_channels = frozenset(n for n, c in self.channels.items() if c.needs_device)
         self.inbox = next((n for n, c in self.channels.items() if c.is_inbox), None)

@@ -139,8 +139,9 @@ def _redelivered(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-class Channel(kombu_redis.Channel):
-    """kombu's Redis channel with notifier's task queues kept in streams."""
+class StreamsChannel(kombu_redis.Channel):
+    """kombu's Redis channel (a broker connection's session, not a notification channel) with notifier's
+    task queues kept in streams."""
 
     QoS = QoS
 
@@ -276,9 +277,9 @@ class Channel(kombu_redis.Channel):
 
 
 class Transport(kombu_redis.Transport):
-    """kombu's Redis transport with :class:`Channel`."""
+    """kombu's Redis transport with :class:`StreamsChannel`."""
 
-    Channel = Channel
+    Channel = StreamsChannel  # the attribute kombu looks up
 
 
 def waiting(client: Any, queue: str) -> int:

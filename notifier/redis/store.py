@@ -11,9 +11,7 @@ one line at start, never dead letters later.
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 from typing import Any
 
 import redis
@@ -23,6 +21,7 @@ from redis.retry import Retry
 
 from notifier.config import get_settings
 from notifier.errors import ConfigError
+from notifier.per_process import PerProcess
 from notifier.redis import urls
 from notifier.redis.keys import Keys
 
@@ -49,9 +48,6 @@ POOL_OPTIONS: dict[str, Any] = {"health_check_interval": 30, "socket_keepalive":
                                 "socket_connect_timeout": CONNECT_TIMEOUT}
 """What every pooled client of this process has, sync (here) and asyncio (``notifier.redis.aio``)."""
 
-_lock = threading.Lock()
-_client: redis.Redis | None = None
-_client_pid: int | None = None
 _checked_url: str | None = None
 """The store URL whose server passed :func:`check_server_version` in this process (or the one it forked from)."""
 
@@ -88,18 +84,20 @@ def connect(url: str, **options: Any) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, **options)
 
 
+def _new_client() -> redis.Redis:
+    """A client for the settings' store, its server's version checked once per process."""
+    url = get_settings().redis_url
+    client = connect(url)
+    _check_once(client, url)
+    return client
+
+
+_client: PerProcess[redis.Redis] = PerProcess(_new_client)
+
+
 def get_redis() -> redis.Redis:
     """This process's client; a forked child (Celery prefork) gets its own pool."""
-    global _client, _client_pid
-    pid = os.getpid()
-    if _client is None or _client_pid != pid:
-        with _lock:
-            if _client is None or _client_pid != pid:
-                url = get_settings().redis_url
-                client = connect(url)
-                _check_once(client, url)
-                _client, _client_pid = client, pid
-    return _client
+    return _client.get()
 
 
 def check_server_version(client: redis.Redis, url: str) -> None:
@@ -148,11 +146,7 @@ def get_keys() -> Keys:
 
 def reset() -> None:
     """Drop the client so the next call reconnects with fresh settings."""
-    global _client
-    with _lock:
-        if _client is not None:
-            _client.close()
-        _client = None
+    _client.reset(lambda client: client.close())  # a RedisCluster too: not redis.Redis.close
     from notifier.redis import scripts  # scripts are registered on the client dropped here
 
     scripts.script.cache_clear()

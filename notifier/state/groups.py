@@ -7,6 +7,7 @@ from typing import cast
 
 import redis
 
+from notifier.batches import batched
 from notifier.errors import ValidationError
 from notifier.models import check_user_id
 from notifier.redis import store
@@ -58,16 +59,14 @@ class Groups:
 
 
 def scan_batches(client: redis.Redis, key: str, batch: int) -> Iterator[list[str]]:
-    """The members of a set in batches of about ``batch``."""
+    """The members of a set in batches of ``batch`` (SSCAN pages are read as the batches need them)."""
+    yield from batched(_scan(client, key, batch), batch)
+
+
+def _scan(client: redis.Redis, key: str, count: int) -> Iterator[str]:
     cursor = 0
-    pending: list[str] = []
     while True:
-        cursor, members = cast("tuple[int, list[str]]", client.sscan(key, cursor, count=batch))
-        pending.extend(members)
-        while len(pending) >= batch:
-            yield pending[:batch]
-            pending = pending[batch:]
+        cursor, members = cast("tuple[int, list[str]]", client.sscan(key, cursor, count=count))
+        yield from members
         if cursor == 0:
-            break
-    if pending:
-        yield pending
+            return

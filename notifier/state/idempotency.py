@@ -1,10 +1,10 @@
 """Idempotency keys: the first send with a key wins; later sends resolve to its notification id.
 
-A key is claimed twice. The producer claims it for a short while (``NOTIFIER_IDEMPOTENCY_PENDING_TTL``)
+A key is claimed twice. The producer claims it for a short while (``NOTIFIER_IDEMPOTENCY_PENDING_TTL_SECONDS``)
 so that a repeated send is answered at once with the first id; if the producer fails before the
 broker has the task (an exception, or the process dying), the claim is released or lapses and a
 later send with the key goes out. The router claims it again when it routes the send, which turns the
-pending claim into the full ``NOTIFIER_IDEMPOTENCY_TTL`` when it is still the same send's. Both claims
+pending claim into the full ``NOTIFIER_IDEMPOTENCY_TTL_SECONDS`` when it is still the same send's. Both claims
 are one atomic script (``lua/idempotency_claim.lua``), so of two sends with one key exactly one is
 routed, even when a pending claim lapsed while its task waited in the queue.
 """
@@ -36,7 +36,7 @@ class Idempotency:
                  ttl: int | None = None) -> None:
         self.r = client or store.get_redis()
         self.keys = keys or store.get_keys()
-        self.ttl = ttl or get_settings().idempotency_ttl
+        self.ttl = ttl or get_settings().idempotency_ttl_seconds
 
     def claim_many(self, claims: Sequence[tuple[str, str]]) -> list[str | None]:
         """For each ``(key, notification_id)``: None if the key was free, else the id holding it.

@@ -38,7 +38,7 @@ class Receipts:
         self.keys = keys or store.get_keys()
         settings = get_settings()
         self.claim_seconds = settings.claim_seconds
-        self.ttl = settings.receipt_ttl
+        self.ttl = settings.receipt_ttl_seconds
 
     def _key(self, item: Item) -> str:
         user_id, channel, nid, target = item

@@ -16,8 +16,8 @@ from tests.support.helpers import Worker, own_broker_env, uid, use_env, wait_for
 
 def test_killed_worker_task_is_redelivered_and_delivered_once(worker_factory: Callable[..., Worker],
                                                               smtp: SmtpPeer) -> None:
-    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT": "5", "NOTIFIER_CLAIM_SECONDS": "2",
-           "NOTIFIER_COUNTDOWN_MAX": "2"}
+    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "2",
+           "NOTIFIER_COUNTDOWN_MAX_SECONDS": "2"}
     with use_env(env):
         first = worker_factory(env, queues="email")
         user = uid()

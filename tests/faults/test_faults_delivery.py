@@ -277,7 +277,7 @@ def losses_and_duplicates(expected: Counter[Any], got: Counter[Any]) -> tuple[li
 
 
 # Worker killed ------------------------------------------------------------------------------------
-KILL_ENV = {"NOTIFIER_VISIBILITY_TIMEOUT": "5", "NOTIFIER_CLAIM_SECONDS": "3", "NOTIFIER_BATCH_SIZE": "50"}
+KILL_ENV = {"NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "3", "NOTIFIER_BATCH_SIZE": "50"}
 
 
 def test_worker_killed_mid_run_of_2000_delivers_each_exactly_once(
@@ -316,7 +316,8 @@ def test_worker_killed_mid_run_of_2000_delivers_each_exactly_once(
 
 # Provider outage ----------------------------------------------------------------------------------
 PUSH_ONLY = {"channels": list(PLATFORMS)}
-OUTAGE_ENV = {"NOTIFIER_PUSH_TIMEOUT": "0.5", "NOTIFIER_RETRY_BACKOFF": "0.3", "NOTIFIER_RETRY_BACKOFF_MAX": "1.5"}
+OUTAGE_ENV = {"NOTIFIER_PUSH_TIMEOUT_SECONDS": "0.5", "NOTIFIER_RETRY_BACKOFF_SECONDS": "0.3",
+              "NOTIFIER_RETRY_BACKOFF_MAX_SECONDS": "1.5"}
 
 
 def push_targets(population: Population) -> list[str]:
@@ -373,7 +374,7 @@ def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
     from notifier.config import get_settings
     from notifier.pipeline.retry import backoff
 
-    with use_env({"NOTIFIER_RETRY_BACKOFF": "0.5", "NOTIFIER_RETRY_BACKOFF_MAX": "10"}):
+    with use_env({"NOTIFIER_RETRY_BACKOFF_SECONDS": "0.5", "NOTIFIER_RETRY_BACKOFF_MAX_SECONDS": "10"}):
         s = get_settings()
         samples = {attempt: [backoff(attempt, s) for _ in range(400)] for attempt in range(8)}
         hinted = [backoff(0, s, retry_after=7.0) for _ in range(50)] + [backoff(0, s, retry_after=60.0)
@@ -385,7 +386,7 @@ def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
         assert len(set(delays)) == len(delays), "jitter: no two samples alike"
     medians = [sorted(d)[len(d) // 2] for d in samples.values()]
     assert all(1.75 < b / a < 2.25 for a, b in zip(medians, medians[1:5])), f"doubles per attempt: {medians}"
-    assert medians[5:] == pytest.approx([7.5] * 3, rel=0.1), "capped at NOTIFIER_RETRY_BACKOFF_MAX"
+    assert medians[5:] == pytest.approx([7.5] * 3, rel=0.1), "capped at NOTIFIER_RETRY_BACKOFF_MAX_SECONDS"
     assert min(hinted[:50]) >= 7.0 and max(hinted[50:]) <= 10, "Retry-After is honoured, up to the cap"
 
 

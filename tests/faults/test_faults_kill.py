@@ -38,7 +38,8 @@ KILL_WINDOW = 0.5
 
 
 def _env(smtp: SmtpPeer) -> dict[str, str]:
-    return {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT": "10", "NOTIFIER_CLAIM_SECONDS": "3",
+    return {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "10",
+            "NOTIFIER_CLAIM_SECONDS": "3",
             "NOTIFIER_RATE_LIMITS": "realtime=100000/60,email=100000/60,fcm=1/60,apns=1/60,webpush=1/60"}
 
 

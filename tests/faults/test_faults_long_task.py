@@ -21,8 +21,8 @@ from tests.support.helpers import Worker, own_broker_env, uid, use_env, wait_for
 @pytest.mark.timeout(180)
 def test_a_send_slower_than_the_visibility_timeout_and_the_claim_runs_once(
         worker_factory: Callable[..., Worker], smtp: SmtpPeer) -> None:
-    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT": "5", "NOTIFIER_CLAIM_SECONDS": "2",
-           "NOTIFIER_COUNTDOWN_MAX": "1", "NOTIFIER_SMTP_TIMEOUT": "30"}
+    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "2",
+           "NOTIFIER_COUNTDOWN_MAX_SECONDS": "1", "NOTIFIER_SMTP_TIMEOUT_SECONDS": "30"}
     with use_env(env):
         user = uid()
         address = f"{user}@example.test"
@@ -44,7 +44,7 @@ def test_a_second_run_of_a_slow_send_waits_for_the_first_instead_of_sending_agai
         worker_factory: Callable[..., Worker], smtp: SmtpPeer) -> None:
     """The same delivery task twice at once (a redelivery to a frozen worker's task, say): the first
     run's claim outlives NOTIFIER_CLAIM_SECONDS while it sends, so the second run does not send."""
-    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_CLAIM_SECONDS": "2", "NOTIFIER_SMTP_TIMEOUT": "30"}
+    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_CLAIM_SECONDS": "2", "NOTIFIER_SMTP_TIMEOUT_SECONDS": "30"}
     with use_env(env):
         worker = worker_factory(env, queues="email", concurrency=2)
         user = uid()
@@ -66,7 +66,7 @@ def _succeeded(worker: Worker) -> int:
 
 def test_by_default_a_killed_workers_tasks_come_back_within_a_minute() -> None:
     defaults = {name: Settings.model_fields[name].default
-                for name in ("visibility_timeout", "claim_seconds", "countdown_max")}
+                for name in ("visibility_timeout_seconds", "claim_seconds", "countdown_max_seconds")}
     settings = Settings(broker_url="redis://127.0.0.1:6379/0", **defaults)
     options = celery_config(settings)["broker_transport_options"]
     assert options["visibility_timeout"] + options["unacked_restore_interval"] <= 60

@@ -136,7 +136,7 @@ def test_connections_dropped_and_redis_restarted_under_load_lose_nothing(
         own_redis: RedisServer, smtp: SmtpPeer, settings_env: Callable[[dict[str, str]], None],
         worker_factory: Callable[..., Worker]) -> None:
     env = {"NOTIFIER_REDIS_URL": own_redis.url, "NOTIFIER_BROKER_URL": own_redis.url, **smtp.env(),
-           "NOTIFIER_VISIBILITY_TIMEOUT": "5", "NOTIFIER_CLAIM_SECONDS": "4",
+           "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "4",
            "NOTIFIER_RATE_LIMITS": "realtime=100000/60,email=100000/60"}
     settings_env(env)
     users = [uid("load") for _ in range(USERS)]

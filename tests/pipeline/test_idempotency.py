@@ -20,7 +20,7 @@ from notifier.state.inbox import Inbox
 from tests.support.helpers import ROOT, Worker, private_env, start_worker, uid, use_env, wait_for
 
 PENDING = 2
-"""The producers' pending-claim lifetime in these tests (NOTIFIER_IDEMPOTENCY_PENDING_TTL)."""
+"""The producers' pending-claim lifetime in these tests (NOTIFIER_IDEMPOTENCY_PENDING_TTL_SECONDS)."""
 
 _SEND = """
 import sys
@@ -44,7 +44,7 @@ def silent_broker() -> Iterator[str]:
 
 def hanging_producer(broker: str, user: str, key: str, redis_client: redis.Redis) -> subprocess.Popen[bytes]:
     """A producer process stuck publishing ``user``'s send after it claimed ``key``."""
-    env = {**os.environ, "NOTIFIER_BROKER_URL": broker, "NOTIFIER_IDEMPOTENCY_PENDING_TTL": str(PENDING)}
+    env = {**os.environ, "NOTIFIER_BROKER_URL": broker, "NOTIFIER_IDEMPOTENCY_PENDING_TTL_SECONDS": str(PENDING)}
     proc = subprocess.Popen([sys.executable, "-c", _SEND, user, key], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_for(lambda: redis_client.get(get_keys().idempotency(key)) or proc.poll() is not None, timeout=30,
@@ -86,17 +86,17 @@ def test_an_interrupted_publish_gives_the_key_back_at_once(
 def test_a_routed_send_holds_its_key_for_the_full_ttl(worker: Worker, redis_client: redis.Redis) -> None:
     user, key = uid(), uid("key")
     sent = send_notification.delay(user, note("once"), idempotency_key=key)
-    assert redis_client.ttl(get_keys().idempotency(key)) <= get_settings().idempotency_pending_ttl
+    assert redis_client.ttl(get_keys().idempotency(key)) <= get_settings().idempotency_pending_ttl_seconds
     wait_for(lambda: Inbox().list(user).items, message="delivery")
     ttl = redis_client.ttl(get_keys().idempotency(key))
-    assert get_settings().idempotency_ttl - 60 < ttl <= get_settings().idempotency_ttl
+    assert get_settings().idempotency_ttl_seconds - 60 < ttl <= get_settings().idempotency_ttl_seconds
     assert send_notification.delay(user, note("again"), idempotency_key=key).id == sent.id
 
 
 def test_a_pending_claim_that_lapsed_in_the_queue_still_delivers_one_send() -> None:
     """Two sends with one key both published (the first one's claim lapsed before it was routed, the
     second one's still holds): the router keeps exactly one."""
-    env = {**private_env(), "NOTIFIER_IDEMPOTENCY_PENDING_TTL": "1"}
+    env = {**private_env(), "NOTIFIER_IDEMPOTENCY_PENDING_TTL_SECONDS": "1"}
     user, key = uid(), uid("key")
     with use_env(env):
         client = redis.Redis.from_url(env["NOTIFIER_REDIS_URL"])

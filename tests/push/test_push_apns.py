@@ -42,7 +42,7 @@ def stack(apns: ApnsPeer) -> Iterator[Isolated]:
 @pytest.fixture(scope="module")
 def worker(stack: Isolated, apns: ApnsPeer) -> Worker:
     """One pool process, so "one connection per process" is visible as one connection."""
-    return stack.worker({**apns.env(), "NOTIFIER_RETRY_BACKOFF_MAX": "3"}, "router,realtime,apns", concurrency=1)
+    return stack.worker({**apns.env(), "NOTIFIER_RETRY_BACKOFF_MAX_SECONDS": "3"}, "router,realtime,apns", concurrency=1)
 
 
 def token() -> str:

@@ -47,7 +47,7 @@ def stack(fcm: FcmPeer, credentials: Path) -> Iterator[Isolated]:
 
 @pytest.fixture(scope="module")
 def worker(stack: Isolated, fcm: FcmPeer, credentials: Path) -> Worker:
-    return stack.worker({**fcm.env(credentials), "NOTIFIER_RETRY_BACKOFF_MAX": "3"}, "router,realtime,fcm")
+    return stack.worker({**fcm.env(credentials), "NOTIFIER_RETRY_BACKOFF_MAX_SECONDS": "3"}, "router,realtime,fcm")
 
 
 def token() -> str:

@@ -11,14 +11,14 @@ import pytest
 from aioapns.common import PushType
 
 from notifier.channels.apns import APNsChannel, _answer_error
-from notifier.channels.base import Delivery
+from notifier.channels.base import Delivery, Outcome
 from notifier.channels.fcm import FCMChannel
-from notifier.channels.push import DEFAULT_TTL, parse_retry_after, remaining_ttl, short_key
+from notifier.channels.push import DEFAULT_TTL, parse_retry_after, remaining_ttl, send_each, short_key
 from notifier.channels.webpush import MAX_PLAINTEXT, WebPushChannel
 from notifier.config import get_settings
 from notifier.errors import InvalidTarget, PermanentError, RetryableError, ValidationError
 from notifier.models import Notification, validate
-from notifier.state.devices import Registration, device_id
+from notifier.state.devices import Device, Registration, device_id
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
@@ -147,6 +147,26 @@ def test_remaining_ttl_and_short_keys() -> None:
     assert remaining_ttl(n, T0 + dt.timedelta(seconds=400)) == 0
     assert short_key("abc", 32) == "abc"
     assert short_key("a b", 32, url_safe=True) == short_key("a b", 32, url_safe=True) != "a b"
+
+
+def test_send_each_reports_every_device_before_the_next_push() -> None:
+    """A failed push is that device's outcome, reported at once like a delivered one (the receipt and
+    the prune follow from it), and the next device is still pushed."""
+    devices = [Device(id=f"fcm-{i}", platform="fcm", token=f"token-{i}", created_at=T0, last_seen=T0) for i in range(3)]
+    items = [(Delivery("user-1", delivery().notification, d.id), d) for d in devices]
+    heard: list[tuple[str, Outcome]] = []
+
+    def push(d: Delivery, device: Device) -> dict[str, object]:
+        heard.append(("push", Outcome(d)))
+        if device.id == "fcm-1":
+            raise InvalidTarget("gone")
+        return {"name": device.id}
+
+    outcomes = send_each(items, push, lambda outcome: heard.append(("reported", outcome)))
+    assert [kind for kind, _ in heard] == ["push", "reported"] * 3
+    assert [o.detail for o in outcomes] == [{"name": "fcm-0"}, None, {"name": "fcm-2"}]
+    assert isinstance(outcomes[1].error, InvalidTarget) and outcomes[0].ok and outcomes[2].ok
+    assert [o for kind, o in heard if kind == "reported"] == outcomes
 
 
 # Registration validation ----------------------------------------------------------------------

@@ -54,7 +54,7 @@ def stack() -> Iterator[Isolated]:
 
 @pytest.fixture(scope="module")
 def worker(stack: Isolated) -> Worker:
-    return stack.worker({**vapid_env(), "NOTIFIER_RETRY_BACKOFF_MAX": "3"}, "router,realtime,webpush")
+    return stack.worker({**vapid_env(), "NOTIFIER_RETRY_BACKOFF_MAX_SECONDS": "3"}, "router,realtime,webpush")
 
 
 def register(user: str, *subscriptions: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from notifier.gateway.hub import RESYNC, Hub
 from notifier.gateway.hub.topology import ServerTopology
 from notifier.gateway.ws_protocol import Flag, Mailbox
 from notifier.redis.keys import Keys
+from notifier.state.inbox import UnreadCount
 from tests.support.helpers import uid
 
 
@@ -59,7 +60,7 @@ def test_a_silent_pubsub_connection_is_found_dead_and_subscribers_replay() -> No
         proxy = Freezable()
         port = await proxy.start()
         keys = Keys(prefix=uid("hub"))
-        hub = Hub(ServerTopology(f"redis://127.0.0.1:{port}/0"), keys, buffer=16, max_per_user=2,
+        hub = Hub(ServerTopology(f"redis://127.0.0.1:{port}/0"), keys.live, buffer=16, max_per_user=2,
                   ping_interval=0.2)
         hub.start()
         publisher = redis.Redis(port=6379)
@@ -71,7 +72,7 @@ def test_a_silent_pubsub_connection_is_found_dead_and_subscribers_replay() -> No
             sub = await hub.attach("alice")
             publisher.publish(keys.live("alice"), b'{"event": "unread_count", "unread": 1}')
             await asyncio.wait_for(sub.wait(), 2)
-            assert sub.items.pop(0) == {"event": "unread_count", "unread": 1}
+            assert sub.items.pop(0) == UnreadCount(1)
 
             proxy.frozen = True
             await asyncio.wait_for(sub.wait(), 5)
@@ -80,7 +81,7 @@ def test_a_silent_pubsub_connection_is_found_dead_and_subscribers_replay() -> No
             assert hub.connected
             publisher.publish(keys.live("alice"), b'{"event": "unread_count", "unread": 2}')
             await asyncio.wait_for(sub.wait(), 2)
-            assert sub.items.pop(0) == {"event": "unread_count", "unread": 2}
+            assert sub.items.pop(0) == UnreadCount(2)
             hub.detach(sub)
         finally:
             publisher.close()

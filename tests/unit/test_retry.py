@@ -11,7 +11,7 @@ from notifier.models import Notification
 from notifier.pipeline.delivery import Failure, Report
 from notifier.pipeline.retry import backoff, decide
 
-SETTINGS = Settings(retry_backoff=1.0, retry_backoff_max=8.0, max_retries=3)
+SETTINGS = Settings(retry_backoff_seconds=1.0, retry_backoff_max_seconds=8.0, max_retries=3)
 LOW = lambda a, b: a
 HIGH = lambda a, b: b
 

@@ -8,7 +8,15 @@ import zoneinfo
 import fakeredis
 import pytest
 
-from notifier.config import Settings, get_settings, reload_settings
+from notifier.config import (
+    REMOVED,
+    RENAMED,
+    SECTIONS,
+    Settings,
+    get_settings,
+    markdown_table,
+    reload_settings,
+)
 from notifier.errors import ConfigError, ValidationError
 from notifier.models import Notification, Preferences, QuietHours, validate
 from notifier.redis.keys import Keys
@@ -16,6 +24,7 @@ from notifier.redis.urls import parse as parse_redis_url
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import quiet_until
 from notifier.state.ratelimit import RateLimiter
+from tests.support.helpers import ROOT
 
 UTC = dt.UTC
 
@@ -93,7 +102,7 @@ def test_preferences_validation(prefs_input: dict, problem: str) -> None:
 def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     for var, value in [("NOTIFIER_MAX_RETRIES", "many"), ("NOTIFIER_RATE_LIMITS", "email=ten/60"),
                        ("NOTIFIER_SMTP_TLS", "sometimes"), ("NOTIFIER_DEFAULT_CHANNELS", "sms"),
-                       ("NOTIFIER_COUNTDOWN_MAX", "3600")]:
+                       ("NOTIFIER_COUNTDOWN_MAX_SECONDS", "3600")]:
         with monkeypatch.context() as m:
             m.setenv(var, value)
             get_settings.cache_clear()
@@ -101,6 +110,36 @@ def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
                 get_settings()
             assert var in str(info.value)
     reload_settings()
+
+
+def test_a_setting_under_its_old_name_stops_the_start_naming_the_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``extra="ignore"`` would drop an old name silently, and its default would apply unnoticed."""
+    monkeypatch.setenv("NOTIFIER_PUSH_TIMEOUT", "3")
+    monkeypatch.setenv("NOTIFIER_METRICS_DIR", "/tmp/metrics")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError) as info:
+        get_settings()
+    assert "NOTIFIER_PUSH_TIMEOUT was renamed NOTIFIER_PUSH_TIMEOUT_SECONDS" in str(info.value)
+    assert "NOTIFIER_METRICS_DIR is no longer a setting: set PROMETHEUS_MULTIPROC_DIR" in str(info.value)
+    monkeypatch.delenv("NOTIFIER_PUSH_TIMEOUT")
+    monkeypatch.delenv("NOTIFIER_METRICS_DIR")
+    reload_settings()
+
+
+def test_settings_follow_the_unit_rule_and_the_old_names_are_gone() -> None:
+    fields = {f"NOTIFIER_{name.upper()}": field for name, field in Settings.model_fields.items()}
+    assert set(RENAMED.values()) <= set(fields), "every new name is a setting"
+    assert not (set(RENAMED) | set(REMOVED)) & set(fields), "no old name is a setting still"
+    for name, field in fields.items():
+        if field.annotation is float:
+            assert name.endswith("_SECONDS"), f"{name} is a duration: it ends in _SECONDS"
+    assert sum(len(section.model_fields) for section in SECTIONS) == len(Settings.model_fields), \
+        "every setting is in exactly one section"
+
+
+def test_the_readme_configuration_table_is_the_settings() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_table() in readme, "README's Configuration table is stale: paste notifier.config.markdown_table()"
 
 
 def test_broker_defaults_to_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,7 +161,7 @@ def _fake_inbox(max_len: int = 10) -> Inbox:
 
     scripts.script.cache_clear()
     client = fakeredis.FakeRedis(decode_responses=True)
-    store._client, store._client_pid = client, __import__("os").getpid()
+    store._client.set(client)
     return Inbox(client, Keys("t"), max_len=max_len)
 
 
@@ -165,7 +204,7 @@ def test_rate_limiter_sliding_window() -> None:
     try:
         import notifier.redis.store as store
 
-        limiter = RateLimiter(store._client, Keys("t"), {"email": (2, 60)})
+        limiter = RateLimiter(store.get_redis(), Keys("t"), {"email": (2, 60)})
         verdicts = [limiter.allow("u", f"s{i}", ["email", "realtime"]) for i in range(3)]
         assert [v["email"] for v in verdicts] == [True, True, False]
         assert all(v["realtime"] for v in verdicts)

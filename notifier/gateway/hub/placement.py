@@ -14,18 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from redis.exceptions import RedisError
 
 from notifier.errors import HubUnavailable, TooManyConnections
 from notifier.gateway.hub.link import BACKOFF_MAX, BACKOFF_MIN, PING_INTERVAL, Link, SubscriptionOutcome
 from notifier.gateway.hub.subscriber import RESYNC, Subscriber
 from notifier.gateway.hub.topology import Topology
-from notifier.redis.keys import Keys
+from notifier.state.inbox import parse_event
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,12 @@ class _Channel:
 class Hub:
     """Multiplexes every connected user over the topology's Pub/Sub connections (see the module docstring)."""
 
-    def __init__(self, topology: Topology, keys: Keys, buffer: int, max_per_user: int,
+    def __init__(self, topology: Topology, channel_of: Callable[[str], str], buffer: int, max_per_user: int,
                  ping_interval: float = PING_INTERVAL) -> None:
+        """``channel_of`` names a user's live channel (:meth:`notifier.state.inbox.Inbox.live_channel`)."""
         self.topology = topology
         self.ping_interval = ping_interval
-        self._keys = keys
+        self._channel_of = channel_of
         self._buffer = buffer
         self._max_per_user = max_per_user
         self._channels: dict[str, _Channel] = {}
@@ -112,7 +112,7 @@ class Hub:
     # Subscribers ------------------------------------------------------------------------------
     async def attach(self, user_id: str) -> Subscriber:
         """Register a connection for ``user_id``; returns once its live channel is subscribed."""
-        channel = self._keys.live(user_id)
+        channel = self._channel_of(user_id)
         entry = self._channels.get(channel)
         if entry is not None and len(entry.subscribers) >= self._max_per_user:
             raise TooManyConnections(
@@ -135,7 +135,7 @@ class Hub:
 
     def detach(self, sub: Subscriber) -> None:
         """Forget a closed connection; the user's channel is unsubscribed if it was the last."""
-        channel = self._keys.live(sub.user_id)
+        channel = self._channel_of(sub.user_id)
         entry = self._channels.get(channel)
         if entry is None or sub not in entry.subscribers:
             return
@@ -231,18 +231,19 @@ class Hub:
 
     # Delivery ---------------------------------------------------------------------------------
     def _deliver(self, channel: str, data: Any) -> None:
+        """Parse a message once for all of the user's connections; ignore what is no live event."""
         entry = self._channels.get(channel)
         if entry is None:
             return
         try:
-            message = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            event = parse_event(data)
+        except ValueError:
             log.warning("hub: ignoring a malformed message on %s", channel)
             return
-        if not isinstance(message, dict):
+        if event is None:
             return
         for sub in list(entry.subscribers):
-            sub.offer(message)
+            sub.offer(event)
 
     def _resync(self, channel: str) -> None:
         entry = self._channels.get(channel)

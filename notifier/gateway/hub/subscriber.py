@@ -8,7 +8,8 @@ process's memory. :data:`RESYNC` in the buffer tells its handler that messages m
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+
+from notifier.state.inbox import LiveEvent
 
 
 class _Resync:
@@ -19,7 +20,7 @@ class _Resync:
 RESYNC = _Resync()
 """Queued after a reconnect or a move: messages may have been missed, replay from the inbox."""
 
-Item = dict[str, Any] | _Resync
+Item = LiveEvent | _Resync
 
 
 class Subscriber:

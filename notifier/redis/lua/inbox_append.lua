@@ -1,14 +1,17 @@
 -- Append notifications to users' inboxes, each once, and announce them live.
--- PUBLISH (the command) is defined by notifier/store.py: SPUBLISH on a Redis Cluster.
+-- PUBLISH (the command) is defined by notifier/redis/scripts.py: SPUBLISH on a Redis Cluster.
 -- KEYS: for each item, 4 keys: inbox stream, id hash, unread set, live channel
--- ARGV: max length, trim slack, then for each item: notification id, notification JSON, publish (1/0)
+-- ARGV: max length, trim slack, the live event's template (notifier.state.inbox.NEW_ENTRY_EVENT) as
+--       the 4 pieces around its fields (entry id, unread count, notification JSON), then for each
+--       item: notification id, notification JSON, publish (1/0)
 -- Returns, for each item in turn: entry id, unread count, 1 if newly added / 0 if it was already there.
 -- On a Redis Cluster a call carries one item (its user's keys share a slot); on one server, many.
 local maxlen, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
+local e1, e2, e3, e4 = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local out = {}
 for i = 0, #KEYS / 4 - 1 do
   local inbox, ids, unread_set, live = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4]
-  local nid, payload, publish = ARGV[3 * i + 3], ARGV[3 * i + 4], ARGV[3 * i + 5]
+  local nid, payload, publish = ARGV[3 * i + 7], ARGV[3 * i + 8], ARGV[3 * i + 9]
   local existing = redis.call('HGET', ids, nid)
   if existing then
     out[#out + 1] = existing
@@ -36,8 +39,7 @@ for i = 0, #KEYS / 4 - 1 do
     end
     local unread = redis.call('SCARD', unread_set)
     if publish == '1' then
-      redis.call(PUBLISH, live,
-        '{"event":"notification","entry_id":"' .. id .. '","unread":' .. unread .. ',"notification":' .. payload .. '}')
+      redis.call(PUBLISH, live, e1 .. id .. e2 .. unread .. e3 .. payload .. e4)
     end
     out[#out + 1] = id
     out[#out + 1] = unread

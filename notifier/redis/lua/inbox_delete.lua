@@ -1,10 +1,12 @@
 -- Delete notifications from a user's inbox by notification id.
--- PUBLISH (the command) is defined by notifier/store.py: SPUBLISH on a Redis Cluster.
+-- PUBLISH (the command) is defined by notifier/redis/scripts.py: SPUBLISH on a Redis Cluster.
 -- KEYS: inbox stream, id hash, unread set, live channel
--- ARGV: notification ids...
+-- ARGV: the live event's template (notifier.state.inbox.UNREAD_EVENT) as the 2 pieces around its
+--       field (the unread count), then notification ids...
 -- Returns {number deleted, unread count}.
 local deleted = 0
-for _, nid in ipairs(ARGV) do
+for i = 3, #ARGV do
+  local nid = ARGV[i]
   local id = redis.call('HGET', KEYS[2], nid)
   if id then
     deleted = deleted + redis.call('XDEL', KEYS[1], id)
@@ -14,6 +16,6 @@ for _, nid in ipairs(ARGV) do
 end
 local unread = redis.call('SCARD', KEYS[3])
 if deleted > 0 then
-  redis.call(PUBLISH, KEYS[4], '{"event":"unread_count","unread":' .. unread .. '}')
+  redis.call(PUBLISH, KEYS[4], ARGV[1] .. unread .. ARGV[2])
 end
 return {deleted, unread}

@@ -1,16 +1,19 @@
--- Mark notifications read (ARGV = ids), or all of them (no ARGV), and tell live connections.
+-- Mark notifications read (ids), or all of them (no ids), and tell live connections.
 -- An id is a notification id or an inbox entry id (<ms>-<seq>, the id the live feed sends): the
 -- notification id is looked up first, so an id is never taken for another notification's entry.
--- PUBLISH (the command) is defined by notifier/store.py: SPUBLISH on a Redis Cluster.
+-- PUBLISH (the command) is defined by notifier/redis/scripts.py: SPUBLISH on a Redis Cluster.
 -- KEYS: unread set, live channel, id hash (notification id -> entry id), inbox stream
+-- ARGV: the live event's template (notifier.state.inbox.UNREAD_EVENT) as the 2 pieces around its
+--       field (the unread count), then ids...
 -- Returns {number newly marked read, unread count, then each id that names nothing in the inbox}.
 local out = {0, 0}
 local changed = 0
-if #ARGV == 0 then
+if #ARGV == 2 then
   changed = redis.call('SCARD', KEYS[1])
   redis.call('DEL', KEYS[1])
 else
-  for _, id in ipairs(ARGV) do
+  for i = 3, #ARGV do
+    local id = ARGV[i]
     local nid = nil
     if redis.call('HEXISTS', KEYS[3], id) == 1 then
       nid = id
@@ -33,7 +36,7 @@ else
 end
 local unread = redis.call('SCARD', KEYS[1])
 if changed > 0 then
-  redis.call(PUBLISH, KEYS[2], '{"event":"unread_count","unread":' .. unread .. '}')
+  redis.call(PUBLISH, KEYS[2], ARGV[1] .. unread .. ARGV[2])
 end
 out[1], out[2] = changed, unread
 return out
