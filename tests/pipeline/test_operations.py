@@ -108,7 +108,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def test_stats_shows_queues_dlq_and_workers(worker: Worker) -> None:
-    out = cli("stats", "--json")
+    out = cli("stats", "--json", "--timeout", "5")  # a loaded machine answers a ping later than the 1 s default
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert set(report["queues"]) == {"router", "realtime", "email", "fcm", "apns", "webpush"}
