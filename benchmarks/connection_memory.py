@@ -21,7 +21,7 @@ import uvloop
 
 from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
 from benchmarks.harness.load import Listeners, raise_open_files, user_tokens
-from notifier.gateway.ws_protocol import IMPORT_PATH
+from notifier.gateway.tuning import WS_PROTOCOL
 from tests.support.processes import free_port
 
 
@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=["sse", "ws"], default="ws")
     parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--ws", default=IMPORT_PATH, help="uvicorn's --ws (e.g. websockets-sansio, uvicorn's own)")
+    parser.add_argument("--ws", default=WS_PROTOCOL, help="uvicorn's --ws (e.g. websockets-sansio, uvicorn's own)")
     parser.add_argument("--only", default=None, help="list only allocation sites with a frame whose file has this")
     parser.add_argument("--depth", type=int, default=6, help="frames kept per allocation")
     parser.add_argument("--top", type=int, default=25)

@@ -8,12 +8,27 @@ client. Targets: p99 <= 1 s, RSS <= 20 KiB per connection. The open-file limit i
 this process and its children only.
 
     python -m benchmarks.connections [--connections 10000] [--kinds sse,ws] [--runs 3]
+
+To price a piece of the gateway's tuning, ``--variant NAME=OPTION[+OPTION...]`` (repeatable) adds a
+gateway configuration, run interleaved with the product's (``base``): base, A, B, base, A, B, ... for
+``--runs`` rounds. Options: ``ws:PROTOCOL`` (uvicorn's ``--ws``: ``websockets-sansio``, uvicorn's own, or
+``benchmarks._tuned_gateway:UnjoinedWebSocketProtocol``, the lean one without joined writes; such a
+variant is skipped for SSE), ``gc:YOUNG,MIDDLE,OLD`` (``gc.set_threshold``; 700,10,10 is CPython's
+default), ``nofreeze`` (no ``gc.freeze`` and no periodic full pass). These are switches of
+``benchmarks._tuned_gateway``, not settings of the product. Saved as ``results/connections_tuning.json``.
+
+    python -m benchmarks.connections --counts '' --runs 3 --variant stock-ws=ws:websockets-sansio \
+        --variant old-gc=gc:50000,20,100 --variant no-freeze=nofreeze \
+        --variant unjoined=ws:benchmarks._tuned_gateway:UnjoinedWebSocketProtocol
 """
 
 from __future__ import annotations
 
+import shlex
 import statistics
+import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
@@ -26,13 +41,43 @@ from benchmarks.harness.report import Figure, arguments, latency_summary, report
 QUEUES = ["router", "realtime"]
 
 
+@dataclass
+class Variant:
+    """A gateway configuration to compare: uvicorn's ``--ws`` and ``benchmarks._tuned_gateway``'s options."""
+
+    name: str
+    ws: str | None = None
+    tuning: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        name, _, options = spec.partition("=")
+        variant = cls(name)
+        for option in filter(None, options.split("+")):
+            key, _, value = option.partition(":")
+            if key == "ws":
+                variant.ws = value
+            elif key == "gc":
+                variant.tuning += ["--gc-threshold", value]
+            elif key == "nofreeze":
+                variant.tuning.append("--no-freeze")
+            else:
+                raise SystemExit(f"unknown variant option {option!r} (ws:PROTOCOL, gc:N,N,N, nofreeze)")
+        return variant
+
+    def applies_to(self, kind: str) -> bool:
+        """A variant that only changes the WebSocket protocol has nothing to say about SSE."""
+        return kind == "ws" or bool(self.tuning) or self.ws is None
+
+
 def one_run(kind: str, run: int, env: dict[str, str], worker: Worker, count: int, profiled: bool = False,
-            gc_threshold: str | None = None) -> dict[str, Any]:
+            variant: Variant | None = None) -> dict[str, Any]:
     from notifier import broadcast
 
+    variant = variant or Variant("base")
     recipients = users(f"conn-{kind}{run}", count)
     tokens = user_tokens(recipients)
-    gateway = Gateway(env, gc_threshold=gc_threshold).wait_ready()
+    gateway = Gateway(env, ws=variant.ws, tuning=variant.tuning).wait_ready()
     listeners = None
     try:
         time.sleep(1)
@@ -77,9 +122,12 @@ def main() -> None:
     parser.add_argument("--counts", default="1000,2500,5000",
                         help="extra SSE connection counts, one run each, for the plot ('' to skip)")
     parser.add_argument("--gc-threshold", default=None,
-                        help="run the gateway with NOTIFIER_GATEWAY_GC_THRESHOLDS=YOUNG,MIDDLE,OLD "
-                             "(700,10,10 is CPython's default)")
+                        help="run every gateway with gc.set_threshold(YOUNG,MIDDLE,OLD) (700,10,10 is CPython's)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OPTION[+OPTION]",
+                        help="a gateway configuration run interleaved with the product's (see the docstring)")
     args = parser.parse_args()
+    base = Variant.parse(f"base=gc:{args.gc_threshold}" if args.gc_threshold else "base")
+    variants = [base, *(Variant.parse(spec) for spec in args.variant)]
     limit = raise_open_files()
     if limit < args.connections + 1000:
         raise SystemExit(f"the open-file limit is {limit}; {args.connections} connections need more")
@@ -87,37 +135,44 @@ def main() -> None:
     claim_and_flush()
     worker = start_workers(env, QUEUES)
     figures: list[Figure] = []
-    series = {}
+    series: dict[str, Any] = {}
     for kind in args.kinds.split(","):
         label = {"sse": "SSE", "ws": "WebSocket"}[kind]
-        rows = []
+        rows: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants if v.applies_to(kind)}
         for run in range(args.runs):
-            clear_data()
-            wait_quiet()
-            row = one_run(kind, run, env, worker, args.connections, args.profile and run == 0, args.gc_threshold)
-            rows.append(row)
-            print(f"{label} run {run + 1}: {row['connections']} open in {row['connect_s']:.1f} s "
-                  f"({row['connect_rate']:,.0f}/s, gateway CPU {row['connect_cpu_s']:.1f} s); RSS "
-                  f"{row['rss_idle_mib']:.0f} -> {row['rss_held_mib']:.0f} MiB = "
-                  f"{row['rss_per_connection_kib']:.1f} KiB/connection; broadcast p50 "
-                  f"{row['broadcast_p50_s'] * 1000:.0f} ms, p99 {row['broadcast_p99_s'] * 1000:.0f} ms, max "
-                  f"{row['broadcast_max_s'] * 1000:.0f} ms (gateway CPU {row['broadcast_cpu_s']:.1f} s)\n"
-                  f"  broadcast {row['broadcast_cpu']}")
-        series[kind] = rows
-        for key, name, unit, target in [
-                ("broadcast_p99_s", "broadcast reaches all, p99", "s", "<= 1 s"),
-                ("broadcast_p50_s", "broadcast reaches all, p50", "s", ""),
-                ("rss_per_connection_kib", "gateway RSS per connection", "KiB", "<= 20 KiB"),
-                ("connect_rate", "connect rate", "connections/s", ""),
-                ("connect_cpu_s", "gateway CPU to accept them", "s", ""),
-                ("broadcast_cpu_s", "gateway CPU for the broadcast", "s", "")]:
-            figures.append(Figure(f"{label} x{args.connections}: {name}", unit, [r[key] for r in rows],
-                                  target=target, higher_is_better=key == "connect_rate"))
+            for variant in (v for v in variants if v.applies_to(kind)):
+                clear_data()
+                wait_quiet()
+                row = one_run(kind, run, env, worker, args.connections, args.profile and run == 0, variant)
+                rows[variant.name].append(row)
+                named = f"{label} {variant.name}" if len(variants) > 1 else label
+                print(f"{named} run {run + 1}: {row['connections']} open in {row['connect_s']:.1f} s "
+                      f"({row['connect_rate']:,.0f}/s, gateway CPU {row['connect_cpu_s']:.1f} s); RSS "
+                      f"{row['rss_idle_mib']:.0f} -> {row['rss_held_mib']:.0f} MiB = "
+                      f"{row['rss_per_connection_kib']:.1f} KiB/connection; broadcast p50 "
+                      f"{row['broadcast_p50_s'] * 1000:.0f} ms, p99 {row['broadcast_p99_s'] * 1000:.0f} ms, max "
+                      f"{row['broadcast_max_s'] * 1000:.0f} ms (gateway CPU {row['broadcast_cpu_s']:.1f} s)\n"
+                      f"  broadcast {row['broadcast_cpu']}", flush=True)
+        series[kind] = rows[base.name]
+        for name_of_variant, variant_rows in rows.items():
+            named = f"{label} {name_of_variant}" if len(variants) > 1 else label
+            for key, name, unit, target in [
+                    ("broadcast_p99_s", "broadcast reaches all, p99", "s", "<= 1 s"),
+                    ("broadcast_p50_s", "broadcast reaches all, p50", "s", ""),
+                    ("rss_per_connection_kib", "gateway RSS per connection", "KiB", "<= 20 KiB"),
+                    ("connect_rate", "connect rate", "connections/s", ""),
+                    ("connect_cpu_s", "gateway CPU to accept them", "s", ""),
+                    ("broadcast_cpu_s", "gateway CPU for the broadcast", "s", "")]:
+                figures.append(Figure(f"{named} x{args.connections}: {name}", unit,
+                                      [r[key] for r in variant_rows], target=target,
+                                      higher_is_better=key == "connect_rate"))
+        if len(variants) > 1:
+            series[f"{kind}_variants"] = rows
     sweep = []
     for i, n in enumerate(int(c) for c in args.counts.split(",") if c.strip()):
         clear_data()
         wait_quiet()
-        sweep.append(one_run("sse", 100 + i, env, worker, n, gc_threshold=args.gc_threshold))
+        sweep.append(one_run("sse", 100 + i, env, worker, n, variant=base))
     if "sse" in series:
         sweep.append(min(series["sse"], key=lambda r: abs(r["broadcast_p99_s"] - statistics.median(
             x["broadcast_p99_s"] for x in series["sse"]))))
@@ -125,8 +180,11 @@ def main() -> None:
         print(f"SSE x{row['connections']}: broadcast p50 {row['broadcast_p50_s'] * 1000:.0f} ms, p99 "
               f"{row['broadcast_p99_s'] * 1000:.0f} ms; {row['rss_per_connection_kib']:.1f} KiB/connection")
     worker.stop()
-    report("connections", figures, {"runs": series, "count_sweep": sweep, "settings": {
-        "connections": args.connections, "gc_threshold": args.gc_threshold}})
+    report("connections_tuning" if len(variants) > 1 else "connections", figures, {
+        "runs": series, "count_sweep": sweep, "settings": {
+            "connections": args.connections, "gc_threshold": args.gc_threshold,
+            "variants": {v.name: {"ws": v.ws, "tuning": v.tuning} for v in variants}}},
+        command=shlex.join(["python", "-m", "benchmarks.connections", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -276,20 +276,6 @@ class GatewaySettings(_Section):
     max_pending_handshakes: int = Field(1000, ge=1)
     """connections per gateway process still sending their request head (not yet authenticated); a new
     one over that closes the one waiting longest (503)"""
-    gateway_gc_thresholds: str = Field("50000,20,100", pattern=r"^\d+,\d+,\d+$")
-    """the gateway's `gc.set_threshold`: allocations between young collections, then how many of each
-    generation's collections before the next one's; fewer young collections than CPython's `700,10,10`
-    cost a broadcast less"""
-    gateway_full_gc_seconds: float = Field(600.0, gt=0)
-    """seconds between the gateway's full garbage collections (`notifier.gateway.collector`); in between,
-    objects older than a few seconds are frozen so a collection never walks 10,000 connections' objects
-    mid-broadcast"""
-
-    @property
-    def gc_thresholds(self) -> tuple[int, int, int]:
-        """The gateway's ``gc.set_threshold`` arguments."""
-        young, middle, old = (int(n) for n in self.gateway_gc_thresholds.split(","))
-        return young, middle, old
 
     @property
     def api_limit(self) -> tuple[int, int]:
@@ -342,6 +328,10 @@ would drop them silently, and the default would apply unnoticed)."""
 REMOVED: Mapping[str, str] = {
     "NOTIFIER_SCHEDULER_INTERVAL": "deferred messages are released every second (workers/scheduler.py)",
     "NOTIFIER_METRICS_DIR": "set PROMETHEUS_MULTIPROC_DIR, prometheus_client's own variable, instead",
+    "NOTIFIER_GATEWAY_GC_THRESHOLDS": "the gateway keeps CPython's thresholds, the gain measured within the "
+                                      "noise (notifier/gateway/tuning.py)",
+    "NOTIFIER_GATEWAY_FULL_GC_SECONDS": "the gateway's full collection runs every 600 s (FULL_PASS_SECONDS "
+                                        "in notifier/gateway/tuning.py)",
 }
 """Variables that are no longer settings, and what takes their place; set, they stop the start too."""
 

@@ -22,7 +22,7 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
 
     from notifier import tokens
     from notifier.config import get_settings
-    from notifier.gateway import http_protocol, ws_protocol
+    from notifier.gateway import http_protocol, tuning
     from notifier.logs import configure_logging
     from notifier.redis import store
     from notifier.redis.aio import check_url
@@ -38,7 +38,7 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
         port=port or settings.gateway_port,
         log_level=log_level or settings.log_level.lower(),
         http=http_protocol.IMPORT_PATH,
-        ws=ws_protocol.IMPORT_PATH,
+        ws=tuning.WS_PROTOCOL,
         ws_max_size=settings.max_request_bytes,
         ws_ping_interval=settings.heartbeat_seconds,
         ws_ping_timeout=settings.heartbeat_seconds,

@@ -28,11 +28,11 @@ from notifier import tokens
 from notifier.config import get_settings
 from notifier.gateway import api as api_routes
 from notifier.gateway import errors, metrics, sse, ws
-from notifier.gateway.collector import Collector
 from notifier.gateway.hub import Hub
 from notifier.gateway.hub.topology import topology
 from notifier.gateway.limits import BodySizeLimit
 from notifier.gateway.state import GatewayState, LiveHandler, gateway_state
+from notifier.gateway.tuning import Collector
 from notifier.logs import configure_logging
 from notifier.redis.aio import check_url, connect
 from notifier.state.inbox import Inbox, LiveInbox
@@ -68,7 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.gateway = GatewayState(settings=settings, hub=hub, inbox=inbox, preferences=PreferenceStore(),
                                      redis=client, live_inbox=LiveInbox(client))
     hub.start()
-    collector = Collector(settings.gateway_full_gc_seconds, settings.gc_thresholds)
+    collector = Collector()
     collector.start()
     try:
         yield
