@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import gc
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -33,25 +34,27 @@ def main() -> None:
     parser.add_argument("--gc-threshold", default=None,
                         help="gc.set_threshold while the gateway runs (700,10,10 is CPython's default)")
     parser.add_argument("--no-freeze", action="store_true",
-                        help="no gc.freeze and no periodic full pass: CPython's collector as it comes")
+                        help="no gc.freeze and no periodic full pass (the thresholds still apply)")
     parser.add_argument("uvicorn_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
-    start, stop = tuning.Collector.start, tuning.Collector.stop
-    default = gc.get_threshold()
-    thresholds = tuple(int(n) for n in args.gc_threshold.split(",")) if args.gc_threshold else default
+    init = tuning.Collector.__init__
+    thresholds = tuple(int(n) for n in args.gc_threshold.split(",")) if args.gc_threshold else None
 
-    def patched_start(self: tuning.Collector) -> None:
-        if not args.no_freeze:
-            start(self)
-        gc.set_threshold(*thresholds)
+    def patched_init(self: tuning.Collector, *given: Any, **named: Any) -> None:
+        init(self, *given, **named)
+        if thresholds:
+            self.thresholds = thresholds  # type: ignore[assignment]  # three ints, from the command line
 
-    async def patched_stop(self: tuning.Collector) -> None:
-        if not args.no_freeze:
-            await stop(self)
-        gc.set_threshold(*default)
+    tuning.Collector.__init__ = patched_init  # type: ignore[method-assign]
+    if args.no_freeze:
+        def start(self: tuning.Collector) -> None:
+            gc.set_threshold(*self.thresholds)
 
-    tuning.Collector.start = patched_start  # type: ignore[method-assign]
-    tuning.Collector.stop = patched_stop  # type: ignore[method-assign]
+        async def stop(self: tuning.Collector) -> None:
+            gc.set_threshold(*self._default_thresholds)
+
+        tuning.Collector.start = start  # type: ignore[method-assign]
+        tuning.Collector.stop = stop  # type: ignore[method-assign]
     rest = args.uvicorn_args[1:] if args.uvicorn_args[:1] == ["--"] else args.uvicorn_args
     sys.exit(uvicorn.main.main(args=rest, prog_name="uvicorn"))
 

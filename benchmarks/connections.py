@@ -18,7 +18,7 @@ default), ``nofreeze`` (no ``gc.freeze`` and no periodic full pass). These are s
 ``benchmarks._tuned_gateway``, not settings of the product. Saved as ``results/connections_tuning.json``.
 
     python -m benchmarks.connections --counts '' --runs 3 --variant stock-ws=ws:websockets-sansio \
-        --variant old-gc=gc:50000,20,100 --variant no-freeze=nofreeze \
+        --variant cpython-gc=gc:700,10,10 --variant no-freeze=nofreeze \
         --variant unjoined=ws:benchmarks._tuned_gateway:UnjoinedWebSocketProtocol
 """
 

@@ -328,8 +328,8 @@ would drop them silently, and the default would apply unnoticed)."""
 REMOVED: Mapping[str, str] = {
     "NOTIFIER_SCHEDULER_INTERVAL": "deferred messages are released every second (workers/scheduler.py)",
     "NOTIFIER_METRICS_DIR": "set PROMETHEUS_MULTIPROC_DIR, prometheus_client's own variable, instead",
-    "NOTIFIER_GATEWAY_GC_THRESHOLDS": "the gateway keeps CPython's thresholds, the gain measured within the "
-                                      "noise (notifier/gateway/tuning.py)",
+    "NOTIFIER_GATEWAY_GC_THRESHOLDS": "the gateway's gc.set_threshold is a constant (GC_THRESHOLDS in "
+                                      "notifier/gateway/tuning.py, with its measured gain)",
     "NOTIFIER_GATEWAY_FULL_GC_SECONDS": "the gateway's full collection runs every 600 s (FULL_PASS_SECONDS "
                                         "in notifier/gateway/tuning.py)",
 }

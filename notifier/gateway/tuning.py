@@ -6,7 +6,7 @@ gateway without it, interleaved with runs of the product (base, without, base, w
 cores that other engineers' tests were using too; for example::
 
     python -m benchmarks.connections --runs 4 --counts '' --variant stock-ws=ws:websockets-sansio \
-        --variant old-gc=gc:50000,20,100 --variant no-freeze=nofreeze \
+        --variant cpython-gc=gc:700,10,10 --variant no-freeze=nofreeze \
         --variant unjoined=ws:benchmarks._tuned_gateway:UnjoinedWebSocketProtocol
 
 p99 moves by a few hundred ms from run to run on that machine, so each figure is a median over
@@ -30,13 +30,13 @@ pairs, with how many of the pairs went the same way; the gateway's CPU is the st
 - **The live endpoints in front of FastAPI** (``notifier/gateway/app.py``, ``Gateway``): routing, not
   a switch, so not re-measured; in session 2 it took an SSE connection from 38.4 to 14.4 KiB and the
   broadcast's p99 from 5.37 to 1.82 s.
-- Dropped: **young collections every 50,000 allocations** (``gc.set_threshold(50000, 20, 100)``, the
-  setting ``NOTIFIER_GATEWAY_GC_THRESHOLDS`` until session 5). With the freeze in place (14 pairs per
-  transport) the broadcast cost the gateway the same CPU (SSE 0.28 against 0.29 s, WebSocket 0.38
-  both); SSE accepted 10,000 connections with 0.14 s less CPU (13 of 14) and its p99 was lower (518
-  against 658 ms, 10 of 14), WebSocket's higher (854 against 756 ms, 10 of 14). A gain on one
-  transport, a loss on the other, both within the noise of a single run: the gateway keeps CPython's
-  thresholds.
+- **Young collections every 50,000 allocations** (:data:`GC_THRESHOLDS`, the setting
+  ``NOTIFIER_GATEWAY_GC_THRESHOLDS`` until session 5). Kept, as a constant: with the freeze in place
+  (17 pairs per transport) SSE accepted 10,000 connections with 2.99 against 3.11 s of gateway CPU
+  (16 of 17), spent 0.28 against 0.30 s on the broadcast (15 of 17) and its p99 was 463 against
+  609 ms (13 of 17); WebSocket the same within the noise (CPU 0.37 against 0.38 s, 9 of 17; p99 751
+  against 658 ms, lower in 7 of 17). RSS per connection is the same since each freeze follows a
+  young collection (session 3).
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 FULL_PASS_SECONDS = 600.0
 """Seconds between full collections: the reference cycles closed connections left behind wait at most this long."""
+GC_THRESHOLDS = (50_000, 20, 100)
+"""``gc.set_threshold`` while the gateway runs (CPython's is 700, 10, 10): a broadcast holds one message per
+connection for a moment, and at 700 allocations per young collection those are walked, and promoted, before
+reference counting frees them. Worth a few percent of SSE's gateway CPU (module docstring)."""
 FREEZE_SECONDS = 1.0
 """How often what survived is frozen: short enough that a burst of connections is frozen soon after."""
 WS_PROTOCOL = "notifier.gateway.tuning:LeanWebSocketProtocol"
@@ -70,18 +74,23 @@ class Collector:
     young generations (so that short-lived cycles, a handshake's, are freed rather than frozen) and
     freezes the survivors (``gc.freeze``, constant time): automatic collections then look only at
     recent objects. Every :data:`FULL_PASS_SECONDS` one full pass (unfreeze, collect, freeze), logged
-    with its duration, frees the cycles closed connections left, at a known rhythm.
+    with its duration, frees the cycles closed connections left, at a known rhythm. Young collections
+    run every :data:`GC_THRESHOLDS` allocations meanwhile.
     """
 
-    def __init__(self, full_every: float = FULL_PASS_SECONDS, freeze_every: float = FREEZE_SECONDS) -> None:
+    def __init__(self, full_every: float = FULL_PASS_SECONDS, thresholds: tuple[int, int, int] = GC_THRESHOLDS,
+                 freeze_every: float = FREEZE_SECONDS) -> None:
         self.full_every = full_every
+        self.thresholds = thresholds
         self.freeze_every = freeze_every
         self.full_passes = 0
         self._task: asyncio.Task[None] | None = None
+        self._default_thresholds = gc.get_threshold()
 
     def start(self) -> None:
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*self.thresholds)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="notifier-gc")
 
     async def stop(self) -> None:
@@ -91,6 +100,7 @@ class Collector:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         gc.unfreeze()
+        gc.set_threshold(*self._default_thresholds)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
