@@ -12,6 +12,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -59,7 +60,7 @@ def own_broker_env() -> dict[str, str]:
     """:func:`private_env`, with a RabbitMQ virtual host of its own as the broker in the RabbitMQ re-run."""
     env = private_env()
     if os.environ.get("NOTIFIER_TEST_BROKER") == "amqp":
-        env["NOTIFIER_BROKER_URL"] = amqp_broker(int(env["NOTIFIER_REDIS_URL"].rsplit("/", 1)[1]))
+        env["NOTIFIER_BROKER_URL"] = amqp_broker(env["NOTIFIER_REDIS_URL"])
     return env
 
 
@@ -68,9 +69,12 @@ def release_db() -> None:
         redisdb.release(redisdb.url(db), _session)
 
 
-def amqp_broker(db: int) -> str:
-    """A RabbitMQ virtual host of this session's own (``NOTIFIER_TEST_BROKER=amqp``)."""
-    vhost = f"notifier-test-{db}"
+def amqp_broker(redis_url: str) -> str:
+    """A RabbitMQ virtual host of this session's own (``NOTIFIER_TEST_BROKER=amqp``), named for the
+    Redis database the session claimed, port included: two sessions on different Redis servers (one
+    on a private server) must not share, or delete, each other's vhost."""
+    target = urllib.parse.urlsplit(redis_url)
+    vhost = f"notifier-test-{target.port}-{target.path.strip('/') or 0}"
     # no check: the vhost is usually not there yet
     subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60, check=False)
     subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], capture_output=True, timeout=60, check=True)
@@ -88,7 +92,7 @@ def base_env() -> dict[str, str]:
     db = claim_db()
     url = redisdb.url(db)
     if _broker is None:
-        _broker = amqp_broker(db) if os.environ.get("NOTIFIER_TEST_BROKER") == "amqp" else url
+        _broker = amqp_broker(url) if os.environ.get("NOTIFIER_TEST_BROKER") == "amqp" else url
     return {
         "NOTIFIER_REDIS_URL": url,
         "NOTIFIER_BROKER_URL": _broker,

@@ -86,8 +86,14 @@ def flush(db_url: str, owner: str) -> None:
 
 
 def claim_free_db(owner: str, order: range = range(1, 16)) -> int:
-    """The first database in ``order`` no live test session or benchmark holds, flushed and locked."""
+    """The first database in ``order`` no live test session or benchmark holds, flushed and locked.
+
+    One this owner holds already is skipped: a session asking again wants a second database (its
+    private one), and getting its own back would flush it under the session's own worker.
+    """
     for db in order:
+        if _client(url(db)).get(LOCK) == lock_value(owner):
+            continue
         if claim(url(db), owner):
             flush(url(db), owner)
             return db

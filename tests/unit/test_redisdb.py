@@ -68,3 +68,14 @@ def test_release_acts_only_for_the_holder_and_keeps_data_when_asked(db_url: str)
     assert redisdb.claim(db_url, OWNER)
     redisdb.release(db_url, OWNER)
     assert r.keys("*") == []
+
+
+def test_claiming_a_free_database_again_gives_another_one(db_url: str) -> None:
+    """A session's private database must not be its own session database (the first one's worker would
+    then take the private test's tasks)."""
+    second = redisdb.url(redisdb.claim_free_db(OWNER))
+    try:
+        assert second != db_url
+        assert lock(db_url) == lock(second) == redisdb.lock_value(OWNER)
+    finally:
+        redisdb.release(second, OWNER)
