@@ -30,19 +30,22 @@ first message and its redelivery.
 
 Operators see batches in ``notifier_router_batch_messages`` (router messages per router task run)
 and, at INFO, one ``Task notifier.route[<id>] routed in the batch of notifier.route[<id>]`` line per
-taken message, after its ack (in place of Celery's received/succeeded lines; Flower shows such a
-message as sent, not as succeeded).
+taken message, after its ack (in place of Celery's received/succeeded lines); with task events on,
+each taken message gets a ``task-succeeded`` event (one events message per batch), so Flower shows it
+done as it shows the task's own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import redis
+from celery.events.dispatcher import EventDispatcher
 from kombu import Connection
 from kombu.message import Message
 
@@ -61,6 +64,9 @@ section 1, session 5): see there for the rate with and without taking."""
 
 _connection: PerProcess[Connection] = PerProcess(lambda: app.connection_for_read(heartbeat=0))
 """Each pool child's own broker connection for taking (no heartbeats: it sits idle between batches)."""
+_events: PerProcess[EventDispatcher] = PerProcess(
+    lambda: app.events.Dispatcher(app.connection_for_write(), buffer_group={"task"}, buffer_limit=MOST + 1))
+"""Each pool child's task-event dispatcher for taken messages (one events message per batch)."""
 
 
 def _items(message: Message) -> list[Any] | None:
@@ -123,6 +129,22 @@ def _settle(taken: list[tuple[Message, list[Any]]], requeue: bool) -> None:
             return
 
 
+def _report(task: NotifierTask, ids: list[str], runtime: float) -> None:
+    """A ``task-succeeded`` event for each taken message, in one message: Flower shows them done, as it
+    shows the task's own (best effort, like Celery's own events)."""
+    if not task.app.conf.worker_send_task_events:
+        return
+    try:
+        dispatcher = _events.get()
+        dispatcher.hostname = task.request.hostname or dispatcher.hostname
+        for task_id in ids:
+            dispatcher.send("task-succeeded", uuid=task_id, result="None", runtime=runtime)
+        dispatcher.flush(errors=False)
+    except Exception as exc:  # noqa: BLE001  a lost broker connection: the events are lost, nothing else
+        log.warning("router: could not send the task events of a batch (%r)", exc)
+        _events.reset()
+
+
 @contextmanager
 def waiting_sends(task: NotifierTask, items: list[Any]) -> Iterator[list[Any]]:
     """``items`` and the items of the router messages waiting behind this task, for one batch.
@@ -130,6 +152,7 @@ def waiting_sends(task: NotifierTask, items: list[Any]) -> Iterator[list[Any]]:
     Leaving the block without an error acks every taken message; with one, each taken message
     ends as the task's own would (see the module docstring).
     """
+    started = time.monotonic()
     taken = _take(get_settings().batch_size - len(items))
     ROUTER_BATCH.observe(len(taken) + 1)
     try:
@@ -145,9 +168,11 @@ def waiting_sends(task: NotifierTask, items: list[Any]) -> Iterator[list[Any]]:
     except BaseException:
         _settle(taken, requeue=True)
         raise
+    if not taken:
+        return
     _settle(taken, requeue=False)
-    if taken and log.isEnabledFor(logging.INFO):
-        owner = task.request.id
-        for message, _ in taken:
-            log.info("Task %s[%s] routed in the batch of %s[%s]", ROUTE, (message.headers or {}).get("id"),
-                     ROUTE, owner)
+    ids = [str((message.headers or {}).get("id")) for message, _ in taken]
+    _report(task, ids, time.monotonic() - started)
+    if log.isEnabledFor(logging.INFO):
+        for task_id in ids:
+            log.info("Task %s[%s] routed in the batch of %s[%s]", ROUTE, task_id, ROUTE, task.request.id)

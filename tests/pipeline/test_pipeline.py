@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 import redis
 
 from notifier import broadcast, send_bulk, send_notification, send_to_group
+from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import ROUTE
 from notifier.redis.store import get_keys
 from notifier.state.groups import Groups
@@ -137,10 +139,16 @@ def test_invalid_input_raises_at_call_site(worker: Worker) -> None:
 def test_a_burst_of_single_sends_is_routed_in_fewer_router_runs_than_sends(
         worker_factory: Callable[..., Worker], settings_env: Callable[[dict[str, str]], None]) -> None:
     """Sends waiting in the router queue are taken by the router task ahead of them (workers/take.py):
-    the log and the batch metric show fewer runs than sends, and each send routed exactly once."""
+    the log and the batch metric show fewer runs than sends, each send is routed exactly once, and
+    each gets its task-succeeded event (what Flower shows)."""
     count, port = 200, free_port()
     env = {**own_broker_env(), "NOTIFIER_WORKER_METRICS_PORT": str(port)}
     settings_env(env)
+    succeeded: set[str] = set()
+    connection = producer_app().connection_for_read()
+    receiver = producer_app().events.Receiver(connection, handlers={
+        "task-succeeded": lambda event: succeeded.add(event["uuid"])})
+    threading.Thread(target=lambda: receiver.capture(wakeup=False), daemon=True).start()
     users = [uid() for _ in range(5)]
     sent = [send_notification.delay(users[i % 5], order(title=f"burst {i}", channels=["realtime"])).id
             for i in range(count)]
@@ -155,3 +163,8 @@ def test_a_burst_of_single_sends_is_routed_in_fewer_router_runs_than_sends(
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert f"notifier_router_batch_messages_sum {float(count)}" in metrics
     assert f"notifier_router_batch_messages_count {float(len(ran))}" in metrics
+    try:
+        wait_for(lambda: set(sent) <= succeeded, message="a task-succeeded event for every send")
+    finally:
+        receiver.should_stop = True
+        connection.release()
