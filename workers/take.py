@@ -59,8 +59,10 @@ from workers.base import NotifierTask
 log = logging.getLogger("notifier.worker")
 
 MOST = 100
-"""Router messages one task takes besides its own. Measured (``benchmarks/single_sends.py``, RESULTS.md
-section 1, session 5): see there for the rate with and without taking."""
+"""Router messages one task takes besides its own (a bound on a batch's latency: one ``basic_get`` each).
+A backlog of 3,000 single sends drains at ~3,400 sends/s with 100, ~2,300 with 10, ~550-620 without
+taking, and 3,400-3,900 with 400 (``python -m benchmarks.single_sends --backlog``, RESULTS.md section 1,
+session 5)."""
 
 _connection: PerProcess[Connection] = PerProcess(lambda: app.connection_for_read(heartbeat=0))
 """Each pool child's own broker connection for taking (no heartbeats: it sits idle between batches)."""
