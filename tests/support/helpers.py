@@ -96,9 +96,25 @@ def private_env() -> dict[str, str]:
         for key in client.scan_iter(count=1000):
             if key != _LOCK.encode():
                 client.delete(key)
+        _redeclare_streams(client)
         _private_module = module
     url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{_private}"
     return {"NOTIFIER_REDIS_URL": url, "NOTIFIER_BROKER_URL": url}
+
+
+def _redeclare_streams(client: redis.Redis) -> None:
+    """Give the emptied database its task streams' consumer group back, as a declare would.
+
+    The flush deleted them, and this process's producer will not declare them again: kombu keeps
+    what a pooled connection declared, across Celery apps with the same broker URL. Without a group a
+    stream's sends wait uncounted (``streams_transport.waiting`` answers 0), so a test that queues
+    before its worker starts saw an empty queue whenever an earlier module had published here.
+    """
+    from notifier.pipeline.queues import QUEUES
+    from notifier.pipeline.streams_transport import GROUP, stream_key
+
+    for queue in QUEUES:
+        client.xgroup_create(stream_key(queue), GROUP, id="0", mkstream=True)
 
 
 def own_broker_env() -> dict[str, str]:
