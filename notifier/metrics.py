@@ -22,3 +22,7 @@ LATENCY = Histogram("notifier_delivery_latency_seconds",
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
 DEAD_LETTERED = Counter("notifier_dead_lettered_total", "Messages put in the dead-letter queue, by task.",
                         ["task"])
+ROUTER_BATCH = Histogram("notifier_router_batch_messages",
+                         "Router messages per notifier.route run: 1 when its queue was empty, more when it took "
+                         "the single sends waiting behind it (workers/take.py).",
+                         buckets=(1, 2, 5, 10, 20, 50, 100, 200))

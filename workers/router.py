@@ -18,6 +18,7 @@ from notifier.state.schedule import Schedule
 from workers.app import app
 from workers.base import NotifierTask
 from workers.deliver import tasks as deliver_tasks
+from workers.take import waiting_sends
 
 log = logging.getLogger("notifier.worker")
 
@@ -69,12 +70,14 @@ def _dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
 
 @app.task(bind=True, base=NotifierTask, name=ROUTE)
 def route(self: NotifierTask, items: list[Any]) -> dict[str, str] | None:
-    """Route ``[user_id, notification, idempotency_key]`` items; returns the ids they resolved to."""
+    """Route ``[user_id, notification, idempotency_key]`` items, with those of the sends waiting behind
+    them (``workers/take.py``); returns the ids they resolved to."""
     if not isinstance(items, list):
         self.dead_letter([items], {}, "malformed task message: items must be a list", "MalformedMessage")
         return None
-    plan = Router().plan(items)
-    _dispatch(self, plan, ROUTE)
+    with waiting_sends(self, items) as batch:
+        plan = Router().plan(batch)
+        _dispatch(self, plan, ROUTE)
     return plan.ids
 
 

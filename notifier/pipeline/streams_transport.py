@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from time import monotonic
 from typing import Any
 
@@ -146,9 +148,24 @@ class StreamsChannel(kombu_redis.Channel):
     QoS = QoS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._commands: tuple[Any, Any] | None = None
         super().__init__(*args, **kwargs)
         self.consumer_name = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self._stream_poll = False
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        """The client for a command outside the poll: one per connection pool, where kombu makes a new
+        redis-py client for every command (an ack, a ``basic_get``), ~130 µs of CPU each. A client holds
+        no connection of its own (each command takes one from the pool), so one serves them all; a new
+        pool (after a reconnect) gets a new one."""
+        if client:
+            yield client
+            return
+        pool = self.pool
+        if self._commands is None or self._commands[0] is not pool:
+            self._commands = (pool, self._create_client())
+        yield self._commands[1]
 
     @staticmethod
     def is_stream(queue: str) -> bool:

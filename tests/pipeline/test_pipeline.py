@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
+from collections.abc import Callable
 
+import httpx
 import pytest
 import redis
 
 from notifier import broadcast, send_bulk, send_notification, send_to_group
+from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import ROUTE
 from notifier.redis.store import get_keys
 from notifier.state.groups import Groups
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
-from tests.peers.smtp import SmtpPeer
-from tests.support.helpers import Worker, uid, wait_for
+from tests.peers.smtp import SmtpPeer, free_port
+from tests.support.helpers import Worker, own_broker_env, uid, wait_for
 
 
 def order(**extra: object) -> dict[str, object]:
@@ -129,3 +134,37 @@ def test_invalid_input_raises_at_call_site(worker: Worker) -> None:
     marker = send_notification.delay(uid(), order(channels=["realtime"]))
     worker.wait_finished(marker.id)  # the router queue hands out in order: anything queued before is received
     assert worker.received(ROUTE)[before:] == [marker.id], "nothing but the valid marker reached the broker"
+
+
+def test_a_burst_of_single_sends_is_routed_in_fewer_router_runs_than_sends(
+        worker_factory: Callable[..., Worker], settings_env: Callable[[dict[str, str]], None]) -> None:
+    """Sends waiting in the router queue are taken by the router task ahead of them (workers/take.py):
+    the log and the batch metric show fewer runs than sends, each send is routed exactly once, and
+    each gets its task-succeeded event (what Flower shows)."""
+    count, port = 200, free_port()
+    env = {**own_broker_env(), "NOTIFIER_WORKER_METRICS_PORT": str(port)}
+    settings_env(env)
+    succeeded: set[str] = set()
+    connection = producer_app().connection_for_read()
+    receiver = producer_app().events.Receiver(connection, handlers={
+        "task-succeeded": lambda event: succeeded.add(event["uuid"])})
+    threading.Thread(target=lambda: receiver.capture(wakeup=False), daemon=True).start()
+    users = [uid() for _ in range(5)]
+    sent = [send_notification.delay(users[i % 5], order(title=f"burst {i}", channels=["realtime"])).id
+            for i in range(count)]
+    worker = worker_factory(env, queues="router,realtime")  # started after the burst: all of it waits
+    wait_for(lambda: sum(len(Inbox().list(u, limit=100).items) for u in users) == count, timeout=30,
+             message="every send in an inbox")
+    worker.wait_finished(*sent)
+    ran = [i for i in worker.received(ROUTE) if i in sent]
+    taken = re.findall(rf"Task {ROUTE}\[(\w+)\] routed in the batch of", worker.log())
+    assert sorted(ran + taken) == sorted(sent), "each send routed once: by its own run or in another's batch"
+    assert len(ran) < count // 2, f"{len(ran)} router runs for {count} waiting sends"
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert f"notifier_router_batch_messages_sum {float(count)}" in metrics
+    assert f"notifier_router_batch_messages_count {float(len(ran))}" in metrics
+    try:
+        wait_for(lambda: set(sent) <= succeeded, message="a task-succeeded event for every send")
+    finally:
+        receiver.should_stop = True
+        connection.release()

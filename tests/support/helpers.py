@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis
 
 from tests.support import redisdb
 from tests.support.processes import ROOT as ROOT  # re-exported: the tests' one name for the repository
@@ -52,8 +53,24 @@ def private_env() -> dict[str, str]:
     module = os.environ.get("PYTEST_CURRENT_TEST", "").split("::", 1)[0]
     if module != _private_module:
         redisdb.flush(url, _session)
+        _redeclare_streams(redis.Redis.from_url(url))
         _private_module = module
     return {"NOTIFIER_REDIS_URL": url, "NOTIFIER_BROKER_URL": url}
+
+
+def _redeclare_streams(client: redis.Redis) -> None:
+    """Give the emptied database its task streams' consumer group back, as a declare would.
+
+    The flush deleted them, and this process's producer will not declare them again: kombu keeps
+    what a pooled connection declared, across Celery apps with the same broker URL. Without a group a
+    stream's sends wait uncounted (``streams_transport.waiting`` answers 0), so a test that queues
+    before its worker starts saw an empty queue whenever an earlier module had published here.
+    """
+    from notifier.pipeline.queues import QUEUES
+    from notifier.pipeline.streams_transport import GROUP, stream_key
+
+    for queue in QUEUES:
+        client.xgroup_create(stream_key(queue), GROUP, id="0", mkstream=True)
 
 
 def own_broker_env() -> dict[str, str]:
