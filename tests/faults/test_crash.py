@@ -64,8 +64,8 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         worker_factory: Callable[..., Worker], smtp: SmtpPeer) -> None:
     """A router task that took the sends waiting behind it (workers/take.py) is killed before it wrote
     them all: every send still arrives, once, in the inbox and by email."""
-    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT": "5", "NOTIFIER_CLAIM_SECONDS": "2",
-           "NOTIFIER_COUNTDOWN_MAX": "2", "NOTIFIER_PREFETCH_MULTIPLIER": "1",
+    env = {**own_broker_env(), **smtp.env(), "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "2",
+           "NOTIFIER_COUNTDOWN_MAX_SECONDS": "2", "NOTIFIER_PREFETCH_MULTIPLIER": "1",
            "NOTIFIER_RATE_LIMITS": "realtime=100000/60,email=100000/60,fcm=1/60,apns=1/60,webpush=1/60"}
     with use_env(env):
         users = [uid() for _ in range(20)]
