@@ -46,6 +46,7 @@ Priority = Literal["normal", "high", "critical"]
 M = TypeVar("M", bound=BaseModel)
 
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+CANCEL_KEY = r"^[A-Za-z0-9_.:-]{1,128}$"
 """Notification types. Python's ``$`` also matches before a final newline: use ``re.fullmatch``."""
 MAX_USER_ID = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -95,6 +96,35 @@ class Notification(BaseModel):
     collapse_key: str | None = Field(None, min_length=1, max_length=64)
     action_url: str | None = Field(None, max_length=2048)
     timestamp: dt.datetime = Field(default_factory=utcnow)
+    send_at: dt.datetime | None = Field(None, description="start later: ISO 8601 with an offset")
+    cancel_key: str | None = Field(None, min_length=1, max_length=128, pattern=CANCEL_KEY,
+                                   description="notifier.cancel(KEY) stops what is still pending")
+    _cancel_key = field_validator("cancel_key", mode="before")(refuse_control)
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _send_at(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"send_at {value!r} is not an ISO 8601 time like 2026-12-01T09:00:00+01:00") from None
+            if parsed.tzinfo is None:
+                raise ValueError(f"send_at {value!r} needs an offset (+01:00, Z): which time zone is meant?")
+        elif isinstance(value, dt.datetime) and value.tzinfo is None:
+            raise ValueError("send_at needs a time zone (an aware datetime)")
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value > utcnow() + dt.timedelta(days=366):
+            raise ValueError("send_at is more than a year ahead")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def pending(self, now: dt.datetime | None = None) -> bool:
+        """Whether ``send_at`` is still ahead."""
+        return self.send_at is not None and self.send_at > (now or utcnow())
 
     @field_validator("data")
     @classmethod

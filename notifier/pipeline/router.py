@@ -35,6 +35,7 @@ from notifier.state.devices import platform_of
 from notifier.state.idempotency import Idempotency, check_key
 from notifier.state.preferences import PreferenceStore, quiet_until
 from notifier.state.ratelimit import RateLimiter
+from notifier.workflows.files import get_workflows
 
 SKIPPED = {"no_address": "no address", "no_device": "no device"}
 """Decisions that drop a wanted channel for want of somewhere to send it, with the reason logged."""
@@ -63,15 +64,18 @@ class Plan:
     later: dict[tuple[float, str], Batch] = field(default_factory=lambda: defaultdict(Batch))
     ids: dict[str, str] = field(default_factory=dict)
     """Notification id -> the id it resolved to (the first send's, for a duplicate)."""
+    runs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """``(user_id, notification)`` sends that start a workflow run (their type has a workflow, or a
+    ``send_at`` still ahead): ``workers/workflow.py`` takes them through their steps."""
     rejected: list[tuple[Any, str]] = field(default_factory=list)
     """Items that failed validation, with the reason (they go to the dead-letter queue)."""
     decisions: dict[str, Counter[tuple[str, str]]] = field(default_factory=lambda: defaultdict(Counter))
     """Per notification id, how many sends got each ``(channel, decision)``; channel ``*`` is all of them.
 
-    Decisions: ``queued``, ``inbox_only``, ``deferred``, ``rate_limited``, ``channel_disabled``,
-    ``type_disabled``, ``expired``, ``deduplicated``, and (:data:`SKIPPED`) ``no_address`` (a channel
-    that ``needs_address`` without one in the preferences), ``no_device`` (one that ``needs_device``
-    without a device of it).
+    Decisions: ``workflow`` (a workflow run starts), ``queued``, ``inbox_only``, ``deferred``,
+    ``rate_limited``, ``channel_disabled``, ``type_disabled``, ``expired``, ``deduplicated``, and
+    (:data:`SKIPPED`) ``no_address`` (a channel that ``needs_address`` without one in the
+    preferences), ``no_device`` (one that ``needs_device`` without a device of it).
     """
 
     def note(self, nid: str, channel: str, decision: str) -> None:
@@ -91,10 +95,19 @@ class Router:
         self.device_channels = frozenset(n for n, c in self.channels.items() if c.needs_device)
         self.inbox = next((n for n, c in self.channels.items() if c.is_inbox), None)
         """The inbox channel, if one is registered (``realtime``)."""
+        self.workflows = get_workflows()
 
-    def plan(self, items: Sequence[Any], now: dt.datetime | None = None) -> Plan:
-        """Route ``[user_id, notification, idempotency_key]`` items (as they arrive from the queue)."""
+    def _starts_run(self, n: Notification, now: dt.datetime) -> bool:
+        return n.type in self.workflows or n.pending(now)
+
+    def plan(self, items: Sequence[Any], now: dt.datetime | None = None, runs: bool = True) -> Plan:
+        """Route ``[user_id, notification, idempotency_key]`` items (as they arrive from the queue).
+
+        With ``runs``, sends whose type has a workflow (or whose ``send_at`` is ahead) go to
+        ``plan.runs`` instead; the workflow engine routes its channel steps with ``runs=False``.
+        """
         plan = Plan()
+        now = now or utcnow()
         valid: list[tuple[str, Notification, dict[str, Any]]] = []
         claims: list[tuple[str, str]] = []
         for item in items:
@@ -113,9 +126,12 @@ class Router:
             plan.ids[n.id] = first or n.id
             if first is not None and first != n.id:
                 plan.note(n.id, "*", "deduplicated")
+            elif runs and self._starts_run(n, now):
+                plan.note(n.id, "*", "workflow")
+                plan.runs.append((user_id, payload))
             else:
                 fresh.append((user_id, n, payload))
-        self._route(plan, fresh, now or utcnow())
+        self._route(plan, fresh, now)
         return plan
 
     def plan_audience(self, notification: dict[str, Any], user_ids: Sequence[str],
@@ -135,7 +151,12 @@ class Router:
             except ValidationError as exc:
                 plan.rejected.append(([payload, [user_id]], str(exc)))
         plan.ids[n.id] = n.id
-        self._route(plan, [(u, n, payload) for u in users], now or utcnow())
+        now = now or utcnow()
+        if self._starts_run(n, now):
+            plan.runs = [(u, payload) for u in users]
+            plan.decisions[n.id][("*", "workflow")] += len(users)
+            return plan
+        self._route(plan, [(u, n, payload) for u in users], now)
         return plan
 
     def _route(self, plan: Plan, sends: list[tuple[str, Notification, dict[str, Any]]],
@@ -146,9 +167,10 @@ class Router:
         wants_devices = any(not self.device_channels.isdisjoint(n.channels or self.settings.channels)
                             for _, n, _ in sends)
         platforms = self._platforms([u for u, _, _ in sends]) if wants_devices else {}
-        decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str]]] = []
+        decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str], bool]] = []
         for (user_id, n, payload), p in zip(sends, prefs, strict=True):
-            if n.type in p.disabled_types:
+            critical = n.type in self.workflows and self.workflows[n.type].critical
+            if n.type in p.disabled_types and not critical:
                 plan.note(n.id, "*", "type_disabled")
                 continue
             if n.expired(now):
@@ -163,10 +185,10 @@ class Router:
                 if skipped is not None:
                     channels.remove(channel)
                     plan.note(n.id, channel, skipped)
-            decided.append((user_id, n, payload, p, channels))
-        verdicts = self.limits.allow_many([(u, n.id, chans) for u, n, _, _, chans in decided])
-        for (user_id, n, payload, p, channels), allowed in zip(decided, verdicts, strict=True):
-            quiet_end = None if n.priority == "critical" else quiet_until(p, now)
+            decided.append((user_id, n, payload, p, channels, critical))
+        verdicts = self.limits.allow_many([(u, n.id, chans) for u, n, _, _, chans, _ in decided])
+        for (user_id, n, payload, p, channels, critical), allowed in zip(decided, verdicts, strict=True):
+            quiet_end = None if n.priority == "critical" or critical else quiet_until(p, now)
             limited = [c for c in channels if not allowed[c]]
             for channel in channels:
                 if not allowed[channel]:

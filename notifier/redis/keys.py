@@ -55,7 +55,24 @@ class Keys:
         """Marks one delivery (notification, channel, target) as claimed or done."""
         return self._user(user_id, f"receipt:{channel}:{notification_id}:{target}")
 
+    def run(self, user_id: str, run_id: str) -> str:
+        """Hash: one workflow run's state (``notifier.workflows.runs``); the run id is the notification's."""
+        return self._user(user_id, f"run:{run_id}")
+
+    def runs(self, user_id: str) -> str:
+        """Sorted set of the user's run ids by start time (``notifier runs list USER``)."""
+        return self._user(user_id, "runs")
+
     # Global -----------------------------------------------------------------------------------
+    def cancel(self, cancel_key: str) -> str:
+        """Set of ``[user, run id]`` JSON pairs started with this ``cancel_key``."""
+        return f"{self.prefix}:cancel:{{{cancel_key}}}"
+
+    def cancelled(self, cancel_key: str) -> str:
+        """String: when ``cancel_key`` was last cancelled (epoch s), so a send made before the cancel
+        that had not started its run yet starts it cancelled."""
+        return f"{self.prefix}:cancelled:{{{cancel_key}}}"
+
     def idempotency(self, key: str) -> str:
         """String: the notification id that first used this idempotency key."""
         return f"{self.prefix}:idem:{{{key}}}"
