@@ -28,6 +28,7 @@ from notifier.pipeline.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, args_su
 from notifier.redis.urls import redact
 from notifier.state.groups import check_group_id
 from notifier.state.idempotency import Idempotency, check_key
+from notifier.workflows.files import get_workflows
 from notifier.workflows.runs import Runs
 
 NotificationInput = Notification | Mapping[str, Any]
@@ -38,6 +39,7 @@ def producer_app() -> Celery:
     """A Celery app that only sends (configured like the workers, from the same settings)."""
     from notifier.pipeline.celeryconfig import celery_config
 
+    get_workflows()  # a workflows file that does not parse fails the first send, not a worker later
     app = Celery("notifier", set_as_current=False)
     app.conf.update(celery_config(get_settings()))
     return app

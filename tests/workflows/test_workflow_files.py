@@ -125,3 +125,36 @@ def test_python_api_builds_the_same_model() -> None:
     assert [s.describe() for s in built.steps] == ["channel realtime", "delay 900s", "channel email if unread"]
     with pytest.raises(ValueError, match=r"step 2 \(delay\)"):
         Workflow.build("comment", [{"channel": "realtime"}, {"delay": -1}])
+
+
+def test_a_bad_file_stops_the_worker_the_gateway_and_the_producer(tmp_path: Path, settings_env: object) -> None:
+    """Each reads the file at start (the producer at its first send) and says where it is wrong."""
+    import os
+    import subprocess
+    import sys
+
+    from notifier import send_notification
+    from notifier.workflows import files
+    from tests.support.helpers import ROOT, base_env
+
+    path = write(tmp_path, "comment:\n  steps:\n    - channel: realtime\n    - delay: soon\n")
+    expected = f"{path}:4: comment, step 2 (delay)"
+    env = {**os.environ, **base_env(), "NOTIFIER_WORKFLOWS": str(path)}
+    worker = subprocess.run([sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "router", "-P", "solo"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert worker.returncode != 0 and "worker not started" in worker.stderr and expected in worker.stderr
+    gateway = subprocess.run([sys.executable, "-m", "notifier.cli", "gateway", "--port", "1"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert gateway.returncode == 1 and expected in gateway.stderr and "Traceback" not in gateway.stderr
+
+    from notifier.pipeline.producer import producer_app
+
+    settings_env({"NOTIFIER_WORKFLOWS": str(path)})  # type: ignore[operator]
+    files._cached.cache_clear()
+    producer_app.cache_clear()
+    try:
+        with pytest.raises(WorkflowFileError, match="step 2 \\(delay\\)"):
+            send_notification.delay("alice", {"type": "comment", "title": "hi"})
+    finally:
+        files._cached.cache_clear()
+        producer_app.cache_clear()
