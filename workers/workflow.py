@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from notifier.config import get_settings
@@ -21,8 +21,8 @@ from notifier.models import Notification
 from notifier.pipeline.queues import ADVANCE, ROUTE, ROUTER_QUEUE
 from notifier.pipeline.router import Router
 from notifier.state.schedule import Schedule
-from notifier.workflows.engine import Engine
-from notifier.workflows.runs import RUNNING, WAITING, Runs
+from notifier.workflows.engine import Engine, Progress
+from notifier.workflows.runs import CANCELLED, RUNNING, WAITING, Move, Run, Runs
 from workers.app import app
 from workers.base import NotifierTask
 from workers.dispatch import dispatch
@@ -31,55 +31,95 @@ log = logging.getLogger("notifier.worker")
 
 
 def start(task: NotifierTask, sends: list[tuple[str, dict[str, Any]]]) -> None:
-    """Start a run per ``(user_id, notification)``: at once, or at its ``send_at``."""
+    """Start a run per ``(user_id, notification)``: take its first steps at once (or set a timer for
+    its ``send_at``), then record it in the state they left it. A redelivered router task takes the
+    first steps again (receipts and idempotent appends make that harmless) and its record of a run
+    already recorded changes nothing."""
     if not sends:
         return
-    starts, now_refs = [], []
+    send_at: dict[str, float | None] = {}
+    for _, n in sends:
+        if n["id"] not in send_at:  # a broadcast's runs share one notification: read it once
+            at = Notification.model_validate(n).send_at
+            send_at[n["id"]] = at.timestamp() if at is not None and at.timestamp() > time.time() else None
+    starts = [(user_id, n["type"], n, send_at[n["id"]]) for user_id, n in sends]
+    runs = Runs()
+    statuses = runs.prepare_many(starts)
+    now = time.time()
+    fresh: list[Run] = []
+    held: list[Move] = []
     later: dict[float, list[list[Any]]] = defaultdict(list)
-    for user_id, n in sends:
-        send_at = Notification.model_validate(n).send_at
-        until = send_at.timestamp() if send_at is not None and send_at.timestamp() > time.time() else None
-        starts.append((user_id, n["type"], n, until))
-        if until is None:
-            now_refs.append([user_id, n["id"], 0])
-        else:
+    for (user_id, workflow, n, until), status in zip(starts, statuses, strict=True):
+        if status == RUNNING:
+            fresh.append(Run(user_id, n["id"], workflow, n, 0, RUNNING, None, n.get("cancel_key"), now))
+        elif status == WAITING and until is not None:
             later[until].append([user_id, n["id"], 0])
-    Runs().start_many(starts)
+            held.append(Move(user_id, n["id"], 0, 0, WAITING, until))
+        elif status == CANCELLED:
+            held.append(Move(user_id, n["id"], 0, 0, CANCELLED, None, {0: {
+                "outcome": CANCELLED, "detail": f"cancel_key {n.get('cancel_key')} before it started", "at": now}}))
     for due, refs in later.items():
         Schedule().add(due, ADVANCE, [refs], {}, ROUTER_QUEUE)
-    if now_refs:
-        take_steps(task, now_refs)
+    progress = _carry_out(task, fresh)
+    moves = [*(progress.moves if progress else []), *held]
+    notifications = {n["id"]: (workflow, n) for _, workflow, n, _ in starts}
+    recorded = runs.record_many([(*notifications[m.run_id], m) for m in moves])
+    _log(moves, ["ok" if r else "recorded before" for r in recorded])
 
 
 def take_steps(task: NotifierTask, refs: list[list[Any]]) -> None:
     """Take every step the runs ``[user_id, run_id, step]`` can take now; a run not at that step any
-    more (a repeated task or timer) or over (done, cancelled) is left alone."""
+    more (a repeated task or timer), over (done, cancelled), or held by another worker (looked at
+    again when that worker's lease ends) is left alone."""
     runs = Runs()
     loaded = runs.load_many([(u, r) for u, r, _ in refs])
     candidates = [run for run, (_, _, step) in zip(loaded, refs, strict=True)
                   if run is not None and run.status in (RUNNING, WAITING) and run.step == step]
     claims = runs.claim_many([(r.user_id, r.run_id, r.step) for r in candidates], get_settings().claim_seconds)
-    ready = [run for run, (answer, _) in zip(candidates, claims, strict=True) if answer == "ok"]
     busy = [([run.user_id, run.run_id, run.step], until) for run, (answer, until) in
             zip(candidates, claims, strict=True) if answer == "busy"]
     if busy:  # another worker holds them: look again when its lease ends (it moved them on, or died)
         Schedule().add(max(until for _, until in busy), ADVANCE, [[ref for ref, _ in busy]], {}, ROUTER_QUEUE)
+    _take(task, [run for run, (answer, _) in zip(candidates, claims, strict=True) if answer == "ok"])
+
+
+def _carry_out(task: NotifierTask, ready: list[Run]) -> Progress | None:
+    """Decide the runs' steps and send what they send and set their timers (not yet moving them)."""
     if not ready:
-        return
+        return None
     progress = Engine().plan(ready)
     if progress.route:
         dispatch(task, Router().plan(progress.route, runs=False), ROUTE)
     for due, timer_refs in progress.timers.items():
         Schedule().add(due, ADVANCE, [timer_refs], {}, ROUTER_QUEUE)
-    results = runs.move_many(progress.moves)
     for (workflow, kind, outcome), count in progress.outcomes.items():
         WORKFLOW_STEPS.labels(workflow, kind, outcome).inc(count)
-    if log.isEnabledFor(logging.INFO):
-        for move, result in zip(progress.moves, results, strict=True):
-            steps = "; ".join(f"step {i + 1} {e['outcome']} ({e['detail']})" for i, e in sorted(move.log.items()))
-            log.info("workflow run %s of %s: %s -> %s%s", move.run_id, move.user_id, steps, move.status,
-                     "" if result == "ok" else f" (not moved: {result})",
-                     extra={"notification_id": move.run_id})
+    return progress
+
+
+def _take(task: NotifierTask, ready: list[Run]) -> None:
+    """Take the steps of runs this worker holds: send, set timers, then move the runs on."""
+    progress = _carry_out(task, ready)
+    if progress is None:
+        return
+    _log(progress.moves, Runs().move_many(progress.moves))
+
+
+def _log(moves: list[Move], results: list[str]) -> None:
+    """Per notification, what its runs did (at INFO: one line however many users a broadcast has);
+    per run, at DEBUG."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    per_notification: dict[str, Counter[str]] = defaultdict(Counter)
+    for move, result in zip(moves, results, strict=True):
+        steps = "; ".join(f"step {i + 1} {e['outcome']}" for i, e in sorted(move.log.items()))
+        per_notification[move.run_id][f"{steps} -> {move.status}" + ("" if result == "ok" else f" ({result})")] += 1
+        log.debug("workflow run %s/%s: %s", move.user_id, move.run_id, "; ".join(
+            f"step {i + 1} {e['outcome']} ({e['detail']})" for i, e in sorted(move.log.items())),
+            extra={"notification_id": move.run_id})
+    for nid, counts in per_notification.items():
+        log.info("workflow: %s", ", ".join(f"{what} x{n}" if n > 1 else what for what, n in counts.items()),
+                 extra={"notification_id": nid})
 
 
 @app.task(bind=True, base=NotifierTask, name=ADVANCE)

@@ -95,7 +95,7 @@ def list_runs(user: str, limit: int, as_json: bool) -> None:
     from notifier.models import check_user_id
     from notifier.workflows.runs import Runs
 
-    found = [_readable(r) for r in Runs().list(check_user_id(user), limit)]
+    found = [_readable(r) for r in Runs().latest(check_user_id(user), limit)]
     if as_json:
         echo_json(found)
         return

@@ -110,13 +110,18 @@ class Router:
         now = now or utcnow()
         valid: list[tuple[str, Notification, dict[str, Any]]] = []
         claims: list[tuple[str, str]] = []
+        seen: dict[int, Notification] = {}
+        payloads: dict[int, dict[str, Any]] = {}
         for item in items:
             try:
-                user_id, notification, key = _parse_item(item)
+                user_id, notification, key = _parse_item(item, seen)
             except ValidationError as exc:
                 plan.rejected.append((item, str(exc)))
                 continue
-            valid.append((user_id, notification, notification.to_dict()))
+            payload = payloads.get(id(notification))
+            if payload is None:
+                payload = payloads[id(notification)] = notification.to_dict()
+            valid.append((user_id, notification, payload))
             if key is not None:
                 claims.append((key, notification.id))
         winners = dict(zip((nid for _, nid in claims), self.idempotency.claim_many(claims), strict=True))
@@ -225,10 +230,16 @@ class Router:
         return {u: {platform_of(d) for d in ids} for u, ids in zip(user_ids, pipe.execute(), strict=True) if ids}
 
 
-def _parse_item(item: Any) -> tuple[str, Notification, str | None]:
+def _parse_item(item: Any, seen: dict[int, Notification]) -> tuple[str, Notification, str | None]:
+    """An item's parts, checked; a notification object shared by many items (the workflow engine
+    routes a broadcast's step as one dict for all its users) is validated once (``seen``)."""
     if not isinstance(item, (list, tuple)) or len(item) != 3:
         raise ValidationError("a routed item is [user_id, notification, idempotency_key]")
     user_id, notification, key = item
     if not isinstance(notification, dict):
         raise ValidationError("notification must be a JSON object")
-    return check_user_id(user_id), validate(Notification, notification), check_key(key)
+    n = seen.get(id(notification))
+    if n is None:
+        n = seen[id(notification)] = validate(Notification, notification)
+    return check_user_id(user_id), n, check_key(key)
+

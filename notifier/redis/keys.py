@@ -59,6 +59,11 @@ class Keys:
         """Hash: one workflow run's state (``notifier.workflows.runs``); the run id is the notification's."""
         return self._user(user_id, f"run:{run_id}")
 
+    def run_notification(self, notification_id: str) -> str:
+        """String: the notification JSON of the runs with this id, kept once however many users
+        (a broadcast's 100,000 runs share it)."""
+        return f"{self.prefix}:runn:{{{notification_id}}}"
+
     def runs(self, user_id: str) -> str:
         """Sorted set of the user's run ids by start time (``notifier runs list USER``)."""
         return self._user(user_id, "runs")

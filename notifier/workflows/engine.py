@@ -42,6 +42,9 @@ class Progress:
     moves: list[Move] = field(default_factory=list)
     outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """``(workflow, step kind, outcome)`` counts, for the metrics."""
+    routed: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, repr=False)
+    """One routed notification per (notification, channel step), shared by all its runs' items, so
+    the router validates it once."""
 
 
 @dataclass
@@ -107,11 +110,13 @@ class Engine:
             if not step.condition.holds(run.notification.get("data") or {}, prefs.get(run.user_id, {}), unread):
                 return "skipped", f"if {step.condition} is false"
         if step.kind == "channel":
-            n = dict(run.notification)
-            if step.channel == PUSH:
-                n["channels"] = list(self.push_channels)
-            elif step.channel != "*":
-                n["channels"] = [step.channel]
+            n = progress.routed.get((run.run_id, step.channel))
+            if n is None:
+                n = progress.routed[(run.run_id, step.channel)] = dict(run.notification)
+                if step.channel == PUSH:
+                    n["channels"] = list(self.push_channels)
+                elif step.channel != "*":
+                    n["channels"] = [step.channel]
             progress.route.append([run.user_id, n, None])
             return "sent", ", ".join(n.get("channels") or ["every channel"])
         if step.kind == "delay":

@@ -1,14 +1,41 @@
--- Start a workflow run, once: a run that exists (started, or cancelled before it started) is left alone.
--- KEYS: run hash, the user's runs sorted set
--- ARGV: run id, workflow type, notification JSON, status, until (epoch s or ''), cancel key or '', now, ttl
--- Returns 1 if started, 0 if the run already existed.
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
+-- Record workflow runs that were just started, in the state their first steps left them (the
+-- caller took those steps before calling: a worker killed in between is redelivered and takes them
+-- again, which receipts and idempotent appends make harmless). A run that exists (recorded by an
+-- earlier attempt, or cancelled before it started) is left alone.
+-- KEYS: for each item, 2 keys: run hash, the user's runs sorted set
+-- ARGV: now, ttl, then for each item: run id, workflow type, step, status, until (epoch s or ''),
+--       cancel key or '', the number of log entries n, then n pairs of log field and log JSON
+-- Returns, for each item, 1 if recorded, 0 if the run already existed.
+-- On a Redis Cluster a call carries one item (its user's keys share a slot); on one server, many.
+local now, ttl = ARGV[1], ARGV[2]
+local out = {}
+local a = 3
+for i = 0, #KEYS / 2 - 1 do
+  local run, runs = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  local n = tonumber(ARGV[a + 6])
+  local logs = a + 7
+  if redis.call('EXISTS', run) == 1 then
+    out[#out + 1] = 0
+  else
+    local fields = {'workflow', ARGV[a + 1], 'step', ARGV[a + 2], 'status', ARGV[a + 3], 'created', now}
+    if ARGV[a + 4] ~= '' then
+      fields[#fields + 1] = 'until'
+      fields[#fields + 1] = ARGV[a + 4]
+    end
+    if ARGV[a + 5] ~= '' then
+      fields[#fields + 1] = 'cancel_key'
+      fields[#fields + 1] = ARGV[a + 5]
+    end
+    for j = logs, logs + 2 * n - 1 do
+      fields[#fields + 1] = ARGV[j]
+    end
+    redis.call('HSET', run, unpack(fields))
+    redis.call('EXPIRE', run, ttl)
+    redis.call('ZADD', runs, now, ARGV[a])
+    redis.call('ZREMRANGEBYSCORE', runs, '-inf', tonumber(now) - tonumber(ttl))
+    redis.call('EXPIRE', runs, ttl)
+    out[#out + 1] = 1
+  end
+  a = logs + 2 * n
 end
-redis.call('HSET', KEYS[1], 'workflow', ARGV[2], 'n', ARGV[3], 'step', 0, 'status', ARGV[4],
-           'until', ARGV[5], 'cancel_key', ARGV[6], 'created', ARGV[7])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[8]))
-redis.call('EXPIRE', KEYS[2], ARGV[8])
-return 1
+return out
