@@ -247,3 +247,18 @@ def test_cancel_over_http_needs_the_api_key_and_a_valid_key(flow_worker: Worker,
     wait_for(lambda: smtp.to(control_address), timeout=15, message="the control's email")
     wait_idle(flow_worker)
     assert smtp.to(address) == []
+
+
+def test_step_tasks_read_well_and_their_dead_letters_name_the_run(flow_worker: Worker) -> None:
+    from notifier.pipeline.producer import producer_app
+    from notifier.pipeline.queues import args_summary, subjects
+    from notifier.state.deadletters import DeadLetters, readable
+
+    user = uid()
+    refs = [[user, "run-1", 2], ["bob", "run-2", 0]]
+    assert args_summary(ADVANCE, [refs]) == f"2 workflow runs, first {user}: run run-1 from step 3"
+    assert subjects(ADVANCE, [refs]) == ([user, "bob"], ["run-1", "run-2"])
+    producer_app().send_task(ADVANCE, args=[[[user, "run-1", "2"]]], queue=ROUTER_QUEUE)  # step must be a number
+    letter = wait_for(lambda: [e for e in map(readable, DeadLetters().list(1000)) if user in e["users"]],
+                      message="the malformed step task's dead letter")[0]
+    assert letter["notification_ids"] == ["run-1"] and "refs must be" in letter["error"]
