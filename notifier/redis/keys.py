@@ -9,7 +9,14 @@ can end like ``}:inbox`` and spell another user's key.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+
+
+def _digest_of(text: str) -> str:
+    """SHA-1 hex of ``text``: names taken from notifications (digest keys, run ids) enter key names as a
+    fixed-length hex string, so they cannot hold ``}`` or ``:`` and no two of them spell one key."""
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,21 @@ class Keys:
     def receipt(self, user_id: str, channel: str, notification_id: str, target: str) -> str:
         """Marks one delivery (notification, channel, target) as claimed or done."""
         return self._user(user_id, f"receipt:{channel}:{notification_id}:{target}")
+
+    def digest(self, user_id: str, workflow: str, key: str) -> str:
+        """Hash of the open digest of (user, workflow, digest key): its id, due time and count. The
+        digest's other keys are this name with a suffix (:meth:`digest_part`). Workflow and key enter
+        the name as one SHA-1 over both, the workflow length first, so ("a:b", "c") and ("a", "b:c")
+        differ."""
+        return self._user(user_id, f"digest:{_digest_of(f'{len(workflow)}:{workflow}:{key}')}")
+
+    @staticmethod
+    def digest_part(digest: str, part: str, name: str | None = None) -> str:
+        """A key of the digest named by :meth:`digest`: ``events`` (list of the open digest's events),
+        ``sealed`` (hash digest id -> events of the digests that filled up, until their owner closes
+        them), ``closed`` with the digest id (the closed digest's events, kept for a repeated close),
+        ``run`` with a run id (what that run's join returned, for a redelivered join)."""
+        return f"{digest}:{part}" if name is None else f"{digest}:{part}:{_digest_of(name)}"
 
     # Global -----------------------------------------------------------------------------------
     def idempotency(self, key: str) -> str:
