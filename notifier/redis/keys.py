@@ -63,7 +63,7 @@ class Keys:
         return self._user(user_id, f"receipt:{channel}:{notification_id}:{target}")
 
     def digest(self, user_id: str, workflow: str, key: str) -> str:
-        """Hash of the open digest of (user, workflow, digest key): its id, due time and count. The
+        """Hash of the open digest of (user, workflow, digest key): its id and due time. The
         digest's other keys are this name with a suffix (:meth:`digest_part`). Workflow and key enter
         the name as one SHA-1 over both, the workflow length first, so ("a:b", "c") and ("a", "b:c")
         differ."""
@@ -71,7 +71,8 @@ class Keys:
 
     @staticmethod
     def digest_part(digest: str, part: str, name: str | None = None) -> str:
-        """A key of the digest named by :meth:`digest`: ``events`` (list of the open digest's events),
+        """A key of the digest named by :meth:`digest`: ``events`` (list of the open digest's events, whose
+        length is its count),
         ``sealed`` (hash digest id -> events of the digests that filled up, until their owner closes
         them), ``closed`` with the digest id (the closed digest's events, kept for a repeated close),
         ``run`` with a run id (what that run's join returned, for a redelivered join)."""

@@ -155,9 +155,16 @@ class Digests:
         return Closed(digest_id, len(taken), taken)
 
     def peek(self, user_id: str, workflow: str, key: str) -> tuple[str, int, float] | None:
-        """The open digest's id, count and due time (epoch seconds), or None when none is open."""
-        digest_id, count, due = cast("list[str | None]", self.r.hmget(self.keys.digest(user_id, workflow, key),
-                                                                       ["id", "count", "due"]))
-        if digest_id is None or count is None or due is None:
+        """The open digest's id, count and due time (epoch seconds), or None when none is open.
+
+        Two reads in one round trip, not one script: for display (``runs show``), where a join or close
+        landing between them may make the count one off, or report nothing open.
+        """
+        digest, events, _ = self._keys(user_id, workflow, key)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(digest, ["id", "due"])
+        pipe.llen(events)
+        (digest_id, due), count = cast("tuple[list[str | None], int]", pipe.execute())
+        if digest_id is None or due is None or not count:
             return None
         return digest_id, int(count), int(due) / 1000

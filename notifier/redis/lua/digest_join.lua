@@ -1,7 +1,8 @@
 -- Join events to their digests, each event once: open the digest if none is open, else join the open
 -- one; seal it (closed to new events, kept for its owner's close) when it reaches its maximum.
--- KEYS: for each item, 4 keys of one (user, workflow, digest key): open digest hash (id, due, count),
---       its events list, sealed hash (digest id -> events JSON array), this run's join record
+-- KEYS: for each item, 4 keys of one (user, workflow, digest key): open digest hash (id, due), its
+--       events list (its length is the count), sealed hash (digest id -> events JSON array), this
+--       run's join record
 -- ARGV: now (ms), margin (ms: how long state outlives its window), late (ms: how long after its due
 --       time an open digest is left to its owner before the next event seals it and opens a new one),
 --       then for each item: run id, event JSON, window (ms), max events (0: no maximum)
@@ -25,18 +26,18 @@ for i = 0, #KEYS / 4 - 1 do
   local window, max = tonumber(ARGV[4 * i + 6]), tonumber(ARGV[4 * i + 7])
   local record = redis.call('GET', run)
   if not record then
-    local state = redis.call('HMGET', open, 'id', 'due', 'count')
-    local id, due, count = state[1], tonumber(state[2]), tonumber(state[3])
+    local state = redis.call('HMGET', open, 'id', 'due')
+    local id, due = state[1], tonumber(state[2])
     if id and due + late < now then
       seal(open, events, sealed, id)
       id = false
     end
+    local count = 1
     if id then
-      count = redis.call('HINCRBY', open, 'count', 1)
-      redis.call('RPUSH', events, event)
+      count = redis.call('RPUSH', events, event)
     else
-      id, due, count = run_id, now + window, 1
-      redis.call('HSET', open, 'id', id, 'due', due, 'count', 1)
+      id, due = run_id, now + window
+      redis.call('HSET', open, 'id', id, 'due', due)
       redis.call('RPUSH', events, event)
       redis.call('PEXPIRE', open, window + margin)
       redis.call('PEXPIRE', events, window + margin)
