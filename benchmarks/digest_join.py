@@ -77,13 +77,14 @@ def joins(items: list[Any], batch: int) -> tuple[float, CpuMeter, RedisCommands,
 def check(recipients: list[str], keys: int, expected: int) -> None:
     """Every event is in its digest (the counts of the open digests add up)."""
     from notifier.redis import store
+    from notifier.redis.keys import Keys
 
     k = store.get_keys()
     pipe = client().pipeline(transaction=False)
     for user in recipients:
         for key in range(keys):
-            pipe.hget(k.digest(user, WORKFLOW, f"p{key}"), "count")
-    total = sum(int(c or 0) for c in pipe.execute())
+            pipe.llen(Keys.digest_part(k.digest(user, WORKFLOW, f"p{key}"), "events"))
+    total = sum(pipe.execute())
     if total != expected:
         raise RuntimeError(f"expected {expected} events in the digests, found {total}")
 
