@@ -142,17 +142,34 @@ class Digests:
     def join(self, item: JoinItem, now: float | None = None) -> Joined:
         return self.join_many([item], now)[0]
 
+    def close_many(self, digests: Sequence[tuple[str, str, str, str]]) -> list[Closed | None]:
+        """Close each ``(user_id, workflow, key, digest_id)`` in one round trip: take the digest's events
+        and end it (if it is still the open one). A repeated close returns the same events; None for a
+        digest that never existed (or whose record expired). Batched as :meth:`join_many` is."""
+        lua = scripts.script("digest_close")
+        per_call = 1 if isinstance(self.r, RedisCluster) else ITEMS_PER_CALL
+        head: list[Any] = [MARGIN_SECONDS * 1000]
+        calls: list[scripts.ScriptCall] = []
+        keys: list[str] = []
+        args = list(head)
+        for user_id, workflow, key, digest_id in digests:
+            digest, events, sealed = self._keys(user_id, workflow, key)
+            keys += [digest, events, sealed, Keys.digest_part(digest, "closed", digest_id)]
+            args.append(digest_id)
+            if len(keys) == 4 * per_call:
+                calls.append((lua, keys, args))
+                keys, args = [], list(head)
+        if keys:
+            calls.append((lua, keys, args))
+        closed: list[Closed | None] = []
+        for (_, _, _, digest_id), array in zip(
+                digests, (a for result in scripts.run_scripts(self.r, calls) for a in result), strict=True):
+            taken: list[dict[str, Any]] | None = None if array is None else orjson.loads(array)
+            closed.append(None if taken is None else Closed(digest_id, len(taken), taken))
+        return closed
+
     def close(self, user_id: str, workflow: str, key: str, digest_id: str) -> Closed | None:
-        """Take the digest's events and end it (if it is still the open one); a repeated close returns
-        the same events; None for a digest that never existed (or whose record expired)."""
-        digest, events, sealed = self._keys(user_id, workflow, key)
-        array = scripts.script("digest_close")(
-            [digest, events, sealed, Keys.digest_part(digest, "closed", digest_id)],
-            [digest_id, MARGIN_SECONDS * 1000], client=self.r)
-        if array is None:
-            return None
-        taken: list[dict[str, Any]] = orjson.loads(array)
-        return Closed(digest_id, len(taken), taken)
+        return self.close_many([(user_id, workflow, key, digest_id)])[0]
 
     def peek(self, user_id: str, workflow: str, key: str) -> tuple[str, int, float] | None:
         """The open digest's id, count and due time (epoch seconds), or None when none is open.

@@ -171,6 +171,18 @@ def test_keys_workflows_and_users_are_separate_and_order_is_kept() -> None:
     assert digests.close(bob, WORKFLOW, "x", "3") is None
 
 
+def test_close_many_closes_each_once_in_one_round_trip() -> None:
+    users, digests = [uid() for _ in range(150)], Digests()
+    digests.join_many([item(u, f"{u}-{i}", i=i) for u in users for i in range(3)])
+    asks = [(u, WORKFLOW, "post-1", f"{u}-0") for u in users]
+    closed = digests.close_many([*asks, asks[7], (users[0], WORKFLOW, "post-1", "never")])
+    assert all(c is not None and [e["i"] for e in c.events] == [0, 1, 2] for c in closed[:150])
+    assert closed[150] == closed[7], "the same digest twice in one batch: the second gets the first's answer"
+    assert closed[151] is None
+    assert digests.close_many(asks) == closed[:150]
+    assert all(digests.peek(u, WORKFLOW, "post-1") is None for u in users)
+
+
 def test_a_late_digest_is_sealed_for_its_owner_and_the_next_event_opens_a_new_one() -> None:
     user, digests = uid(), Digests()
     now = time.time()
@@ -205,9 +217,10 @@ def test_digests_on_redis_cluster(cluster_url: str,  # noqa: F811
     joined = digests.join_many([item(u, f"{u}-{key}-{i}", key=key, i=i) for u in users for key in ("p", "q")
                                 for i in range(3)])
     assert sum(j.opened for j in joined) == 24
+    closed = digests.close_many([(u, WORKFLOW, "p", f"{u}-p-0") for u in users])
+    assert all(c is not None and [e["i"] for e in c.events] == [0, 1, 2] for c in closed)
+    assert digests.close(users[0], WORKFLOW, "p", f"{users[0]}-p-0") == closed[0]
     for u in users:
-        closed = digests.close(u, WORKFLOW, "p", f"{u}-p-0")
-        assert closed is not None and [e["i"] for e in closed.events] == [0, 1, 2]
         assert digests.peek(u, WORKFLOW, "q")[:2] == (f"{u}-q-0", 3)
     k = get_keys()
     assert len({client.get_node_from_key(k.digest(u, WORKFLOW, "p")).name for u in users}) > 1, \
