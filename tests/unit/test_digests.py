@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -169,6 +170,28 @@ def test_keys_workflows_and_users_are_separate_and_order_is_kept() -> None:
     assert closed is not None and [e.get("i") for e in closed.events] == [None, *range(30)]
     assert digests.peek(bob, WORKFLOW, "x")[:2] == ("5", 1) and digests.peek(alice, WORKFLOW, "y")[:2] == ("4", 1)
     assert digests.close(bob, WORKFLOW, "x", "3") is None
+
+
+def test_odd_users_keys_and_run_ids_stay_in_their_own_keys() -> None:
+    """User ids, digest keys and run ids with separators, braces and globs: each digest's keys are the
+    user's, named only by hex, and hold only that digest's events."""
+    tag = uid("odd")
+    users = [f"{tag}{u}" for u in ("*", "a:b", "{x}", "a}b", "}{", " sp ", "ünï💥", "v}:digest:")]
+    odd = ["*", "a:b", "{x}", "}:run:", "ü 💥", ""]
+    digests, k, r = Digests(), get_keys(), get_redis()
+    wanted = [(u, key, f"{key}|{run}") for u in users for key in odd for run in odd]
+    joined = digests.join_many([JoinItem(u, "w:{1}", key, run, {"u": u, "k": key}, 60, None) for u, key, run in wanted])
+    assert sum(j.opened for j in joined) == len(users) * len(odd)
+    for u in users:
+        prefix = f"{k.prefix}:{{{u}}}:digest:"
+        names = list(r.scan_iter(match=prefix.replace("*", "\\*").replace("{", "\\{").replace("}", "\\}")
+                                 .replace("?", "\\?").replace("[", "\\[") + "*", count=1000))
+        suffixes = {name[len(prefix):] for name in names if name.startswith(prefix)}
+        assert len(suffixes) == len(names) == len(odd) * (2 + len(odd)), "open hash, list, join records"
+        assert all(re.fullmatch(r"[0-9a-f]{40}(:events|:run:[0-9a-f]{40})?", s) for s in suffixes), suffixes
+        for key in odd:
+            closed = digests.close(u, "w:{1}", key, f"{key}|*")
+            assert closed is not None and closed.events == [{"u": u, "k": key}] * len(odd)
 
 
 def test_close_many_closes_each_once_in_one_round_trip() -> None:
