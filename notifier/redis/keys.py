@@ -9,7 +9,14 @@ can end like ``}:inbox`` and spell another user's key.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+
+
+def _digest_of(text: str) -> str:
+    """SHA-1 hex of ``text``: names taken from notifications (digest keys, run ids) enter key names as a
+    fixed-length hex string, so they cannot hold ``}`` or ``:`` and no two of them spell one key."""
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,22 @@ class Keys:
     def runs(self, user_id: str) -> str:
         """Sorted set of the user's run ids by start time (``notifier runs list USER``)."""
         return self._user(user_id, "runs")
+
+    def digest(self, user_id: str, workflow: str, key: str) -> str:
+        """Hash of the open digest of (user, workflow, digest key): its id and due time. The
+        digest's other keys are this name with a suffix (:meth:`digest_part`). Workflow and key enter
+        the name as one SHA-1 over both, the workflow length first, so ("a:b", "c") and ("a", "b:c")
+        differ."""
+        return self._user(user_id, f"digest:{_digest_of(f'{len(workflow)}:{workflow}:{key}')}")
+
+    @staticmethod
+    def digest_part(digest: str, part: str, name: str | None = None) -> str:
+        """A key of the digest named by :meth:`digest`: ``events`` (list of the open digest's events, whose
+        length is its count),
+        ``sealed`` (hash digest id -> events of the digests that filled up, until their owner closes
+        them), ``closed`` with the digest id (the closed digest's events, kept for a repeated close),
+        ``run`` with a run id (what that run's join returned, for a redelivered join)."""
+        return f"{digest}:{part}" if name is None else f"{digest}:{part}:{_digest_of(name)}"
 
     # Global -----------------------------------------------------------------------------------
     def cancel(self, cancel_key: str) -> str:
