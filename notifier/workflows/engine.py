@@ -21,8 +21,10 @@ from typing import Any
 import orjson
 
 from notifier.channels import registry
+from notifier.models import MAX_DATA_BYTES
 from notifier.redis import store
 from notifier.redis.keys import Keys
+from notifier.state.digests import Digests, JoinItem
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
 from notifier.state.ratelimit import RateLimiter
@@ -42,7 +44,7 @@ class Progress:
     moves: list[Move] = field(default_factory=list)
     outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """``(workflow, step kind, outcome)`` counts, for the metrics."""
-    routed: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, repr=False)
+    routed: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict, repr=False)
     """One routed notification per (notification, channel step), shared by all its runs' items, so
     the router validates it once."""
 
@@ -51,9 +53,15 @@ class Progress:
 class _State:
     run: Run
     step: int
+    notification: dict[str, Any]
+    """What the run's next steps send: its notification, or the digest a digest step closed."""
     log: dict[int, dict[str, Any]] = field(default_factory=dict)
     until: float | None = None
+    stays: bool = False
+    """It waits at this step (an open digest) rather than after it (a delay)."""
     over: bool = False
+    carried: dict[str, Any] | None = None
+    """A notification the run's later steps send instead of the stored one (a closed digest's)."""
 
 
 class Engine:
@@ -67,34 +75,37 @@ class Engine:
         """Take every step of ``runs`` that can be taken now, up to the first wait or the end."""
         now = time.time() if now is None else now
         progress = Progress()
-        states = [_State(r, r.step) for r in runs]
-        active = [s for s in states if self._step(s) is not None]
+        states = [_State(r, r.step, r.notification) for r in runs]
         for s in states:
             if self._step(s) is None:
                 s.over = True
+        active = [s for s in states if not s.over]
         while active:
-            read = self._read_state([s for s in active if _needs(self._step(s), "read")])
-            prefs = self._prefs([s for s in active if _needs(self._step(s), "prefs")])
-            allowed = self._throttles([s for s in active if self._step(s).kind == "throttle"])  # type: ignore[union-attr]
+            steps = [(s, self._step(s)) for s in active]
+            read = self._read_state([s for s, step in steps if _needs(step, "read")])
+            prefs = self._prefs([s for s, step in steps if _needs(step, "prefs")])
+            allowed = self._throttles([s for s, step in steps if _kind(step) == "throttle"])
+            digests = self._digests([s for s, step in steps if _kind(step) == "digest"], now, progress)
             moving = []
-            for s in active:
-                step = self._step(s)
+            for s, step in steps:
                 assert step is not None
-                outcome, detail = self._take(s, step, now, progress, read, prefs, allowed)
+                outcome, detail = self._take(s, step, now, progress, read, prefs, allowed, digests)
                 s.log[s.step] = {"outcome": outcome, "detail": detail, "at": now}
                 progress.outcomes[(s.run.workflow, step.kind, outcome)] += 1
-                if s.until is None and not s.over:
+                if s.over:
+                    continue
+                if not s.stays:
                     s.step += 1
+                if s.until is None:
                     if self._step(s) is None:
                         s.over = True
                     else:
                         moving.append(s)
-                elif s.until is not None:
-                    s.step += 1
             active = moving
         for s in states:
             status = WAITING if s.until is not None else DONE
-            progress.moves.append(Move(s.run.user_id, s.run.run_id, s.run.step, s.step, status, s.until, s.log))
+            progress.moves.append(Move(s.run.user_id, s.run.run_id, s.run.step, s.step, status, s.until, s.log,
+                                       s.carried))
         return progress
 
     def _step(self, s: _State) -> Step | None:
@@ -102,17 +113,19 @@ class Engine:
         return steps[s.step] if s.step < len(steps) and not s.over and s.until is None else None
 
     def _take(self, s: _State, step: Step, now: float, progress: Progress, read: dict[tuple[str, str], bool],
-              prefs: dict[str, dict[str, Any]], allowed: dict[tuple[str, str], bool]) -> tuple[str, str]:
+              prefs: dict[str, dict[str, Any]], allowed: dict[tuple[str, str], bool],
+              digests: dict[tuple[str, str], tuple[str, str]]) -> tuple[str, str]:
         """What ``step`` does for this run now: ``(outcome, detail)`` for its log."""
         run = s.run
-        if step.condition is not None:
+        if step.condition is not None and not _waiting_at(s, "opened"):
             unread = not read.get((run.user_id, run.run_id), False)
-            if not step.condition.holds(run.notification.get("data") or {}, prefs.get(run.user_id, {}), unread):
+            if not step.condition.holds(s.notification.get("data") or {}, prefs.get(run.user_id, {}), unread):
                 return "skipped", f"if {step.condition} is false"
         if step.kind == "channel":
-            n = progress.routed.get((run.run_id, step.channel))
+            key = (id(s.notification), step.channel)
+            n = progress.routed.get(key)
             if n is None:
-                n = progress.routed[(run.run_id, step.channel)] = dict(run.notification)
+                n = progress.routed[key] = dict(s.notification)
                 if step.channel == PUSH:
                     n["channels"] = list(self.push_channels)
                 elif step.channel != "*":
@@ -123,10 +136,56 @@ class Engine:
             s.until = now + step.seconds
             progress.timers.setdefault(round(s.until, 1), []).append([run.user_id, run.run_id, s.step + 1])
             return "waited", f"{step.seconds:g}s"
+        if step.kind == "digest":
+            return digests[(run.user_id, run.run_id)]
         if allowed.get((run.user_id, run.run_id), True):
             return "passed", f"within {step.limit} per {step.seconds:g}s"
         s.over = True
         return "throttled", f"over {step.limit} per {step.seconds:g}s; the run ends here"
+
+    def _digests(self, states: list[_State], now: float,
+                 progress: Progress) -> dict[tuple[str, str], tuple[str, str]]:
+        """Join the runs arriving at a digest step, close those whose digest is due (one round trip
+        each for the batch); set each run's state and return its log entry."""
+        out: dict[tuple[str, str], tuple[str, str]] = {}
+        closing = [s for s in states if _waiting_at(s, "opened")]
+        joining = [s for s in states if not _waiting_at(s, "opened")]
+        if joining:
+            items = [self._join_item(s) for s in joining]
+            for s, item, joined in zip(joining, items, Digests(self.r, self.keys).join_many(items, now), strict=True):
+                ref = (s.run.user_id, s.run.run_id)
+                if joined.full:  # the owner closes it now, whoever it is (this run, if it also opened it)
+                    progress.timers.setdefault(round(now, 1), []).append(
+                        [s.run.user_id, joined.digest_id, s.step])
+                if joined.opened:
+                    s.until, s.stays = joined.due, True
+                    if not joined.full:
+                        progress.timers.setdefault(round(joined.due, 1), []).append(
+                            [s.run.user_id, s.run.run_id, s.step])
+                    out[ref] = ("opened", f"digest {item.key or 'of all'} until {joined.due:.0f}")
+                else:
+                    s.over = True
+                    out[ref] = ("joined", f"digest {joined.digest_id} ({joined.count} events); this run ends here")
+        if closing:
+            items = [self._join_item(s) for s in closing]
+            closed = Digests(self.r, self.keys).close_many(
+                [(i.user_id, i.workflow, i.key, s.run.run_id) for s, i in zip(closing, items, strict=True)])
+            for s, digest in zip(closing, closed, strict=True):
+                ref = (s.run.user_id, s.run.run_id)
+                if digest is None:
+                    s.over = True
+                    out[ref] = ("lost", "the digest's events expired before it closed")
+                    continue
+                s.carried = s.notification = digest_notification(s.notification, s.step, digest.events)
+                out[ref] = ("closed", f"{digest.count} events")
+        return out
+
+    def _join_item(self, s: _State) -> JoinItem:
+        step = self._step(s)
+        assert step is not None and step.kind == "digest"
+        value = value_at(s.run.notification.get("data") or {}, step.key) if step.key else None
+        return JoinItem(s.run.user_id, f"{s.run.workflow}.{s.step}", "" if value is None else str(value),
+                        s.run.run_id, s.run.notification, step.seconds, step.limit or None)
 
     def _read_state(self, states: list[_State]) -> dict[tuple[str, str], bool]:
         pairs = [(s.run.user_id, s.run.run_id) for s in states]
@@ -157,6 +216,44 @@ class Engine:
             for (s, key), answer in zip(members, answers, strict=True):
                 verdicts[(s.run.user_id, s.run.run_id)] = answer[f"wf:{name}:{key}"]
         return verdicts
+
+
+def _kind(step: Step | None) -> str:
+    return step.kind if step is not None else ""
+
+
+def _waiting_at(s: _State, outcome: str) -> bool:
+    """Whether the run waits at its current step with that outcome (an open digest it owns)."""
+    return s.run.status == WAITING and s.run.log.get(s.step, {}).get("outcome") == outcome
+
+
+DIGEST_SHOWN = 3
+"""Events of a digest shown first and last in its notification's ``data.digest`` (templates read
+them): with 100 characters of body each, what a push provider's 4 KiB data holds with room to spare."""
+
+
+def digest_notification(n: dict[str, Any], step: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The notification a closed digest sends: the opener's, with its own id (so channels that
+    already had the opener, the inbox too, take the digest as new) and ``data.digest``: the count and
+    the first and last events (id, title, body) in the order they were sent (concurrent router
+    tasks may join them in another), fewer when the data would exceed its 4 KiB."""
+    events = sorted(events, key=lambda e: str(e.get("timestamp") or ""))
+
+    def brief(e: dict[str, Any]) -> dict[str, Any]:
+        return {"id": e.get("id"), "title": e.get("title"), "body": (e.get("body") or "")[:100]}
+
+    for shown in range(DIGEST_SHOWN, -1, -1):
+        digest = {"count": len(events), "first": [brief(e) for e in events[:shown]],
+                  "last": [brief(e) for e in events[-shown:]] if shown and len(events) > shown else []}
+        data = {**(n.get("data") or {}), "digest": digest}
+        if len(orjson.dumps(data)) <= MAX_DATA_BYTES:
+            break
+    else:
+        data = {"digest": {"count": len(events)}}
+    digest_id = f"{n['id']}-d{step}"
+    if len(digest_id) > 64:  # a producer's own id may already use the 64 characters an id may have
+        digest_id = hashlib.sha1(digest_id.encode()).hexdigest()
+    return {**n, "id": digest_id, "data": data}
 
 
 def _needs(step: Step | None, what: str) -> bool:

@@ -107,8 +107,9 @@ class Step:
 
     kind: str
     """``channel`` (send on ``channel``; ``*`` is every wanted channel, as without a workflow),
-    ``delay`` (wait ``seconds``) or ``throttle`` (at most ``limit`` per ``seconds`` per user and
-    ``key``; over it, the run ends there)."""
+    ``delay`` (wait ``seconds``), ``throttle`` (at most ``limit`` per ``seconds`` per user and
+    ``key``; over it, the run ends there) or ``digest`` (roll the events of ``seconds`` per user and
+    ``key`` into one; ``limit``, when not 0, closes it early at that many)."""
     condition: Condition | None = None
     channel: str = ""
     seconds: float = 0.0
@@ -118,13 +119,15 @@ class Step:
     def describe(self) -> str:
         text = {"channel": f"channel {self.channel}", "delay": f"delay {self.seconds:g}s",
                 "throttle": f"throttle {self.limit} per {self.seconds:g}s"
-                            + (f" by {self.key}" if self.key else "")}[self.kind]
+                            + (f" by {self.key}" if self.key else ""),
+                "digest": f"digest {self.seconds:g}s" + (f" by {self.key}" if self.key else "")
+                          + (f", at most {self.limit}" if self.limit else "")}[self.kind]
         return f"{text} if {self.condition}" if self.condition else text
 
 
 ALL_CHANNELS = Step("channel", channel="*")
 """The one step of a notification whose type has no workflow: every wanted, enabled channel."""
-_KINDS = ("channel", "delay", "throttle")
+_KINDS = ("channel", "delay", "throttle", "digest")
 
 
 def parse_step(raw: Any) -> Step:
@@ -136,11 +139,10 @@ def parse_step(raw: Any) -> Step:
     kinds = [k for k in raw if k in _KINDS]
     unknown = [k for k in raw if k not in (*_KINDS, "if")]
     if unknown:
-        hint = " (digest steps are not built yet)" if "digest" in unknown else ""
-        raise ValueError(f"unknown step field {unknown[0]!r}{hint}: a step has one of channel, delay, "
-                         "throttle, and optionally if")
+        raise ValueError(f"unknown step field {unknown[0]!r}: a step has one of channel, delay, throttle, "
+                         "digest, and optionally if")
     if len(kinds) != 1:
-        raise ValueError("a step has exactly one of channel, delay, throttle"
+        raise ValueError("a step has exactly one of channel, delay, throttle, digest"
                          + (f", not {' and '.join(kinds)}" if kinds else ""))
     kind = kinds[0]
     condition = Condition.parse(raw["if"]) if "if" in raw else None
@@ -152,6 +154,8 @@ def parse_step(raw: Any) -> Step:
         return Step("channel", condition, channel=value)
     if kind == "delay":
         return Step("delay", condition, seconds=duration(value, "delay"))
+    if kind == "digest":
+        return _digest(value, condition)
     if not isinstance(value, Mapping) or "limit" not in value or "window" not in value:
         raise ValueError("throttle needs {limit: N, window: DURATION} and optionally key: data.FIELD")
     extra = set(value) - {"limit", "window", "key"}
@@ -165,6 +169,21 @@ def parse_step(raw: Any) -> Step:
         raise ValueError(f"throttle key must name a data field like data.post_id, not {key!r}")
     return Step("throttle", condition, seconds=duration(value["window"], "throttle window"), limit=limit,
                 key=str(key))
+
+
+def _digest(value: Any, condition: Condition | None) -> Step:
+    if not isinstance(value, Mapping) or "window" not in value:
+        raise ValueError("digest needs {window: DURATION} and optionally key: data.FIELD and max: N")
+    extra = set(value) - {"window", "key", "max"}
+    if extra:
+        raise ValueError(f"unknown digest field {sorted(extra)[0]!r}: digest has window, key, max")
+    most = value.get("max", 0)
+    if isinstance(most, bool) or not isinstance(most, int) or not 0 <= most <= 10_000:
+        raise ValueError(f"digest max must be a whole number from 1 to 10000, not {most!r}")
+    key = value.get("key", "")
+    if key and not re.fullmatch(r"data(\.[A-Za-z0-9_-]+)+", str(key)):
+        raise ValueError(f"digest key must name a data field like data.post_id, not {key!r}")
+    return Step("digest", condition, seconds=duration(value["window"], "digest window"), limit=most, key=str(key))
 
 
 @dataclass(frozen=True)

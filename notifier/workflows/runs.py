@@ -63,6 +63,9 @@ class Move:
     status: str
     until: float | None = None
     log: dict[int, dict[str, Any]] = field(default_factory=dict)
+    notification: dict[str, Any] | None = None
+    """What the run's later steps send instead of its own notification (a closed digest's), kept
+    with the run."""
 
 
 class Runs:
@@ -109,7 +112,7 @@ class Runs:
             workflow, n, m = record
             return ([self.keys.run(m.user_id, m.run_id), self.keys.runs(m.user_id)],
                     [m.run_id, workflow, m.to_step, m.status, _time(m.until), n.get("cancel_key") or "",
-                     *_log_args(m.log)])
+                     *_log_args(m.log, m.notification)])
 
         return [bool(x) for x in self._run("run_start", [time.time(), TTL_SECONDS], records, row)]
 
@@ -142,7 +145,7 @@ class Runs:
         """Apply moves in one round trip; per move ``ok``, ``stale``, ``cancelled``, ``done`` or ``gone``."""
         def row(m: Move) -> tuple[list[str], list[Any]]:
             return [self.keys.run(m.user_id, m.run_id)], [m.from_step, m.to_step, m.status, _time(m.until),
-                                                           *_log_args(m.log)]
+                                                           *_log_args(m.log, m.notification)]
 
         return [str(x) for x in self._run("run_advance", [TTL_SECONDS], moves, row)]
 
@@ -184,12 +187,15 @@ def _epoch(timestamp: Any) -> float:
     return dt.datetime.fromisoformat(timestamp).timestamp() if isinstance(timestamp, str) else 0.0
 
 
-def _log_args(log: dict[int, dict[str, Any]]) -> list[Any]:
-    """A move's log entries as the scripts take them: their count, then field and JSON pairs (the
-    ``cancelled`` entry of a run cancelled before it started goes in its own field)."""
-    args: list[Any] = [len(log)]
+def _log_args(log: dict[int, dict[str, Any]], carried: dict[str, Any] | None = None) -> list[Any]:
+    """A move's fields as the scripts take them: their count, then field and JSON pairs: the log
+    entries (a run cancelled before it started has its entry in ``cancelled``) and, when the run's
+    later steps send another notification (a closed digest), that one as ``n``."""
+    args: list[Any] = [len(log) + (carried is not None)]
     for step, entry in sorted(log.items()):
         args += ["cancelled" if entry["outcome"] == CANCELLED else f"s{step}", _entry_json(entry)]
+    if carried is not None:
+        args += ["n", orjson.dumps(carried)]
     return args
 
 
@@ -218,6 +224,8 @@ def _run(user_id: str, run_id: str, h: dict[str, str], notification: dict[str, A
     log = {int(k[1:]): orjson.loads(v) for k, v in h.items() if k[:1] == "s" and k[1:].isdigit()}
     if "cancelled" in h:
         log[int(h.get("step") or 0)] = orjson.loads(h["cancelled"])
+    if h.get("n"):
+        notification = orjson.loads(h["n"])
     return Run(user_id, run_id, h.get("workflow", ""), notification, int(h.get("step") or 0), h["status"],
                float(h["until"]) if h.get("until") else None, h.get("cancel_key") or None,
                float(h.get("created") or 0), log)
