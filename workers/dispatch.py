@@ -10,7 +10,6 @@ from notifier.channels import registry
 from notifier.metrics import ROUTED
 from notifier.pipeline.queues import ROUTE, deliver_task, queue_of
 from notifier.pipeline.router import SKIPPED, Plan
-from notifier.state.schedule import Schedule
 from workers.base import NotifierTask
 from workers.deliver import tasks as deliver_tasks
 
@@ -36,9 +35,8 @@ def _consumes(task: NotifierTask, channel: str) -> bool:
 
 
 def dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
-    """Carry out a plan: count and log its decisions, dead-letter what it rejected, deliver or queue
-    what goes now, and hold what goes later in the Redis schedule (its workflow runs are
-    ``workers.workflow.start``'s)."""
+    """Carry out a plan's sends: count and log its decisions, dead-letter what it rejected, deliver or
+    queue what goes now (its workflow runs and roll-ups are ``workers.workflow.follow``'s)."""
     totals: Counter[tuple[str, str]] = Counter()
     verbose = log.isEnabledFor(logging.INFO)
     for nid, decisions in plan.decisions.items():
@@ -61,5 +59,3 @@ def dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
             deliver_tasks[channel](*batch.args())
         else:
             task.enqueue(deliver_task(channel), batch.args())
-    for (due, channel), batch in plan.later.items():
-        Schedule().add(due, deliver_task(channel), batch.args(), {}, channel)

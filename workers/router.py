@@ -14,7 +14,6 @@ from notifier.state.groups import Groups, scan_batches
 from workers import workflow
 from workers.app import app
 from workers.base import NotifierTask
-from workers.dispatch import dispatch
 from workers.take import waiting_sends
 
 log = logging.getLogger("notifier.worker")
@@ -29,8 +28,7 @@ def route(self: NotifierTask, items: list[Any]) -> dict[str, str] | None:
         return None
     with waiting_sends(self, items) as batch:
         plan = Router().plan(batch)
-        dispatch(self, plan, ROUTE)
-        workflow.start(self, plan.runs)
+        workflow.follow(self, plan, ROUTE)
     return plan.ids
 
 
@@ -42,8 +40,7 @@ def route_users(self: NotifierTask, notification: dict[str, Any], user_ids: list
                          "MalformedMessage")
         return 0
     plan = Router().plan_audience(notification, user_ids)
-    dispatch(self, plan, ROUTE_USERS)
-    workflow.start(self, plan.runs)
+    workflow.follow(self, plan, ROUTE_USERS)
     return len(user_ids)
 
 

@@ -10,6 +10,7 @@ idempotent appends turn into one; a timer that fires twice finds its run moved o
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter, defaultdict
@@ -19,9 +20,11 @@ from notifier.config import get_settings
 from notifier.metrics import WORKFLOW_STEPS
 from notifier.models import Notification
 from notifier.pipeline.queues import ADVANCE, ROUTE, ROUTER_QUEUE
+from notifier.pipeline.router import Plan as RouterPlan
 from notifier.pipeline.router import Router
 from notifier.state.schedule import Schedule
 from notifier.workflows.engine import Engine, Progress
+from notifier.workflows.model import ROLLUP
 from notifier.workflows.runs import CANCELLED, RUNNING, WAITING, Move, Run, Runs
 from workers.app import app
 from workers.base import NotifierTask
@@ -30,11 +33,16 @@ from workers.dispatch import dispatch
 log = logging.getLogger("notifier.worker")
 
 
+def follow(task: NotifierTask, plan: RouterPlan, rejected_task: str) -> None:
+    """Carry out a router plan: its sends (``dispatch``), its workflow runs and its roll-ups."""
+    dispatch(task, plan, rejected_task)
+    start(task, plan.runs)
+    roll_up(task, plan.rollups)
+
+
 def start(task: NotifierTask, sends: list[tuple[str, dict[str, Any]]]) -> None:
-    """Start a run per ``(user_id, notification)``: take its first steps at once (or set a timer for
-    its ``send_at``), then record it in the state they left it. A redelivered router task takes the
-    first steps again (receipts and idempotent appends make that harmless) and its record of a run
-    already recorded changes nothing."""
+    """Start a run per ``(user_id, notification)`` of its type's workflow, at once or at its
+    ``send_at``."""
     if not sends:
         return
     send_at: dict[str, float | None] = {}
@@ -42,7 +50,32 @@ def start(task: NotifierTask, sends: list[tuple[str, dict[str, Any]]]) -> None:
         if n["id"] not in send_at:  # a broadcast's runs share one notification: read it once
             at = Notification.model_validate(n).send_at
             send_at[n["id"]] = at.timestamp() if at is not None and at.timestamp() > time.time() else None
-    starts = [(user_id, n["type"], n, send_at[n["id"]]) for user_id, n in sends]
+    _begin(task, [(user_id, n["type"], n, send_at[n["id"]], None) for user_id, n in sends])
+
+
+def roll_up(task: NotifierTask, held: list[tuple[str, str, dict[str, Any], float]]) -> None:
+    """Start a roll-up run (``Workflow.rollup``) per send held back on a channel: it joins the user's
+    digest of that channel, which the first one's hold ending closes, sending one summary. A roll-up
+    run has its own id (the notification's, suffixed with the channel), so a notification held on
+    two channels makes two."""
+    if held:
+        _begin(task, [(user_id, f"{ROLLUP}{channel}", {**n, "id": rollup_id(n["id"], channel)}, None, until)
+                      for user_id, channel, n, until in held])
+
+
+def rollup_id(notification_id: str, channel: str) -> str:
+    """The id of a notification's roll-up run on ``channel`` (an id has at most 64 characters)."""
+    rid = f"{notification_id}-r{channel}"
+    return rid if len(rid) <= 64 else hashlib.sha1(rid.encode()).hexdigest()
+
+
+def _begin(task: NotifierTask, starts_due: list[tuple[str, str, dict[str, Any], float | None, float | None]]) -> None:
+    """Start runs ``(user, workflow, notification, send_at or None, digest due or None)``: take their
+    first steps at once (or set a timer for their ``send_at``), then record them in the state those
+    steps left. A redelivered router task takes the first steps again (receipts and idempotent
+    appends make that harmless) and its record of a run already recorded changes nothing."""
+    starts = [(user_id, workflow, n, until) for user_id, workflow, n, until, _ in starts_due]
+    dues = {(user_id, n["id"]): due for user_id, _, n, _, due in starts_due}
     runs = Runs()
     statuses = runs.prepare_many(starts)
     now = time.time()
@@ -51,7 +84,8 @@ def start(task: NotifierTask, sends: list[tuple[str, dict[str, Any]]]) -> None:
     later: dict[float, list[list[Any]]] = defaultdict(list)
     for (user_id, workflow, n, until), status in zip(starts, statuses, strict=True):
         if status == RUNNING:
-            fresh.append(Run(user_id, n["id"], workflow, n, 0, RUNNING, None, n.get("cancel_key"), now))
+            fresh.append(Run(user_id, n["id"], workflow, n, 0, RUNNING, dues[(user_id, n["id"])],
+                             n.get("cancel_key"), now))
         elif status == WAITING and until is not None:
             later[until].append([user_id, n["id"], 0])
             held.append(Move(user_id, n["id"], 0, 0, WAITING, until))
@@ -89,7 +123,7 @@ def _carry_out(task: NotifierTask, ready: list[Run]) -> Progress | None:
         return None
     progress = Engine().plan(ready)
     if progress.route:
-        dispatch(task, Router().plan(progress.route, runs=False), ROUTE)
+        follow(task, Router().plan(progress.route, runs=False, unheld=frozenset(progress.unheld)), ROUTE)
     for due, timer_refs in progress.timers.items():
         Schedule().add(due, ADVANCE, [timer_refs], {}, ROUTER_QUEUE)
     for (workflow, kind, outcome), count in progress.outcomes.items():

@@ -1,10 +1,12 @@
-"""Routing: decide, for a batch of sends, which channel gets what, now or later.
+"""Routing: decide, for a batch of sends, which channel gets what, now or held back.
 
 Per send and channel, in order: the channel is wanted (the notification's ``channels`` or the default
 set) and on in the user's preferences; the type is not disabled; the user has somewhere to send it (an
 address or a device, for channels that need one); interruptive channels wait for the end of quiet
-hours unless the priority is ``critical``; and the user is under the channel's rate limit (over it,
-the notification still lands in the inbox, just not on that channel).
+hours unless the priority is ``critical`` (or the type's workflow is); and the user is under the
+channel's rate limit (over it, the notification still lands in the inbox). What quiet hours or a rate
+limit hold back on an interruptive channel is rolled up (``Plan.rollups``): it waits in the user's
+digest of that channel and goes out as one summary when the hold ends.
 
 Which channel needs what is read from each channel class's attributes (``needs_address``,
 ``needs_device``, ``interruptive``, ``is_inbox``): no channel is named here.
@@ -61,9 +63,12 @@ class Plan:
     """What a routed batch becomes."""
 
     now: dict[str, Batch] = field(default_factory=lambda: defaultdict(Batch))
-    later: dict[tuple[float, str], Batch] = field(default_factory=lambda: defaultdict(Batch))
     ids: dict[str, str] = field(default_factory=dict)
     """Notification id -> the id it resolved to (the first send's, for a duplicate)."""
+    rollups: list[tuple[str, str, dict[str, Any], float]] = field(default_factory=list)
+    """``(user_id, channel, notification, until)``: sends a rate limit or quiet hours hold back on an
+    interruptive channel, until the hold ends; ``workers/workflow.py`` rolls them into the user's
+    digest of that channel, sent as one summary then."""
     runs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """``(user_id, notification)`` sends that start a workflow run (their type has a workflow, or a
     ``send_at`` still ahead): ``workers/workflow.py`` takes them through their steps."""
@@ -100,11 +105,14 @@ class Router:
     def _starts_run(self, n: Notification, now: dt.datetime) -> bool:
         return n.type in self.workflows or n.pending(now)
 
-    def plan(self, items: Sequence[Any], now: dt.datetime | None = None, runs: bool = True) -> Plan:
+    def plan(self, items: Sequence[Any], now: dt.datetime | None = None, runs: bool = True,
+             unheld: frozenset[str] = frozenset()) -> Plan:
         """Route ``[user_id, notification, idempotency_key]`` items (as they arrive from the queue).
 
         With ``runs``, sends whose type has a workflow (or whose ``send_at`` is ahead) go to
-        ``plan.runs`` instead; the workflow engine routes its channel steps with ``runs=False``.
+        ``plan.runs`` instead; the workflow engine routes its channel steps with ``runs=False``, and
+        names in ``unheld`` the notifications no rate limit or quiet hours may hold back (a roll-up's
+        summary, which is what was held back).
         """
         plan = Plan()
         now = now or utcnow()
@@ -136,7 +144,7 @@ class Router:
                 plan.runs.append((user_id, payload))
             else:
                 fresh.append((user_id, n, payload))
-        self._route(plan, fresh, now)
+        self._route(plan, fresh, now, unheld)
         return plan
 
     def plan_audience(self, notification: dict[str, Any], user_ids: Sequence[str],
@@ -165,7 +173,7 @@ class Router:
         return plan
 
     def _route(self, plan: Plan, sends: list[tuple[str, Notification, dict[str, Any]]],
-               now: dt.datetime) -> None:
+               now: dt.datetime, unheld: frozenset[str] = frozenset()) -> None:
         if not sends:
             return
         prefs = self.prefs.get_many([u for u, _, _ in sends])
@@ -191,19 +199,24 @@ class Router:
                     channels.remove(channel)
                     plan.note(n.id, channel, skipped)
             decided.append((user_id, n, payload, p, channels, critical))
-        verdicts = self.limits.allow_many([(u, n.id, chans) for u, n, _, _, chans, _ in decided])
+        verdicts = self.limits.allow_many([(u, n.id, [] if n.id in unheld else chans)
+                                           for u, n, _, _, chans, _ in decided])
         for (user_id, n, payload, p, channels, critical), allowed in zip(decided, verdicts, strict=True):
-            quiet_end = None if n.priority == "critical" or critical else quiet_until(p, now)
-            limited = [c for c in channels if not allowed[c]]
+            bypass = n.priority == "critical" or critical or n.id in unheld
+            quiet_end = None if bypass else quiet_until(p, now)
+            limited = [c for c in channels if not allowed.get(c, True)]
             for channel in channels:
-                if not allowed[channel]:
+                if channel in limited:
                     plan.note(n.id, channel, "rate_limited")
                     if channel == self.inbox:
                         plan.now[channel].add(user_id, payload, INBOX_ONLY)
+                    elif self.channels[channel].interruptive:
+                        window = self.settings.limits[channel][1]
+                        plan.rollups.append((user_id, channel, payload, now.timestamp() + window))
                     continue
                 if quiet_end is not None and self.channels[channel].interruptive:
                     plan.note(n.id, channel, "deferred")
-                    plan.later[(quiet_end.timestamp(), channel)].add(user_id, payload)
+                    plan.rollups.append((user_id, channel, payload, quiet_end.timestamp()))
                     continue
                 plan.note(n.id, channel, "queued")
                 plan.now[channel].add(user_id, payload)

@@ -29,7 +29,7 @@ from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
 from notifier.state.ratelimit import RateLimiter
 from notifier.workflows.files import Workflows, get_workflows
-from notifier.workflows.model import PUSH, Step, value_at
+from notifier.workflows.model import PUSH, ROLLUP, Step, value_at
 from notifier.workflows.runs import DONE, WAITING, Move, Run
 
 
@@ -44,6 +44,8 @@ class Progress:
     moves: list[Move] = field(default_factory=list)
     outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """``(workflow, step kind, outcome)`` counts, for the metrics."""
+    unheld: set[str] = field(default_factory=set)
+    """Ids of routed notifications no rate limit or quiet hours may hold (roll-up summaries)."""
     routed: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict, repr=False)
     """One routed notification per (notification, channel step), shared by all its runs' items, so
     the router validates it once."""
@@ -130,6 +132,8 @@ class Engine:
                     n["channels"] = list(self.push_channels)
                 elif step.channel != "*":
                     n["channels"] = [step.channel]
+            if not step.held:
+                progress.unheld.add(n["id"])
             progress.route.append([run.user_id, n, None])
             return "sent", ", ".join(n.get("channels") or ["every channel"])
         if step.kind == "delay":
@@ -176,7 +180,8 @@ class Engine:
                     s.over = True
                     out[ref] = ("lost", "the digest's events expired before it closed")
                     continue
-                s.carried = s.notification = digest_notification(s.notification, s.step, digest.events)
+                s.carried = s.notification = digest_notification(s.notification, s.step, digest.events,
+                                                                 s.run.workflow.startswith(ROLLUP))
                 out[ref] = ("closed", f"{digest.count} events")
         return out
 
@@ -184,8 +189,9 @@ class Engine:
         step = self._step(s)
         assert step is not None and step.kind == "digest"
         value = value_at(s.run.notification.get("data") or {}, step.key) if step.key else None
+        window = step.seconds or max(1.0, (s.run.until or 0) - time.time())  # a roll-up: until its hold ends
         return JoinItem(s.run.user_id, f"{s.run.workflow}.{s.step}", "" if value is None else str(value),
-                        s.run.run_id, s.run.notification, step.seconds, step.limit or None)
+                        s.run.run_id, s.run.notification, window, step.limit or None)
 
     def _read_state(self, states: list[_State]) -> dict[tuple[str, str], bool]:
         pairs = [(s.run.user_id, s.run.run_id) for s in states]
@@ -232,11 +238,13 @@ DIGEST_SHOWN = 3
 them): with 100 characters of body each, what a push provider's 4 KiB data holds with room to spare."""
 
 
-def digest_notification(n: dict[str, Any], step: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+def digest_notification(n: dict[str, Any], step: int, events: list[dict[str, Any]],
+                        summary: bool = False) -> dict[str, Any]:
     """The notification a closed digest sends: the opener's, with its own id (so channels that
     already had the opener, the inbox too, take the digest as new) and ``data.digest``: the count and
     the first and last events (id, title, body) in the order they were sent (concurrent router
-    tasks may join them in another), fewer when the data would exceed its 4 KiB."""
+    tasks may join them in another), fewer when the data would exceed its 4 KiB. A roll-up's
+    ``summary`` says in its title how many more it holds ("Order shipped (+4 more)")."""
     events = sorted(events, key=lambda e: str(e.get("timestamp") or ""))
 
     def brief(e: dict[str, Any]) -> dict[str, Any]:
@@ -253,7 +261,10 @@ def digest_notification(n: dict[str, Any], step: int, events: list[dict[str, Any
     digest_id = f"{n['id']}-d{step}"
     if len(digest_id) > 64:  # a producer's own id may already use the 64 characters an id may have
         digest_id = hashlib.sha1(digest_id.encode()).hexdigest()
-    return {**n, "id": digest_id, "data": data}
+    title = n["title"]
+    if summary and len(events) > 1:
+        title = f"{events[0].get('title') or title} (+{len(events) - 1} more)"
+    return {**n, "id": digest_id, "data": data, "title": title[:256]}
 
 
 def _needs(step: Step | None, what: str) -> bool:

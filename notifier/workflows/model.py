@@ -115,6 +115,9 @@ class Step:
     seconds: float = 0.0
     limit: int = 0
     key: str = ""
+    held: bool = True
+    """Whether the router may hold a channel step's send back (rate limits, quiet hours); a roll-up's
+    summary is what was held back, so it is not held again."""
 
     def describe(self) -> str:
         text = {"channel": f"channel {self.channel}", "delay": f"delay {self.seconds:g}s",
@@ -125,6 +128,9 @@ class Step:
         return f"{text} if {self.condition}" if self.condition else text
 
 
+ROLLUP = "rollup:"
+"""Workflow name prefix of the roll-ups (:meth:`Workflow.rollup`); no notification type can take it
+(a type is a slug, which has no ``:``)."""
 ALL_CHANNELS = Step("channel", channel="*")
 """The one step of a notification whose type has no workflow: every wanted, enabled channel."""
 _KINDS = ("channel", "delay", "throttle", "digest")
@@ -212,8 +218,17 @@ class Workflow:
 
     @staticmethod
     def implicit(type_: str) -> Workflow:
-        """What a type without a workflow does: every wanted channel at once."""
+        """What a type without a workflow does: every wanted channel at once (for a roll-up's
+        ``rollup.CHANNEL``, :meth:`rollup`)."""
+        if type_.startswith(ROLLUP):
+            return Workflow.rollup(type_.removeprefix(ROLLUP))
         return Workflow(type_, (ALL_CHANNELS,))
+
+    @staticmethod
+    def rollup(channel: str) -> Workflow:
+        """Sends a rate limit or quiet hours held back on ``channel``: they wait in the user's digest
+        of that channel until the hold ends (the first one's), then go out as one summary."""
+        return Workflow(f"{ROLLUP}{channel}", (Step("digest"), Step("channel", channel=channel, held=False)))
 
 
 class StepError(ValueError):

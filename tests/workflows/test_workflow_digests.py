@@ -50,7 +50,8 @@ def flow_env(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpPeer, fcm: FcmP
     (folder / "workflows.yaml").write_text(WORKFLOWS)
     credentials = fcm.service_account(folder / "service-account.json")
     return {**private_env(), **smtp.env(), **fcm.env(credentials), "NOTIFIER_WORKFLOWS": str(folder / "workflows.yaml"),
-            "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "3"}
+            "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "3",
+            "NOTIFIER_RATE_LIMITS": "realtime=1000/60,email=3/60,fcm=3/3,apns=1000/60,webpush=1000/60"}
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +137,47 @@ def test_200_events_from_4_processes_make_exactly_one_digest_of_200(flow_worker:
     assert outcomes == ["closed"] + ["joined"] * 199
     assert [r.log[0]["detail"] for r in runs if r is not None and r.log[0]["outcome"] == "closed"] == ["200 events"]
     assert len(smtp.to(f"{user}@example.test")) == 1
+
+
+def test_a_rate_limited_burst_of_30_pushes_sends_the_first_3_then_one_summary(flow_worker: Worker,
+                                                                             fcm: FcmPeer) -> None:
+    """fcm=3/3 here: 3 pushes go out at once, the 27 held back wait in the user's push digest, which
+    the first one's hold ending (3 s) closes into one summary."""
+    token = fcm_token()
+    user, _ = member(token)
+    ids = [send_notification.delay(user, {"type": "plain", "title": f"push {i}", "channels": ["fcm"]}).id
+           for i in range(30)]
+    wait_for(lambda: len(fcm.to(token)) >= 3, message="the first pushes")
+    summary = wait_for(lambda: len(fcm.to(token)) >= 4 and fcm.to(token)[3], timeout=20, message="the summary push")
+    digest = digest_of(summary)
+    assert digest["count"] == 27
+    assert summary.message["notification"]["title"].endswith("(+26 more)")
+    wait_idle(flow_worker)
+    time.sleep(3.5)  # a second summary would come a hold later
+    wait_idle(flow_worker)
+    assert len(fcm.to(token)) == 4
+    first_three = {r.message["data"]["notification_id"] for r in fcm.to(token)[:3]}
+    assert first_three <= set(ids)
+
+
+def test_quiet_hours_roll_emails_into_one_summary_at_their_end(flow_worker: Worker, smtp: SmtpPeer) -> None:
+    from notifier.state.schedule import Schedule
+    from tests.pipeline.test_rules import _overnight_window_around_now
+
+    zone, start, end = _overnight_window_around_now()
+    user, address = member(fcm_token(), quiet_hours={"start": start, "end": end}, timezone=zone)
+    ids = [send_notification.delay(user, {"type": "plain", "title": f"mail {i}", "channels": ["email"]}).id
+           for i in range(3)]
+    schedule = Schedule()
+    timers = wait_for(lambda: [(m, due) for m, due in schedule.r.zrange(schedule.keys.schedule(), 0, -1,
+                                                                         withscores=True) if user in m],
+                      message="the digest's timer at the end of the quiet hours")
+    assert len(timers) == 1 and timers[0][1] - time.time() > 3000
+    wait_for(lambda: sum(1 for i in ids if (r := Runs().get(user, i + "-remail")) and r.status == "done") == 2,
+             message="two emails joined the first one's digest")
+    wait_idle(flow_worker)
+    assert smtp.to(address) == []
+    schedule.r.zadd(schedule.keys.schedule(), {timers[0][0]: time.time() - 1})  # the quiet hours end
+    mail = wait_for(lambda: smtp.to(address), timeout=15, message="one summary email")
+    wait_idle(flow_worker)
+    assert len(smtp.to(address)) == 1 and mail[0]["Subject"] == "mail 0 (+2 more)"
