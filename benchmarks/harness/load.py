@@ -2,7 +2,8 @@
 
 The load generator runs apart from the benchmark (``multiprocessing``, spawned) so its event loop
 does not compete with this process's; it opens every connection, reports, then records what arrives
-until asked to hand it over. SSE clients are ``sse.py``'s, WebSocket clients the websockets library's.
+until asked to hand it over. SSE clients are ``sse.py``'s, WebSocket clients the websockets library's
+(also for Socket.IO, the python-socketio peer's protocol).
 """
 
 from __future__ import annotations
@@ -59,6 +60,32 @@ async def ws_client(port: int, token: str, on_event: OnEvent, connected: asyncio
                 on_event(kind, frame["notification"])
 
 
+async def sio_client(port: int, token: str, on_event: OnEvent, connected: asyncio.Event) -> None:
+    """One Socket.IO connection (Engine.IO v4 over WebSocket only) to the python-socketio peer:
+    answers the open (``0{...}``) by connecting the default namespace (``40``), is connected at the
+    server's ``40{...}``, counts ``42["notification", {...}]`` events and answers each ping (``2``)."""
+    import websockets
+
+    async with websockets.connect(f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket&token={token}",
+                                  open_timeout=60, ping_interval=None, max_queue=64, compression=None) as ws:
+        async for message in ws:
+            if not isinstance(message, str):
+                continue
+            if message.startswith("42"):
+                event = orjson.loads(message[2:])
+                on_event(event[0], event[1])
+            elif message.startswith("40"):
+                connected.set()
+            elif message.startswith("0"):
+                await ws.send("40")
+            elif message == "2":
+                await ws.send("3")
+
+
+CLIENTS = {"sse": sse_client, "ws": ws_client, "sio": sio_client}
+"""The load generator's client kinds."""
+
+
 def _listener_main(kind: str, port: int, tokens: list[str], parallel: int, conn: Connection) -> None:
     """The load generator (a separate process): open every connection, report, then record what
     arrives until told to hand it over."""
@@ -70,7 +97,7 @@ def _listener_main(kind: str, port: int, tokens: list[str], parallel: int, conn:
         loop = asyncio.get_running_loop()
         received: list[Received] = []
         failures: list[str] = []
-        client = sse_client if kind == "sse" else ws_client
+        client = CLIENTS[kind]
 
         def on_event(event: str, data: dict[str, Any]) -> None:
             if event == "notification":
@@ -115,7 +142,7 @@ def _listener_main(kind: str, port: int, tokens: list[str], parallel: int, conn:
 
 
 class Listeners(Spawned):
-    """Live clients in another process: ``kind`` is ``"sse"`` or ``"ws"``, one connection per token."""
+    """Live clients in another process: ``kind`` is one of :data:`CLIENTS`, one connection per token."""
 
     def __init__(self, kind: str, port: int, tokens: list[str], parallel: int = 200) -> None:
         super().__init__(_listener_main, kind, port, tokens, parallel)
