@@ -211,6 +211,9 @@ def main() -> None:
     args = parser.parse_args()
     base = Variant.parse(f"base=gc:{args.gc_threshold}" if args.gc_threshold else "base")
     variants = [base, *(Variant.parse(spec) for spec in args.variant)]
+    unknown = [name for name in args.peers.split(",") if name and name not in PEERS]
+    if unknown:
+        raise SystemExit(f"unknown peer {unknown[0]!r} (peers: {', '.join(PEERS)})")
     peers = [PEERS[name] for name in args.peers.split(",") if name]
     for peer in peers:
         if peer.module and importlib.util.find_spec(peer.module) is None:
