@@ -11,6 +11,7 @@ never per recipient.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from typing import Any
 import orjson
 
 from notifier.channels import registry
-from notifier.models import MAX_DATA_BYTES
+from notifier.models import MAX_DATA_BYTES, Preferences
 from notifier.redis import store
 from notifier.redis.keys import Keys
 from notifier.state.digests import Digests, JoinItem
@@ -155,7 +156,9 @@ class Engine:
         closing = [s for s in states if _waiting_at(s, "opened")]
         joining = [s for s in states if not _waiting_at(s, "opened")]
         if joining:
-            items = [self._join_item(s) for s in joining]
+            users = sorted({s.run.user_id for s in joining})
+            own = dict(zip(users, PreferenceStore(self.r, self.keys).get_many(users), strict=True))
+            items = [self._join_item(s, own[s.run.user_id], now) for s in joining]
             for s, item, joined in zip(joining, items, Digests(self.r, self.keys).join_many(items, now), strict=True):
                 ref = (s.run.user_id, s.run.run_id)
                 if joined.full:  # the owner closes it now, whoever it is (this run, if it also opened it)
@@ -185,11 +188,17 @@ class Engine:
                 out[ref] = ("closed", f"{digest.count} events")
         return out
 
-    def _join_item(self, s: _State) -> JoinItem:
+    def _join_item(self, s: _State, prefs: Preferences | None = None, now: float = 0.0) -> JoinItem:
+        """The digest this run's event joins; its window is the user's own for this workflow when
+        they set one (``Preferences.digests``), a roll-up's lasts until its hold ends."""
         step = self._step(s)
         assert step is not None and step.kind == "digest"
         value = value_at(s.run.notification.get("data") or {}, step.key) if step.key else None
-        window = step.seconds or max(1.0, (s.run.until or 0) - time.time())  # a roll-up: until its hold ends
+        mine = prefs.digests.get(s.run.workflow) if prefs is not None else None
+        if prefs is not None and mine is not None:
+            window = mine.seconds_from(dt.datetime.fromtimestamp(now or time.time(), dt.UTC), prefs.timezone)
+        else:
+            window = step.seconds or max(1.0, (s.run.until or 0) - time.time())
         return JoinItem(s.run.user_id, f"{s.run.workflow}.{s.step}", "" if value is None else str(value),
                         s.run.run_id, s.run.notification, window, step.limit or None)
 

@@ -16,31 +16,13 @@ from typing import Any
 import orjson
 
 from notifier.channels import registry
+from notifier.models import duration
 
 PUSH = "push"
 """A channel step meaning every push channel the user has a device on (FCM, APNs, web push)."""
-MAX_DURATION = 30 * 86400
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)?\s*")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _COMPARE = re.compile(r"\s*(data|prefs)((?:\.[A-Za-z0-9_-]+)+)\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*")
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-
-
-def duration(value: Any, what: str) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"1h"`` or ``"1d"``: more than 0, at most 30 days."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a duration like 30s, 15m, 1h or 1d, not {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.fullmatch(str(value))
-        if match is None:
-            raise ValueError(f"{what} must be a duration like 30s, 15m, 1h or 1d, not {value!r}")
-        seconds = float(match[1]) * _UNITS[match[2]]
-    if not 0 < seconds <= MAX_DURATION:
-        raise ValueError(f"{what} must be more than 0 and at most 30d, not {value!r}")
-    return seconds
 
 
 @dataclass(frozen=True)

@@ -181,3 +181,37 @@ def test_quiet_hours_roll_emails_into_one_summary_at_their_end(flow_worker: Work
     mail = wait_for(lambda: smtp.to(address), timeout=15, message="one summary email")
     wait_idle(flow_worker)
     assert len(smtp.to(address)) == 1 and mail[0]["Subject"] == "mail 0 (+2 more)"
+
+
+def test_a_user_sets_their_own_digest_window(flow_worker: Worker, smtp: SmtpPeer) -> None:
+    """burst's digest is 3 s; this user set 1 s for it, the other keeps 3 s."""
+    quick, slow = uid(), uid()
+    PreferenceStore().set(quick, {"email": f"{quick}@example.test", "digests": {"burst": {"window": "1s"}}})
+    PreferenceStore().set(slow, {"email": f"{slow}@example.test"})
+    opened = time.time()
+    for user in (quick, slow):
+        for i in range(3):
+            send_notification.delay(user, {"type": "burst", "title": f"{user} {i}"})
+    wait_for(lambda: smtp.to(f"{quick}@example.test"), timeout=10, message="the quick user's digest")
+    quick_at = time.time() - opened
+    assert smtp.to(f"{slow}@example.test") == []  # the positive signal above came first
+    wait_for(lambda: smtp.to(f"{slow}@example.test"), timeout=10, message="the other user's digest")
+    slow_at = time.time() - opened
+    assert quick_at < 2.8 <= slow_at, (quick_at, slow_at)
+
+
+def test_a_daily_digest_window_closes_at_the_next_local_time() -> None:
+    import datetime as dt
+
+    from notifier.errors import ValidationError
+    from notifier.models import DigestWindow, Preferences, validate
+
+    nine = DigestWindow(at="09:00")
+    before = dt.datetime(2026, 12, 1, 7, 30, tzinfo=dt.UTC)  # 08:30 in Berlin
+    assert nine.seconds_from(before, "Europe/Berlin") == 30 * 60
+    after = dt.datetime(2026, 12, 1, 8, 30, tzinfo=dt.UTC)  # 09:30 in Berlin: tomorrow's 09:00
+    assert nine.seconds_from(after, "Europe/Berlin") == 23.5 * 3600
+    assert DigestWindow(window="2h").seconds_from(before, "UTC") == 7200
+    for bad in ({}, {"window": "1h", "at": "09:00"}, {"at": "9am"}, {"window": "forever"}):
+        with pytest.raises(ValidationError):
+            validate(Preferences, {"digests": {"comment": bad}})
