@@ -311,8 +311,9 @@ class Preferences(BaseModel):
         return self.channels.get(channel, True)
 
     def to_dict(self) -> dict[str, Any]:
-        out = self.model_dump(mode="json")
-        out["digests"] = {t: w.model_dump(exclude_none=True) for t, w in self.digests.items()}
+        out = self.model_dump(mode="json", exclude={"digests"})
+        if self.digests:  # left out when unset, as before digest windows existed
+            out["digests"] = {t: w.model_dump(exclude_none=True) for t, w in self.digests.items()}
         return out
 
 

@@ -135,8 +135,8 @@ class Digests:
         joined = []
         for item, record in zip(items, (r for result in scripts.run_scripts(self.r, calls) for r in result),
                                 strict=True):
-            count, due, full, digest_id = str(record).split("\n", 3)
-            joined.append(Joined(digest_id, digest_id == item.run_id, int(count), int(due) / 1000, full == "1"))
+            count, due, full, owner = str(record).split("\n", 3)
+            joined.append(Joined(owner, owner == item.run_id, int(count), int(due) / 1000, full == "1"))
         return joined
 
     def join(self, item: JoinItem, now: float | None = None) -> Joined:

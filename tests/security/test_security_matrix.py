@@ -108,7 +108,7 @@ def user_endpoints(victim: Victim) -> dict[tuple[str, str], tuple[str, Any]]:
     }
 
 
-SERVICE = {("POST", "/v1/notify"), ("POST", "/v1/notify/bulk")}
+SERVICE = {("POST", "/v1/notify"), ("POST", "/v1/notify/bulk"), ("POST", "/v1/notify/cancel")}
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
 
 
