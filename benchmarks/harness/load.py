@@ -1,8 +1,14 @@
-"""Live clients by the thousand: SSE or WebSocket connections, one per user, in a process of their own.
+"""Live clients by the thousand: SSE or WebSocket connections, one per user, in processes of their own.
 
 The load generator runs apart from the benchmark (``multiprocessing``, spawned) so its event loop
 does not compete with this process's; it opens every connection, reports, then records what arrives
 until asked to hand it over. SSE clients are ``sse.py``'s, WebSocket clients the websockets library's.
+
+One generator process holds at most its open-file limit of sockets, and one source address reaches
+one server port from at most the ephemeral port range (``net.ipv4.ip_local_port_range``, about 28,000
+ports by default). So :class:`Listeners` can split the tokens over several generators, each
+connecting from a loopback address of its own (127.0.0.2, 127.0.0.3, ...; Linux routes all of
+127.0.0.0/8 to the loopback interface), which is how 50,000 connections reach one gateway.
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ class Received:
     sent_at: float | None
 
 
+SOURCE_BASE = "127.0.0."
+"""Generator ``i`` of several connects from ``127.0.0.{i + 2}`` (one alone uses the default, 127.0.0.1)."""
+PORTS_PER_SOURCE = 28_000
+"""Connections one source address can open to one port: Linux's default ephemeral range, 32768-60999."""
+
+
 def raise_open_files() -> int:
     """Raise this process's open-file limit to its hard limit (children inherit it); returns it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -44,12 +56,22 @@ def user_tokens(user_ids: Sequence[str], ttl: int = 3600) -> list[str]:
     return [tokens.issue(u, ttl) for u in user_ids]
 
 
-async def ws_client(port: int, token: str, on_event: OnEvent, connected: asyncio.Event) -> None:
-    """One WebSocket connection to ``/v1/ws``; frames are JSON with a ``type``."""
+def generators_needed(count: int, open_files: int) -> int:
+    """How many generator processes ``count`` connections need: each holds fewer sockets than its
+    open-file limit (a few hundred spare) and fewer than one source address can open to one port."""
+    per_process = min(open_files - 500, PORTS_PER_SOURCE)
+    return max(1, -(-count // per_process))
+
+
+async def ws_client(port: int, token: str, on_event: OnEvent, connected: asyncio.Event,
+                    source: str | None = None) -> None:
+    """One WebSocket connection to ``/v1/ws`` (from ``source``, an address of this host, if given);
+    frames are JSON with a ``type``."""
     import websockets
 
     async with websockets.connect(f"ws://127.0.0.1:{port}/v1/ws?token={token}", open_timeout=60,
-                                  ping_interval=None, max_queue=64, compression=None) as ws:
+                                  ping_interval=None, max_queue=64, compression=None,
+                                  local_addr=(source, 0) if source else None) as ws:
         async for message in ws:
             frame = orjson.loads(message)
             kind = frame.get("type")
@@ -59,9 +81,10 @@ async def ws_client(port: int, token: str, on_event: OnEvent, connected: asyncio
                 on_event(kind, frame["notification"])
 
 
-def _listener_main(kind: str, port: int, tokens: list[str], parallel: int, conn: Connection) -> None:
-    """The load generator (a separate process): open every connection, report, then record what
-    arrives until told to hand it over."""
+def _listener_main(kind: str, port: int, tokens: list[str], parallel: int, source: str | None,
+                   conn: Connection) -> None:
+    """One load generator (a separate process): open every connection (from ``source``, if given),
+    report, then record what arrives until told to hand it over."""
     import uvloop
 
     raise_open_files()
@@ -82,7 +105,7 @@ def _listener_main(kind: str, port: int, tokens: list[str], parallel: int, conn:
         async def one(token: str) -> None:
             ready = asyncio.Event()
             async with gate:
-                task = asyncio.ensure_future(client(port, token, on_event, ready))
+                task = asyncio.ensure_future(client(port, token, on_event, ready, source))
                 waiter = asyncio.ensure_future(ready.wait())
                 done, _ = await asyncio.wait({task, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
                 if waiter not in done:
@@ -114,24 +137,51 @@ def _listener_main(kind: str, port: int, tokens: list[str], parallel: int, conn:
     uvloop.run(main())
 
 
-class Listeners(Spawned):
-    """Live clients in another process: ``kind`` is ``"sse"`` or ``"ws"``, one connection per token."""
+class Listeners:
+    """Live clients in ``generators`` other processes: ``kind`` is ``"sse"`` or ``"ws"``, one connection per
+    token, the tokens dealt out evenly; with several generators each connects from its own source address."""
 
-    def __init__(self, kind: str, port: int, tokens: list[str], parallel: int = 200) -> None:
-        super().__init__(_listener_main, kind, port, tokens, parallel)
+    def __init__(self, kind: str, port: int, tokens: list[str], parallel: int = 200, generators: int = 1) -> None:
+        self.shares = [tokens[i::generators] for i in range(generators)]
+        self.generators = [
+            Spawned(_listener_main, kind, port, share, max(1, parallel // generators),
+                    f"{SOURCE_BASE}{i + 2}" if generators > 1 else None)
+            for i, share in enumerate(self.shares)]
+
+    @property
+    def pid(self) -> int:
+        return self.generators[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [g.pid for g in self.generators]
 
     def wait_connected(self, timeout: float = 300) -> tuple[int, float, list[str], int]:
-        """(connections open, seconds it took, a few failure reasons, failure count)."""
-        if not self.conn.poll(timeout):
-            raise TimeoutError("clients did not finish connecting")
-        _, count, seconds, reasons, failed = self.conn.recv()
-        return count, seconds, reasons, failed
+        """(connections open, seconds until the last generator had them all, a few failure reasons,
+        failure count)."""
+        count, seconds, failed = 0, 0.0, 0
+        reasons: list[str] = []
+        deadline = time.monotonic() + timeout
+        for generator in self.generators:
+            if not generator.conn.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError("clients did not finish connecting")
+            _, opened, took, why, lost = generator.conn.recv()
+            count, seconds, reasons, failed = count + opened, max(seconds, took), reasons + why, failed + lost
+        return count, seconds, reasons[:5], failed
 
     def collect(self, expected: int, timeout: float) -> list[Received]:
-        self.conn.send(("collect", expected, timeout))
-        if not self.conn.poll(timeout + 30):
-            raise TimeoutError("clients did not report")
-        return [Received(*r) for r in self.conn.recv()[1]]
+        """What every generator received; each waits for its share of ``expected`` (the tokens' users
+        each get the same number of notifications)."""
+        total = sum(len(share) for share in self.shares) or 1
+        for generator, share in zip(self.generators, self.shares, strict=True):
+            generator.conn.send(("collect", -(-expected * len(share) // total), timeout))
+        received: list[Received] = []
+        for generator in self.generators:
+            if not generator.conn.poll(timeout + 30):
+                raise TimeoutError("clients did not report")
+            received += [Received(*r) for r in generator.conn.recv()[1]]
+        return sorted(received, key=lambda r: r.at)
 
-    def stop(self, command: object = ("stop",)) -> None:
-        super().stop(command)
+    def stop(self) -> None:
+        for generator in self.generators:
+            generator.stop(("stop",))

@@ -83,15 +83,18 @@ class _SSEProtocol(asyncio.Protocol):
             self.done.set_exception(exc)
 
 
-async def sse_client(port: int, token: str, on_event: OnEvent, connected: asyncio.Event) -> None:
-    """One SSE connection to ``/v1/stream``: calls ``on_event(kind, data)`` per event and sets
-    ``connected`` at the ``connected`` event; returns when the server ends the stream."""
+async def sse_client(port: int, token: str, on_event: OnEvent, connected: asyncio.Event,
+                     source: str | None = None) -> None:
+    """One SSE connection to ``/v1/stream`` (from ``source``, an address of this host, if given): calls
+    ``on_event(kind, data)`` per event and sets ``connected`` at the ``connected`` event; returns when
+    the server ends the stream."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     request = (f"GET /v1/stream?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                "Accept: text/event-stream\r\n\r\n").encode()
     transport, _ = await loop.create_connection(lambda: _SSEProtocol(request, on_event, connected, done),
-                                                "127.0.0.1", port)
+                                                "127.0.0.1", port,
+                                                local_addr=(source, 0) if source else None)
     try:
         await done
     finally:
