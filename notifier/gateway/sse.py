@@ -73,8 +73,9 @@ async def stream(state: GatewayState, scope: Scope, receive: Receive, send: Send
     watcher = asyncio.ensure_future(_until_disconnect(receive, feed))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        hello = format_event("connected", connected, connected["last_event_id"])
-        await _write(feed, send, f"retry: {RETRY_MS}\n".encode() + hello)
+        await _write(feed, send, f"retry: {RETRY_MS}\n".encode() + format_event(
+            "connected", connected, connected["last_event_id"]))
+        del connected  # this frame lives as long as the stream: keep only what it needs
         final = await _pump(feed, resume, send)
         if final is not None:
             await _write(feed, send, final)
@@ -93,6 +94,7 @@ async def _open(state: GatewayState, scope: Scope) -> tuple[Feed, dict[str, Any]
     resume = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if resume is not None and not resume.strip():
         resume = None
+    scope["headers"].clear()  # read: a stream open for hours need not hold them (a browser sends ~1 KB)
     feed = Feed(state, claims.user_id, claims.expires_at)
     try:
         connected = await feed.open(resume)

@@ -241,6 +241,7 @@ async def _open(state: GatewayState, websocket: WebSocket) -> tuple[_Connection,
         return None
     feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
     resume = request.query_params.get("last_event_id") or None
+    websocket.scope["headers"].clear()  # read: not held for the connection's life (a browser sends ~1 KB)
     conn = _Connection(websocket, feed, state)
     try:
         connected = await feed.open(resume)
