@@ -50,6 +50,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from notifier.gateway.http_protocol import GuardedHttpProtocol
+from notifier.gateway.timers import timers
 from notifier.gateway.ws_protocol import GuardedWebSocketProtocol
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,8 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
     into one write (:class:`JoinedWrites`). The wire protocol, keepalive pings and flow control stay
     uvicorn's own; ``test_a_websocket_client_that_stops_reading_...`` (tests/gateway) holds the flow
     control to account. It replaces uvicorn's attributes ``queue``, ``writable``, ``transport``,
-    ``request`` and ``response``, hence the ``uvicorn`` range in pyproject.toml.
+    ``request`` and ``response`` and its method ``schedule_ping`` (the keepalive ping on shared timers),
+    hence the ``uvicorn`` range in pyproject.toml.
 
     Its state is in slots (:data:`_UVICORN_WS_STATE`): uvicorn sets 37 attributes per connection, and
     CPython (3.11) keeps an instance's attributes as 8-byte values beside keys shared by the class only
@@ -297,6 +299,13 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.transport = JoinedWrites(self.transport, self.loop)  # type: ignore[assignment]  # a Transport's write/close/is_closing
+
+    def schedule_ping(self) -> None:
+        """uvicorn's, on the process's shared timers (:mod:`notifier.gateway.timers`): the next keepalive
+        ping is due for the connection's whole life, and a loop timer each was 0.54 KiB of it."""
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)
+        self.ping_timer = timers().call_later(delay, self.send_keepalive_ping)  # type: ignore[assignment]  # cancel() is all uvicorn calls
 
     async def send(self, message: Any) -> None:
         await super().send(message)

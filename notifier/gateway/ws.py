@@ -19,7 +19,7 @@ that does not answer within as long is closed (``notifier gateway`` sets uvicorn
 check the send deadline and the token's expiry.
 
 Like ``/v1/stream``, a bare ASGI handler reached before FastAPI (see ``notifier.gateway.sse``): each
-connection is two tasks, the pump (feed to client) and the listener (client frames).
+connection is two tasks, uvicorn's (feed to client) and the listener (client frames).
 """
 
 from __future__ import annotations
@@ -94,20 +94,27 @@ ClientFrame = TypeAdapter(Annotated[Ping | Read | Resume, Field(discriminator="t
 
 
 class _Connection:
-    """One accepted WebSocket: a pump from the feed to the client and a loop over client frames."""
+    """One accepted WebSocket: a pump from the feed to the client and a loop over client frames.
 
-    __slots__ = ("feed", "lock", "max_bytes", "state", "ws")
+    Frames go through the ASGI ``receive`` and ``send`` themselves, not Starlette's ``WebSocket``
+    wrappers (kept for the accept and the close): the receive waits for the connection's whole life,
+    and its wrapper's suspended frame was 0.2 KiB of it; each send was one coroutine more.
+    """
 
-    def __init__(self, websocket: WebSocket, feed: Feed, state: GatewayState) -> None:
+    __slots__ = ("feed", "lock", "max_bytes", "receive", "send_asgi", "state", "ws")
+
+    def __init__(self, websocket: WebSocket, feed: Feed, state: GatewayState, receive: Receive, send: Send) -> None:
         self.ws = websocket
         self.feed = feed
         self.state = state
+        self.receive = receive
+        self.send_asgi = send
         self.lock = asyncio.Lock()
         """Held while sending feed events, so a replay and live delivery never interleave."""
         self.max_bytes = state.settings.max_request_bytes
 
     async def send(self, frame: dict[str, Any]) -> None:
-        await self.feed.send(self.ws.send, {"type": "websocket.send", "text": orjson.dumps(frame).decode()})
+        await self.feed.send(self.send_asgi, {"type": "websocket.send", "text": orjson.dumps(frame).decode()})
 
     async def send_events(self, events: list[Event]) -> None:
         for event in events:
@@ -131,29 +138,49 @@ class _Connection:
             async for batch in self.feed.replay(since):
                 await self.send_events(batch)
 
-    async def pump(self) -> None:
-        """Feed to client until the client leaves or the feed must end (uvicorn sends the pings)."""
+    async def serve(self) -> None:
+        """Feed to client here, client frames in a task, until either ends (the listener ending hangs up
+        the feed). One coroutine, not a pump called from here: each suspended frame is held for the
+        connection's life. uvicorn sends the keepalive pings."""
+        listener = asyncio.ensure_future(self.listen())
+        listener.add_done_callback(self._listener_done)
+        outcomes: list[BaseException | None] = []
         try:
-            while True:
-                item = await self.feed.next()
-                if item is None:
-                    continue
-                async with self.lock:
-                    async for batch in self.feed.process(item):
-                        await self.send_events(batch)
-        except ClientGone:
-            return
-        except (SlowConsumer, TokenExpired) as exc:
-            await self.close(_close_code(exc), str(exc))
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            await self.close(_close_code(StoreUnavailable()),
-                             "Redis is unreachable; reconnect and resume shortly")
+            try:
+                while True:
+                    item = await self.feed.next()
+                    if item is None:
+                        continue
+                    async with self.lock:
+                        async for batch in self.feed.process(item):
+                            await self.send_events(batch)
+            except ClientGone:
+                pass
+            except (SlowConsumer, TokenExpired) as exc:
+                await self.close(_close_code(exc), str(exc))
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                await self.close(_close_code(StoreUnavailable()), "Redis is unreachable; reconnect and resume shortly")
+        except Exception as exc:  # noqa: BLE001  kept and sorted below with the listener's outcome
+            outcomes.append(exc)
+        finally:
+            listener.cancel()
+            outcomes += await asyncio.gather(listener, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, (WebSocketDisconnect, OSError, TimeoutError, asyncio.CancelledError)):
+                continue
+            if isinstance(outcome, RuntimeError) and "disconnect" in str(outcome).lower():
+                continue
+            if isinstance(outcome, BaseException):
+                log.error("WebSocket connection failed", exc_info=outcome)
+
+    def _listener_done(self, _: object) -> None:
+        self.feed.hang_up()
 
     async def listen(self) -> None:
         """Client frames until the client disconnects (or floods us with bad frames)."""
         bad = 0
         while True:
-            message = await self.ws.receive()
+            message = await self.receive()
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
@@ -213,21 +240,22 @@ async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, se
     """The live feed over WebSocket (see the module docstring for frames and close codes)."""
     websocket = WebSocket(scope, receive, send)
     await websocket.accept()
-    opened = await _open(state, websocket)
+    opened = await _open(state, websocket, receive, send)
     if opened is None:
         return
     conn, resume = opened
     try:
         if resume is not None:
             await conn.replay(resume)
-        await _serve(conn)
+        await conn.serve()
     except (WebSocketDisconnect, OSError, TimeoutError) as exc:
         log.debug("WebSocket client gone: %r", exc)
     finally:
         conn.feed.close()
 
 
-async def _open(state: GatewayState, websocket: WebSocket) -> tuple[_Connection, str | None] | None:
+async def _open(state: GatewayState, websocket: WebSocket, receive: Receive,
+                send: Send) -> tuple[_Connection, str | None] | None:
     """Authenticate, subscribe and send ``connected``; None once the connection was closed with a reason.
 
     The request is read through a throwaway :class:`HTTPConnection`: the WebSocket that stays open
@@ -242,7 +270,7 @@ async def _open(state: GatewayState, websocket: WebSocket) -> tuple[_Connection,
     feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
     resume = request.query_params.get("last_event_id") or None
     websocket.scope["headers"].clear()  # read: not held for the connection's life (a browser sends ~1 KB)
-    conn = _Connection(websocket, feed, state)
+    conn = _Connection(websocket, feed, state, receive, send)
     try:
         connected = await feed.open(resume)
         await conn.send({"type": "connected", **connected, "heartbeat": state.settings.heartbeat_seconds})
@@ -256,27 +284,6 @@ async def _open(state: GatewayState, websocket: WebSocket) -> tuple[_Connection,
         return conn, resume
     feed.close()
     return None
-
-
-async def _serve(conn: _Connection) -> None:
-    """Pump here and listen in a task until either ends; the listener ending hangs up the feed."""
-    listener = asyncio.ensure_future(conn.listen())
-    listener.add_done_callback(lambda _: conn.feed.hang_up())
-    outcomes: list[BaseException | None] = []
-    try:
-        await conn.pump()
-    except Exception as exc:  # noqa: BLE001  kept and sorted below with the listener's outcome
-        outcomes.append(exc)
-    finally:
-        listener.cancel()
-        outcomes += await asyncio.gather(listener, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, (WebSocketDisconnect, OSError, TimeoutError, asyncio.CancelledError)):
-            continue
-        if isinstance(outcome, RuntimeError) and "disconnect" in str(outcome).lower():
-            continue
-        if isinstance(outcome, BaseException):
-            log.error("WebSocket connection failed", exc_info=outcome)
 
 
 def _close_code(exc: NotifierError) -> int:
