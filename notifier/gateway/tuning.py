@@ -311,8 +311,10 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
         await super().send(message)
         if message["type"] == "websocket.accept" and self.handshake_complete and self.request is not None:
             # Answered: uvicorn reads the handshake request and response only before this point. The
-            # request's headers are emptied too, since the websockets parser's frame still holds it.
+            # request's headers and path (with the token) are emptied too, since the websockets
+            # parser's frame still holds it.
             self.request.headers.clear()
+            self.request.path = ""
             self.request = self.response = None  # type: ignore[assignment]  # uvicorn types them as always set
 
 

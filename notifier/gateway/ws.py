@@ -19,7 +19,7 @@ that does not answer within as long is closed (``notifier gateway`` sets uvicorn
 check the send deadline and the token's expiry.
 
 Like ``/v1/stream``, a bare ASGI handler reached before FastAPI (see ``notifier.gateway.sse``): each
-connection is two tasks, uvicorn's (feed to client) and the listener (client frames).
+connection is two tasks, uvicorn's (feed to client, :func:`websocket_feed`) and the listener (client frames).
 """
 
 from __future__ import annotations
@@ -138,42 +138,8 @@ class _Connection:
             async for batch in self.feed.replay(since):
                 await self.send_events(batch)
 
-    async def serve(self) -> None:
-        """Feed to client here, client frames in a task, until either ends (the listener ending hangs up
-        the feed). One coroutine, not a pump called from here: each suspended frame is held for the
-        connection's life. uvicorn sends the keepalive pings."""
-        listener = asyncio.ensure_future(self.listen())
-        listener.add_done_callback(self._listener_done)
-        outcomes: list[BaseException | None] = []
-        try:
-            try:
-                while True:
-                    item = await self.feed.next()
-                    if item is None:
-                        continue
-                    async with self.lock:
-                        async for batch in self.feed.process(item):
-                            await self.send_events(batch)
-            except ClientGone:
-                pass
-            except (SlowConsumer, TokenExpired) as exc:
-                await self.close(_close_code(exc), str(exc))
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                await self.close(_close_code(StoreUnavailable()), "Redis is unreachable; reconnect and resume shortly")
-        except Exception as exc:  # noqa: BLE001  kept and sorted below with the listener's outcome
-            outcomes.append(exc)
-        finally:
-            listener.cancel()
-            outcomes += await asyncio.gather(listener, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, (WebSocketDisconnect, OSError, TimeoutError, asyncio.CancelledError)):
-                continue
-            if isinstance(outcome, RuntimeError) and "disconnect" in str(outcome).lower():
-                continue
-            if isinstance(outcome, BaseException):
-                log.error("WebSocket connection failed", exc_info=outcome)
-
-    def _listener_done(self, _: object) -> None:
+    def listener_done(self, _: object) -> None:
+        """The listener ended (the client left, or was closed): so does the feed."""
         self.feed.hang_up()
 
     async def listen(self) -> None:
@@ -237,21 +203,52 @@ class _Connection:
 
 
 async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, send: Send) -> None:
-    """The live feed over WebSocket (see the module docstring for frames and close codes)."""
+    """The live feed over WebSocket (see the module docstring for frames and close codes).
+
+    Feed to client here, client frames in a task (:meth:`_Connection.listen`), until either ends. The
+    pump is this coroutine's own loop, not one it calls: each suspended frame is held for the
+    connection's life. uvicorn sends the keepalive pings.
+    """
     websocket = WebSocket(scope, receive, send)
     await websocket.accept()
     opened = await _open(state, websocket, receive, send)
     if opened is None:
         return
     conn, resume = opened
+    listener: asyncio.Future[None] | None = None
+    outcomes: list[BaseException | None] = []
     try:
         if resume is not None:
             await conn.replay(resume)
-        await conn.serve()
-    except (WebSocketDisconnect, OSError, TimeoutError) as exc:
-        log.debug("WebSocket client gone: %r", exc)
+        listener = asyncio.ensure_future(conn.listen())
+        listener.add_done_callback(conn.listener_done)
+        while True:
+            item = await conn.feed.next()
+            if item is None:
+                continue
+            async with conn.lock:
+                async for batch in conn.feed.process(item):
+                    await conn.send_events(batch)
+    except ClientGone:
+        pass
+    except (SlowConsumer, TokenExpired) as exc:
+        await conn.close(_close_code(exc), str(exc))
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        await conn.close(_close_code(StoreUnavailable()), "Redis is unreachable; reconnect and resume shortly")
+    except Exception as exc:  # noqa: BLE001  kept and sorted below with the listener's outcome
+        outcomes.append(exc)
     finally:
+        if listener is not None:
+            listener.cancel()
+            outcomes += await asyncio.gather(listener, return_exceptions=True)
         conn.feed.close()
+    for outcome in outcomes:
+        gone = isinstance(outcome, (WebSocketDisconnect, OSError, TimeoutError, asyncio.CancelledError)) or (
+            isinstance(outcome, RuntimeError) and "disconnect" in str(outcome).lower())
+        if gone:
+            log.debug("WebSocket client gone: %r", outcome)
+        elif isinstance(outcome, BaseException):
+            log.error("WebSocket connection failed", exc_info=outcome)
 
 
 async def _open(state: GatewayState, websocket: WebSocket, receive: Receive,
@@ -269,7 +266,9 @@ async def _open(state: GatewayState, websocket: WebSocket, receive: Receive,
         return None
     feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
     resume = request.query_params.get("last_event_id") or None
-    websocket.scope["headers"].clear()  # read: not held for the connection's life (a browser sends ~1 KB)
+    # Read: not held for the connection's life (a browser sends ~1 KB of headers; the query has the token).
+    websocket.scope["headers"].clear()
+    websocket.scope["query_string"] = b""
     conn = _Connection(websocket, feed, state, receive, send)
     try:
         connected = await feed.open(resume)
