@@ -37,7 +37,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect
 
 from notifier.errors import (
     ClientGone,
@@ -96,15 +96,14 @@ ClientFrame = TypeAdapter(Annotated[Ping | Read | Resume, Field(discriminator="t
 class _Connection:
     """One accepted WebSocket: a pump from the feed to the client and a loop over client frames.
 
-    Frames go through the ASGI ``receive`` and ``send`` themselves, not Starlette's ``WebSocket``
-    wrappers (kept for the accept and the close): the receive waits for the connection's whole life,
-    and its wrapper's suspended frame was 0.2 KiB of it; each send was one coroutine more.
+    Frames go through the ASGI ``receive`` and ``send`` themselves, not Starlette's ``WebSocket``: the
+    receive waits for the connection's whole life, and its wrapper's suspended frame was 0.2 KiB of
+    it; each send was one coroutine more.
     """
 
-    __slots__ = ("feed", "lock", "max_bytes", "receive", "send_asgi", "state", "ws")
+    __slots__ = ("feed", "lock", "max_bytes", "receive", "send_asgi", "state")
 
-    def __init__(self, websocket: WebSocket, feed: Feed, state: GatewayState, receive: Receive, send: Send) -> None:
-        self.ws = websocket
+    def __init__(self, feed: Feed, state: GatewayState, receive: Receive, send: Send) -> None:
         self.feed = feed
         self.state = state
         self.receive = receive
@@ -130,35 +129,34 @@ class _Connection:
         await self.send(frame)
 
     async def close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            await self.ws.close(code, reason[:120])
+        await _close(self.send_asgi, code, reason)
 
     async def replay(self, since: str) -> None:
         async with self.lock:
             async for batch in self.feed.replay(since):
                 await self.send_events(batch)
 
-    def listener_done(self, _: object) -> None:
-        """The listener ended (the client left, or was closed): so does the feed."""
-        self.feed.hang_up()
-
     async def listen(self) -> None:
-        """Client frames until the client disconnects (or floods us with bad frames)."""
+        """Client frames until the client disconnects (or floods us with bad frames); then the feed
+        hangs up, so the pump ends too."""
         bad = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
-            if size > self.max_bytes:
-                await self.close(CLOSE_TOO_BIG, f"frame larger than {self.max_bytes} bytes")
-                return
-            ok = await self.handle(text)
-            bad = 0 if ok else bad + 1
-            if bad >= MAX_BAD_FRAMES:
-                await self.close(CLOSE_POLICY, "too many invalid frames")
-                return
+        try:
+            while True:
+                message = await self.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                text = message.get("text")
+                size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
+                if size > self.max_bytes:
+                    await self.close(CLOSE_TOO_BIG, f"frame larger than {self.max_bytes} bytes")
+                    return
+                ok = await self.handle(text)
+                bad = 0 if ok else bad + 1
+                if bad >= MAX_BAD_FRAMES:
+                    await self.close(CLOSE_POLICY, "too many invalid frames")
+                    return
+        finally:
+            self.feed.hang_up()
 
     async def handle(self, text: str | None) -> bool:
         """Answer one client frame; False if it was invalid (an error frame was sent)."""
@@ -209,9 +207,10 @@ async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, se
     pump is this coroutine's own loop, not one it calls: each suspended frame is held for the
     connection's life. uvicorn sends the keepalive pings.
     """
-    websocket = WebSocket(scope, receive, send)
-    await websocket.accept()
-    opened = await _open(state, websocket, receive, send)
+    if (await receive())["type"] != "websocket.connect":
+        return  # gone before the handshake was answered
+    await send({"type": "websocket.accept"})
+    opened = await _open(state, scope, receive, send)
     if opened is None:
         return
     conn, resume = opened
@@ -221,7 +220,6 @@ async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, se
         if resume is not None:
             await conn.replay(resume)
         listener = asyncio.ensure_future(conn.listen())
-        listener.add_done_callback(conn.listener_done)
         while True:
             item = await conn.feed.next()
             if item is None:
@@ -251,25 +249,25 @@ async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, se
             log.error("WebSocket connection failed", exc_info=outcome)
 
 
-async def _open(state: GatewayState, websocket: WebSocket, receive: Receive,
+async def _open(state: GatewayState, scope: Scope, receive: Receive,
                 send: Send) -> tuple[_Connection, str | None] | None:
     """Authenticate, subscribe and send ``connected``; None once the connection was closed with a reason.
 
     The request is read through a throwaway :class:`HTTPConnection`: the WebSocket that stays open
     for hours keeps no parsed headers or query string.
     """
-    request = HTTPConnection(websocket.scope)
+    request = HTTPConnection(scope)
     try:
         claims = live_claims(request)
     except InvalidToken as exc:
-        await websocket.close(_close_code(exc), str(exc)[:120])
+        await _close(send, _close_code(exc), str(exc))
         return None
     feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
     resume = request.query_params.get("last_event_id") or None
     # Read: not held for the connection's life (a browser sends ~1 KB of headers; the query has the token).
-    websocket.scope["headers"].clear()
-    websocket.scope["query_string"] = b""
-    conn = _Connection(websocket, feed, state, receive, send)
+    scope["headers"].clear()
+    scope["query_string"] = b""
+    conn = _Connection(feed, state, receive, send)
     try:
         connected = await feed.open(resume)
         await conn.send({"type": "connected", **connected, "heartbeat": state.settings.heartbeat_seconds})
@@ -283,6 +281,12 @@ async def _open(state: GatewayState, websocket: WebSocket, receive: Receive,
         return conn, resume
     feed.close()
     return None
+
+
+async def _close(send: Send, code: int, reason: str) -> None:
+    """Close with ``code`` and ``reason`` (cut to what a Close frame holds); nothing if already closed or gone."""
+    with contextlib.suppress(RuntimeError, OSError):
+        await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
 
 
 def _close_code(exc: NotifierError) -> int:
