@@ -9,11 +9,14 @@ one server port from at most the ephemeral port range (``net.ipv4.ip_local_port_
 ports by default). So :class:`Listeners` can split the tokens over several generators, each
 connecting from a loopback address of its own (127.0.0.2, 127.0.0.3, ...; Linux routes all of
 127.0.0.0/8 to the loopback interface), which is how 50,000 connections reach one gateway.
+(A process elsewhere than on the gateway's host would need addresses of its own the same way.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import resource
 import time
 from collections.abc import Sequence
@@ -37,7 +40,11 @@ class Received:
 
 
 SOURCE_BASE = "127.0.0."
-"""Generator ``i`` of several connects from ``127.0.0.{i + 2}`` (one alone uses the default, 127.0.0.1)."""
+"""Generators connect from ``127.0.0.2`` to ``127.0.0.254``, a fresh address each, round the range."""
+_sources = itertools.count(os.getpid())
+"""Addresses handed out (from one that differs per benchmark process): each generator gets the next, so a
+run does not connect from the address of the run just before it, whose closed connections (TIME_WAIT for
+60 s, ~19,000 of them after a large run) made the next large run from 127.0.0.1 fail with EADDRNOTAVAIL."""
 PORTS_PER_SOURCE = 28_000
 """Connections one source address can open to one port: Linux's default ephemeral range, 32768-60999."""
 
@@ -139,14 +146,14 @@ def _listener_main(kind: str, port: int, tokens: list[str], parallel: int, sourc
 
 class Listeners:
     """Live clients in ``generators`` other processes: ``kind`` is ``"sse"`` or ``"ws"``, one connection per
-    token, the tokens dealt out evenly; with several generators each connects from its own source address."""
+    token, the tokens dealt out evenly; each generator connects from a loopback address of its own."""
 
     def __init__(self, kind: str, port: int, tokens: list[str], parallel: int = 200, generators: int = 1) -> None:
         self.shares = [tokens[i::generators] for i in range(generators)]
         self.generators = [
             Spawned(_listener_main, kind, port, share, max(1, parallel // generators),
-                    f"{SOURCE_BASE}{i + 2}" if generators > 1 else None)
-            for i, share in enumerate(self.shares)]
+                    f"{SOURCE_BASE}{next(_sources) % 253 + 2}")
+            for share in self.shares]
 
     @property
     def pid(self) -> int:
