@@ -30,6 +30,13 @@ pairs, with how many of the pairs went the same way; the gateway's CPU is the st
 - **The live endpoints in front of FastAPI** (``notifier/gateway/app.py``, ``Gateway``): routing, not
   a switch, so not re-measured; in session 2 it took an SSE connection from 38.4 to 14.4 KiB and the
   broadcast's p99 from 5.37 to 1.82 s.
+- **Less state per open connection** (session 6, issue 15's <= 12 KiB): uvicorn's per-connection
+  attributes in slots (:class:`LeanHttpProtocol`, :class:`LeanWebSocketProtocol`; past 30 attributes
+  CPython gives each instance a 1.6 KB dict), the HTTP protocol's deque and two events as a list and
+  :class:`Flag`, one loop timer for every heartbeat and keepalive ping (:mod:`notifier.gateway.timers`),
+  and fewer suspended frames and objects in the handlers. Gateway RSS per connection at 10,000 (one
+  run each, A/B against main 386a447): SSE 14.6 -> 10.7 KiB, WebSocket 17.4-17.6 -> 11.7 KiB, with the
+  same connect and broadcast CPU; tracemalloc per step in ``benchmarks/RESULTS.md`` (section 5).
 - **Young collections every 50,000 allocations** (:data:`GC_THRESHOLDS`, the setting
   ``NOTIFIER_GATEWAY_GC_THRESHOLDS`` until session 5). Kept, as a constant: with the freeze in place
   (17 pairs per transport) SSE accepted 10,000 connections with 2.99 against 3.11 s of gateway CPU
