@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from benchmarks.harness.processes import Spawned
-from benchmarks.harness.sse import OnEvent, sse_client
+from benchmarks.harness.sse import OnEvent, connected_socket, sse_client
 
 
 @dataclass
@@ -78,7 +78,7 @@ async def ws_client(port: int, token: str, on_event: OnEvent, connected: asyncio
 
     async with websockets.connect(f"ws://127.0.0.1:{port}/v1/ws?token={token}", open_timeout=60,
                                   ping_interval=None, max_queue=64, compression=None,
-                                  local_addr=(source, 0) if source else None) as ws:
+                                  sock=await connected_socket(port, source)) as ws:
         async for message in ws:
             frame = orjson.loads(message)
             kind = frame.get("type")
