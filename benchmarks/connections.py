@@ -22,8 +22,10 @@ To price a piece of the gateway's tuning, ``--variant NAME=OPTION[+OPTION...]`` 
 gateway configuration, run interleaved with the product's (``base``): base, A, B, base, A, B, ... for
 ``--runs`` rounds. Options: ``ws:PROTOCOL`` (uvicorn's ``--ws``: ``websockets-sansio``, uvicorn's own, or
 ``benchmarks._tuned_gateway:UnjoinedWebSocketProtocol``, the lean one without joined writes; such a
-variant is skipped for SSE), ``gc:YOUNG,MIDDLE,OLD`` (``gc.set_threshold``; 700,10,10 is CPython's
-default), ``nofreeze`` (no ``gc.freeze`` and no periodic full pass). These are switches of
+variant is skipped for SSE), ``http:PROTOCOL`` (uvicorn's ``--http``: ``httptools``, uvicorn's own, or
+``notifier.gateway.http_protocol:GuardedHttpProtocol``, the limits without the lean state),
+``gc:YOUNG,MIDDLE,OLD`` (``gc.set_threshold``; 700,10,10 is CPython's default), ``nofreeze`` (no
+``gc.freeze`` and no periodic full pass). The ``gc`` and ``nofreeze`` options are switches of
 ``benchmarks._tuned_gateway``, not settings of the product. Saved as ``results/connections_tuning.json``.
 
     python -m benchmarks.connections --counts '' --runs 3 --variant stock-ws=ws:websockets-sansio \
@@ -56,6 +58,7 @@ class Variant:
 
     name: str
     ws: str | None = None
+    http: str | None = None
     tuning: list[str] = field(default_factory=list)
 
     @classmethod
@@ -66,17 +69,19 @@ class Variant:
             key, _, value = option.partition(":")
             if key == "ws":
                 variant.ws = value
+            elif key == "http":
+                variant.http = value
             elif key == "gc":
                 variant.tuning += ["--gc-threshold", value]
             elif key == "nofreeze":
                 variant.tuning.append("--no-freeze")
             else:
-                raise SystemExit(f"unknown variant option {option!r} (ws:PROTOCOL, gc:N,N,N, nofreeze)")
+                raise SystemExit(f"unknown variant option {option!r} (ws:PROTOCOL, http:PROTOCOL, gc:N,N,N, nofreeze)")
         return variant
 
     def applies_to(self, kind: str) -> bool:
         """A variant that only changes the WebSocket protocol has nothing to say about SSE."""
-        return kind == "ws" or bool(self.tuning) or self.ws is None
+        return kind == "ws" or bool(self.tuning) or self.ws is None or self.http is not None
 
 
 GATEWAY_SPARE_FILES = 500
@@ -91,7 +96,7 @@ def one_run(kind: str, run: int, env: dict[str, str], worker: Worker, count: int
     variant = variant or Variant("base")
     recipients = users(f"conn-{kind}{run}", count)
     tokens = user_tokens(recipients)
-    gateway = Gateway(env, ws=variant.ws, tuning=variant.tuning).wait_ready()
+    gateway = Gateway(env, ws=variant.ws, tuning=variant.tuning, http=variant.http).wait_ready()
     listeners = None
     try:
         time.sleep(1)
@@ -229,7 +234,7 @@ def main() -> None:
     report("connections_tuning" if len(variants) > 1 else "connections", figures, {
         "runs": series, "count_sweep": sweep, "settings": {
             "connections": args.connections, "gc_threshold": args.gc_threshold, "open_file_limit": limit,
-            "variants": {v.name: {"ws": v.ws, "tuning": v.tuning} for v in variants}}},
+            "variants": {v.name: {"ws": v.ws, "http": v.http, "tuning": v.tuning} for v in variants}}},
         command=shlex.join(["python", "-m", "benchmarks.connections", *sys.argv[1:]]))
 
 
