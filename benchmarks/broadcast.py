@@ -2,7 +2,9 @@
 
 Two ways: ``broadcast(n, user_ids=[...])`` and ``broadcast(n)`` to every known user. Measured from the
 call to the last inbox write, beside raw redis-py pipelined XADD+PUBLISH (one pair per user) in the
-same run. Targets: at most 5 s end to end, at least 0.3x the raw pipelined rate.
+same run. Targets: at most 5 s end to end, at least 0.5x the raw pipelined rate (issue 15; 0.3x
+before). Each run also prints Redis's time per recipient by command (``INFO commandstats``; a
+script's time includes the commands it runs), which is what bounds the figure.
 
     python -m benchmarks.broadcast [--users 100000] [--runs 3]
 """
@@ -16,7 +18,7 @@ from functools import partial
 from benchmarks.harness.baselines import raw_write_rates
 from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, client, users
 from benchmarks.harness.drain import inbox_writes, wait_drained
-from benchmarks.harness.meters import CpuMeter, wait_quiet
+from benchmarks.harness.meters import CpuMeter, RedisCommands, wait_quiet
 from benchmarks.harness.processes import Worker, start_workers
 from benchmarks.harness.profiling import profile
 from benchmarks.harness.report import Figure, arguments, report
@@ -39,15 +41,17 @@ def known_users(user_ids: list[str]) -> None:
 
 def timed(send: Callable[[], object], recipients: list[str], expected: int, workers: list[Worker]) -> float:
     """Seconds from the call to the last inbox write; prints where the CPU went meanwhile."""
-    meter = CpuMeter(workers).start()
+    meter, commands = CpuMeter(workers).start(), RedisCommands().start()
     start = time.time()
     send()
     wait_drained(QUEUES, timeout=120, workers=workers)
     meter.stop()
+    commands.stop()
     count, end = inbox_writes(recipients)
     if count != expected:
         raise RuntimeError(f"expected {expected} inbox entries, found {count}")
     print("   ", meter.line())
+    print("    Redis's time by command:\n     " + "\n     ".join(commands.lines(len(recipients), "recipient")))
     return end - start
 
 
@@ -62,9 +66,9 @@ def main() -> None:
 
     n = args.users
     listed = Figure("broadcast to a user list", "recipients/s", baseline_name="raw pipelined XADD+PUBLISH pairs",
-                    baseline_unit="pairs/s", target=">= 0.3x raw XADD+PUBLISH")
+                    baseline_unit="pairs/s", target=">= 0.5x raw XADD+PUBLISH")
     everyone = Figure("broadcast to all known users", "recipients/s", baseline_name=listed.baseline_name,
-                      baseline_unit="pairs/s", target=">= 0.3x raw XADD+PUBLISH")
+                      baseline_unit="pairs/s", target=">= 0.5x raw XADD+PUBLISH")
     listed_s = Figure("broadcast to a user list, end to end", "s", target="<= 5 s", higher_is_better=False)
     everyone_s = Figure("broadcast to all known users, end to end", "s", target="<= 5 s", higher_is_better=False)
     raw_xadd, raw_publish = [], []
@@ -86,7 +90,7 @@ def main() -> None:
         everyone_s.add(seconds_all)
         print(f"run {run + 1}: user list {seconds:.2f} s ({n / seconds:,.0f}/s), all users {seconds_all:.2f} s "
               f"({n / seconds_all:,.0f}/s); raw XADD {raw['xadd']:,.0f}/s, PUBLISH {raw['publish']:,.0f}/s, "
-              f"pairs {raw['pair']:,.0f}/s")
+              f"pairs {raw['pair']:,.0f}/s (Redis CPU {raw['pair_redis_us']:.1f} µs per pair)")
     stop_profile()
     worker.stop()
     raw_figures = [Figure("raw pipelined XADD", "ops/s", raw_xadd),

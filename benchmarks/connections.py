@@ -18,6 +18,19 @@ whatever the count, so the count is bounded by its open-file limit: 50,000 needs
 least 51,000 (``ulimit -Hn``; raising it needs root or CAP_SYS_RESOURCE, e.g. ``prlimit`` or
 ``LimitNOFILE=`` in a systemd unit).
 
+Each run of the gateway is followed by one of each peer (``--peers``), on the same clients, workers
+and Redis, so only the server differs:
+
+- ``floor`` (the default): ``benchmarks/floor_server.py``, the least a Python server must do per
+  live event; the broadcast goes through the workers as for the gateway. Reported: the gateway's
+  broadcast p99 over the floor's (target <= 2.5x) and the floor's RSS per connection.
+- ``socketio`` (``pip install -e '.[peers]'``): python-socketio with ``AsyncRedisManager``, one room
+  per user, WebSocket only (``benchmarks/peers/socketio_server.py``); the broadcast is emitted to
+  each user's room through its own write-only manager. Reported: the gateway's WebSocket broadcast
+  rate (connections over the time until all received) over python-socketio's (target >= 3x).
+
+    python -m benchmarks.connections [--connections 10000] [--kinds sse,ws] [--runs 3] [--peers floor,socketio]
+
 To price a piece of the gateway's tuning, ``--variant NAME=OPTION[+OPTION...]`` (repeatable) adds a
 gateway configuration, run interleaved with the product's (``base``): base, A, B, base, A, B, ... for
 ``--runs`` rounds. Options: ``ws:PROTOCOL`` (uvicorn's ``--ws``: ``websockets-sansio``, uvicorn's own, or
@@ -35,17 +48,21 @@ variant is skipped for SSE), ``http:PROTOCOL`` (uvicorn's ``--http``: ``httptool
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import shlex
 import statistics
 import sys
 import time
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
 from benchmarks.harness.load import Listeners, generators_needed, raise_open_files, user_tokens
 from benchmarks.harness.meters import CpuMeter, process_cpu, wait_quiet
-from benchmarks.harness.processes import Gateway, Worker, start_workers
+from benchmarks.harness.processes import FloorServer, Gateway, Server, SocketIOServer, Worker, start_workers
 from benchmarks.harness.profiling import profile
 from benchmarks.harness.report import Figure, arguments, latency_summary, report
 
@@ -89,49 +106,115 @@ GATEWAY_SPARE_FILES = 500
 modules, logs (a few dozen in fact; the rest is margin)."""
 
 
-def one_run(kind: str, run: int, env: dict[str, str], worker: Worker, count: int, profiled: bool = False,
-            variant: Variant | None = None, generators: int = 1) -> dict[str, Any]:
+def through_workers(recipients: Sequence[str], sent_at: float) -> None:
+    """notifier's ``broadcast`` to the users: the workers route it and publish one live event each."""
     from notifier import broadcast
 
+    broadcast({"type": "benchmark", "title": "To everyone connected", "channels": ["realtime"],
+               "data": {"sent_at": sent_at}}, user_ids=recipients)
+
+
+def through_socketio(recipients: Sequence[str], sent_at: float) -> None:
+    """python-socketio's way: a write-only ``AsyncRedisManager`` emits to each user's room."""
+    from benchmarks.peers.socketio_server import emit_to_each
+
+    asyncio.run(emit_to_each(recipients, {"id": str(uuid.uuid4()), "type": "benchmark",
+                                          "title": "To everyone connected", "data": {"sent_at": sent_at}}))
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A server the gateway is measured against in the same run: same clients, Redis and machine."""
+
+    name: str
+    start: Callable[[dict[str, str]], Server]
+    clients: dict[str, str]
+    """The benchmark's kinds it serves -> the load generator's client kind for each."""
+    send: Callable[[Sequence[str], float], None] = through_workers
+    module: str = ""
+    """A package it needs that the product does not (checked before the first run)."""
+
+
+PEERS = {"floor": Peer("floor", FloorServer, {"sse": "sse", "ws": "ws"}),
+         "socketio": Peer("socketio", SocketIOServer, {"ws": "sio"}, through_socketio, module="socketio")}
+
+
+def one_run(kind: str, run: int, env: dict[str, str], worker: Worker, count: int, profiled: bool = False,
+            variant: Variant | None = None, peer: Peer | None = None, generators: int = 1) -> dict[str, Any]:
+    """One server (the gateway as ``variant`` has it, or ``peer``) holding ``count`` connections of
+    ``kind`` and a broadcast to all of them."""
     variant = variant or Variant("base")
     recipients = users(f"conn-{kind}{run}", count)
     tokens = user_tokens(recipients)
-    gateway = Gateway(env, ws=variant.ws, tuning=variant.tuning, http=variant.http).wait_ready()
+    server = peer.start(env) if peer else Gateway(env, ws=variant.ws, tuning=variant.tuning, http=variant.http)
+    server.wait_ready()
     listeners = None
     try:
         time.sleep(1)
-        rss_idle, cpu0 = gateway.rss(), process_cpu(gateway.pid)
-        stop_profile = profile(profiled, f"connections-{kind}-connect", {"gateway": gateway.pid}, subprocesses=False)
-        listeners = Listeners(kind, gateway.port, tokens, generators=generators)
+        rss_idle, cpu0 = server.rss(), process_cpu(server.pid)
+        stop_profile = profile(profiled, f"connections-{kind}-connect", {server.name: server.pid}, subprocesses=False)
+        listeners = Listeners(peer.clients[kind] if peer else kind, server.port, tokens, generators=generators)
         opened, seconds, reasons, failed = listeners.wait_connected(300)
         stop_profile()
         if failed:
-            raise RuntimeError(f"{failed} {kind} connections failed, e.g. {reasons}")
+            raise RuntimeError(f"{failed} {kind} connections to {server.name} failed, e.g. {reasons}")
         time.sleep(2)
-        rss_held, cpu1 = gateway.rss(), process_cpu(gateway.pid)
-        stop_profile = profile(profiled, f"connections-{kind}-broadcast", {"gateway": gateway.pid},
+        rss_held, cpu1 = server.rss(), process_cpu(server.pid)
+        stop_profile = profile(profiled, f"connections-{kind}-broadcast", {server.name: server.pid},
                                subprocesses=False)
-        meter = CpuMeter([worker, gateway], {"clients": listeners.pids}).start()
+        meter = CpuMeter([worker, server], {"clients": listeners.pids}).start()
         sent_at = time.time()
-        broadcast({"type": "benchmark", "title": "To everyone connected", "channels": ["realtime"],
-                   "data": {"sent_at": sent_at}}, user_ids=recipients)
+        (peer.send if peer else through_workers)(recipients, sent_at)
+        sent_s = time.time() - sent_at
         received = listeners.collect(count, timeout=60)
-        cpu2 = process_cpu(gateway.pid)
+        cpu2 = process_cpu(server.pid)
         meter.stop()
         stop_profile()
     finally:
         if listeners is not None:
             listeners.stop()
-        gateway.stop()
+        server.stop()
     if len(received) != count:
-        raise RuntimeError(f"broadcast reached {len(received)} of {count} {kind} connections")
+        raise RuntimeError(f"broadcast reached {len(received)} of {count} {kind} connections to {server.name}")
     latency = latency_summary([r.at - sent_at for r in received])
     return {"connections": opened, "generators": generators, "connect_s": seconds, "connect_rate": opened / seconds,
             "rss_idle_mib": rss_idle / 2**20, "rss_held_mib": rss_held / 2**20,
             "rss_per_connection_kib": (rss_held - rss_idle) / opened / 1024,
             "connect_cpu_s": cpu1 - cpu0, "broadcast_cpu_s": cpu2 - cpu1,
             "broadcast_p50_s": latency["p50"], "broadcast_p99_s": latency["p99"], "broadcast_max_s": latency["max"],
-            "broadcast_cpu": meter.line()}
+            "broadcast_rate": count / latency["max"], "send_s": sent_s, "broadcast_cpu": meter.line()}
+
+
+def print_row(named: str, run: int, row: dict[str, Any]) -> None:
+    print(f"{named} run {run + 1}: {row['connections']} open ({row['generators']} load generator(s)) "
+          f"in {row['connect_s']:.1f} s "
+          f"({row['connect_rate']:,.0f}/s, server CPU {row['connect_cpu_s']:.1f} s); RSS "
+          f"{row['rss_idle_mib']:.0f} -> {row['rss_held_mib']:.0f} MiB = "
+          f"{row['rss_per_connection_kib']:.1f} KiB/connection; broadcast p50 "
+          f"{row['broadcast_p50_s'] * 1000:.0f} ms, p99 {row['broadcast_p99_s'] * 1000:.0f} ms, max "
+          f"{row['broadcast_max_s'] * 1000:.0f} ms (server CPU {row['broadcast_cpu_s']:.2f} s; sent in "
+          f"{row['send_s'] * 1000:.0f} ms)\n  broadcast {row['broadcast_cpu']}", flush=True)
+
+
+def peer_figures(label: str, count: int, peer: Peer, gateway: list[dict[str, Any]],
+                 rows: list[dict[str, Any]]) -> list[Figure]:
+    """The gateway's runs against the peer's, pair by pair (run i of each ran next to each other)."""
+    named = f"{label} x{count}"
+    if peer.name == "floor":
+        figures = [Figure(f"{named}: gateway broadcast p99 over the floor server's", "s",
+                          [r["broadcast_p99_s"] for r in gateway], baseline_name="floor server broadcast p99",
+                          baseline_unit="s", baselines=[r["broadcast_p99_s"] for r in rows],
+                          target="<= 2.5x the floor", higher_is_better=False)]
+    else:
+        figures = [Figure(f"{named}: gateway broadcast rate (connections / time until all received)",
+                          "connections/s", [r["broadcast_rate"] for r in gateway],
+                          baseline_name=f"{peer.name} broadcast rate", baseline_unit="connections/s",
+                          baselines=[r["broadcast_rate"] for r in rows], target=f">= 3x {peer.name}")]
+    for key, name, unit in [("broadcast_p99_s", "broadcast reaches all, p99", "s"),
+                            ("rss_per_connection_kib", "RSS per connection", "KiB"),
+                            ("broadcast_cpu_s", "server CPU for the broadcast", "s")]:
+        figures.append(Figure(f"{named} {peer.name}: {name}", unit, [r[key] for r in rows], higher_is_better=False))
+    return figures
 
 
 def check_open_files(count: int, limit: int) -> None:
@@ -165,10 +248,19 @@ def main() -> None:
                         help="run every gateway with gc.set_threshold(YOUNG,MIDDLE,OLD) (700,10,10 is CPython's)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OPTION[+OPTION]",
                         help="a gateway configuration run interleaved with the product's (see the docstring)")
+    parser.add_argument("--peers", default="floor",
+                        help=f"servers run after each gateway run, comma-separated: {', '.join(PEERS)} ('' for none)")
     args = parser.parse_args()
     base = Variant.parse(f"base=gc:{args.gc_threshold}" if args.gc_threshold else "base")
     variants = [base, *(Variant.parse(spec) for spec in args.variant)]
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
+    unknown = [name for name in args.peers.split(",") if name and name not in PEERS]
+    if unknown:
+        raise SystemExit(f"unknown peer {unknown[0]!r} (peers: {', '.join(PEERS)})")
+    peers = [PEERS[name] for name in args.peers.split(",") if name]
+    for peer in peers:
+        if peer.module and importlib.util.find_spec(peer.module) is None:
+            raise SystemExit(f"the {peer.name} peer needs {peer.module}: pip install -e '.[peers]'")
     limit = raise_open_files()
     check_open_files(max([args.connections, *counts]), limit)
     kinds = args.kinds.split(",")
@@ -184,23 +276,27 @@ def main() -> None:
     for kind in kinds:
         label = {"sse": "SSE", "ws": "WebSocket"}[kind]
         rows: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants if v.applies_to(kind)}
+        kind_peers = [p for p in peers if kind in p.clients]
+        peer_rows: dict[str, list[dict[str, Any]]] = {p.name: [] for p in kind_peers}
         for run in range(args.runs):
             for variant in (v for v in variants if v.applies_to(kind)):
                 clear_data()
                 wait_quiet()
                 row = one_run(kind, run, env, worker, args.connections, args.profile and run == 0, variant,
-                              generators(args.connections))
+                              generators=generators(args.connections))
                 rows[variant.name].append(row)
-                named = f"{label} {variant.name}" if len(variants) > 1 else label
-                print(f"{named} run {run + 1}: {row['connections']} open ({row['generators']} load generator(s)) "
-                      f"in {row['connect_s']:.1f} s "
-                      f"({row['connect_rate']:,.0f}/s, gateway CPU {row['connect_cpu_s']:.1f} s); RSS "
-                      f"{row['rss_idle_mib']:.0f} -> {row['rss_held_mib']:.0f} MiB = "
-                      f"{row['rss_per_connection_kib']:.1f} KiB/connection; broadcast p50 "
-                      f"{row['broadcast_p50_s'] * 1000:.0f} ms, p99 {row['broadcast_p99_s'] * 1000:.0f} ms, max "
-                      f"{row['broadcast_max_s'] * 1000:.0f} ms (gateway CPU {row['broadcast_cpu_s']:.1f} s)\n"
-                      f"  broadcast {row['broadcast_cpu']}", flush=True)
+                print_row(f"{label} {variant.name}" if len(variants) > 1 else label, run, row)
+            for peer in kind_peers:
+                clear_data()
+                wait_quiet()
+                row = one_run(kind, run, env, worker, args.connections, peer=peer,
+                              generators=generators(args.connections))
+                peer_rows[peer.name].append(row)
+                print_row(f"{label} {peer.name}", run, row)
         series[kind] = rows[base.name]
+        for peer in kind_peers:
+            series[f"{kind}_{peer.name}"] = peer_rows[peer.name]
+            figures += peer_figures(label, args.connections, peer, rows[base.name], peer_rows[peer.name])
         for name_of_variant, variant_rows in rows.items():
             if not variant_rows:
                 continue
@@ -233,7 +329,8 @@ def main() -> None:
     worker.stop()
     report("connections_tuning" if len(variants) > 1 else "connections", figures, {
         "runs": series, "count_sweep": sweep, "settings": {
-            "connections": args.connections, "gc_threshold": args.gc_threshold, "open_file_limit": limit,
+            "connections": args.connections, "gc_threshold": args.gc_threshold, "peers": [p.name for p in peers],
+            "open_file_limit": limit,
             "variants": {v.name: {"ws": v.ws, "http": v.http, "tuning": v.tuning} for v in variants}}},
         command=shlex.join(["python", "-m", "benchmarks.connections", *sys.argv[1:]]))
 

@@ -15,7 +15,7 @@ from notifier.errors import (
     ValidationError,
 )
 from notifier.models import Notification, Preferences, QuietHours
-from notifier.pipeline.producer import broadcast, send_bulk, send_notification, send_to_group
+from notifier.pipeline.producer import broadcast, cancel, send_bulk, send_notification, send_to_group
 
 __all__ = [
     "ConfigError",
@@ -28,6 +28,7 @@ __all__ = [
     "RetryableError",
     "ValidationError",
     "broadcast",
+    "cancel",
     "send_bulk",
     "send_notification",
     "send_to_group",

@@ -111,6 +111,9 @@ class PipelineSettings(_Section):
     """channels used when a notification names none (default: all in the registry, added ones too)"""
     rate_limits: str = "realtime=120/60,email=20/3600,fcm=60/3600,apns=60/3600,webpush=60/3600"
     """per user per channel: `LIMIT/SECONDS`"""
+    workflows: str = ""
+    """a YAML or TOML file of workflows per notification type (`notifier workflows check FILE`); types
+    without one go to every enabled channel at once"""
     batch_size: int = Field(500, ge=1, le=10_000)
     """recipients per router/delivery task"""
     inbox_max_len: int = Field(1000, ge=10, le=1_000_000)

@@ -62,6 +62,17 @@ class ConfigError(NotifierError):
     expose = False
 
 
+class WorkflowFileError(ConfigError):
+    """The workflows file (``NOTIFIER_WORKFLOWS``) cannot be read or says something that is not a
+    workflow; the message names the file, line and step."""
+
+    status = 500
+    code = "misconfigured"
+    advice = ("the workflows file is invalid: run `notifier workflows check FILE`, fix what it names, "
+              "and restart")
+    expose = False
+
+
 class ValidationError(NotifierError, ValueError):
     """Input from outside (a payload, an argument) is not acceptable; the message says why."""
 

@@ -20,6 +20,9 @@ LATENCY = Histogram("notifier_delivery_latency_seconds",
                     "From the notification's timestamp (send) to the channel reporting it delivered.",
                     ["channel"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+WORKFLOW_STEPS = Counter("notifier_workflow_steps_total",
+                         "Workflow steps taken, by workflow (notification type), step kind and outcome "
+                         "(sent, waited, passed, skipped, throttled).", ["workflow", "step", "outcome"])
 DEAD_LETTERED = Counter("notifier_dead_lettered_total", "Messages put in the dead-letter queue, by task.",
                         ["task"])
 ROUTER_BATCH = Histogram("notifier_router_batch_messages",

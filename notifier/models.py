@@ -46,6 +46,7 @@ Priority = Literal["normal", "high", "critical"]
 M = TypeVar("M", bound=BaseModel)
 
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+CANCEL_KEY = r"^[A-Za-z0-9_.:-]{1,128}$"
 """Notification types. Python's ``$`` also matches before a final newline: use ``re.fullmatch``."""
 MAX_USER_ID = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -95,6 +96,35 @@ class Notification(BaseModel):
     collapse_key: str | None = Field(None, min_length=1, max_length=64)
     action_url: str | None = Field(None, max_length=2048)
     timestamp: dt.datetime = Field(default_factory=utcnow)
+    send_at: dt.datetime | None = Field(None, description="start later: ISO 8601 with an offset")
+    cancel_key: str | None = Field(None, min_length=1, max_length=128, pattern=CANCEL_KEY,
+                                   description="notifier.cancel(KEY) stops what is still pending")
+    _cancel_key = field_validator("cancel_key", mode="before")(refuse_control)
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _send_at(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"send_at {value!r} is not an ISO 8601 time like 2026-12-01T09:00:00+01:00") from None
+            if parsed.tzinfo is None:
+                raise ValueError(f"send_at {value!r} needs an offset (+01:00, Z): which time zone is meant?")
+        elif isinstance(value, dt.datetime) and value.tzinfo is None:
+            raise ValueError("send_at needs a time zone (an aware datetime)")
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value > utcnow() + dt.timedelta(days=366):
+            raise ValueError("send_at is more than a year ahead")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def pending(self, now: dt.datetime | None = None) -> bool:
+        """Whether ``send_at`` is still ahead."""
+        return self.send_at is not None and self.send_at > (now or utcnow())
 
     @field_validator("data")
     @classmethod
@@ -144,6 +174,60 @@ class Notification(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)?\s*")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+MAX_DURATION = 30 * 86400
+
+
+def duration(value: Any, what: str) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"1h"`` or ``"1d"``: more than 0, at most 30 days."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a duration like 30s, 15m, 1h or 1d, not {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value))
+        if match is None:
+            raise ValueError(f"{what} must be a duration like 30s, 15m, 1h or 1d, not {value!r}")
+        seconds = float(match[1]) * _UNITS[match[2]]
+    if not 0 < seconds <= MAX_DURATION:
+        raise ValueError(f"{what} must be more than 0 and at most 30d, not {value!r}")
+    return seconds
+
+
+class DigestWindow(BaseModel):
+    """A user's own window for a workflow's digest: ``window`` (a duration: ``1h``) or ``at``
+    (``HH:MM``: daily, in the user's time zone; the digest closes at the next such time)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    label: ClassVar[str] = "digest window"
+
+    window: str | None = None
+    at: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DigestWindow:
+        if (self.window is None) == (self.at is None):
+            raise ValueError("a digest window is either {window: DURATION} or {at: HH:MM}")
+        if self.window is not None:
+            duration(self.window, "window")
+        if self.at is not None and not _TIME.fullmatch(self.at):
+            raise ValueError(f"at {self.at!r} is not a time as HH:MM (00:00 to 23:59)")
+        return self
+
+    def seconds_from(self, now: dt.datetime, timezone: str) -> float:
+        """How long a digest opened ``now`` stays open for this user."""
+        if self.window is not None:
+            return duration(self.window, "window")
+        assert self.at is not None
+        local = now.astimezone(zoneinfo.ZoneInfo(timezone))
+        at = dt.datetime.combine(local.date(), dt.time.fromisoformat(self.at), tzinfo=local.tzinfo)
+        if at <= local:
+            at = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time.fromisoformat(self.at),
+                                     tzinfo=local.tzinfo)
+        return (at.astimezone(dt.UTC) - now.astimezone(dt.UTC)).total_seconds()
+
+
 class QuietHours(BaseModel):
     """A daily window (``HH:MM``-``HH:MM``, may cross midnight) in the user's time zone."""
 
@@ -186,6 +270,16 @@ class Preferences(BaseModel):
     quiet_hours: QuietHours | None = None
     timezone: str = "UTC"
     email: str | None = None
+    digests: dict[str, DigestWindow] = Field(default_factory=dict)
+    """Per workflow (notification type), the user's own window for its digest steps."""
+
+    @field_validator("digests")
+    @classmethod
+    def _digest_types(cls, value: dict[str, DigestWindow]) -> dict[str, DigestWindow]:
+        for slug in value:
+            if not re.fullmatch(SLUG, slug):
+                raise ValueError(f"{slug!r} is not a notification type slug")
+        return value
 
     @field_validator("disabled_types")
     @classmethod
@@ -217,7 +311,9 @@ class Preferences(BaseModel):
         return self.channels.get(channel, True)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        out = self.model_dump(mode="json")
+        out["digests"] = {t: w.model_dump(exclude_none=True) for t, w in self.digests.items()}
+        return out
 
 
 def validate(model: type[M], value: Any) -> M:

@@ -23,12 +23,16 @@ configure_logging()
 
 @worker_init.connect
 def _refuse_old_store(**_: object) -> None:
-    """Exit at start, in one line, when the store's Redis is too old (tasks would dead-letter later).
+    """Exit at start, in one line, when the store's Redis is too old (tasks would dead-letter later)
+    or the workflows file is invalid.
 
     Celery logs and swallows a signal handler's exceptions, so this exits itself.
     """
+    from notifier.workflows.files import get_workflows
+
     try:
         store.get_redis()
+        get_workflows()
     except ConfigError as exc:
         print(f"worker not started: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -38,4 +42,5 @@ import workers.deliver  # noqa: E402  (registers the tasks)
 import workers.maintenance  # noqa: E402
 import workers.poison  # noqa: E402
 import workers.router  # noqa: E402
-import workers.scheduler  # noqa: E402,F401
+import workers.scheduler  # noqa: E402
+import workers.workflow  # noqa: E402,F401

@@ -16,6 +16,7 @@ import orjson
 
 from benchmarks.harness.database import client
 from benchmarks.harness.drain import wait_drained
+from benchmarks.harness.meters import redis_cpu
 from benchmarks.harness.processes import Worker
 
 
@@ -48,12 +49,14 @@ SAMPLE_PAYLOAD = orjson.dumps({
 
 
 def raw_write_rates(count: int = 100_000, pipeline: int = 1000) -> dict[str, float]:
-    """redis-py pipelined ops/s: XADD alone, PUBLISH alone, and XADD+PUBLISH pairs (one per user)."""
+    """redis-py pipelined ops/s: XADD alone, PUBLISH alone, and XADD+PUBLISH pairs (one per user);
+    ``pair_redis_us`` is Redis's CPU per pair, which shows that this baseline is bound by its one
+    Python client, not by Redis."""
     r = client()
     rates: dict[str, float] = {}
     for kind in ("xadd", "publish", "pair"):
         r.delete(*[f"rawbench:{{u{i}}}:s" for i in range(pipeline)])
-        start = time.perf_counter()
+        start, redis_start = time.perf_counter(), redis_cpu()
         for base in range(0, count, pipeline):
             pipe = r.pipeline(transaction=False)
             for i in range(pipeline):
@@ -63,6 +66,7 @@ def raw_write_rates(count: int = 100_000, pipeline: int = 1000) -> dict[str, flo
                     pipe.publish(f"rawbench:{{u{i}}}:live", SAMPLE_PAYLOAD)
             pipe.execute()
         rates[kind] = count / (time.perf_counter() - start)
+        rates[f"{kind}_redis_us"] = (redis_cpu() - redis_start) / count * 1e6
     r.delete(*[f"rawbench:{{u{i}}}:s" for i in range(pipeline)])
     return rates
 

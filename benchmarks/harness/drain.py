@@ -96,6 +96,20 @@ def inbox_writes(user_ids: Sequence[str], chunk: int = 5000) -> tuple[int, float
     return total, newest / 1000
 
 
+def inbox_write_times(user_ids: Sequence[str]) -> dict[str, float]:
+    """When each notification was written to these users' inboxes (epoch seconds, from its entry id:
+    Redis's clock, to the millisecond), by notification id."""
+    from notifier.redis import store
+
+    r = client()
+    keys = store.get_keys()
+    pipe = r.pipeline(transaction=False)
+    for user in user_ids:
+        pipe.xrange(keys.inbox(user))
+    return {fields["nid"]: int(entry_id.split("-")[0]) / 1000
+            for entries in pipe.execute() for entry_id, fields in entries}
+
+
 def wait_inboxes(user_ids: Sequence[str], expected: int, queues: Sequence[str], timeout: float,
                  workers: Sequence[Watched] = ()) -> float:
     """Wait for the pipeline to finish, check every inbox write happened, return the last one's time."""

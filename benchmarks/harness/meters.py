@@ -134,3 +134,35 @@ class CpuMeter:
         wall = self.used.get("wall", 0) or 1
         return "CPU: " + ", ".join(f"{k} {v:.2f} s ({v / wall:.0%})" for k, v in self.used.items() if k != "wall") + \
             f" over {wall:.2f} s"
+
+
+class RedisCommands:
+    """Redis's own time per command between ``start()`` and ``stop()`` (``INFO commandstats``, which
+    counts the commands a Lua script runs as well as the script call itself): what a figure bound by
+    Redis spends its time on. Other clients of the same server are counted too, so read it on a quiet one."""
+
+    def __init__(self) -> None:
+        self.before: dict[str, tuple[int, int]] = {}
+        self.used: dict[str, tuple[int, int]] = {}
+
+    @staticmethod
+    def _sample() -> dict[str, tuple[int, int]]:
+        return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+                for name, v in client().info("commandstats").items()}
+
+    def start(self) -> RedisCommands:
+        self.before = self._sample()
+        return self
+
+    def stop(self) -> dict[str, tuple[int, int]]:
+        after = self._sample()
+        used = {name: (calls - self.before.get(name, (0, 0))[0], usec - self.before.get(name, (0, 0))[1])
+                for name, (calls, usec) in after.items()}
+        self.used = {name: cu for name, cu in used.items() if cu[0]}
+        return self.used
+
+    def lines(self, per: int, label: str, top: int = 12) -> list[str]:
+        """The ``top`` commands by time, as calls and microseconds per ``label`` (``per`` of them)."""
+        ranked = sorted(self.used.items(), key=lambda item: -item[1][1])[:top]
+        return [f"{name:>18} {calls / per:6.2f} calls, {usec / per:6.2f} µs per {label}"
+                for name, (calls, usec) in ranked]

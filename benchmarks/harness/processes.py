@@ -3,8 +3,9 @@
 Workers and the gateway build on the tests' subprocess helpers (``tests/support/processes.py``: a
 session of its own, output kept, SIGTERM then SIGKILL to the group) and are stopped when this process
 exits; what differs from the tests' is when each is ready: a benchmark worker once probe tasks ran
-(so its pool is warm), the gateway once ``/healthz`` answers. :class:`Spawned` runs the load
-generator and the push peers in processes of their own, off this one's GIL and event loop.
+(so its pool is warm), the gateway (or a server it is measured against) once ``/healthz`` answers.
+:class:`Spawned` runs the load generator and the push peers in processes of their own, off this
+one's GIL and event loop.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from benchmarks.harness.drain import drained
 from tests.support.processes import CeleryWorker, Child, free_port, no_op_task, wait_healthy
@@ -72,8 +73,25 @@ def start_workers(env: dict[str, str], queues: Sequence[str], **options: Any) ->
     return Worker(env, queues, **options).wait_ready(notifier_probe)
 
 
-class Gateway(Child):
-    """``uvicorn notifier.gateway:app`` on uvloop and httptools, one process, ready once /healthz is 200.
+class Server(Child):
+    """A live-connection server on ``port``, ready once ``/healthz`` answers 200."""
+
+    port: int
+
+    def wait_ready(self, timeout: float = 30) -> Self:
+        wait_healthy(self, f"http://127.0.0.1:{self.port}/healthz", timeout)
+        return self
+
+    def rss(self) -> int:
+        """Resident memory in bytes."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+
+class Gateway(Server):
+    """``uvicorn notifier.gateway:app`` on uvloop and httptools, one process.
 
     ``http`` and ``ws`` are uvicorn's ``--http`` and ``--ws`` (notifier's, as ``notifier gateway`` runs them,
     unless told); ``tuning`` are options of
@@ -92,16 +110,24 @@ class Gateway(Child):
         super().__init__([sys.executable, "-m", *launcher, *args], env, "gateway")
         _started.append(self)
 
-    def wait_ready(self, timeout: float = 30) -> Gateway:
-        wait_healthy(self, f"http://127.0.0.1:{self.port}/healthz", timeout)
-        return self
 
-    def rss(self) -> int:
-        """Resident memory in bytes."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+class FloorServer(Server):
+    """``python -m benchmarks.floor_server``: the least a server must do per live event, the gateway's floor."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        super().__init__([sys.executable, "-m", "benchmarks.floor_server", "--port", str(self.port)], env, "floor")
+        _started.append(self)
+
+
+class SocketIOServer(Server):
+    """``python -m benchmarks.peers.socketio_server``: python-socketio with its Redis manager, the peer."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        super().__init__([sys.executable, "-m", "benchmarks.peers.socketio_server", "--port", str(self.port)], env,
+                         "socketio")
+        _started.append(self)
 
 
 class Spawned:

@@ -26,12 +26,14 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
     from notifier.logs import configure_logging
     from notifier.redis import store
     from notifier.redis.aio import check_url
+    from notifier.workflows.files import get_workflows
 
     configure_logging()
     settings = get_settings()
     tokens.signing_key()
     check_url(settings.redis_url)
     store.get_redis()  # refuses a too-old Redis in one line, before serving anything
+    get_workflows()  # and a workflows file that does not parse
     uvicorn.run(
         "notifier.gateway:app",
         host=host or settings.gateway_host,

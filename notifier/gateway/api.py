@@ -19,8 +19,8 @@ from notifier.errors import PermanentError
 from notifier.gateway.auth import UserId, current_user, require_service
 from notifier.gateway.errors import RESPONSES, ApiError, ErrorBody
 from notifier.gateway.state import State
-from notifier.models import Notification, Preferences
-from notifier.pipeline.producer import send_bulk, send_notification
+from notifier.models import CANCEL_KEY, Notification, Preferences
+from notifier.pipeline.producer import cancel, send_bulk, send_notification
 from notifier.state.devices import Device, Devices, Registration
 from notifier.state.inbox import MAX_IDS, MAX_PAGE
 
@@ -106,6 +106,15 @@ class Accepted(BaseModel):
 
 class AcceptedBulk(BaseModel):
     ids: list[str]
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cancel_key: str = Field(pattern=CANCEL_KEY, description="the cancel_key the notifications were sent with")
+
+
+class Cancelled(BaseModel):
+    cancelled: int = Field(description="workflow runs stopped (steps already taken stay taken)")
 
 
 # The inbox ------------------------------------------------------------------------------------
@@ -249,3 +258,9 @@ def notify_bulk(body: NotifyBulk) -> AcceptedBulk:
     """Send up to 1000 notifications, each to its own user, in router batches."""
     items = [(i.user_id, i.notification, i.idempotency_key) for i in body.items]
     return AcceptedBulk(ids=send_bulk(items))
+
+
+@router.post("/notify/cancel", response_model=Cancelled, tags=["send"], dependencies=[Depends(require_service)])
+def notify_cancel(body: CancelRequest) -> Cancelled:
+    """Stop every pending step of the runs sent with ``cancel_key`` (server API key required)."""
+    return Cancelled(cancelled=cancel(body.cancel_key))

@@ -37,6 +37,7 @@ from notifier.logs import configure_logging
 from notifier.redis.aio import check_url, connect
 from notifier.state.inbox import Inbox, LiveInbox
 from notifier.state.preferences import PreferenceStore
+from notifier.workflows.files import get_workflows
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     tokens.signing_key()
     check_url(settings.redis_url)
+    get_workflows()
     if settings.dev_mode and not settings.secret_key:
         # Printed, not logged (log lines never show a token): the only way in under a throwaway key.
         print(f"dev mode: open /?token={tokens.issue('demo')} to try the demo as user 'demo'", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,11 +23,13 @@ from celery.result import AsyncResult
 from notifier.batches import batched
 from notifier.config import get_settings
 from notifier.errors import BrokerUnavailable, ValidationError
-from notifier.models import Notification, check_user_id, validate
+from notifier.models import CANCEL_KEY, Notification, check_user_id, validate
 from notifier.pipeline.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, args_summary, queue_of
 from notifier.redis.urls import redact
 from notifier.state.groups import check_group_id
 from notifier.state.idempotency import Idempotency, check_key
+from notifier.workflows.files import get_workflows
+from notifier.workflows.runs import Runs
 
 NotificationInput = Notification | Mapping[str, Any]
 
@@ -36,6 +39,7 @@ def producer_app() -> Celery:
     """A Celery app that only sends (configured like the workers, from the same settings)."""
     from notifier.pipeline.celeryconfig import celery_config
 
+    get_workflows()  # a workflows file that does not parse fails the first send, not a worker later
     app = Celery("notifier", set_as_current=False)
     app.conf.update(celery_config(get_settings()))
     return app
@@ -171,3 +175,11 @@ def broadcast(notification: NotificationInput, user_ids: Sequence[str] | None = 
     for batch in batched(users, get_settings().batch_size):
         _send(ROUTE_USERS, [payload, batch])
     return n.id
+
+
+def cancel(cancel_key: str) -> int:
+    """Stop every pending step of the workflow runs sent with ``cancel_key`` (and of such sends still
+    queued); returns how many runs were stopped. Steps already taken stay taken."""
+    if not isinstance(cancel_key, str) or not re.fullmatch(CANCEL_KEY, cancel_key):
+        raise ValidationError(f"invalid cancel key {cancel_key!r}: 1-128 letters, digits and _ . : -")
+    return Runs().cancel(cancel_key)

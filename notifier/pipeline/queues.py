@@ -22,6 +22,8 @@ ROUTE_USERS = "notifier.route_users"
 """Route one notification to a batch of user ids."""
 ROUTE_AUDIENCE = "notifier.route_audience"
 """Expand a group or every known user into ``ROUTE_USERS`` batches."""
+ADVANCE = "notifier.workflow.advance"
+"""Take the next steps of workflow runs, ``[user_id, run_id, step]`` refs (``workers/workflow.py``)."""
 REPLAY = "notifier.replay_dead_letters"
 """Re-enqueue dead-lettered tasks (``notifier dlq replay``)."""
 
@@ -35,6 +37,7 @@ ROUTES: dict[str, dict[str, str]] = {
     ROUTE: {"queue": ROUTER_QUEUE},
     ROUTE_USERS: {"queue": ROUTER_QUEUE},
     ROUTE_AUDIENCE: {"queue": ROUTER_QUEUE},
+    ADVANCE: {"queue": ROUTER_QUEUE},
     REPLAY: {"queue": ROUTER_QUEUE},
     **{deliver_task(c): {"queue": c} for c in CHANNELS},
 }
@@ -62,6 +65,10 @@ def args_summary(task_name: str, args: list[Any]) -> str:
         if task_name == ROUTE_AUDIENCE:
             notification, audience = args
             return f"{notification.get('type')} {notification.get('title', '')[:40]!r} to {audience}"
+        if task_name == ADVANCE:
+            refs = args[0]
+            head = f"{refs[0][0]}: run {refs[0][1]} from step {int(refs[0][2]) + 1}"
+            return head if len(refs) == 1 else f"{len(refs)} workflow runs, first {head}"
         if task_name.startswith("notifier.deliver."):
             notifications, targets = args
             users = sorted({t[0] for t in targets})
@@ -88,6 +95,8 @@ def subjects(task_name: str, args: list[Any]) -> tuple[list[str], list[str]]:
             users, ids = list(args[1]), [args[0]["id"]]
         elif task_name == ROUTE_AUDIENCE:
             ids = [args[0]["id"]]
+        elif task_name == ADVANCE:
+            users, ids = [r[0] for r in args[0]], [r[1] for r in args[0]]
         elif task_name.startswith("notifier.deliver."):
             notifications, targets = args
             users, ids = [t[0] for t in targets], list(notifications)

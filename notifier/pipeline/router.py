@@ -1,10 +1,12 @@
-"""Routing: decide, for a batch of sends, which channel gets what, now or later.
+"""Routing: decide, for a batch of sends, which channel gets what, now or held back.
 
 Per send and channel, in order: the channel is wanted (the notification's ``channels`` or the default
 set) and on in the user's preferences; the type is not disabled; the user has somewhere to send it (an
 address or a device, for channels that need one); interruptive channels wait for the end of quiet
-hours unless the priority is ``critical``; and the user is under the channel's rate limit (over it,
-the notification still lands in the inbox, just not on that channel).
+hours unless the priority is ``critical`` (or the type's workflow is); and the user is under the
+channel's rate limit (over it, the notification still lands in the inbox). What quiet hours or a rate
+limit hold back on an interruptive channel is rolled up (``Plan.rollups``): it waits in the user's
+digest of that channel and goes out as one summary when the hold ends.
 
 Which channel needs what is read from each channel class's attributes (``needs_address``,
 ``needs_device``, ``interruptive``, ``is_inbox``): no channel is named here.
@@ -35,6 +37,7 @@ from notifier.state.devices import platform_of
 from notifier.state.idempotency import Idempotency, check_key
 from notifier.state.preferences import PreferenceStore, quiet_until
 from notifier.state.ratelimit import RateLimiter
+from notifier.workflows.files import get_workflows
 
 SKIPPED = {"no_address": "no address", "no_device": "no device"}
 """Decisions that drop a wanted channel for want of somewhere to send it, with the reason logged."""
@@ -60,18 +63,24 @@ class Plan:
     """What a routed batch becomes."""
 
     now: dict[str, Batch] = field(default_factory=lambda: defaultdict(Batch))
-    later: dict[tuple[float, str], Batch] = field(default_factory=lambda: defaultdict(Batch))
     ids: dict[str, str] = field(default_factory=dict)
     """Notification id -> the id it resolved to (the first send's, for a duplicate)."""
+    rollups: list[tuple[str, str, dict[str, Any], float]] = field(default_factory=list)
+    """``(user_id, channel, notification, until)``: sends a rate limit or quiet hours hold back on an
+    interruptive channel, until the hold ends; ``workers/workflow.py`` rolls them into the user's
+    digest of that channel, sent as one summary then."""
+    runs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """``(user_id, notification)`` sends that start a workflow run (their type has a workflow, or a
+    ``send_at`` still ahead): ``workers/workflow.py`` takes them through their steps."""
     rejected: list[tuple[Any, str]] = field(default_factory=list)
     """Items that failed validation, with the reason (they go to the dead-letter queue)."""
     decisions: dict[str, Counter[tuple[str, str]]] = field(default_factory=lambda: defaultdict(Counter))
     """Per notification id, how many sends got each ``(channel, decision)``; channel ``*`` is all of them.
 
-    Decisions: ``queued``, ``inbox_only``, ``deferred``, ``rate_limited``, ``channel_disabled``,
-    ``type_disabled``, ``expired``, ``deduplicated``, and (:data:`SKIPPED`) ``no_address`` (a channel
-    that ``needs_address`` without one in the preferences), ``no_device`` (one that ``needs_device``
-    without a device of it).
+    Decisions: ``workflow`` (a workflow run starts), ``queued``, ``inbox_only``, ``deferred``,
+    ``rate_limited``, ``channel_disabled``, ``type_disabled``, ``expired``, ``deduplicated``, and
+    (:data:`SKIPPED`) ``no_address`` (a channel that ``needs_address`` without one in the
+    preferences), ``no_device`` (one that ``needs_device`` without a device of it).
     """
 
     def note(self, nid: str, channel: str, decision: str) -> None:
@@ -91,19 +100,36 @@ class Router:
         self.device_channels = frozenset(n for n, c in self.channels.items() if c.needs_device)
         self.inbox = next((n for n, c in self.channels.items() if c.is_inbox), None)
         """The inbox channel, if one is registered (``realtime``)."""
+        self.workflows = get_workflows()
 
-    def plan(self, items: Sequence[Any], now: dt.datetime | None = None) -> Plan:
-        """Route ``[user_id, notification, idempotency_key]`` items (as they arrive from the queue)."""
+    def _starts_run(self, n: Notification, now: dt.datetime) -> bool:
+        return n.type in self.workflows or n.pending(now)
+
+    def plan(self, items: Sequence[Any], now: dt.datetime | None = None, runs: bool = True,
+             unheld: frozenset[str] = frozenset()) -> Plan:
+        """Route ``[user_id, notification, idempotency_key]`` items (as they arrive from the queue).
+
+        With ``runs``, sends whose type has a workflow (or whose ``send_at`` is ahead) go to
+        ``plan.runs`` instead; the workflow engine routes its channel steps with ``runs=False``, and
+        names in ``unheld`` the notifications no rate limit or quiet hours may hold back (a roll-up's
+        summary, which is what was held back).
+        """
         plan = Plan()
+        now = now or utcnow()
         valid: list[tuple[str, Notification, dict[str, Any]]] = []
         claims: list[tuple[str, str]] = []
+        seen: dict[int, Notification] = {}
+        payloads: dict[int, dict[str, Any]] = {}
         for item in items:
             try:
-                user_id, notification, key = _parse_item(item)
+                user_id, notification, key = _parse_item(item, seen)
             except ValidationError as exc:
                 plan.rejected.append((item, str(exc)))
                 continue
-            valid.append((user_id, notification, notification.to_dict()))
+            payload = payloads.get(id(notification))
+            if payload is None:
+                payload = payloads[id(notification)] = notification.to_dict()
+            valid.append((user_id, notification, payload))
             if key is not None:
                 claims.append((key, notification.id))
         winners = dict(zip((nid for _, nid in claims), self.idempotency.claim_many(claims), strict=True))
@@ -113,9 +139,12 @@ class Router:
             plan.ids[n.id] = first or n.id
             if first is not None and first != n.id:
                 plan.note(n.id, "*", "deduplicated")
+            elif runs and self._starts_run(n, now):
+                plan.note(n.id, "*", "workflow")
+                plan.runs.append((user_id, payload))
             else:
                 fresh.append((user_id, n, payload))
-        self._route(plan, fresh, now or utcnow())
+        self._route(plan, fresh, now, unheld)
         return plan
 
     def plan_audience(self, notification: dict[str, Any], user_ids: Sequence[str],
@@ -135,20 +164,26 @@ class Router:
             except ValidationError as exc:
                 plan.rejected.append(([payload, [user_id]], str(exc)))
         plan.ids[n.id] = n.id
-        self._route(plan, [(u, n, payload) for u in users], now or utcnow())
+        now = now or utcnow()
+        if self._starts_run(n, now):
+            plan.runs = [(u, payload) for u in users]
+            plan.decisions[n.id][("*", "workflow")] += len(users)
+            return plan
+        self._route(plan, [(u, n, payload) for u in users], now)
         return plan
 
     def _route(self, plan: Plan, sends: list[tuple[str, Notification, dict[str, Any]]],
-               now: dt.datetime) -> None:
+               now: dt.datetime, unheld: frozenset[str] = frozenset()) -> None:
         if not sends:
             return
         prefs = self.prefs.get_many([u for u, _, _ in sends])
         wants_devices = any(not self.device_channels.isdisjoint(n.channels or self.settings.channels)
                             for _, n, _ in sends)
         platforms = self._platforms([u for u, _, _ in sends]) if wants_devices else {}
-        decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str]]] = []
+        decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str], bool]] = []
         for (user_id, n, payload), p in zip(sends, prefs, strict=True):
-            if n.type in p.disabled_types:
+            critical = n.type in self.workflows and self.workflows[n.type].critical
+            if n.type in p.disabled_types and not critical:
                 plan.note(n.id, "*", "type_disabled")
                 continue
             if n.expired(now):
@@ -163,20 +198,25 @@ class Router:
                 if skipped is not None:
                     channels.remove(channel)
                     plan.note(n.id, channel, skipped)
-            decided.append((user_id, n, payload, p, channels))
-        verdicts = self.limits.allow_many([(u, n.id, chans) for u, n, _, _, chans in decided])
-        for (user_id, n, payload, p, channels), allowed in zip(decided, verdicts, strict=True):
-            quiet_end = None if n.priority == "critical" else quiet_until(p, now)
-            limited = [c for c in channels if not allowed[c]]
+            decided.append((user_id, n, payload, p, channels, critical))
+        verdicts = self.limits.allow_many([(u, n.id, [] if n.id in unheld else chans)
+                                           for u, n, _, _, chans, _ in decided])
+        for (user_id, n, payload, p, channels, critical), allowed in zip(decided, verdicts, strict=True):
+            bypass = n.priority == "critical" or critical or n.id in unheld
+            quiet_end = None if bypass else quiet_until(p, now)
+            limited = [c for c in channels if not allowed.get(c, True)]
             for channel in channels:
-                if not allowed[channel]:
+                if channel in limited:
                     plan.note(n.id, channel, "rate_limited")
                     if channel == self.inbox:
                         plan.now[channel].add(user_id, payload, INBOX_ONLY)
+                    elif self.channels[channel].interruptive:
+                        window = self.settings.limits[channel][1]
+                        plan.rollups.append((user_id, channel, payload, now.timestamp() + window))
                     continue
                 if quiet_end is not None and self.channels[channel].interruptive:
                     plan.note(n.id, channel, "deferred")
-                    plan.later[(quiet_end.timestamp(), channel)].add(user_id, payload)
+                    plan.rollups.append((user_id, channel, payload, quiet_end.timestamp()))
                     continue
                 plan.note(n.id, channel, "queued")
                 plan.now[channel].add(user_id, payload)
@@ -203,10 +243,16 @@ class Router:
         return {u: {platform_of(d) for d in ids} for u, ids in zip(user_ids, pipe.execute(), strict=True) if ids}
 
 
-def _parse_item(item: Any) -> tuple[str, Notification, str | None]:
+def _parse_item(item: Any, seen: dict[int, Notification]) -> tuple[str, Notification, str | None]:
+    """An item's parts, checked; a notification object shared by many items (the workflow engine
+    routes a broadcast's step as one dict for all its users) is validated once (``seen``)."""
     if not isinstance(item, (list, tuple)) or len(item) != 3:
         raise ValidationError("a routed item is [user_id, notification, idempotency_key]")
     user_id, notification, key = item
     if not isinstance(notification, dict):
         raise ValidationError("notification must be a JSON object")
-    return check_user_id(user_id), validate(Notification, notification), check_key(key)
+    n = seen.get(id(notification))
+    if n is None:
+        n = seen[id(notification)] = validate(Notification, notification)
+    return check_user_id(user_id), n, check_key(key)
+

@@ -9,7 +9,14 @@ can end like ``}:inbox`` and spell another user's key.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+
+
+def _digest_of(text: str) -> str:
+    """SHA-1 hex of ``text``: names taken from notifications (digest keys, run ids) enter key names as a
+    fixed-length hex string, so they cannot hold ``}`` or ``:`` and no two of them spell one key."""
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,45 @@ class Keys:
         """Marks one delivery (notification, channel, target) as claimed or done."""
         return self._user(user_id, f"receipt:{channel}:{notification_id}:{target}")
 
+    def run(self, user_id: str, run_id: str) -> str:
+        """Hash: one workflow run's state (``notifier.workflows.runs``); the run id is the notification's."""
+        return self._user(user_id, f"run:{run_id}")
+
+    def run_notification(self, notification_id: str) -> str:
+        """String: the notification JSON of the runs with this id, kept once however many users
+        (a broadcast's 100,000 runs share it)."""
+        return f"{self.prefix}:runn:{{{notification_id}}}"
+
+    def runs(self, user_id: str) -> str:
+        """Sorted set of the user's run ids by start time (``notifier runs list USER``)."""
+        return self._user(user_id, "runs")
+
+    def digest(self, user_id: str, workflow: str, key: str) -> str:
+        """Hash of the open digest of (user, workflow, digest key): its id and due time. The
+        digest's other keys are this name with a suffix (:meth:`digest_part`). Workflow and key enter
+        the name as one SHA-1 over both, the workflow length first, so ("a:b", "c") and ("a", "b:c")
+        differ."""
+        return self._user(user_id, f"digest:{_digest_of(f'{len(workflow)}:{workflow}:{key}')}")
+
+    @staticmethod
+    def digest_part(digest: str, part: str, name: str | None = None) -> str:
+        """A key of the digest named by :meth:`digest`: ``events`` (list of the open digest's events, whose
+        length is its count),
+        ``sealed`` (hash digest id -> events of the digests that filled up, until their owner closes
+        them), ``closed`` with the digest id (the closed digest's events, kept for a repeated close),
+        ``run`` with a run id (what that run's join returned, for a redelivered join)."""
+        return f"{digest}:{part}" if name is None else f"{digest}:{part}:{_digest_of(name)}"
+
     # Global -----------------------------------------------------------------------------------
+    def cancel(self, cancel_key: str) -> str:
+        """Set of ``[user, run id]`` JSON pairs started with this ``cancel_key``."""
+        return f"{self.prefix}:cancel:{{{cancel_key}}}"
+
+    def cancelled(self, cancel_key: str) -> str:
+        """String: when ``cancel_key`` was last cancelled (epoch s), so a send made before the cancel
+        that had not started its run yet starts it cancelled."""
+        return f"{self.prefix}:cancelled:{{{cancel_key}}}"
+
     def idempotency(self, key: str) -> str:
         """String: the notification id that first used this idempotency key."""
         return f"{self.prefix}:idem:{{{key}}}"

@@ -227,6 +227,16 @@ class Inbox:
         """The Pub/Sub channel the user's live events (:func:`parse_event`) are published on."""
         return self.keys.live(user_id)
 
+    def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each ``(user_id, notification_id)``, whether the user has read it: it is in the inbox
+        and not unread (one not delivered yet counts as not read). One round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for user_id, nid in pairs:
+            pipe.hexists(self.keys.inbox_ids(user_id), nid)
+            pipe.sismember(self.keys.unread(user_id), nid)
+        replies = pipe.execute()
+        return [bool(held) and not bool(unread) for held, unread in zip(replies[::2], replies[1::2], strict=True)]
+
     def unread_count(self, user_id: str) -> int:
         return int(self.r.scard(self.keys.unread(user_id)))
 

@@ -265,13 +265,14 @@ def test_preferences_round_trip_and_validation(gateway: Gateway) -> None:
         assert http.get("/v1/preferences").json()["channels"] == {}
         prefs = {"channels": {"email": False}, "disabled_types": ["marketing"],
                  "quiet_hours": {"start": "22:00", "end": "07:00"}, "timezone": "Europe/Berlin",
-                 "email": "a@example.com"}
+                 "email": "a@example.com", "digests": {"comment": {"at": "09:00"}}}
         saved = http.put("/v1/preferences", json=prefs).json()
         assert saved == {**prefs, "channels": {"email": False}}
         assert http.get("/v1/preferences").json() == saved
         for bad, needle in (({"timezone": "Mars/Olympus"}, "time zone"), ({"channels": {"pigeon": True}}, "channels"),
                             ({"quiet_hours": {"start": "25:00", "end": "07:00"}}, "HH:MM"),
-                            ({"colour": "blue"}, "colour"), ({"email": "nope"}, "email")):
+                            ({"colour": "blue"}, "colour"), ({"email": "nope"}, "email"),
+                            ({"digests": {"comment": {"at": "9am"}}}, "HH:MM")):
             response = http.put("/v1/preferences", json=bad)
             assert response.status_code == 422, (bad, response.text)
             assert needle in response.json()["message"], response.json()
