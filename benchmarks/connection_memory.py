@@ -6,7 +6,7 @@ process opens the connections; the allocations still held once they are all open
 their number and grouped by who made them, then the largest allocation sites are listed.
 
     python -m benchmarks.connection_memory [--kind sse|ws] [--connections 1000] [--ws PROTOCOL]
-                                           [--only PATH_PART] [--depth 6] [--top 25]
+                                           [--http PROTOCOL] [--only PATH_PART] [--depth 6] [--top 25]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import uvloop
 
 from benchmarks.harness.database import bench_env, claim_and_flush, clear_data, users
 from benchmarks.harness.load import Listeners, raise_open_files, user_tokens
-from notifier.gateway.tuning import WS_PROTOCOL
+from notifier.gateway.tuning import HTTP_PROTOCOL, WS_PROTOCOL
 from tests.support.processes import free_port
 
 
@@ -44,7 +44,7 @@ async def probe(args: argparse.Namespace) -> None:
     from notifier.gateway import app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=args.http,
                                            ws=args.ws, log_level="warning", access_log=False, backlog=4096))
     tokens = user_tokens(users("memory", args.connections))
     serving = asyncio.create_task(server.serve())
@@ -84,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=["sse", "ws"], default="ws")
     parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--http", default=HTTP_PROTOCOL, help="uvicorn's --http (e.g. httptools, uvicorn's own)")
     parser.add_argument("--ws", default=WS_PROTOCOL, help="uvicorn's --ws (e.g. websockets-sansio, uvicorn's own)")
     parser.add_argument("--only", default=None, help="list only allocation sites with a frame whose file has this")
     parser.add_argument("--depth", type=int, default=6, help="frames kept per allocation")

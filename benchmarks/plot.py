@@ -1,5 +1,6 @@
 """Draw ``benchmarks/results.png`` from the saved results: latency percentiles, bulk throughput against
-batch size, and the gateway's broadcast latency and memory against the number of connections.
+batch size, and the gateway's broadcast latency, memory and connect rate against the number of
+connections (SSE and WebSocket).
 
     python -m benchmarks.plot      (needs matplotlib: pip install -e '.[bench]')
 """
@@ -26,7 +27,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(14, 9.6))
     latency = _load("latency")
     if latency:
         quantiles = ["p50", "p90", "p99", "max"]
@@ -58,26 +59,42 @@ def main() -> None:
         ax2.set_ylim(bottom=0)
     connections = _load("connections")
     if connections and connections.get("count_sweep"):
-        sweep = connections["count_sweep"]
-        counts = [p["connections"] for p in sweep]
-        ax3.plot(counts, [p["broadcast_p99_s"] * 1000 for p in sweep], marker="o", label="broadcast p99 (ms)")
-        ax3.plot(counts, [p["broadcast_p50_s"] * 1000 for p in sweep], marker="o", label="broadcast p50 (ms)")
-        ax3.set_xlabel("SSE connections held by one gateway process")
-        ax3.set_ylabel("ms")
-        twin = ax3.twinx()
-        twin.plot(counts, [p["rss_per_connection_kib"] for p in sweep], marker="s", color="green",
-                  label="RSS per connection (KiB)")
-        twin.set_ylabel("KiB per connection")
-        twin.set_ylim(0, max(50, max(p["rss_per_connection_kib"] for p in sweep) * 1.2))
-        twin.axhline(20, color="green", ls=":", lw=1)
-        ax3.axhline(1000, color="grey", ls="--", lw=1)
-        lines = ax3.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        ax3.legend(lines, [ln.get_label() for ln in lines], fontsize=8)
-        ax3.set_title("Gateway: broadcast latency and memory vs connections\n(dashed: 1 s; dotted: 20 KiB)",
-                      fontsize=10)
+        _connections(ax3, ax4, connections["count_sweep"])
     fig.tight_layout()
     fig.savefig(OUTPUT, dpi=110)
     print(f"wrote {OUTPUT}")
+
+
+def _connections(ax: Any, rates: Any, sweep: list[dict[str, Any]]) -> None:
+    """Broadcast p99 and RSS per connection (one axis each) and the connect rate, per kind, against the count."""
+    twin = ax.twinx()
+    for kind, label, color in (("sse", "SSE", "tab:blue"), ("ws", "WebSocket", "tab:orange")):
+        points = sorted((p for p in sweep if p.get("kind", "sse") == kind), key=lambda p: p["connections"])
+        if not points:
+            continue
+        counts = [p["connections"] for p in points]
+        ax.plot(counts, [p["broadcast_p99_s"] for p in points], marker="o", color=color,
+                label=f"{label}: broadcast p99 (s)")
+        twin.plot(counts, [p["rss_per_connection_kib"] for p in points], marker="s", ls="--", color=color,
+                  label=f"{label}: RSS per connection (KiB)")
+        rates.plot(counts, [p["connect_rate"] for p in points], marker="o", color=color, label=label)
+    ax.set_xlabel("connections held by one gateway process")
+    ax.set_ylabel("broadcast p99 (s)")
+    ax.set_ylim(bottom=0)
+    ax.axhline(1, color="grey", ls="--", lw=1)
+    ax.axhline(4, color="grey", ls=":", lw=1)
+    twin.set_ylabel("gateway RSS per connection (KiB)")
+    twin.set_ylim(0, max(20, max(p["rss_per_connection_kib"] for p in sweep) * 1.3))
+    twin.axhline(12, color="green", ls=":", lw=1)
+    lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
+    ax.set_title("Gateway: broadcast p99 and memory vs connections\n(grey: p99 1 s at 10k, 4 s at 50k; "
+                 "green: 12 KiB)", fontsize=10)
+    rates.set_xlabel("connections held by one gateway process")
+    rates.set_ylabel("connections opened per second")
+    rates.set_ylim(bottom=0)
+    rates.legend(fontsize=8)
+    rates.set_title("Gateway: connect rate vs connections (200 opening at a time)", fontsize=10)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ class CpuMeter:
     between ``start()`` and ``stop()``: which of them bounds a figure. ``other work`` is what the rest
     of the machine used meanwhile (other sessions' tests on a shared machine): the noise indicator."""
 
-    def __init__(self, workers: Sequence[Measured] = (), extra: dict[str, int] | None = None) -> None:
+    def __init__(self, workers: Sequence[Measured] = (), extra: dict[str, int | Sequence[int]] | None = None) -> None:
         self.workers = list(workers)
         self.extra = extra or {}
         self.before: dict[str, float] = {}
@@ -109,7 +109,7 @@ class CpuMeter:
         for w in self.workers:
             pids[w.name] = [w.pid, *children(w.pid)]
         for name, pid in self.extra.items():
-            pids[name] = [pid]
+            pids[name] = [pid] if isinstance(pid, int) else list(pid)
         return pids
 
     def _sample(self) -> dict[str, float]:

@@ -93,17 +93,18 @@ class Server(Child):
 class Gateway(Server):
     """``uvicorn notifier.gateway:app`` on uvloop and httptools, one process.
 
-    ``ws`` is uvicorn's ``--ws`` (notifier's lean protocol unless told); ``tuning`` are options of
+    ``http`` and ``ws`` are uvicorn's ``--http`` and ``--ws`` (notifier's, as ``notifier gateway`` runs them,
+    unless told); ``tuning`` are options of
     ``benchmarks._tuned_gateway``, which switch a piece of the gateway's GC handling off for a comparison.
     """
 
     def __init__(self, env: dict[str, str], port: int | None = None, ws: str | None = None,
-                 tuning: Sequence[str] = ()) -> None:
-        from notifier.gateway.tuning import WS_PROTOCOL
+                 tuning: Sequence[str] = (), http: str | None = None) -> None:
+        from notifier.gateway.tuning import HTTP_PROTOCOL, WS_PROTOCOL
 
         self.port = port or free_port()
         args = ["notifier.gateway:app", "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
-                "--http", "httptools", "--log-level", "warning", "--no-access-log", "--backlog", "4096",
+                "--http", http or HTTP_PROTOCOL, "--log-level", "warning", "--no-access-log", "--backlog", "4096",
                 "--timeout-graceful-shutdown", "2", "--ws", ws or WS_PROTOCOL]
         launcher = ["benchmarks._tuned_gateway", *tuning, "--"] if tuning else ["uvicorn"]
         super().__init__([sys.executable, "-m", *launcher, *args], env, "gateway")

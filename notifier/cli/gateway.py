@@ -22,7 +22,7 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
 
     from notifier import tokens
     from notifier.config import get_settings
-    from notifier.gateway import http_protocol, tuning
+    from notifier.gateway import tuning
     from notifier.logs import configure_logging
     from notifier.redis import store
     from notifier.redis.aio import check_url
@@ -39,7 +39,7 @@ def gateway(host: str | None, port: int | None, log_level: str | None) -> None:
         host=host or settings.gateway_host,
         port=port or settings.gateway_port,
         log_level=log_level or settings.log_level.lower(),
-        http=http_protocol.IMPORT_PATH,
+        http=tuning.HTTP_PROTOCOL,
         ws=tuning.WS_PROTOCOL,
         ws_max_size=settings.max_request_bytes,
         ws_ping_interval=settings.heartbeat_seconds,

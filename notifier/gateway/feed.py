@@ -26,6 +26,7 @@ from notifier.errors import ClientGone, SlowConsumer, TokenExpired
 from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
 from notifier.gateway.metrics import CONNECTIONS, CONNECTS, DELIVERED, RESUMES
 from notifier.gateway.state import GatewayState
+from notifier.gateway.timers import Timer, timers
 from notifier.state.inbox import Inbox, NewEntry, UnreadCount, check_entry_id, entry_key
 
 START = "0-0"
@@ -62,7 +63,7 @@ class Feed:
     last_id: str | None = None
     """The newest entry id this connection has sent (or was told the client has)."""
     _sub: Subscriber | None = field(default=None, init=False)
-    _beat: asyncio.TimerHandle | None = field(default=None, init=False)
+    _beat: Timer | None = field(default=None, init=False)
     _beat_due: bool = field(default=False, init=False)
     _gone: bool = field(default=False, init=False)
     _writer: asyncio.Task[Any] | None = field(default=None, init=False)
@@ -166,8 +167,8 @@ class Feed:
         """The next raw hub item, or None when a heartbeat is due.
 
         Raises :class:`ClientGone`, :class:`SlowConsumer` or :class:`TokenExpired` when the
-        connection must end. Waiting costs one future: the heartbeat is a timer per connection,
-        re-armed when it fires, not one per wait.
+        connection must end. Waiting costs one future: the heartbeat is a timer per connection
+        (on the process's shared :mod:`~notifier.gateway.timers`), re-armed when it fires, not one per wait.
         """
         sub = self._require()
         while True:
@@ -193,7 +194,7 @@ class Feed:
     def _schedule(self, delay: float) -> None:
         if self._beat is not None:
             self._beat.cancel()
-        self._beat = asyncio.get_running_loop().call_later(delay, self._on_beat)
+        self._beat = timers().call_later(delay, self._on_beat)
 
     def _on_beat(self) -> None:
         """A heartbeat is due; and if a write has been pending too long, end it (see :meth:`send`)."""

@@ -15,8 +15,9 @@ half a request line. Every request head (a WebSocket upgrade's included) is ther
 Each refusal is an answer in the API's error shape, then the connection is closed (after reading
 what the client was still sending for up to :data:`LINGER_SECONDS`, so that it sees the answer,
 not a reset). Once the head is complete the request is uvicorn's (and, for an upgrade, the
-WebSocket protocol's: :mod:`notifier.gateway.ws_protocol`). ``notifier gateway`` selects it
-(``--http notifier.gateway.http_protocol:GuardedHttpProtocol`` for plain uvicorn); it overrides
+WebSocket protocol's: :mod:`notifier.gateway.ws_protocol`). The gateway runs it through
+:class:`notifier.gateway.tuning.LeanHttpProtocol`, which keeps less state per connection on top
+(``notifier gateway`` selects it; ``--http notifier.gateway.tuning:LeanHttpProtocol`` for plain uvicorn). It overrides
 uvicorn's callbacks ``connection_made``, ``data_received``, ``on_url``, ``on_message_begin``,
 ``on_headers_complete`` and ``send_400_response``, read against the uvicorn range in pyproject.toml.
 """
@@ -32,8 +33,6 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from notifier.config import get_settings
 
-IMPORT_PATH = "notifier.gateway.http_protocol:GuardedHttpProtocol"
-"""What to pass as uvicorn's ``--http`` option."""
 MAX_REQUEST_LINE = 8 * 1024
 """Bytes of URL in a request line; websockets' own limit for every line of an upgrade is the same."""
 MAX_HEAD_BYTES = 32 * 1024

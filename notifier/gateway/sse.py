@@ -73,9 +73,28 @@ async def stream(state: GatewayState, scope: Scope, receive: Receive, send: Send
     watcher = asyncio.ensure_future(_until_disconnect(receive, feed))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        hello = format_event("connected", connected, connected["last_event_id"])
-        await _write(feed, send, f"retry: {RETRY_MS}\n".encode() + hello)
-        final = await _pump(feed, resume, send)
+        await _write(feed, send, f"retry: {RETRY_MS}\n".encode() + format_event(
+            "connected", connected, connected["last_event_id"]))
+        del connected  # this frame lives as long as the stream: keep only what it needs
+        final = None
+        try:  # the pump: replay, then live events, until the feed ends (here: one frame less held)
+            if resume is not None:
+                async for batch in feed.replay(resume):
+                    await _write(feed, send, _format(batch))
+            while True:
+                item = await feed.next()
+                if item is None:
+                    await _write(feed, send, HEARTBEAT)
+                    continue
+                async for batch in feed.process(item):
+                    await _write(feed, send, _format(batch))
+        except ClientGone:
+            pass
+        except (SlowConsumer, TokenExpired) as exc:
+            final = format_event("error", {"error": exc.code, "message": str(exc)})
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            final = format_event("error", {"error": StoreUnavailable.code,
+                                           "message": "Redis is unreachable; reconnect and resume shortly"})
         if final is not None:
             await _write(feed, send, final)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -93,6 +112,7 @@ async def _open(state: GatewayState, scope: Scope) -> tuple[Feed, dict[str, Any]
     resume = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if resume is not None and not resume.strip():
         resume = None
+    scope["headers"].clear()  # read: a stream open for hours need not hold them (a browser sends ~1 KB)
     feed = Feed(state, claims.user_id, claims.expires_at)
     try:
         connected = await feed.open(resume)
@@ -112,28 +132,6 @@ async def _until_disconnect(receive: Receive, feed: Feed) -> None:
 async def _write(feed: Feed, send: Send, body: bytes) -> None:
     """One chunk; a client that takes nothing for ``send_timeout_seconds`` is dropped (it resumes)."""
     await feed.send(send, {"type": "http.response.body", "body": body, "more_body": True})
-
-
-async def _pump(feed: Feed, resume: str | None, send: Send) -> bytes | None:
-    """Replay, then live events, until the feed ends; returns the final ``error`` event to send, if any."""
-    try:
-        if resume is not None:
-            async for batch in feed.replay(resume):
-                await _write(feed, send, _format(batch))
-        while True:
-            item = await feed.next()
-            if item is None:
-                await _write(feed, send, HEARTBEAT)
-                continue
-            async for batch in feed.process(item):
-                await _write(feed, send, _format(batch))
-    except ClientGone:
-        return None
-    except (SlowConsumer, TokenExpired) as exc:
-        return format_event("error", {"error": exc.code, "message": str(exc)})
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        return format_event("error", {"error": StoreUnavailable.code,
-                                      "message": "Redis is unreachable; reconnect and resume shortly"})
 
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}

@@ -30,6 +30,13 @@ pairs, with how many of the pairs went the same way; the gateway's CPU is the st
 - **The live endpoints in front of FastAPI** (``notifier/gateway/app.py``, ``Gateway``): routing, not
   a switch, so not re-measured; in session 2 it took an SSE connection from 38.4 to 14.4 KiB and the
   broadcast's p99 from 5.37 to 1.82 s.
+- **Less state per open connection** (session 6, issue 15's <= 12 KiB): uvicorn's per-connection
+  attributes in slots (:class:`LeanHttpProtocol`, :class:`LeanWebSocketProtocol`; past 30 attributes
+  CPython gives each instance a 1.6 KB dict), the HTTP protocol's deque and two events as a list and
+  :class:`Flag`, one loop timer for every heartbeat and keepalive ping (:mod:`notifier.gateway.timers`),
+  and fewer suspended frames and objects in the handlers. Gateway RSS per connection at 10,000 (one
+  run each, A/B against main 386a447): SSE 14.6 -> 10.7 KiB, WebSocket 17.4-17.6 -> 11.7 KiB, with the
+  same connect and broadcast CPU; tracemalloc per step in ``benchmarks/RESULTS.md`` (section 5).
 - **Young collections every 50,000 allocations** (:data:`GC_THRESHOLDS`, the setting
   ``NOTIFIER_GATEWAY_GC_THRESHOLDS`` until session 5). Kept, as a constant: with the freeze in place
   (17 pairs per transport) SSE accepted 10,000 connections with 2.99 against 3.11 s of gateway CPU
@@ -47,6 +54,10 @@ import logging
 import time
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from notifier.gateway.http_protocol import GuardedHttpProtocol
+from notifier.gateway.timers import timers
 from notifier.gateway.ws_protocol import GuardedWebSocketProtocol
 
 log = logging.getLogger(__name__)
@@ -61,6 +72,8 @@ FREEZE_SECONDS = 1.0
 """How often what survived is frozen: short enough that a burst of connections is frozen soon after."""
 WS_PROTOCOL = "notifier.gateway.tuning:LeanWebSocketProtocol"
 """What the gateway passes as uvicorn's ``--ws`` option (``notifier gateway`` does)."""
+HTTP_PROTOCOL = "notifier.gateway.tuning:LeanHttpProtocol"
+"""What the gateway passes as uvicorn's ``--http`` option (``notifier gateway`` does)."""
 
 
 # Garbage collection ---------------------------------------------------------------------------
@@ -128,24 +141,31 @@ class Collector:
 
 # The lean WebSocket protocol ------------------------------------------------------------------
 class _Waiters:
-    """Futures to wake, created only while somebody waits (an idle connection holds none)."""
+    """Futures to wake, created only while somebody waits (an idle connection holds none).
+
+    A waiter awaits :meth:`waiter`'s future in its own frame and calls :meth:`done` after, rather
+    than awaiting a ``wait`` coroutine here: every open connection has a receive waiting, and the
+    extra suspended frame was 0.2 KiB of each.
+    """
 
     __slots__ = ("_futures",)
 
     def __init__(self) -> None:
         self._futures: list[asyncio.Future[None]] | None = None
 
-    async def wait(self) -> None:
+    def waiter(self) -> asyncio.Future[None]:
+        """A future the next :meth:`wake_all` finishes; pass it to :meth:`done` once it is (or the wait ends)."""
         future = asyncio.get_running_loop().create_future()
+        if self._futures is None:
+            self._futures = []
+        self._futures.append(future)
+        return future
+
+    def done(self, future: asyncio.Future[None]) -> None:
         futures = self._futures
-        if futures is None:
-            futures = self._futures = []
-        futures.append(future)
-        try:
-            await future
-        finally:
+        if futures is not None:
             futures.remove(future)
-            if not futures and self._futures is futures:
+            if not futures:
                 self._futures = None
 
     def wake_all(self) -> None:
@@ -167,9 +187,17 @@ class Mailbox(_Waiters):
         self._items.append(item)
         self.wake_all()
 
+    def get_nowait(self) -> Any:
+        """The oldest item (IndexError when there is none)."""
+        return self._items.pop(0)
+
     async def get(self) -> Any:
         while not self._items:
-            await self.wait()
+            future = self.waiter()
+            try:
+                await future
+            finally:
+                self.done(future)
         return self._items.pop(0)
 
     def empty(self) -> bool:
@@ -197,7 +225,11 @@ class Flag(_Waiters):
 
     async def wait(self) -> None:
         while not self._value:
-            await super().wait()
+            future = self.waiter()
+            try:
+                await future
+            finally:
+                self.done(future)
 
 
 class JoinedWrites:
@@ -231,6 +263,25 @@ class JoinedWrites:
         return getattr(self._transport, name)
 
 
+_UVICORN_WS_STATE = (
+    "app", "app_state", "asgi_version", "client", "close_sent", "close_timeout", "close_timer", "config", "conn",
+    "connections", "curr_msg_data_type", "default_headers", "disconnected", "frames", "handshake_complete",
+    "handshake_initiated", "initial_response", "last_ping_rtt", "logger", "loop", "pending_ping_payload",
+    "ping_interval", "ping_sent_at", "ping_timeout", "ping_timer", "pong_timer", "queue", "read_paused", "request",
+    "response", "root_path", "scheme", "scope", "server", "tasks", "transport", "writable")
+"""What uvicorn's ``WebSocketsSansIOProtocol`` keeps on each connection (read against the uvicorn range in
+pyproject.toml; an attribute missing here only lands in the instance dict again)."""
+
+_UVICORN_HTTP_STATE = (
+    "access_log", "access_logger", "app", "app_state", "asgi_version", "client", "config", "connections", "cycle",
+    "expect_100_continue", "flow", "headers", "limit_concurrency", "logger", "loop", "parser", "pipeline",
+    "root_path", "scheme", "scope", "server", "server_state", "tasks", "timeout_keep_alive",
+    "timeout_keep_alive_task", "transport", "url", "ws_protocol_class",
+    # GuardedHttpProtocol's own
+    "_head_bytes", "_head_timeout", "_head_timer", "_linger", "_max_pending", "_refusal")
+"""What uvicorn's ``HttpToolsProtocol`` and notifier's guard keep on each connection (as above)."""
+
+
 class LeanWebSocketProtocol(GuardedWebSocketProtocol):
     """uvicorn's sans-I/O WebSocket protocol (with notifier's guards), minus what an open connection no
     longer needs.
@@ -242,8 +293,16 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
     into one write (:class:`JoinedWrites`). The wire protocol, keepalive pings and flow control stay
     uvicorn's own; ``test_a_websocket_client_that_stops_reading_...`` (tests/gateway) holds the flow
     control to account. It replaces uvicorn's attributes ``queue``, ``writable``, ``transport``,
-    ``request`` and ``response``, hence the ``uvicorn`` range in pyproject.toml.
+    ``request`` and ``response`` and its methods ``receive`` (the same, one frame shallower) and
+    ``schedule_ping`` (the keepalive ping on shared timers),
+    hence the ``uvicorn`` range in pyproject.toml.
+
+    Its state is in slots (:data:`_UVICORN_WS_STATE`): uvicorn sets 37 attributes per connection, and
+    CPython (3.11) keeps an instance's attributes as 8-byte values beside keys shared by the class only
+    up to 30 of them; past that each instance gets a dict of its own, 1.6 KB at this size.
     """
+
+    __slots__ = _UVICORN_WS_STATE
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -254,10 +313,74 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
         super().connection_made(transport)
         self.transport = JoinedWrites(self.transport, self.loop)  # type: ignore[assignment]  # a Transport's write/close/is_closing
 
+    def schedule_ping(self) -> None:
+        """uvicorn's, on the process's shared timers (:mod:`notifier.gateway.timers`): the next keepalive
+        ping is due for the connection's whole life, and a loop timer each was 0.54 KiB of it."""
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)
+        self.ping_timer = timers().call_later(delay, self.send_keepalive_ping)  # type: ignore[assignment]  # cancel() is all uvicorn calls
+
+    async def receive(self) -> Any:
+        """uvicorn's, waiting on the mailbox in this frame rather than in its ``get`` below: every open
+        connection's listener waits here for its whole life, and that frame was 0.2 KiB of it."""
+        mailbox: Mailbox = self.queue  # type: ignore[assignment]  # set in __init__
+        while mailbox.empty():
+            future = mailbox.waiter()
+            try:
+                await future
+            finally:
+                mailbox.done(future)
+        message = mailbox.get_nowait()
+        if self.read_paused and mailbox.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
+
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.accept" and self.handshake_complete and self.request is not None:
             # Answered: uvicorn reads the handshake request and response only before this point. The
-            # request's headers are emptied too, since the websockets parser's frame still holds it.
+            # request's headers and path (with the token) are emptied too, since the websockets
+            # parser's frame still holds it.
             self.request.headers.clear()
+            self.request.path = ""
             self.request = self.response = None  # type: ignore[assignment]  # uvicorn types them as always set
+
+
+class _Pipeline(list[tuple[RequestResponseCycle, Any]]):
+    """uvicorn's queue of pipelined requests (a ``deque``, 0.7 KiB empty) as a list: it is nearly always empty."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: tuple[RequestResponseCycle, Any]) -> None:
+        self.insert(0, item)
+
+
+class LeanHttpProtocol(GuardedHttpProtocol):
+    """uvicorn's httptools protocol (with notifier's limits on the request head), minus what an open SSE
+    stream does not need.
+
+    An SSE response stays open for hours, and uvicorn keeps, per connection, a ``deque`` for pipelined
+    requests, an ``asyncio.Event`` (a ``deque`` inside) for "the transport may be written" and another
+    for "the request has more body or the client left": 0.7 KiB each, empty. This swaps them for a list
+    and :class:`Flag` (which holds a future only while someone waits), and keeps its state in slots (as
+    :class:`LeanWebSocketProtocol` does, and for the same reason: 34 attributes). It replaces uvicorn's
+    attributes ``pipeline``, ``flow._is_writable_event`` and ``cycle.message_event``, read against the
+    uvicorn range in pyproject.toml.
+    """
+
+    __slots__ = _UVICORN_HTTP_STATE
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pipeline = _Pipeline()  # type: ignore[assignment]  # uvicorn types it as a deque; the part it uses
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.flow._is_writable_event = Flag(True)  # type: ignore[assignment]  # likewise asyncio.Event
+
+    def on_headers_complete(self) -> None:
+        previous = self.cycle
+        super().on_headers_complete()
+        if self.cycle is not previous:  # a new request (not an upgrade, which makes no cycle)
+            self.cycle.message_event = Flag(False)  # type: ignore[assignment]  # likewise asyncio.Event

@@ -19,7 +19,7 @@ that does not answer within as long is closed (``notifier gateway`` sets uvicorn
 check the send deadline and the token's expiry.
 
 Like ``/v1/stream``, a bare ASGI handler reached before FastAPI (see ``notifier.gateway.sse``): each
-connection is two tasks, the pump (feed to client) and the listener (client frames).
+connection is two tasks, uvicorn's (feed to client, :func:`websocket_feed`) and the listener (client frames).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect
 
 from notifier.errors import (
     ClientGone,
@@ -94,20 +94,26 @@ ClientFrame = TypeAdapter(Annotated[Ping | Read | Resume, Field(discriminator="t
 
 
 class _Connection:
-    """One accepted WebSocket: a pump from the feed to the client and a loop over client frames."""
+    """One accepted WebSocket: a pump from the feed to the client and a loop over client frames.
 
-    __slots__ = ("feed", "lock", "max_bytes", "state", "ws")
+    Frames go through the ASGI ``receive`` and ``send`` themselves, not Starlette's ``WebSocket``: the
+    receive waits for the connection's whole life, and its wrapper's suspended frame was 0.2 KiB of
+    it; each send was one coroutine more.
+    """
 
-    def __init__(self, websocket: WebSocket, feed: Feed, state: GatewayState) -> None:
-        self.ws = websocket
+    __slots__ = ("feed", "lock", "max_bytes", "receive", "send_asgi", "state")
+
+    def __init__(self, feed: Feed, state: GatewayState, receive: Receive, send: Send) -> None:
         self.feed = feed
         self.state = state
+        self.receive = receive
+        self.send_asgi = send
         self.lock = asyncio.Lock()
         """Held while sending feed events, so a replay and live delivery never interleave."""
         self.max_bytes = state.settings.max_request_bytes
 
     async def send(self, frame: dict[str, Any]) -> None:
-        await self.feed.send(self.ws.send, {"type": "websocket.send", "text": orjson.dumps(frame).decode()})
+        await self.feed.send(self.send_asgi, {"type": "websocket.send", "text": orjson.dumps(frame).decode()})
 
     async def send_events(self, events: list[Event]) -> None:
         for event in events:
@@ -123,49 +129,34 @@ class _Connection:
         await self.send(frame)
 
     async def close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            await self.ws.close(code, reason[:120])
+        await _close(self.send_asgi, code, reason)
 
     async def replay(self, since: str) -> None:
         async with self.lock:
             async for batch in self.feed.replay(since):
                 await self.send_events(batch)
 
-    async def pump(self) -> None:
-        """Feed to client until the client leaves or the feed must end (uvicorn sends the pings)."""
+    async def listen(self) -> None:
+        """Client frames until the client disconnects (or floods us with bad frames); then the feed
+        hangs up, so the pump ends too."""
+        bad = 0
         try:
             while True:
-                item = await self.feed.next()
-                if item is None:
-                    continue
-                async with self.lock:
-                    async for batch in self.feed.process(item):
-                        await self.send_events(batch)
-        except ClientGone:
-            return
-        except (SlowConsumer, TokenExpired) as exc:
-            await self.close(_close_code(exc), str(exc))
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            await self.close(_close_code(StoreUnavailable()),
-                             "Redis is unreachable; reconnect and resume shortly")
-
-    async def listen(self) -> None:
-        """Client frames until the client disconnects (or floods us with bad frames)."""
-        bad = 0
-        while True:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
-            if size > self.max_bytes:
-                await self.close(CLOSE_TOO_BIG, f"frame larger than {self.max_bytes} bytes")
-                return
-            ok = await self.handle(text)
-            bad = 0 if ok else bad + 1
-            if bad >= MAX_BAD_FRAMES:
-                await self.close(CLOSE_POLICY, "too many invalid frames")
-                return
+                message = await self.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                text = message.get("text")
+                size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
+                if size > self.max_bytes:
+                    await self.close(CLOSE_TOO_BIG, f"frame larger than {self.max_bytes} bytes")
+                    return
+                ok = await self.handle(text)
+                bad = 0 if ok else bad + 1
+                if bad >= MAX_BAD_FRAMES:
+                    await self.close(CLOSE_POLICY, "too many invalid frames")
+                    return
+        finally:
+            self.feed.hang_up()
 
     async def handle(self, text: str | None) -> bool:
         """Answer one client frame; False if it was invalid (an error frame was sent)."""
@@ -210,38 +201,73 @@ class _Connection:
 
 
 async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, send: Send) -> None:
-    """The live feed over WebSocket (see the module docstring for frames and close codes)."""
-    websocket = WebSocket(scope, receive, send)
-    await websocket.accept()
-    opened = await _open(state, websocket)
+    """The live feed over WebSocket (see the module docstring for frames and close codes).
+
+    Feed to client here, client frames in a task (:meth:`_Connection.listen`), until either ends. The
+    pump is this coroutine's own loop, not one it calls: each suspended frame is held for the
+    connection's life. uvicorn sends the keepalive pings.
+    """
+    if (await receive())["type"] != "websocket.connect":
+        return  # gone before the handshake was answered
+    await send({"type": "websocket.accept"})
+    opened = await _open(state, scope, receive, send)
     if opened is None:
         return
     conn, resume = opened
+    listener: asyncio.Future[None] | None = None
+    outcomes: list[BaseException | None] = []
     try:
         if resume is not None:
             await conn.replay(resume)
-        await _serve(conn)
-    except (WebSocketDisconnect, OSError, TimeoutError) as exc:
-        log.debug("WebSocket client gone: %r", exc)
+        listener = asyncio.ensure_future(conn.listen())
+        while True:
+            item = await conn.feed.next()
+            if item is None:
+                continue
+            async with conn.lock:
+                async for batch in conn.feed.process(item):
+                    await conn.send_events(batch)
+    except ClientGone:
+        pass
+    except (SlowConsumer, TokenExpired) as exc:
+        await conn.close(_close_code(exc), str(exc))
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        await conn.close(_close_code(StoreUnavailable()), "Redis is unreachable; reconnect and resume shortly")
+    except Exception as exc:  # noqa: BLE001  kept and sorted below with the listener's outcome
+        outcomes.append(exc)
     finally:
+        if listener is not None:
+            listener.cancel()
+            outcomes += await asyncio.gather(listener, return_exceptions=True)
         conn.feed.close()
+    for outcome in outcomes:
+        gone = isinstance(outcome, (WebSocketDisconnect, OSError, TimeoutError, asyncio.CancelledError)) or (
+            isinstance(outcome, RuntimeError) and "disconnect" in str(outcome).lower())
+        if gone:
+            log.debug("WebSocket client gone: %r", outcome)
+        elif isinstance(outcome, BaseException):
+            log.error("WebSocket connection failed", exc_info=outcome)
 
 
-async def _open(state: GatewayState, websocket: WebSocket) -> tuple[_Connection, str | None] | None:
+async def _open(state: GatewayState, scope: Scope, receive: Receive,
+                send: Send) -> tuple[_Connection, str | None] | None:
     """Authenticate, subscribe and send ``connected``; None once the connection was closed with a reason.
 
     The request is read through a throwaway :class:`HTTPConnection`: the WebSocket that stays open
     for hours keeps no parsed headers or query string.
     """
-    request = HTTPConnection(websocket.scope)
+    request = HTTPConnection(scope)
     try:
         claims = live_claims(request)
     except InvalidToken as exc:
-        await websocket.close(_close_code(exc), str(exc)[:120])
+        await _close(send, _close_code(exc), str(exc))
         return None
     feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
     resume = request.query_params.get("last_event_id") or None
-    conn = _Connection(websocket, feed, state)
+    # Read: not held for the connection's life (a browser sends ~1 KB of headers; the query has the token).
+    scope["headers"].clear()
+    scope["query_string"] = b""
+    conn = _Connection(feed, state, receive, send)
     try:
         connected = await feed.open(resume)
         await conn.send({"type": "connected", **connected, "heartbeat": state.settings.heartbeat_seconds})
@@ -257,25 +283,10 @@ async def _open(state: GatewayState, websocket: WebSocket) -> tuple[_Connection,
     return None
 
 
-async def _serve(conn: _Connection) -> None:
-    """Pump here and listen in a task until either ends; the listener ending hangs up the feed."""
-    listener = asyncio.ensure_future(conn.listen())
-    listener.add_done_callback(lambda _: conn.feed.hang_up())
-    outcomes: list[BaseException | None] = []
-    try:
-        await conn.pump()
-    except Exception as exc:  # noqa: BLE001  kept and sorted below with the listener's outcome
-        outcomes.append(exc)
-    finally:
-        listener.cancel()
-        outcomes += await asyncio.gather(listener, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, (WebSocketDisconnect, OSError, TimeoutError, asyncio.CancelledError)):
-            continue
-        if isinstance(outcome, RuntimeError) and "disconnect" in str(outcome).lower():
-            continue
-        if isinstance(outcome, BaseException):
-            log.error("WebSocket connection failed", exc_info=outcome)
+async def _close(send: Send, code: int, reason: str) -> None:
+    """Close with ``code`` and ``reason`` (cut to what a Close frame holds); nothing if already closed or gone."""
+    with contextlib.suppress(RuntimeError, OSError):
+        await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
 
 
 def _close_code(exc: NotifierError) -> int:

@@ -11,7 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from notifier.gateway.tuning import GC_THRESHOLDS, Collector, Flag, Mailbox
+from notifier.gateway.tuning import (
+    GC_THRESHOLDS,
+    HTTP_PROTOCOL,
+    WS_PROTOCOL,
+    Collector,
+    Flag,
+    LeanHttpProtocol,
+    LeanWebSocketProtocol,
+    Mailbox,
+)
 
 
 class _Node:
@@ -100,6 +109,27 @@ def test_flag_holds_writers_while_cleared_and_releases_them_all_when_set() -> No
         flag.set()
         await asyncio.wait_for(asyncio.gather(*writers), 1)
         assert flag.is_set()
+
+    asyncio.run(scenario())
+
+
+async def _app(scope: object, receive: object, send: object) -> None:
+    """An ASGI app for the protocols to be built with (never called)."""
+
+
+def test_lean_protocols_keep_uvicorns_per_connection_state_in_slots() -> None:
+    """uvicorn sets 28-37 attributes per connection; past 30 CPython gives each instance a dict of its
+    own (1.6 KB). In slots they leave the instance dict empty: a uvicorn release that adds state
+    fails here, and its name goes into the slots."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    async def scenario() -> None:
+        config = Config(_app, http=HTTP_PROTOCOL, ws=WS_PROTOCOL, lifespan="off")
+        config.load()
+        for protocol_class in (LeanHttpProtocol, LeanWebSocketProtocol):
+            protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+            assert vars(protocol) == {}, f"{protocol_class.__name__} keeps {sorted(vars(protocol))} in its dict"
 
     asyncio.run(scenario())
 
