@@ -50,10 +50,10 @@ def one_run(run: int, gateway: Gateway, worker: Worker, rate: float, seconds: fl
     if len(received) != total:
         raise RuntimeError(f"sent {total}, the clients received {len(received)}")
     written = inbox_write_times(recipients)
-    timed = [r for r in received if r.sent_at is not None]
-    split = {"send -> inbox write": [(written[r.notification_id] - r.sent_at) * 1000 for r in timed],
-             "inbox write -> client": [(r.at - written[r.notification_id]) * 1000 for r in timed]}
-    return [(r.at - r.sent_at) * 1000 for r in timed], split, meter
+    timed = [(r, r.sent_at) for r in received if r.sent_at is not None]
+    split = {"send -> inbox write": [(written[r.notification_id] - sent) * 1000 for r, sent in timed],
+             "inbox write -> client": [(r.at - written[r.notification_id]) * 1000 for r, _ in timed]}
+    return [(r.at - sent) * 1000 for r, sent in timed], split, meter
 
 
 def main() -> None:
