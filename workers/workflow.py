@@ -8,6 +8,7 @@ schedule (never Celery ETAs) before the runs move on. Killed in between, the tas
 the lease finds the runs where they were and repeats the sends, which receipts and the inbox's
 idempotent appends turn into one; a timer that fires twice finds its run moved on.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -19,7 +19,7 @@ from notifier.state.preferences import PreferenceStore
 from notifier.workflows.runs import Runs
 from tests.peers.fcm import FcmPeer
 from tests.peers.smtp import SmtpPeer
-from tests.support.helpers import Worker, private_env, start_worker, uid, wait_for, wait_idle
+from tests.support.helpers import Worker, private_env, uid, wait_for, wait_idle
 
 WORKFLOWS = """\
 comment:
@@ -52,13 +52,6 @@ def flow_env(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpPeer, fcm: FcmP
     return {**private_env(), **smtp.env(), **fcm.env(credentials), "NOTIFIER_WORKFLOWS": str(folder / "workflows.yaml"),
             "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "5", "NOTIFIER_CLAIM_SECONDS": "3",
             "NOTIFIER_RATE_LIMITS": "realtime=1000/60,email=3/60,fcm=3/3,apns=1000/60,webpush=1000/60"}
-
-
-@pytest.fixture(scope="module")
-def flow_worker(flow_env: dict[str, str]) -> Iterator[Worker]:
-    w = start_worker(flow_env)
-    yield w
-    w.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import datetime as dt
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ from notifier.state.preferences import PreferenceStore
 from notifier.state.schedule import Schedule
 from notifier.workflows.runs import Runs
 from tests.peers.smtp import SmtpPeer
-from tests.support.helpers import Worker, private_env, start_worker, uid, wait_for, wait_idle
+from tests.support.helpers import Worker, private_env, uid, wait_for, wait_idle
 
 WORKFLOWS = """\
 wf-comment:
@@ -51,13 +50,6 @@ def flow_env(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpPeer) -> dict[s
     path = Path(tmp_path_factory.mktemp("workflows")) / "workflows.yaml"
     path.write_text(WORKFLOWS)
     return {**private_env(), **smtp.env(), "NOTIFIER_WORKFLOWS": str(path)}
-
-
-@pytest.fixture(scope="module")
-def flow_worker(flow_env: dict[str, str]) -> Iterator[Worker]:
-    w = start_worker(flow_env)
-    yield w
-    w.stop()
 
 
 @pytest.fixture(autouse=True)
