@@ -87,12 +87,17 @@ class Engine:
             steps = [(s, self._step(s)) for s in active]
             read = self._read_state([s for s, step in steps if _needs(step, "read")])
             prefs = self._prefs([s for s, step in steps if _needs(step, "prefs")])
-            allowed = self._throttles([s for s, step in steps if _kind(step) == "throttle"])
-            digests = self._digests([s for s, step in steps if _kind(step) == "digest"], now, progress)
+            skipped = {id(s) for s, step in steps if not self._holds(s, step, read, prefs)}
+            taken = [(s, step) for s, step in steps if id(s) not in skipped]
+            allowed = self._throttles([s for s, step in taken if _kind(step) == "throttle"])
+            digests = self._digests([s for s, step in taken if _kind(step) == "digest"], now, progress)
             moving = []
             for s, step in steps:
                 assert step is not None
-                outcome, detail = self._take(s, step, now, progress, read, prefs, allowed, digests)
+                if id(s) in skipped:
+                    outcome, detail = "skipped", f"if {step.condition} is false"
+                else:
+                    outcome, detail = self._take(s, step, now, progress, allowed, digests)
                 s.log[s.step] = {"outcome": outcome, "detail": detail, "at": now}
                 progress.outcomes[(s.run.workflow, step.kind, outcome)] += 1
                 if s.over:
@@ -115,15 +120,21 @@ class Engine:
         steps = self.workflows.for_type(s.run.workflow).steps
         return steps[s.step] if s.step < len(steps) and not s.over and s.until is None else None
 
-    def _take(self, s: _State, step: Step, now: float, progress: Progress, read: dict[tuple[str, str], bool],
-              prefs: dict[str, dict[str, Any]], allowed: dict[tuple[str, str], bool],
+    def _holds(self, s: _State, step: Step | None, read: dict[tuple[str, str], bool],
+               prefs: dict[str, dict[str, Any]]) -> bool:
+        """Whether the step's condition lets it run (checked on arrival: a digest's owner coming back
+        to close it is past its condition). Before any step acts, so a skipped run neither counts
+        against a throttle nor joins a digest."""
+        if step is None or step.condition is None or _waiting_at(s, "opened"):
+            return True
+        run = s.run
+        unread = not read.get((run.user_id, run.run_id), False)
+        return step.condition.holds(s.notification.get("data") or {}, prefs.get(run.user_id, {}), unread)
+
+    def _take(self, s: _State, step: Step, now: float, progress: Progress, allowed: dict[tuple[str, str], bool],
               digests: dict[tuple[str, str], tuple[str, str]]) -> tuple[str, str]:
         """What ``step`` does for this run now: ``(outcome, detail)`` for its log."""
         run = s.run
-        if step.condition is not None and not _waiting_at(s, "opened"):
-            unread = not read.get((run.user_id, run.run_id), False)
-            if not step.condition.holds(s.notification.get("data") or {}, prefs.get(run.user_id, {}), unread):
-                return "skipped", f"if {step.condition} is false"
         if step.kind == "channel":
             key = (id(s.notification), step.channel)
             n = progress.routed.get(key)

@@ -34,6 +34,11 @@ burst:
   steps:
     - digest: {window: 3s}
     - channel: email
+gated:
+  steps:
+    - digest: {window: 2s}
+      if: data.batch == true
+    - channel: email
 """
 
 
@@ -208,3 +213,21 @@ def test_a_daily_digest_window_closes_at_the_next_local_time() -> None:
     for bad in ({}, {"window": "1h", "at": "09:00"}, {"at": "9am"}, {"window": "forever"}):
         with pytest.raises(ValidationError):
             validate(Preferences, {"digests": {"comment": bad}})
+
+
+def test_a_digest_step_whose_condition_is_false_is_skipped_not_joined(flow_worker: Worker, smtp: SmtpPeer) -> None:
+    user = uid()
+    address = f"{user}@example.test"
+    PreferenceStore().set(user, {"email": address})
+    batched = [send_notification.delay(user, {"type": "gated", "title": f"batched {i}", "data": {"batch": True}}).id
+               for i in range(2)]
+    alone = send_notification.delay(user, {"type": "gated", "title": "alone", "data": {"batch": False}}).id
+    first = wait_for(lambda: smtp.to(address), message="the send that skips the digest, at once")
+    assert [m["Subject"] for m in first] == ["alone"]
+    wait_for(lambda: len(smtp.to(address)) == 2, timeout=15, message="the digest of the two")
+    wait_idle(flow_worker)
+    assert len(smtp.to(address)) == 2
+    run = Runs().get(user, alone)
+    assert run is not None and run.log[0]["outcome"] == "skipped"
+    outcomes = sorted(r.log[0]["outcome"] for i in batched if (r := Runs().get(user, i)))
+    assert outcomes == ["closed", "joined"]
