@@ -145,6 +145,7 @@ class Router:
             else:
                 fresh.append((user_id, n, payload))
         self._route(plan, fresh, now, unheld)
+        self._known([u for u, _ in plan.runs])
         return plan
 
     def plan_audience(self, notification: dict[str, Any], user_ids: Sequence[str],
@@ -168,6 +169,7 @@ class Router:
         if self._starts_run(n, now):
             plan.runs = [(u, payload) for u in users]
             plan.decisions[n.id][("*", "workflow")] += len(users)
+            self._known(users)
             return plan
         self._route(plan, [(u, n, payload) for u in users], now)
         return plan
@@ -224,7 +226,12 @@ class Router:
             if limited and inbox is not None and inbox not in channels and p.channel_enabled(inbox):
                 plan.note(n.id, inbox, "inbox_only")
                 plan.now[inbox].add(user_id, payload, INBOX_ONLY)
-        self.r.sadd(self.keys.users(), *{u for u, _, _ in sends})
+        self._known([u for u, _, _ in sends])
+
+    def _known(self, user_ids: Sequence[str]) -> None:
+        """Add to the known users (``broadcast`` with no list), those of workflow runs too."""
+        if user_ids:
+            self.r.sadd(self.keys.users(), *set(user_ids))
 
     def _unreachable(self, channel: str, prefs: Preferences, platforms: set[str]) -> str | None:
         """Why ``channel`` has nowhere to send to this user (a :data:`SKIPPED` decision), or None."""

@@ -254,3 +254,13 @@ def test_step_tasks_read_well_and_their_dead_letters_name_the_run(flow_worker: W
     letter = wait_for(lambda: [e for e in map(readable, DeadLetters().list(1000)) if user in e["users"]],
                       message="the malformed step task's dead letter")[0]
     assert letter["notification_ids"] == ["run-1"] and "refs must be" in letter["error"]
+
+
+def test_a_user_whose_only_send_waits_in_a_run_is_known_to_broadcasts(flow_worker: Worker) -> None:
+    from notifier.redis import store
+
+    user = uid()
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).isoformat()
+    sent = send_notification.delay(user, note("plain", channels=["realtime"], send_at=at))
+    wait_for(lambda: (r := Runs().get(user, sent.id)) and r.status == "waiting", message="the waiting run")
+    assert store.get_redis().sismember(store.get_keys().users(), user)
