@@ -91,6 +91,8 @@ def dev(host: str, port: int, flower_port: int, concurrency: int, gateway: bool,
     except KeyboardInterrupt:
         click.echo("stopping")
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a second Ctrl-C must not cut the stop short:
+            signal.signal(signum, signal.SIG_IGN)      # it is bounded (stack.stop's timeout, then SIGKILL)
         stack.stop()
         if own_secret:
             remove_secret(secret)

@@ -197,3 +197,25 @@ def test_sigterm_stops_the_stack_and_every_child(tmp_path: Path) -> None:
     finally:
         if dev.proc.poll() is None:
             dev.proc.kill()
+
+
+def test_a_second_ctrl_c_while_stopping_still_stops_every_child(tmp_path: Path) -> None:
+    """Impatient users press Ctrl-C again; the stop it interrupts must still stop Redis and the rest."""
+    redis_port = free_port()
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    dev = Dev(dev_env(tmp_path, NOTIFIER_REDIS_URL=url, NOTIFIER_BROKER_URL=url), "--no-gateway", "--no-flower")
+    try:
+        dev.wait_ready()
+        children = psutil.Process(dev.proc.pid).children(recursive=True)
+        assert any("redis" in " ".join(c.cmdline()) for c in children), "the embedded Redis is a child"
+        dev.proc.send_signal(signal.SIGINT)
+        wait_for(lambda: any(line.startswith("stopping") for line in dev.lines), message="stopping")
+        for _ in range(3):
+            dev.proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        dev.proc.wait(40)
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert [c for c in alive if c.status() != psutil.STATUS_ZOMBIE] == [], "children outlived the stack"
+    finally:
+        if dev.proc.poll() is None:
+            dev.proc.kill()
