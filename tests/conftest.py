@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from tests.peers.fcm import FcmPeer
 from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, base_env, release_db, reload_settings, start_worker
 
@@ -25,6 +26,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def smtp() -> Iterator[SmtpPeer]:
     peer = SmtpPeer().start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(scope="module")
+def fcm() -> Iterator[FcmPeer]:
+    """The FCM peer (``tests/peers/fcm.py``), one per module that sends pushes."""
+    peer = FcmPeer().start()
     yield peer
     peer.stop()
 

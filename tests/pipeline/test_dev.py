@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -182,16 +182,16 @@ def test_a_second_start_sends_no_second_welcome(tmp_path: Path) -> None:
     assert [item["type"] for item in items] == ["welcome"]
 
 
-def test_sigterm_stops_the_stack_and_every_child(tmp_path: Path) -> None:
-    """``kill``, ``docker stop`` and systemd send SIGTERM: the stack must not leave its children behind."""
-    redis_port = free_port()
-    url = f"redis://127.0.0.1:{redis_port}/0"
+def _stopped_with_every_child(tmp_path: Path, stop: Callable[[Dev], object]) -> None:
+    """Start a stack on the embedded Redis (no gateway, no Flower), ``stop`` it, and check that no
+    child (Redis, the worker and its pool) outlives it."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
     dev = Dev(dev_env(tmp_path, NOTIFIER_REDIS_URL=url, NOTIFIER_BROKER_URL=url), "--no-gateway", "--no-flower")
     try:
         dev.wait_ready()
         children = psutil.Process(dev.proc.pid).children(recursive=True)
-        assert children, "redis and the worker run as children"
-        assert dev.stop(signal.SIGTERM) == 0
+        assert any("redis" in " ".join(c.cmdline()) for c in children), "the embedded Redis is a child"
+        stop(dev)
         gone, alive = psutil.wait_procs(children, timeout=15)
         assert [c for c in alive if c.status() != psutil.STATUS_ZOMBIE] == [], "children outlived the stack"
     finally:
@@ -199,23 +199,22 @@ def test_sigterm_stops_the_stack_and_every_child(tmp_path: Path) -> None:
             dev.proc.kill()
 
 
+def test_sigterm_stops_the_stack_and_every_child(tmp_path: Path) -> None:
+    """``kill``, ``docker stop`` and systemd send SIGTERM: the stack must not leave its children behind."""
+    def sigterm(dev: Dev) -> None:
+        assert dev.stop(signal.SIGTERM) == 0
+
+    _stopped_with_every_child(tmp_path, sigterm)
+
+
 def test_a_second_ctrl_c_while_stopping_still_stops_every_child(tmp_path: Path) -> None:
     """Impatient users press Ctrl-C again; the stop it interrupts must still stop Redis and the rest."""
-    redis_port = free_port()
-    url = f"redis://127.0.0.1:{redis_port}/0"
-    dev = Dev(dev_env(tmp_path, NOTIFIER_REDIS_URL=url, NOTIFIER_BROKER_URL=url), "--no-gateway", "--no-flower")
-    try:
-        dev.wait_ready()
-        children = psutil.Process(dev.proc.pid).children(recursive=True)
-        assert any("redis" in " ".join(c.cmdline()) for c in children), "the embedded Redis is a child"
+    def impatient(dev: Dev) -> None:
         dev.proc.send_signal(signal.SIGINT)
         wait_for(lambda: any(line.startswith("stopping") for line in dev.lines), message="stopping")
         for _ in range(3):
             dev.proc.send_signal(signal.SIGINT)
             time.sleep(0.05)
         dev.proc.wait(40)
-        gone, alive = psutil.wait_procs(children, timeout=15)
-        assert [c for c in alive if c.status() != psutil.STATUS_ZOMBIE] == [], "children outlived the stack"
-    finally:
-        if dev.proc.poll() is None:
-            dev.proc.kill()
+
+    _stopped_with_every_child(tmp_path, impatient)

@@ -27,13 +27,6 @@ from tests.support.helpers import Worker, uid, wait_for
 
 
 @pytest.fixture(scope="module")
-def fcm() -> Iterator[FcmPeer]:
-    peer = FcmPeer().start()
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture(scope="module")
 def credentials(fcm: FcmPeer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fcm.service_account(tmp_path_factory.mktemp("fcm") / "service-account.json")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,6 @@ gated:
       if: data.batch == true
     - channel: email
 """
-
-
-@pytest.fixture(scope="module")
-def fcm() -> Iterator[FcmPeer]:
-    peer = FcmPeer().start()
-    yield peer
-    peer.stop()
 
 
 @pytest.fixture(scope="module")
