@@ -192,7 +192,7 @@ class Router:
                 plan.note(n.id, "*", "expired")
                 continue
             wanted = n.channels or self.settings.channels
-            channels = [c for c in wanted if p.channel_enabled(c)]
+            channels = [c for c in wanted if p.channel_enabled(c, n.type)]
             for channel in set(wanted) - set(channels):
                 plan.note(n.id, channel, "channel_disabled")
             for channel in list(channels):
