@@ -159,12 +159,9 @@ class APNsChannel(PushChannel):
             message["url"] = n.action_url
         if n.data:
             message["data"] = n.data
-
-        def size(title: str, body: str) -> int:
-            aps["alert"] = {"title": title, **({"body": body} if body else {})}
-            return json_size(message)
-
-        size(*fit_title_body(n.title, n.body, MAX_PAYLOAD, size))
+        title, body = fit_title_body(n.title, n.body, MAX_PAYLOAD,
+                                     lambda t, b: json_size({**message, "aps": {**aps, "alert": _alert(t, b)}}))
+        aps["alert"] = _alert(title, body)
         return ApnsPayload(message=message, push_type=PushType.ALERT,
                            priority=5 if n.priority == "normal" else 10,
                            collapse_id=short_key(n.collapse_key, 64) if n.collapse_key else None,
@@ -381,3 +378,7 @@ def _answer_error(status: str, reason: str, retry_after: float | None) -> Delive
     if reason == "PayloadTooLarge" or status == "413":
         return PermanentError(f"{what}: the payload is over Apple's {MAX_PAYLOAD}-byte limit")
     return PermanentError(f"{what}: the push was rejected")
+
+
+def _alert(title: str, body: str) -> dict[str, str]:
+    return {"title": title, **({"body": body} if body else {})}

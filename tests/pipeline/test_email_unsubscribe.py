@@ -5,6 +5,7 @@ type's email off, and the next send of that type is not emailed."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from email.message import EmailMessage
 
 import httpx
 
@@ -17,7 +18,7 @@ from tests.support.helpers import Worker, own_broker_env, uid, wait_for
 from tests.support.processes import free_port
 
 
-def emails(smtp: SmtpPeer, notification_id: str) -> list:  # type: ignore[type-arg]
+def emails(smtp: SmtpPeer, notification_id: str) -> list[EmailMessage]:
     return [m for m in smtp.messages if m["X-Notification-Id"] == notification_id]
 
 

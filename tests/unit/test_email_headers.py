@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 
 import pytest
@@ -19,7 +20,8 @@ from notifier.models import Notification, Preferences, validate
 
 PUBLIC = {"NOTIFIER_PUBLIC_URL": "https://notify.example.com/base/",
           "NOTIFIER_SMTP_FROM": "Alerts <alerts@example.com>",
-          "NOTIFIER_SMTP_FROM_BY_TYPE": 'comment="Comments, Team" <comments@mail.example.com>,billing=bills@pay.example'}
+          "NOTIFIER_SMTP_FROM_BY_TYPE": 'comment="Comments, Team" <comments@mail.example.com>,'
+                                        'billing=bills@pay.example'}
 
 
 def email_for(ntype: str = "comment", name: str | None = None, title: str = "New comment") -> bytes:
@@ -27,7 +29,7 @@ def email_for(ntype: str = "comment", name: str | None = None, title: str = "New
     return Email().build_payload(Delivery("user-1", n, "ada@example.com"), name).as_bytes()
 
 
-def parsed(raw: bytes):  # type: ignore[no-untyped-def]
+def parsed(raw: bytes) -> EmailMessage:
     return message_from_bytes(raw, policy=policy.default)
 
 
@@ -83,7 +85,7 @@ def test_unsubscribe_and_login_tokens_are_never_taken_for_each_other() -> None:
         tokens.verify(link)
     with pytest.raises(InvalidLink, match="another purpose"):
         tokens.verify_unsubscribe(tokens.issue("user-1", 600))
-    head, payload, signature = link.split(".")
+    head, _, signature = link.split(".")
     other = tokens.issue_unsubscribe("user-2", "comment").split(".")[1]
     for bad in [f"{head}.{other}.{signature}", link[:-2] + ("AA" if link[-2:] != "AA" else "BB"), "x.y", "",
                 tokens.issue_unsubscribe("user-1", "comment", key=b"k" * 40)]:
