@@ -223,7 +223,7 @@ class Router:
                 plan.note(n.id, channel, "queued")
                 plan.now[channel].add(user_id, payload)
             inbox = self.inbox
-            if limited and inbox is not None and inbox not in channels and p.channel_enabled(inbox):
+            if limited and inbox is not None and inbox not in channels and p.channel_enabled(inbox, n.type):
                 plan.note(n.id, inbox, "inbox_only")
                 plan.now[inbox].add(user_id, payload, INBOX_ONLY)
         self._known([u for u, _, _ in sends])
