@@ -61,11 +61,7 @@ def unsubscribe(token: str, request: Request, state: State) -> Response:
     Answers a page to a browser (``Accept: text/html``), JSON to anything else.
     """
     link = _link(token)
-    store = state.preferences
-    current = store.get(link.user_id).type_channels
-    if current.get(link.type, {}).get(link.channel, True):
-        store.update(link.user_id, type_channels={**current, link.type: {**current.get(link.type, {}),
-                                                                          link.channel: False}})
+    state.preferences.update(link.user_id, type_channels={link.type: {link.channel: False}})
     if "text/html" in request.headers.get("accept", ""):
         return _page("Unsubscribed", f"You will no longer receive {_what(link)}.",
                      "<p>You can turn them on again in the app's notification settings.</p>")
