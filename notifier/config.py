@@ -15,14 +15,18 @@ Values no operator needs to choose are constants where they are used, not settin
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from email.headerregistry import Address
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from notifier import mailboxes
 from notifier.errors import ConfigError
 from notifier.redis import urls
 
@@ -195,11 +199,35 @@ class EmailSettings(_Section):
     smtp_password: str = ""
     """SMTP password"""
     smtp_from: str = "notifier@localhost"
-    """sender address"""
+    """sender: `address` or `Display Name <address>`"""
+    smtp_from_by_type: str = Field("", json_schema_extra=_shown("none"))
+    """senders for some notification types, `TYPE=SENDER` items separated by commas
+    (`comment=Comments <comments@example.com>,billing=billing@example.com`; quote a display name that
+    holds a comma); other types use `NOTIFIER_SMTP_FROM`"""
     smtp_tls: Literal["none", "starttls", "ssl"] = "none"
     """`none`, `starttls` or `ssl`"""
     smtp_timeout_seconds: float = Field(10.0, gt=0)
     """how long one SMTP connection or command may take"""
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _check_from(cls, value: str) -> str:
+        mailboxes.mailbox(value, "sender")
+        return value
+
+    @field_validator("smtp_from_by_type")
+    @classmethod
+    def _check_from_by_type(cls, value: str) -> str:
+        mailboxes.senders_by_type(value)
+        return value
+
+    def sender(self, notification_type: str) -> Address:
+        """The ``From`` of an email about ``notification_type``."""
+        return self._senders.get(notification_type) or mailboxes.mailbox(self.smtp_from, "sender")
+
+    @functools.cached_property
+    def _senders(self) -> dict[str, Address]:
+        return mailboxes.senders_by_type(self.smtp_from_by_type)
 
 
 class PushSettings(_Section):
@@ -279,6 +307,26 @@ class GatewaySettings(_Section):
     max_pending_handshakes: int = Field(1000, ge=1)
     """connections per gateway process still sending their request head (not yet authenticated); a new
     one over that closes the one waiting longest (503)"""
+    public_url: str = Field("", json_schema_extra=_shown("none (emails carry no unsubscribe link)"))
+    """the gateway's address as users reach it, `https://notify.example.com` (a path prefix may follow);
+    emails link to `/v1/unsubscribe/...` there (`List-Unsubscribe`). `http://` only for a loopback
+    host (127.0.0.1, ::1, localhost: development)"""
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        return public_base(value)
+
+    @model_validator(mode="after")
+    def _check_link_key(self) -> GatewaySettings:
+        if self.public_url and not self.secret_key:
+            raise ValueError("NOTIFIER_PUBLIC_URL needs NOTIFIER_SECRET_KEY: the workers sign the emails' unsubscribe "
+                             "links with it and the gateway checks them, so both need the same key")
+        return self
+
+    def unsubscribe_url(self, token: str) -> str:
+        """The link an email's ``List-Unsubscribe`` names (``NOTIFIER_PUBLIC_URL`` must be set)."""
+        return f"{self.public_url}/v1/unsubscribe/{token}"
 
     @property
     def api_limit(self) -> tuple[int, int]:
@@ -368,6 +416,31 @@ def _shown_default(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return f"`{value}`"
+
+
+def public_base(url: str) -> str:
+    """``url`` without a trailing slash, if it is an https URL (or http on a loopback host); else
+    ``ValueError`` saying what is wrong."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an https URL like https://notify.example.com")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{url!r} must be a plain base URL: no query, fragment or user")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError(f"{url!r} must use https: mail providers and users open it from outside "
+                         "(http is allowed for a loopback host only, in development)")
+    return url.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _channel_names() -> tuple[str, ...]:

@@ -110,6 +110,16 @@ class TokenExpired(Unauthorized):
     advice = "reconnect with a fresh token; send the last event id to resume where you were"
 
 
+class InvalidLink(NotifierError):
+    """An email's unsubscribe link is damaged, was not signed with our key, or carries a token made
+    for something else (a login token)."""
+
+    status = 400
+    code = "invalid_link"
+    advice = ("this unsubscribe link is not valid: open the whole link from the email again, or turn "
+              "the emails off in the app's notification settings")
+
+
 class RateLimited(NotifierError):
     """The user made more API requests than ``NOTIFIER_API_RATE_LIMIT`` allows in its window."""
 

@@ -55,6 +55,8 @@ MAX_BODY = 4096
 MAX_DATA_BYTES = 4096
 """FCM's data payload limit; larger data would be refused by the push providers anyway."""
 MAX_TTL = 28 * 86400
+MAX_NAME = 100
+"""A display name longer than this is not a name (and would fold an email's ``To`` over many lines)."""
 _TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s{}]+\.[^@\s{}]+")
 """No braces in the domain: the address is part of a Redis key (a delivery receipt), and a domain like
@@ -267,11 +269,32 @@ class Preferences(BaseModel):
 
     channels: dict[ChannelName, bool] = Field(default_factory=dict)
     disabled_types: tuple[str, ...] = ()
+    type_channels: dict[str, dict[ChannelName, bool]] = Field(default_factory=dict)
+    """Per notification type, channels turned on or off for that type alone (``{"comment": {"email":
+    false}}``: the email unsubscribe link sets this); a channel off in ``channels`` stays off."""
     quiet_hours: QuietHours | None = None
     timezone: str = "UTC"
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
+    """The user's display name, shown with their address in an email's ``To``."""
+    _name = field_validator("name", mode="before")(refuse_control)
     email: str | None = None
     digests: dict[str, DigestWindow] = Field(default_factory=dict)
     """Per workflow (notification type), the user's own window for its digest steps."""
+
+    @field_validator("type_channels")
+    @classmethod
+    def _type_channels(cls, value: dict[str, dict[str, bool]]) -> dict[str, dict[str, bool]]:
+        for slug in value:
+            if not re.fullmatch(SLUG, slug):
+                raise ValueError(f"{slug!r} is not a notification type slug")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_trimmed(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("name cannot be only spaces: leave it out instead")
+        return value.strip() if value is not None else None
 
     @field_validator("digests")
     @classmethod
@@ -307,12 +330,19 @@ class Preferences(BaseModel):
             raise ValueError(f"{value!r} is not an email address")
         return value
 
-    def channel_enabled(self, channel: str) -> bool:
-        return self.channels.get(channel, True)
+    def channel_enabled(self, channel: str, type_: str | None = None) -> bool:
+        """Whether ``channel`` is on, for notifications of ``type_`` when given: both the channel and
+        the type's own switch for it (default on) must allow it."""
+        on = self.channels.get(channel, True)
+        return on and (type_ is None or self.type_channels.get(type_, {}).get(channel, True))
 
     def to_dict(self) -> dict[str, Any]:
-        out = self.model_dump(mode="json", exclude={"digests"})
-        if self.digests:  # left out when unset, as before digest windows existed
+        out = self.model_dump(mode="json", exclude={"digests", "type_channels", "name"})
+        if self.name is not None:  # these are left out when unset, as before they existed
+            out["name"] = self.name
+        if self.type_channels:
+            out["type_channels"] = self.type_channels
+        if self.digests:
             out["digests"] = {t: w.model_dump(exclude_none=True) for t, w in self.digests.items()}
         return out
 

@@ -6,6 +6,13 @@ A token is a standard HS256 JWT (``header.payload.signature``, base64url) signed
 here), ``iat`` and ``exp`` (Unix seconds). Only ``alg: HS256`` is accepted (never ``none``), the
 signature is compared in constant time, and an expired token is refused.
 
+Unsubscribe tokens (:func:`issue_unsubscribe`) are JWTs signed the same way for another audience,
+``"notifier-unsubscribe"``, with ``typ`` (the notification type) and ``ch`` (the channel) besides
+``sub``: one never passes for the other, so an email's link cannot log anyone in and a login token
+cannot unsubscribe. They carry no ``exp``: RFC 8058 links are followed months after the email was
+sent, and all they can do is turn one type's email off, once more. Changing ``NOTIFIER_SECRET_KEY``
+ends every one of them (and every login token).
+
 Without a secret key the gateway refuses to start, unless ``NOTIFIER_DEV_MODE`` is on: then it signs
 with a random key made for this process (tokens die with it, and ``notifier token`` cannot make them;
 ``notifier dev`` instead sets a key and shares it with ``notifier token``, see ``notifier.devstack``).
@@ -18,6 +25,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import threading
 import time
@@ -27,10 +35,11 @@ from typing import Any
 import orjson
 
 from notifier.config import get_settings
-from notifier.errors import ConfigError, InvalidToken, ValidationError
-from notifier.models import check_user_id
+from notifier.errors import ConfigError, InvalidLink, InvalidToken, ValidationError
+from notifier.models import SLUG, check_user_id
 
 AUDIENCE = "notifier"
+UNSUBSCRIBE_AUDIENCE = "notifier-unsubscribe"
 MIN_KEY_LENGTH = 32
 """Shorter HMAC keys are guessable offline from any token; 32 random characters are not."""
 MAX_TOKEN_LENGTH = 4096
@@ -47,6 +56,15 @@ class Claims:
     user_id: str
     expires_at: int
     issued_at: int
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """What an unsubscribe link stops: ``channel`` for notifications of ``type`` to ``user_id``."""
+
+    user_id: str
+    type: str
+    channel: str
 
 
 def signing_key(allow_dev: bool = True) -> bytes:
@@ -84,13 +102,44 @@ def issue(user_id: str, ttl: int | None = None, *, key: bytes | None = None,
     if not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
         raise ValidationError(f"token ttl must be between 1 and {MAX_TTL} seconds, not {ttl!r}")
     issued = int(time.time() if now is None else now)
-    payload = {"sub": user_id, "aud": AUDIENCE, "iat": issued, "exp": issued + ttl}
+    return _signed({"sub": user_id, "aud": AUDIENCE, "iat": issued, "exp": issued + ttl}, key or signing_key())
+
+
+def issue_unsubscribe(user_id: str, notification_type: str, channel: str = "email", *,
+                      key: bytes | None = None, now: float | None = None) -> str:
+    """A token for an unsubscribe link: ``channel`` off for ``notification_type`` (no expiry)."""
+    check_user_id(user_id)
+    if not re.fullmatch(SLUG, notification_type) or not re.fullmatch(SLUG, channel):
+        raise ValidationError(f"cannot sign an unsubscribe link for type {notification_type!r}, channel {channel!r}")
+    payload = {"sub": user_id, "aud": UNSUBSCRIBE_AUDIENCE, "typ": notification_type, "ch": channel,
+               "iat": int(time.time() if now is None else now)}
+    return _signed(payload, key or signing_key(allow_dev=False))
+
+
+def verify_unsubscribe(token: str, *, key: bytes | None = None) -> Unsubscribe:
+    """What a valid unsubscribe token stops, or :class:`InvalidLink` saying what is wrong with it."""
+    try:
+        claims = _checked(token, key or signing_key(allow_dev=False))
+    except InvalidToken as exc:
+        raise InvalidLink(f"this unsubscribe link is not valid ({exc})") from None
+    if claims.get("aud") != UNSUBSCRIBE_AUDIENCE:
+        raise InvalidLink("this is not an unsubscribe link (the token is for another purpose)")
+    user_id, kind, channel = claims.get("sub"), claims.get("typ"), claims.get("ch")
+    if not isinstance(kind, str) or not re.fullmatch(SLUG, kind) or not isinstance(channel, str):
+        raise InvalidLink("this unsubscribe link names no notification type or channel")
+    try:
+        return Unsubscribe(check_user_id(user_id), kind, channel)
+    except ValidationError:
+        raise InvalidLink("this unsubscribe link names no valid user") from None
+
+
+def _signed(payload: dict[str, Any], key: bytes) -> str:
     signing_input = _b64(orjson.dumps(_HEADER)) + "." + _b64(orjson.dumps(payload))
-    return signing_input + "." + _b64(_sign(signing_input, key or signing_key()))
+    return signing_input + "." + _b64(_sign(signing_input, key))
 
 
-def verify(token: str, *, key: bytes | None = None, now: float | None = None) -> Claims:
-    """The claims of a valid token, or :class:`InvalidToken` saying what is wrong with it."""
+def _checked(token: str, key: bytes) -> dict[str, Any]:
+    """The claims of a well-formed token with a good HS256 signature (purpose not yet checked)."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("missing or oversized token")
     parts = token.split(".")
@@ -99,10 +148,17 @@ def verify(token: str, *, key: bytes | None = None, now: float | None = None) ->
     header = _json_part(parts[0], "header")
     if header.get("alg") != "HS256":
         raise InvalidToken("unsupported token algorithm: only HS256 is accepted")
-    expected = _sign(parts[0] + "." + parts[1], key or signing_key())
+    expected = _sign(parts[0] + "." + parts[1], key)
     if not hmac.compare_digest(expected, _unb64(parts[2], "signature")):
         raise InvalidToken("bad token signature")
-    claims = _json_part(parts[1], "payload")
+    return _json_part(parts[1], "payload")
+
+
+def verify(token: str, *, key: bytes | None = None, now: float | None = None) -> Claims:
+    """The claims of a valid token, or :class:`InvalidToken` saying what is wrong with it."""
+    claims = _checked(token, key or signing_key())
+    if claims.get("aud") == UNSUBSCRIBE_AUDIENCE:
+        raise InvalidToken("this is an unsubscribe link's token, not a user token")
     current = time.time() if now is None else now
     exp, iat = claims.get("exp"), claims.get("iat", 0)
     if not isinstance(exp, int) or not isinstance(iat, int):

@@ -54,6 +54,7 @@ from notifier.models import utcnow
 from notifier.per_process import PerProcess
 from notifier.state.devices import Device
 from notifier.state.inbox import Inbox
+from notifier.textlimits import fit_title_body
 
 log = logging.getLogger("notifier.channels.apns")
 
@@ -140,12 +141,12 @@ class APNsChannel(PushChannel):
     # Mapping ------------------------------------------------------------------------------------
     def build_payload(self, delivery: Delivery, badge: int | None = None,
                       now: dt.datetime | None = None) -> ApnsPayload:
-        """The ``aps`` dictionary and headers; ``badge`` is the user's unread count. The size is
-        checked by :meth:`check_payload` (without the badge's few bytes: Apple's ``PayloadTooLarge``
-        answer, a ``PermanentError`` too, covers the rest)."""
+        """The ``aps`` dictionary and headers; ``badge`` is the user's unread count. A title and body
+        too long for :data:`MAX_PAYLOAD` are cut on a grapheme boundary (body first, the badge
+        counted); data too big is left to :meth:`check_payload` (without the badge's few bytes:
+        Apple's ``PayloadTooLarge`` answer, a ``PermanentError`` too, covers the rest)."""
         n = delivery.notification
-        alert = {"title": n.title, **({"body": n.body} if n.body else {})}
-        aps: dict[str, Any] = {"alert": alert, "sound": "default", "thread-id": n.type}
+        aps: dict[str, Any] = {"alert": {}, "sound": "default", "thread-id": n.type}
         if badge is not None:
             aps["badge"] = badge
         if n.priority == "critical":
@@ -158,6 +159,9 @@ class APNsChannel(PushChannel):
             message["url"] = n.action_url
         if n.data:
             message["data"] = n.data
+        title, body = fit_title_body(n.title, n.body, MAX_PAYLOAD,
+                                     lambda t, b: json_size({**message, "aps": {**aps, "alert": _alert(t, b)}}))
+        aps["alert"] = _alert(title, body)
         return ApnsPayload(message=message, push_type=PushType.ALERT,
                            priority=5 if n.priority == "normal" else 10,
                            collapse_id=short_key(n.collapse_key, 64) if n.collapse_key else None,
@@ -374,3 +378,7 @@ def _answer_error(status: str, reason: str, retry_after: float | None) -> Delive
     if reason == "PayloadTooLarge" or status == "413":
         return PermanentError(f"{what}: the payload is over Apple's {MAX_PAYLOAD}-byte limit")
     return PermanentError(f"{what}: the push was rejected")
+
+
+def _alert(title: str, body: str) -> dict[str, str]:
+    return {"title": title, **({"body": body} if body else {})}

@@ -1,13 +1,19 @@
 """Email over SMTP: one connection per batch, plain-text and HTML bodies from templates.
 
-The recipient is the address in the user's preferences (their contact record); users without one are
-skipped. SMTP answers map onto the error tree: 4xx and dropped connections retry, 5xx and refused
-logins are permanent.
+The recipient is the address in the user's preferences (their contact record), with their display
+name (``Preferences.name``) in ``To``; users without an address are skipped. The sender is
+``NOTIFIER_SMTP_FROM``, or the type's own from ``NOTIFIER_SMTP_FROM_BY_TYPE``. With
+``NOTIFIER_PUBLIC_URL`` set, each email carries ``List-Unsubscribe`` (a signed https link to the
+gateway's ``/v1/unsubscribe/...``, see ``notifier/gateway/unsubscribe.py``) and
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058), so mail clients offer a one-click
+unsubscribe that turns this type's email off. SMTP answers map onto the error tree: 4xx and dropped
+connections retry, 5xx and refused logins are permanent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import hashlib
 import html
 import smtplib
@@ -18,6 +24,7 @@ from email.utils import formatdate
 from importlib import resources
 from string import Template
 
+from notifier import tokens
 from notifier.channels.base import (
     ALL_TARGETS,
     Channel,
@@ -28,7 +35,12 @@ from notifier.channels.base import (
 )
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, PermanentError, RetryableError
+from notifier.mailboxes import recipient
 from notifier.state.preferences import PreferenceStore
+
+POLICY = email.policy.SMTP.clone(max_line_length=998)
+"""CRLF line ends as SMTP wants; headers folded only past RFC 5322's hard limit, so the long
+unsubscribe URL stays one unbroken ``<...>`` (folding inside it would break the link)."""
 
 
 def _template(name: str) -> Template:
@@ -55,15 +67,22 @@ class Email(Channel):
                 expanded.append(Delivery(d.user_id, d.notification, target))
         return expanded
 
-    def build_payload(self, delivery: Delivery) -> EmailMessage:
+    def build_payload(self, delivery: Delivery, name: str | None = None) -> EmailMessage:
+        """The email for ``delivery``; ``name`` is the user's display name for ``To``."""
         n = delivery.notification
-        msg = EmailMessage()
+        sender = self.settings.sender(n.type)
+        msg = EmailMessage(policy=POLICY)
         msg["Subject"] = " ".join(n.title.split())  # a header is one line; a title may hold line breaks
-        msg["From"] = self.settings.smtp_from
-        msg["To"] = delivery.target
+        msg["From"] = sender
+        msg["To"] = recipient(delivery.target, name)
         msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = message_id(n.id, delivery.target, self.settings.smtp_from)
+        msg["Message-ID"] = message_id(n.id, delivery.target, sender.domain)
         msg["X-Notification-Id"] = n.id
+        if self.settings.public_url:
+            link = self.settings.unsubscribe_url(tokens.issue_unsubscribe(
+                delivery.user_id, n.type, self.name, now=n.timestamp.timestamp()))
+            msg["List-Unsubscribe"] = f"<{link}>"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         text_action = f"\n{n.action_url}\n" if n.action_url else ""
         html_action = (f'<p><a href="{html.escape(n.action_url)}">Open</a></p>' if n.action_url else "")
         msg.set_content(self.text.safe_substitute(title=n.title, body=n.body, action=text_action))
@@ -79,9 +98,11 @@ class Email(Channel):
         except DeliveryError as exc:
             return [Outcome(d, exc) for d in deliveries]
         outcomes = []
+        users = sorted({d.user_id for d in deliveries})
+        names = {u: p.name for u, p in zip(users, PreferenceStore().get_many(users), strict=True)}
         try:
             for d in deliveries:
-                outcomes.append(reported(Outcome(d, self._send_one(smtp, d)), on_outcome))
+                outcomes.append(reported(Outcome(d, self._send_one(smtp, d, names.get(d.user_id))), on_outcome))
         finally:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()
@@ -111,9 +132,9 @@ class Email(Channel):
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise RetryableError(f"SMTP server {s.smtp_host}:{s.smtp_port} unavailable: {exc}") from None
 
-    def _send_one(self, smtp: smtplib.SMTP, delivery: Delivery) -> DeliveryError | None:
+    def _send_one(self, smtp: smtplib.SMTP, delivery: Delivery, name: str | None) -> DeliveryError | None:
         try:
-            smtp.send_message(self.build_payload(delivery))
+            smtp.send_message(self.build_payload(delivery, name), to_addrs=[delivery.target])
             return None
         except smtplib.SMTPRecipientsRefused as exc:
             code, reason = next(iter(exc.recipients.values()))
@@ -124,16 +145,16 @@ class Email(Channel):
             return RetryableError(f"SMTP connection lost: {exc}")
 
 
-def message_id(notification_id: str, address: str, sender: str) -> str:
+def message_id(notification_id: str, address: str, domain: str) -> str:
     """The same Message-ID for every copy of one notification to one address.
 
     A worker killed after the SMTP server took a message but before its receipt was written sends it
     again (SMTP cannot be asked whether it arrived); with the same Message-ID, mail stores and clients
-    treat the second copy as the message they already have.
+    treat the second copy as the message they already have. (So not ``email.utils.make_msgid``,
+    which is random; the domain is the sender's, as it suggests.)
     """
     digest = hashlib.sha256(address.encode()).hexdigest()[:16]
-    domain = sender.rpartition("@")[2] or "notifier.invalid"
-    return f"<{notification_id}.{digest}@{domain}>"
+    return f"<{notification_id}.{digest}@{domain or 'notifier.invalid'}>"
 
 
 def _by_code(code: int, message: str) -> DeliveryError:

@@ -38,6 +38,7 @@ from notifier.errors import DeliveryError, InvalidTarget, PermanentError, Retrya
 from notifier.models import utcnow
 from notifier.per_process import PerProcess
 from notifier.state.devices import Device
+from notifier.textlimits import fit_title_body
 
 log = logging.getLogger("notifier.channels.fcm")
 
@@ -82,9 +83,9 @@ class FCMChannel(PushChannel):
         options. ``data`` is the notification's data with non-strings as JSON (FCM takes strings
         only), plus ``notification_id``, ``notification_type`` and ``action_url``, which win over
         data keys of the same name. Raises ``PermanentError`` for a reserved data key (FCM would
-        refuse it); the size is checked by :meth:`check_payload`."""
+        refuse it). A title and body too long for :data:`MAX_PAYLOAD` are cut on a grapheme
+        boundary (body first); data too big is left to :meth:`check_payload` to refuse."""
         n = delivery.notification
-        notification = {"title": n.title, **({"body": n.body} if n.body else {})}
         data = {key: value if isinstance(value, str) else orjson.dumps(value).decode()
                 for key, value in n.data.items()}
         for key in data:
@@ -93,6 +94,9 @@ class FCMChannel(PushChannel):
         data.update({"notification_id": n.id, "notification_type": n.type})
         if n.action_url:
             data["action_url"] = n.action_url
+        title, body = fit_title_body(n.title, n.body, MAX_PAYLOAD,
+                                     lambda t, b: json_size({"notification": _alert(t, b), "data": data}))
+        notification = _alert(title, body)
         ttl = remaining_ttl(n, now)
         urgent = n.priority != "normal"
         android: dict[str, Any] = {
@@ -106,7 +110,7 @@ class FCMChannel(PushChannel):
         }
         webpush: dict[str, Any] = {
             "headers": {"TTL": str(ttl), "Urgency": "high" if urgent else "normal"},
-            "notification": {"title": n.title, "body": n.body, "tag": n.collapse_key or n.id},
+            "notification": {"title": title, "body": body, "tag": n.collapse_key or n.id},
         }
         if n.collapse_key:
             android["collapse_key"] = n.collapse_key
@@ -243,3 +247,7 @@ def _error_json(response: requests.Response) -> dict[str, Any]:
     if not found["token_field"]:
         found["token_field"] = "registration token" in found["message"].lower()
     return found
+
+
+def _alert(title: str, body: str) -> dict[str, str]:
+    return {"title": title, **({"body": body} if body else {})}

@@ -36,6 +36,7 @@ from notifier.errors import DeliveryError, InvalidTarget, PermanentError, Retrya
 from notifier.models import utcnow
 from notifier.per_process import PerProcess
 from notifier.state.devices import Device
+from notifier.textlimits import fit_title_body
 
 MAX_PLAINTEXT = 3993
 """Push services need only accept 4096-byte bodies; minus the aes128gcm header (86 bytes), padding
@@ -76,10 +77,16 @@ class WebPushChannel(PushChannel):
     # Mapping ------------------------------------------------------------------------------------
     def build_payload(self, delivery: Delivery, now: dt.datetime | None = None) -> WebPushPayload:
         """The notification JSON a service worker shows, with TTL, urgency and topic (collapse key).
-        Whether it fits in one push message is checked by :meth:`check_payload`."""
+        A title and body too long for one push message are cut on a grapheme boundary (body first);
+        whether the rest fits is checked by :meth:`check_payload`."""
         n = delivery.notification
-        body = {key: value for key, value in n.to_dict().items() if key != "channels"}
-        data = orjson.dumps(body)
+        shown = {key: value for key, value in n.to_dict().items() if key != "channels"}
+
+        def size(title: str, body: str) -> int:
+            return len(orjson.dumps({**shown, "title": title, "body": body}))
+
+        title, text = fit_title_body(n.title, n.body, MAX_PLAINTEXT, size)
+        data = orjson.dumps({**shown, "title": title, "body": text})
         return WebPushPayload(data=data, ttl=remaining_ttl(n, now),
                               urgency="normal" if n.priority == "normal" else "high",
                               topic=short_key(n.collapse_key, 32, url_safe=True) if n.collapse_key else None)

@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from notifier import tokens
 from notifier.config import get_settings
 from notifier.gateway import api as api_routes
-from notifier.gateway import errors, metrics, sse, ws
+from notifier.gateway import errors, metrics, sse, unsubscribe, ws
 from notifier.gateway.hub import Hub
 from notifier.gateway.hub.topology import topology
 from notifier.gateway.limits import BodySizeLimit
@@ -136,13 +136,15 @@ def create_app() -> Gateway:
             "User endpoints take a user token (`notifier token USER_ID`) as `Authorization: Bearer`; "
             "`/v1/stream` and `/v1/ws` also accept `?token=` because browsers cannot set headers "
             "there — such URLs reach logs and history, so keep those tokens short-lived. "
-            "`/v1/notify` takes the server API key instead. Errors share one shape: "
+            "`/v1/notify` takes the server API key instead; `/v1/unsubscribe/{token}` (the emails' "
+            "`List-Unsubscribe` link) takes nothing but its signed token. Errors share one shape: "
             "`{\"error\": code, \"message\": sentence}`. The WebSocket `/v1/ws` (not shown: OpenAPI "
             "cannot describe it) carries the same feed as JSON frames; see `notifier/gateway/ws.py`."),
         lifespan=lifespan,
     )
     errors.install(api)
     api.include_router(api_routes.router)
+    api.include_router(unsubscribe.router)
     api.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"],
                       summary="Redis reachable: 200, else 503")
     api.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["operations"],

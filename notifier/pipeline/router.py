@@ -192,7 +192,7 @@ class Router:
                 plan.note(n.id, "*", "expired")
                 continue
             wanted = n.channels or self.settings.channels
-            channels = [c for c in wanted if p.channel_enabled(c)]
+            channels = [c for c in wanted if p.channel_enabled(c, n.type)]
             for channel in set(wanted) - set(channels):
                 plan.note(n.id, channel, "channel_disabled")
             for channel in list(channels):
@@ -223,7 +223,7 @@ class Router:
                 plan.note(n.id, channel, "queued")
                 plan.now[channel].add(user_id, payload)
             inbox = self.inbox
-            if limited and inbox is not None and inbox not in channels and p.channel_enabled(inbox):
+            if limited and inbox is not None and inbox not in channels and p.channel_enabled(inbox, n.type):
                 plan.note(n.id, inbox, "inbox_only")
                 plan.now[inbox].add(user_id, payload, INBOX_ONLY)
         self._known([u for u, _, _ in sends])

@@ -57,11 +57,30 @@ class PreferenceStore:
         return prefs
 
     def update(self, user_id: str, **changes: Any) -> Preferences:
-        """Merge ``changes`` into the current preferences (``channels`` merges per channel)."""
-        current = self.get(user_id).to_dict()
-        if isinstance(changes.get("channels"), dict):
-            changes["channels"] = {**current["channels"], **changes["channels"]}
-        return self.set(user_id, {**current, **changes})
+        """Merge ``changes`` into the current preferences (``channels`` and ``type_channels`` merge per
+        channel), atomically: a write landing between the read and this one (an unsubscribe link, the
+        CLI) makes it read again, never lose that write (``WATCH``; the user's one key, so a cluster
+        takes it too)."""
+        key = self.keys.preferences(check_user_id(user_id))
+        result: list[Preferences] = []
+
+        def merge(pipe: Any) -> None:
+            current = parse(pipe.get(key)).to_dict()
+            merged = {**current, **changes}
+            if isinstance(changes.get("channels"), dict):
+                merged["channels"] = {**current["channels"], **changes["channels"]}
+            if isinstance(changes.get("type_channels"), dict):
+                before = current.get("type_channels", {})
+                merged["type_channels"] = {**before, **{t: {**before.get(t, {}), **c}
+                                                        for t, c in changes["type_channels"].items()}}
+            prefs = validate(Preferences, merged)
+            pipe.multi()
+            pipe.set(key, orjson.dumps(prefs.to_dict()))
+            result[:] = [prefs]
+
+        self.r.transaction(merge, key)
+        self.r.sadd(self.keys.users(), user_id)  # another slot on a cluster: outside the transaction
+        return result[0]
 
 
 def parse(raw: str | bytes | None) -> Preferences:

@@ -189,6 +189,9 @@ def test_preferences_panel_saves_and_shows_errors(stack: Gateway, browser: objec
     user = uid("browser")
     context = browser.new_context()  # type: ignore[attr-defined]
     page = context.new_page()
+    from notifier.state.preferences import PreferenceStore
+
+    PreferenceStore().set(user, {"name": "Ada", "type_channels": {"comment": {"email": False}}})
     try:
         page.goto(f"{stack.url}/?token={token(user)}")
         expect(page.locator("#channels input")).to_have_count(5)
@@ -199,10 +202,10 @@ def test_preferences_panel_saves_and_shows_errors(stack: Gateway, browser: objec
         page.fill("#timezone", "Europe/Berlin")
         page.get_by_role("button", name="Save").click()
         expect(page.locator("#prefs-status")).to_have_text("Saved.")
-        from notifier.state.preferences import PreferenceStore
-
         saved = PreferenceStore().get(user)
         assert saved.channels["email"] is False and saved.disabled_types == ("digest", "marketing")
+        assert saved.name == "Ada" and saved.type_channels == {"comment": {"email": False}}, \
+            "fields the panel does not show (an unsubscribe, the name) survive a save"
         assert saved.quiet_hours is not None and saved.quiet_hours.start == "22:00"
         page.fill("#timezone", "Mars/Olympus")
         page.get_by_role("button", name="Save").click()

@@ -10,8 +10,10 @@ import orjson
 import pytest
 from aioapns.common import PushType
 
+from notifier.channels.apns import MAX_PAYLOAD as MAX_APNS
 from notifier.channels.apns import APNsChannel, _answer_error
 from notifier.channels.base import Delivery, Outcome
+from notifier.channels.fcm import MAX_PAYLOAD as MAX_FCM
 from notifier.channels.fcm import FCMChannel
 from notifier.channels.push import DEFAULT_TTL, parse_retry_after, remaining_ttl, send_each, short_key
 from notifier.channels.webpush import MAX_PLAINTEXT, WebPushChannel
@@ -59,7 +61,7 @@ def test_fcm_normal_priority_and_defaults() -> None:
 
 
 def test_fcm_refuses_oversized_payload_and_reserved_keys() -> None:
-    big = delivery(body="x" * 4000, data={"blob": "y" * 200})
+    big = delivery(data={"blob": "y" * 4060})  # too big even with the title and body cut to nothing
     with pytest.raises(PermanentError, match=r"fcm payload is \d+ bytes; the limit is 4096"):
         FCMChannel(get_settings()).check_payload(big)
     with pytest.raises(PermanentError, match="'from' is reserved"):
@@ -92,7 +94,7 @@ def test_apns_critical_and_normal() -> None:
 
 def test_apns_refuses_oversized_payload() -> None:
     with pytest.raises(PermanentError, match=r"apns payload is \d+ bytes; the limit is 4096"):
-        APNsChannel(get_settings()).check_payload(delivery(body="é" * 2100))
+        APNsChannel(get_settings()).check_payload(delivery(data={"blob": "y" * 4060}))
 
 
 @pytest.mark.parametrize(("status", "reason", "error"), [
@@ -128,7 +130,7 @@ def test_webpush_payload_is_the_notification_with_ttl_urgency_topic() -> None:
 
 def test_webpush_refuses_payload_over_one_record() -> None:
     with pytest.raises(PermanentError, match=f"limit is {MAX_PLAINTEXT}"):
-        WebPushChannel(get_settings()).check_payload(delivery(body="x" * 3900))
+        WebPushChannel(get_settings()).check_payload(delivery(data={"blob": "y" * 3950}))
 
 
 # Shared helpers -------------------------------------------------------------------------------
@@ -193,3 +195,47 @@ def test_device_ids_are_stable_and_normalised() -> None:
     assert a.address == b.address == "ab" * 32
     assert device_id("apns", a.address) == device_id("apns", b.address)
     assert device_id("apns", a.address).startswith("apns-") and len(device_id("apns", a.address)) == 37
+
+
+# Text cut to the provider's limit -------------------------------------------------------------
+FAMILY = "\U0001F468\u200D\U0001F469\u200D\U0001F467\u200D\U0001F466"  # one grapheme, 25 UTF-8 bytes
+LONG_BODY = "Ünïcödé " + FAMILY * 400 + " the end"
+
+
+def _pushes(d: Delivery) -> list[tuple[str, int, int, str, str]]:
+    """Per channel: name, payload size as the provider counts it, its limit, the title and body sent."""
+    fcm, apns, webpush = FCMChannel(get_settings()), APNsChannel(get_settings()), WebPushChannel(get_settings())
+    f, a, w = fcm.build_payload(d), apns.build_payload(d, badge=99999), webpush.build_payload(d)
+    shown = orjson.loads(w.data)
+    return [("fcm", fcm.payload_size(f), MAX_FCM, f["notification"]["title"], f["notification"].get("body", "")),
+            ("apns", apns.payload_size(a), MAX_APNS, a.message["aps"]["alert"]["title"],
+             a.message["aps"]["alert"].get("body", "")),
+            ("webpush", webpush.payload_size(w), MAX_PLAINTEXT, shown["title"], shown["body"])]
+
+
+def test_long_push_body_is_cut_to_fit_on_a_whole_grapheme() -> None:
+    d = delivery(body=LONG_BODY)
+    for name, size, limit, title, body in _pushes(d):
+        assert limit - 30 < size <= limit, name  # filled up to the limit, not far below it
+        assert title == "Order Shipped", name
+        assert body.startswith("Ünïcödé " + FAMILY) and body.endswith(FAMILY + "…"), name
+        assert (body[:-1].count(FAMILY) * len(FAMILY)) == len(body) - len("Ünïcödé ") - 1, name
+        FCMChannel(get_settings()).check_payload(d)
+
+
+def test_very_long_title_is_cut_after_the_body_on_a_whole_grapheme() -> None:
+    accents = "e\u0301" * 8  # a letter and its combining accent
+    flags = "\U0001F1E9\U0001F1EA\U0001F1EB\U0001F1F7" * 50  # 100 flags, 8 UTF-8 bytes each
+    d = delivery(title=accents + flags, body="x" * 4000, data={"blob": "y" * 3550})
+    for name, size, limit, title, body in _pushes(d):
+        assert size <= limit, name
+        assert body == "", name
+        assert title.startswith(accents) and title.endswith("…"), name
+        kept = title[len(accents):-1]
+        assert 20 < len(kept) < len(flags), name
+        assert len(kept) % 2 == 0 and flags.startswith(kept), f"{name}: a flag was split: {kept[-3:]!r}"
+
+
+def test_short_push_text_is_sent_as_written() -> None:
+    for name, _size, _limit, title, body in _pushes(delivery()):
+        assert (title, body) == ("Order Shipped", "Your order #12345 has shipped"), name

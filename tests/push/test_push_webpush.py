@@ -146,14 +146,18 @@ def test_refused_vapid_key_is_dead_lettered_with_the_fix(worker: Worker) -> None
     assert len(Devices().list(user)) == 1
 
 
-def test_oversized_payload_is_dead_lettered_not_truncated(worker: Worker, push: WebPushPeer) -> None:
+def test_oversized_data_is_dead_lettered_and_a_long_body_is_cut(worker: Worker, push: WebPushPeer) -> None:
     user, s = uid(), push.subscribe()
     register(user, s)
     refused = len(push.refusals)
-    send_notification.delay(user, note(body="x" * 4000))
+    send_notification.delay(user, note(data={"blob": "y" * 3950}))
     [entry] = wait_for(lambda: dead_letters(user), message="dead letter")
     assert "webpush payload is" in entry["error"] and "limit is 3993" in entry["error"]
     assert push.attempts(s) == [] and len(push.refusals) == refused
+    long = send_notification.delay(user, note(body="é" * 4000))  # 8000 bytes: cut to fit one record
+    [got] = wait_for(lambda: push.to(s), message="the cut push")
+    assert got.json["id"] == long.id and len(got.plaintext) <= 3993
+    assert got.json["body"].endswith("é…") and set(got.json["body"][:-1]) == {"é"}
 
 
 def test_redelivered_or_replayed_task_does_not_push_twice(worker: Worker, push: WebPushPeer) -> None:

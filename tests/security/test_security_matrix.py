@@ -110,6 +110,8 @@ def user_endpoints(victim: Victim) -> dict[tuple[str, str], tuple[str, Any]]:
 
 SERVICE = {("POST", "/v1/notify"), ("POST", "/v1/notify/bulk"), ("POST", "/v1/notify/cancel")}
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
+LINK = {("GET", "/v1/unsubscribe/{token}"), ("POST", "/v1/unsubscribe/{token}")}
+"""Authorized by the signed unsubscribe token in the path alone (an email's List-Unsubscribe)."""
 
 
 def request(gateway: Gateway, method: str, path: str, body: Any, credential: str | None,
@@ -133,7 +135,7 @@ def request(gateway: Gateway, method: str, path: str, body: Any, credential: str
 def test_every_endpoint_is_in_the_matrix(gateway: Gateway, victim: Victim) -> None:
     schema = httpx.get(gateway.url + "/openapi.json").json()["paths"]
     routes = {(method.upper(), path) for path, item in schema.items() for method in item}
-    assert routes == set(user_endpoints(victim)) | SERVICE | PUBLIC, "a new endpoint needs a row in this matrix"
+    assert routes == set(user_endpoints(victim)) | SERVICE | PUBLIC | LINK, "a new endpoint needs a row in this matrix"
 
 
 def test_the_victims_own_token_does_show_the_markers(gateway: Gateway, victim: Victim) -> None:
@@ -234,3 +236,44 @@ def test_service_endpoints_take_only_the_api_key(gateway: Gateway, victim: Victi
         for path in ("/healthz", "/metrics"):
             response = http.get(path)
             assert response.status_code == 200 and victim.user not in response.text and MARKER not in response.text
+
+
+def test_unsubscribe_links_take_only_an_unsubscribe_token(gateway: Gateway, victim: Victim) -> None:
+    """Every bad token of the matrix, the victim's valid login token, and unsubscribe tokens that were
+    tampered with or signed with another key: 400 ``invalid_link`` on GET and POST, nothing changed."""
+    link = tokens.issue_unsubscribe(victim.user, "private")
+    head, payload, signature = link.split(".")
+    mallory = tokens.issue_unsubscribe(uid("mallory"), "private").split(".")
+    forged = {**bad_tokens(victim.user), "victim's login token": tokens.issue(victim.user, 600),
+              "payload swapped": f"{mallory[0]}.{payload}.{mallory[2]}",
+              "signature altered": f"{head}.{payload}.{signature[:-4]}AAAA",
+              "other key": tokens.issue_unsubscribe(victim.user, "private", key=b"k" * 40),
+              "no channel": signed({"sub": victim.user, "aud": "notifier-unsubscribe", "typ": "private", "iat": 1}),
+              "unknown channel": tokens.issue_unsubscribe(victim.user, "private", "sms")}
+    with httpx.Client(base_url=gateway.url, timeout=10) as http:
+        for kind, credential in forged.items():
+            for method in ("GET", "POST"):
+                response = http.request(method, f"/v1/unsubscribe/{credential or 'x'}",
+                                        content=b"List-Unsubscribe=One-Click",
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+                assert response.status_code == 400, (kind, method, response.text)
+                assert response.json()["error"] == "invalid_link", (kind, method)
+                assert MARKER not in response.text
+    victim.intact()
+    assert PreferenceStore().get(victim.user).type_channels == {}
+
+
+def test_unsubscribe_page_asks_and_a_browser_post_answers_a_page(gateway: Gateway) -> None:
+    user = uid("reader")
+    PreferenceStore().set(user, {"email": f"{user}@example.com", "channels": {"fcm": False}})
+    link = f"/v1/unsubscribe/{tokens.issue_unsubscribe(user, 'digest')}"
+    with httpx.Client(base_url=gateway.url, timeout=10) as browser:
+        page = browser.get(link)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "“digest” notifications by email" in page.text and '<button type="submit">' in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert PreferenceStore().get(user).type_channels == {}, "GET changes nothing"
+        done = browser.post(link, data={"List-Unsubscribe": "One-Click"}, headers={"Accept": "text/html"})
+        assert done.status_code == 200 and "You will no longer receive" in done.text
+    prefs = PreferenceStore().get(user)
+    assert prefs.type_channels == {"digest": {"email": False}} and prefs.channels == {"fcm": False}

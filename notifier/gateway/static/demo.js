@@ -10,6 +10,7 @@ let token = null;
 let items = [];           // loaded notifications, newest first
 let nextCursor = null;
 let unread = 0;
+let shownPreferences = {};  // as last loaded: fields the panel has no input for are saved unchanged
 const toasted = new Set();  // ids already shown as a toast
 const arrived = new Set();  // ids delivered live: highlighted while unread, kept when a list loads
 
@@ -144,6 +145,7 @@ async function markAllRead() {
 
 // Preferences --------------------------------------------------------------------------------------
 function fillPreferences(p) {
+  shownPreferences = p;
   $("channels").replaceChildren(...channels.map((name) => {
     const box = el("input", { type: "checkbox", checked: p.channels[name] !== false });
     box.dataset.channel = name;
@@ -164,6 +166,7 @@ async function savePreferences(event) {
   const start = $("quiet-start").value;
   const end = $("quiet-end").value;
   const body = {
+    ...shownPreferences,
     channels,
     disabled_types: $("disabled-types").value.split(",").map((s) => s.trim()).filter(Boolean),
     quiet_hours: start || end ? { start, end } : null,
