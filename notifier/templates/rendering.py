@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import re
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from notifier.config import get_settings
-from notifier.errors import TemplateRenderError
+from notifier.errors import TemplateRenderError, ValidationError
 from notifier.models import Notification
 from notifier.templates.folder import LAYOUT_DIR, TemplateFolder, get_folder
 from notifier.templates.formatting import FILTERS
@@ -147,6 +148,33 @@ class Renderer:
             if len(self._results) > CACHE_SIZE:
                 self._results.popitem(last=False)
         return result
+
+    def preview(self, name: str, channel: str, locale: str | None = None, data: dict[str, Any] | None = None,
+                user: Recipient | None = None) -> Rendered:
+        """Template ``name`` rendered for ``channel`` with ``data`` (default: its ``example.json``'s), as a
+        user of ``locale`` would get it (``notifier templates render``, ``GET /v1/templates/{type}/preview``)."""
+        from notifier.channels import registry
+        from notifier.models import check_channel, validate
+
+        if channel != "sms":
+            check_channel(channel)
+        if not self.folder.has(name):
+            known = f"; there are: {', '.join(sorted(self.folder.types))}" if self.folder.types else ""
+            raise ValidationError(f"no template {name!r} in NOTIFIER_TEMPLATES_DIR "
+                                  f"({self.folder.root or 'not set'}){known}")
+        example = self.folder.example(name) if data is None or user is None else {}
+        if data is None:
+            data = example.get("data", {})
+        shown = example.get("user", {})
+        name_shown = str(shown["name"]) if shown.get("name") else None
+        recipient = user or Recipient(str(shown.get("id", "preview-user")), locale or self.default_locale,
+                                      str(shown.get("timezone", "UTC")), name_shown)
+        if locale is not None:
+            recipient = Recipient(recipient.user_id, locale, recipient.timezone, recipient.name)
+        push = channel != "sms" and registry.channel_class(channel).needs_device
+        notification = validate(Notification, {"id": f"preview-{time.monotonic_ns()}", "type": name,
+                                               "template": name, "data": data})
+        return self.render(notification, channel, recipient, push=push)
 
     def plain_email(self, notification: Notification) -> Rendered:
         """A notification without a template, in the email layout (the default locale): as before templates."""
