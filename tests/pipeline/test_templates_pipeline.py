@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from notifier import send_notification
+from notifier import broadcast, send_notification
 from notifier.state.deadletters import DeadLetters
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
@@ -59,6 +59,20 @@ def test_a_comment_reaches_the_inbox_and_email_rendered_in_german(templated_work
     html = msg.get_body(("html",)).get_content()
     assert "Ada hat kommentiert: Sieht gut aus" in text and "Sie erhalten diese Nachricht" in text
     assert '<html lang="de-AT"' in html and "Geschrieben am 01.12.26, 10:30" in html
+
+
+def test_a_broadcast_reaches_each_user_in_their_own_language(templated_worker: Worker) -> None:
+    users = {uid(): "pl", uid(): "ar", uid(): "de"}
+    for user, locale in users.items():
+        PreferenceStore().set(user, {"locale": locale})
+    nid = broadcast({"type": "comment", "data": DATA, "channels": ["realtime"]}, list(users))
+
+    def titles() -> dict[str, str]:
+        found = {u: Inbox().list(u).items for u in users}
+        return {u: items[0]["title"] for u, items in found.items() if items and items[0]["id"] == nid}
+
+    got = wait_for(lambda: len(titles()) == 3 and titles(), message="three inboxes")
+    assert sorted(got.values()) == sorted(["1 nowy komentarz", "تعليق جديد واحد", "1 neuer Kommentar"])
 
 
 def test_a_template_error_is_dead_lettered_unsent(templated_worker: Worker, smtp: SmtpPeer) -> None:
