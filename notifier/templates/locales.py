@@ -44,6 +44,7 @@ def tag(locale: Locale) -> str:
     return str(locale).replace("_", "-")
 
 
+@functools.lru_cache(maxsize=1024)
 def fallback_chain(locale_tag: str, default: str) -> tuple[str, ...]:
     """The tags tried for ``locale_tag``, most specific first, ending with ``default``:
     ``de-AT`` -> ``("de-AT", "de", "en")``."""

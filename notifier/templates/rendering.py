@@ -84,6 +84,7 @@ class Renderer:
         self.catalogues: dict[str, Catalogue] = load_catalogues(self.folder.root)
         self._environments: dict[tuple[str, ...], ImmutableSandboxedEnvironment] = {}
         self._reads_user: dict[str, bool] = {}
+        self._found: dict[tuple[str, str, bool], tuple[str, str | None, str | None, str | None]] = {}
         self._results: OrderedDict[tuple[Any, ...], Rendered] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -191,6 +192,12 @@ class Renderer:
         return Rendered(subject, body, subject=subject, html=page, text=text)
 
     def _files(self, name: str, channel: str, kind: str, push: bool) -> tuple[str, str | None, str | None, str | None]:
+        found = self._found.get((name, channel, push))
+        if found is None:
+            found = self._found[name, channel, push] = self._find(name, channel, kind, push)
+        return found
+
+    def _find(self, name: str, channel: str, kind: str, push: bool) -> tuple[str, str | None, str | None, str | None]:
         find = functools.partial(self.folder.find, name, channel, push=push)
         title = find("title.txt")
         if title is None:
@@ -243,6 +250,7 @@ def render_error(exc: BaseException, name: str, roots: list[str]) -> TemplateRen
     return TemplateRenderError(f"{where}: {what}", template=template, line=line, variable=variable)
 
 
+@functools.lru_cache(maxsize=256)
 def direction(locale: str) -> str:
     """``rtl`` for a right-to-left script (Arabic, Hebrew), else ``ltr``: the HTML ``dir`` attribute."""
     return "rtl" if parse_locale(locale).character_order == "right-to-left" else "ltr"
