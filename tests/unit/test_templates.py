@@ -180,3 +180,31 @@ def test_preferences_locale_is_a_bcp47_tag_babel_knows() -> None:
     for bad in ("german", "de_AT", "xx-ZZ"):
         with pytest.raises(ValidationError, match="locale"):
             validate(Preferences, {"locale": bad})
+
+
+def test_cli_check_prints_each_problem_and_exits_1(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from notifier.cli import main
+
+    root = broken_copy(tmp_path)
+    (root / "comment" / "title.txt").write_text("{{ count }\n")
+    result = CliRunner().invoke(main, ["templates", "check", str(root)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{root}/comment/title.txt:1: ")
+    assert CliRunner().invoke(main, ["templates", "check", str(FOLDER)]).exit_code == 0
+
+
+def test_cli_render_shows_a_type_in_a_locale(templates: Renderer) -> None:
+    import orjson
+    from click.testing import CliRunner
+
+    from notifier.cli import main
+
+    result = CliRunner().invoke(main, ["templates", "render", "comment", "--channel", "email", "--locale", "de",
+                                       "--name", "Grete", "--data", orjson.dumps(DATA).decode()])
+    assert result.exit_code == 0, result.output
+    shown = orjson.loads(result.stdout)
+    assert shown["subject"] == "Hallo Grete: 1 neuer Kommentar" and "<q>Looks &lt;b&gt;" in shown["html"]
+    bad = CliRunner().invoke(main, ["templates", "render", "comment", "--locale", "klingon"])
+    assert bad.exit_code == 1 and "locale: 'klingon' is not a locale Babel knows" in bad.stderr
