@@ -242,7 +242,7 @@ class Renderer:
                                       template=exc.name or name, line=exc.lineno) from None
         except TemplateNotFound as exc:
             raise TemplateRenderError(f"template {name}: {exc.name} not found", template=name) from None
-        except (TemplateError, ValueError, TypeError, ArithmeticError, LookupError) as exc:
+        except (TemplateError, ValueError, TypeError, AttributeError, ArithmeticError, LookupError) as exc:
             raise render_error(exc, name, self.folder.search_path) from None
 
 
