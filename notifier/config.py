@@ -118,6 +118,11 @@ class PipelineSettings(_Section):
     workflows: str = ""
     """a YAML or TOML file of workflows per notification type (`notifier workflows check FILE`); types
     without one go to every enabled channel at once"""
+    templates_dir: str = ""
+    """a folder of Jinja2 templates per notification type and channel, with gettext catalogues per locale
+    (`notifier templates check`; see "Templates and locales"); empty: only the built-in email layout"""
+    default_locale: str = "en"
+    """the locale of users whose preferences name none, and the end of every fallback chain"""
     batch_size: int = Field(500, ge=1, le=10_000)
     """recipients per router/delivery task"""
     inbox_max_len: int = Field(1000, ge=10, le=1_000_000)
@@ -148,6 +153,13 @@ class PipelineSettings(_Section):
     how soon they send. Keep it below the visibility timeout"""
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
     """Celery prefetch per worker process"""
+
+    @field_validator("default_locale")
+    @classmethod
+    def _check_locale(cls, value: str) -> str:
+        from notifier.templates.locales import parse_locale, tag
+
+        return tag(parse_locale(value))
 
     @field_validator("rate_limits")
     @classmethod

@@ -73,6 +73,17 @@ class WorkflowFileError(ConfigError):
     expose = False
 
 
+class TemplateFolderError(ConfigError):
+    """The templates folder (``NOTIFIER_TEMPLATES_DIR``) has a template or catalogue that does not
+    compile or render with its example data; the message names the file and line."""
+
+    status = 500
+    code = "misconfigured"
+    advice = ("the templates folder is invalid: run `notifier templates check`, fix what it names, "
+              "and restart")
+    expose = False
+
+
 class ValidationError(NotifierError, ValueError):
     """Input from outside (a payload, an argument) is not acceptable; the message says why."""
 
@@ -228,6 +239,23 @@ class PermanentError(DeliveryError):
     status = None
     code = "permanent"
     advice = "read the reason with `notifier dlq show ID`, fix the cause, then `notifier dlq replay ID`"
+
+
+class TemplateRenderError(PermanentError):
+    """A notification's template failed to render for one delivery (a variable it uses is missing):
+    dead-lettered with the template, line and variable, nothing half-rendered is sent."""
+
+    status = None
+    code = "template_failed"
+    advice = ("read the template, line and variable with `notifier dlq show ID`, fix the template or the "
+              "notification's data, then `notifier dlq replay ID`")
+
+    def __init__(self, message: str, template: str = "", line: int | None = None,
+                 variable: str | None = None) -> None:
+        super().__init__(message)
+        self.template = template
+        self.line = line
+        self.variable = variable
 
 
 class InvalidTarget(PermanentError):

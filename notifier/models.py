@@ -89,8 +89,10 @@ class Notification(BaseModel):
     id: str = Field(default_factory=new_id, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     type: str = Field(pattern=SLUG, description="short slug, e.g. order_update")
     _identifiers = field_validator("id", "type", "collapse_key", mode="before")(refuse_control)
-    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    title: str = Field("", max_length=MAX_TITLE, description="left out when a template renders it")
     body: str = Field("", max_length=MAX_BODY)
+    template: str | None = Field(None, description="a template of NOTIFIER_TEMPLATES_DIR, rendered per channel "
+                                                   "and user at delivery (default: the type's, if it has one)")
     data: dict[str, JsonValue] = Field(default_factory=dict)
     channels: tuple[ChannelName, ...] | None = None
     priority: Priority = "normal"
@@ -102,6 +104,20 @@ class Notification(BaseModel):
     cancel_key: str | None = Field(None, min_length=1, max_length=128, pattern=CANCEL_KEY,
                                    description="notifier.cancel(KEY) stops what is still pending")
     _cancel_key = field_validator("cancel_key", mode="before")(refuse_control)
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        from notifier.templates.folder import check_name
+
+        return check_name(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _title_or_template(self) -> Notification:
+        if not self.title and self.template is None and not _has_template(self.type):
+            raise ValueError(f"a notification needs a title, or a template (none named, and type {self.type!r} "
+                             "has no template in NOTIFIER_TEMPLATES_DIR)")
+        return self
 
     @field_validator("send_at", mode="before")
     @classmethod
@@ -174,6 +190,14 @@ class Notification(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form carried in tasks, the inbox and live events."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def _has_template(type_: str) -> bool:
+    """Whether the templates folder has a template for ``type_`` (imported late: it imports this module)."""
+    from notifier.config import get_settings
+    from notifier.templates.folder import get_folder
+
+    return get_folder(get_settings().templates_dir).has(type_)
 
 
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)?\s*")
@@ -274,8 +298,10 @@ class Preferences(BaseModel):
     false}}``: the email unsubscribe link sets this); a channel off in ``channels`` stays off."""
     quiet_hours: QuietHours | None = None
     timezone: str = "UTC"
-    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
-    """The user's display name, shown with their address in an email's ``To``."""
+    locale: str | None = Field(None, description="BCP 47 language tag (de, de-AT): the language templates "
+                                                 "render in (default: NOTIFIER_DEFAULT_LOCALE)")
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME,
+                             description="the user's display name: in an email's To, and for templates")
     _name = field_validator("name", mode="before")(refuse_control)
     email: str | None = None
     digests: dict[str, DigestWindow] = Field(default_factory=dict)
@@ -323,6 +349,13 @@ class Preferences(BaseModel):
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
         return value
 
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        from notifier.templates.locales import parse_locale, tag
+
+        return tag(parse_locale(value)) if value is not None else None
+
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
@@ -337,9 +370,10 @@ class Preferences(BaseModel):
         return on and (type_ is None or self.type_channels.get(type_, {}).get(channel, True))
 
     def to_dict(self) -> dict[str, Any]:
-        out = self.model_dump(mode="json", exclude={"digests", "type_channels", "name"})
-        if self.name is not None:  # these are left out when unset, as before they existed
-            out["name"] = self.name
+        out = self.model_dump(mode="json", exclude={"digests", "type_channels", "locale", "name"})
+        for optional in ("locale", "name"):  # these are left out when unset, as before they existed
+            if getattr(self, optional) is not None:
+                out[optional] = getattr(self, optional)
         if self.type_channels:
             out["type_channels"] = self.type_channels
         if self.digests:

@@ -23,16 +23,20 @@ configure_logging()
 
 @worker_init.connect
 def _refuse_old_store(**_: object) -> None:
-    """Exit at start, in one line, when the store's Redis is too old (tasks would dead-letter later)
-    or the workflows file is invalid.
+    """Exit at start, in one line, when the store's Redis is too old (tasks would dead-letter later),
+    the workflows file is invalid or the templates folder has a template or catalogue that fails.
 
     Celery logs and swallows a signal handler's exceptions, so this exits itself.
     """
+    from notifier.templates import require_valid
     from notifier.workflows.files import get_workflows
 
     try:
         store.get_redis()
         get_workflows()
+        settings = get_settings()
+        if settings.templates_dir:
+            require_valid(settings.templates_dir, settings.default_locale)
     except ConfigError as exc:
         print(f"worker not started: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

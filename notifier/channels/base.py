@@ -27,6 +27,7 @@ import orjson
 
 from notifier.errors import DeliveryError, PermanentError
 from notifier.models import Notification
+from notifier.templates.rendering import Rendered
 
 ALL_TARGETS = "*"
 """A delivery's target before expansion: every target the user has on that channel."""
@@ -42,6 +43,9 @@ class Delivery:
     user_id: str
     notification: Notification
     target: str = ALL_TARGETS
+    rendered: Rendered | None = None
+    """The notification's template rendered for this user and channel (its title and body are already
+    in ``notification``); None when it was sent with its own title and body."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Email over SMTP: one connection per batch, plain-text and HTML bodies from templates.
+"""Email over SMTP: one connection per batch, plain-text and HTML bodies from templates (the
+delivery's :class:`~notifier.templates.Rendered`, or the built-in layout for a notification sent
+with its own title and body).
 
 The recipient is the address in the user's preferences (their contact record), with their display
 name (``Preferences.name``) in ``To``; users without an address are skipped. The sender is
@@ -15,14 +17,11 @@ from __future__ import annotations
 import contextlib
 import email.policy
 import hashlib
-import html
 import smtplib
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
-from importlib import resources
-from string import Template
 
 from notifier import tokens
 from notifier.channels.base import (
@@ -37,14 +36,11 @@ from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, PermanentError, RetryableError
 from notifier.mailboxes import recipient
 from notifier.state.preferences import PreferenceStore
+from notifier.templates.rendering import get_renderer
 
 POLICY = email.policy.SMTP.clone(max_line_length=998)
 """CRLF line ends as SMTP wants; headers folded only past RFC 5322's hard limit, so the long
 unsubscribe URL stays one unbroken ``<...>`` (folding inside it would break the link)."""
-
-
-def _template(name: str) -> Template:
-    return Template(resources.files("notifier").joinpath("templates", name).read_text())
 
 
 class Email(Channel):
@@ -53,8 +49,6 @@ class Email(Channel):
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self.text = _template("email.txt")
-        self.html = _template("email.html")
 
     def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         open_ = [d for d in deliveries if d.target == ALL_TARGETS]
@@ -64,15 +58,16 @@ class Email(Channel):
         for d in deliveries:
             target = address.get(d.user_id) if d.target == ALL_TARGETS else d.target
             if target:
-                expanded.append(Delivery(d.user_id, d.notification, target))
+                expanded.append(Delivery(d.user_id, d.notification, target, d.rendered))
         return expanded
 
     def build_payload(self, delivery: Delivery, name: str | None = None) -> EmailMessage:
         """The email for ``delivery``; ``name`` is the user's display name for ``To``."""
         n = delivery.notification
+        rendered = delivery.rendered or get_renderer().plain_email(n)
         sender = self.settings.sender(n.type)
         msg = EmailMessage(policy=POLICY)
-        msg["Subject"] = " ".join(n.title.split())  # a header is one line; a title may hold line breaks
+        msg["Subject"] = rendered.subject  # one line: the renderer joins a title's lines
         msg["From"] = sender
         msg["To"] = recipient(delivery.target, name)
         msg["Date"] = formatdate(localtime=False)
@@ -83,11 +78,8 @@ class Email(Channel):
                 delivery.user_id, n.type, self.name, now=n.timestamp.timestamp()))
             msg["List-Unsubscribe"] = f"<{link}>"
             msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        text_action = f"\n{n.action_url}\n" if n.action_url else ""
-        html_action = (f'<p><a href="{html.escape(n.action_url)}">Open</a></p>' if n.action_url else "")
-        msg.set_content(self.text.safe_substitute(title=n.title, body=n.body, action=text_action))
-        msg.add_alternative(self.html.safe_substitute(
-            title=html.escape(n.title), body=html.escape(n.body), action=html_action), subtype="html")
+        msg.set_content(rendered.text)
+        msg.add_alternative(rendered.html, subtype="html")
         return msg
 
     def send(self, deliveries: Sequence[Delivery], on_outcome: OnOutcome | None = None) -> list[Outcome]:

@@ -16,6 +16,7 @@ from notifier.channels.base import (
     reported,
 )
 from notifier.state.inbox import Inbox
+from notifier.templates.rendering import Rendered
 
 LIVE = "live"
 """Target: append to the inbox and publish to open connections (``INBOX_ONLY``: append only)."""
@@ -45,12 +46,12 @@ class Realtime(Channel):
 
     def send(self, deliveries: Sequence[Delivery], on_outcome: OnOutcome | None = None) -> list[Outcome]:
         """One pipelined round trip; appends are idempotent per notification id, so no receipts."""
-        payloads: dict[str, str] = {}
+        payloads: dict[tuple[str, Rendered | None], str] = {}
         items = []
         for d in deliveries:
-            payload = payloads.get(d.notification.id)
+            payload = payloads.get((d.notification.id, d.rendered))  # rendered: one per language
             if payload is None:
-                payload = payloads[d.notification.id] = self.build_payload(d)
+                payload = payloads[d.notification.id, d.rendered] = self.build_payload(d)
             items.append((d.user_id, d.notification.id, payload, d.target != INBOX_ONLY))
         results = self.inbox.append_many(items)
         return [reported(Outcome(d, detail={"entry_id": r.entry_id, "unread": r.unread, "added": r.added}),

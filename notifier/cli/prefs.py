@@ -31,10 +31,12 @@ def get(user_id: str, as_json: bool) -> None:
 @click.option("--no-quiet-hours", is_flag=True)
 @click.option("--timezone", metavar="TZ", help="IANA zone the quiet hours are in, e.g. Europe/Berlin.")
 @click.option("--email", metavar="ADDR")
+@click.option("--locale", metavar="TAG", help="BCP 47 language tag templates render in, e.g. de-AT.")
+@click.option("--name", metavar="NAME", help="How templates address the user (user.name).")
 @click.option("--json", "as_json", is_flag=True)
 def set_(user_id: str, channels: tuple[str, ...], disable_types: tuple[str, ...], enable_types: tuple[str, ...],
          quiet_hours: str | None, no_quiet_hours: bool, timezone: str | None, email: str | None,
-         as_json: bool) -> None:
+         locale: str | None, name: str | None, as_json: bool) -> None:
     """Change USER_ID's preferences; prints the result."""
     from notifier.errors import ValidationError
     from notifier.models import QuietHours
@@ -53,6 +55,10 @@ def set_(user_id: str, channels: tuple[str, ...], disable_types: tuple[str, ...]
         changes["timezone"] = timezone
     if email is not None:
         changes["email"] = email
+    if locale is not None:
+        changes["locale"] = locale
+    if name is not None:
+        changes["name"] = name
     _show(store.update(user_id, **changes).to_dict(), as_json)
 
 

@@ -15,14 +15,15 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from notifier.errors import PermanentError
+from notifier.errors import PermanentError, TemplateRenderError, ValidationError
 from notifier.gateway.auth import UserId, current_user, require_service
 from notifier.gateway.errors import RESPONSES, ApiError, ErrorBody
 from notifier.gateway.state import State
-from notifier.models import CANCEL_KEY, Notification, Preferences
+from notifier.models import CANCEL_KEY, Notification, Preferences, parse_json, validate
 from notifier.pipeline.producer import cancel, send_bulk, send_notification
 from notifier.state.devices import Device, Devices, Registration
 from notifier.state.inbox import MAX_IDS, MAX_PAGE
+from notifier.templates import get_renderer
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
 
@@ -264,3 +265,40 @@ def notify_bulk(body: NotifyBulk) -> AcceptedBulk:
 def notify_cancel(body: CancelRequest) -> Cancelled:
     """Stop every pending step of the runs sent with ``cancel_key`` (server API key required)."""
     return Cancelled(cancelled=cancel(body.cancel_key))
+
+
+# Templates, for services that write them -----------------------------------------------------------
+class TemplatePreview(BaseModel):
+    """What a type's template renders to on one channel, in one locale."""
+
+    title: str
+    body: str
+    subject: str = Field(description="email only")
+    html: str = Field(description="email only: the whole HTML part")
+    text: str = Field(description="email and sms: the whole text")
+
+
+@router.get("/templates/{type}/preview", response_model=TemplatePreview, tags=["templates"],
+            dependencies=[Depends(require_service)], responses={404: {"model": ErrorBody}})
+def preview_template(
+    type_: Annotated[str, Path(alias="type", description="The notification type (template name)")],
+    channel: Annotated[str, Query(description="a channel, or sms")] = "realtime",
+    locale: Annotated[str | None, Query(description="BCP 47 tag (default: NOTIFIER_DEFAULT_LOCALE)")] = None,
+    data: Annotated[str | None, Query(description="the notification's data as JSON (default: the "
+                                                  "type's example.json)")] = None,
+) -> TemplatePreview:
+    """Render a type's template with example or given data, as a user of ``locale`` gets it on ``channel``
+    (server API key required)."""
+    renderer = get_renderer()
+    if not renderer.folder.has(type_):
+        raise ApiError(404, f"no template {type_!r} in NOTIFIER_TEMPLATES_DIR")
+    parsed = parse_json(data, "data") if data is not None else None
+    if parsed is not None and not isinstance(parsed, dict):
+        raise ValidationError("data must be a JSON object")
+    if locale is not None:
+        locale = validate(Preferences, {"locale": locale}).locale
+    try:
+        rendered = renderer.preview(type_, channel, locale, parsed)
+    except TemplateRenderError as exc:
+        raise ApiError(422, str(exc), code="template_failed") from None
+    return TemplatePreview(**asdict(rendered))

@@ -14,15 +14,17 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
 
 from notifier.channels import ALL_TARGETS, Channel, Delivery, Outcome, get_channel
-from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
+from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError, TemplateRenderError
 from notifier.models import Notification, utcnow, validate
+from notifier.state.preferences import PreferenceStore
 from notifier.state.receipts import Claim, Item, Receipts
+from notifier.templates import Recipient, Rendered, get_renderer
 
 log = logging.getLogger("notifier.pipeline.delivery")
 RECEIPT_RETRY_SECONDS = 0.2
@@ -79,7 +81,7 @@ def run(channel_name: str, notifications: dict[str, Any], targets: Sequence[Any]
     live: list[Delivery] = []
     for d in deliveries:
         (report.expired if d.notification.expired(now) else live).append(d)
-    live = _check_payloads(channel, channel.expand(live), report)
+    live = _check_payloads(channel, _render(channel, channel.expand(live), report), report)
     to_send = _claim(channel_name, live, report) if channel.uses_receipts else live
     receipted = _Receipted(channel_name) if channel.uses_receipts else None
     claimed = [(d.user_id, channel_name, d.notification.id, d.target) for d in to_send]
@@ -118,13 +120,47 @@ def _parse(notifications: Any, targets: Any, report: Report) -> list[Delivery]:
     return deliveries
 
 
+def _render(channel: Channel, deliveries: list[Delivery], report: Report) -> list[Delivery]:
+    """Each delivery of a templated notification with its text rendered for its user (language, time
+    zone, name from their preferences); one whose template fails is dead-lettered unsent.
+
+    The rendered title and body go into the delivery's copy of the notification (so every channel
+    sends them as it sends a producer's own), the rest rides along as ``Delivery.rendered``.
+    """
+    renderer = get_renderer()
+    templated = [d for d in deliveries if renderer.template_of(d.notification) is not None]
+    if not templated:
+        return deliveries
+    users = list(dict.fromkeys(d.user_id for d in templated))
+    prefs = dict(zip(users, PreferenceStore().get_many(users), strict=True))
+    copies: dict[tuple[str, Rendered], Notification] = {}
+    out = []
+    for d in deliveries:
+        if renderer.template_of(d.notification) is None:
+            out.append(d)
+            continue
+        p = prefs[d.user_id]
+        recipient = Recipient(d.user_id, p.locale or renderer.default_locale, p.timezone, p.name)
+        try:
+            rendered = renderer.render(d.notification, channel.name, recipient, push=channel.needs_device)
+        except TemplateRenderError as exc:
+            report.failed.append(Failure(exc, d))
+            continue
+        key = (d.notification.id, rendered)
+        copy = copies.get(key)
+        if copy is None:
+            copy = copies[key] = d.notification.model_copy(update={"title": rendered.title, "body": rendered.body})
+        out.append(replace(d, notification=copy, rendered=rendered))
+    return out
+
+
 def _check_payloads(channel: Channel, deliveries: list[Delivery], report: Report) -> list[Delivery]:
     """The deliveries whose payload the channel takes; the others fail for good, unsent (checked
-    once per notification: the payload differs by target only in its address)."""
-    refused: dict[str, PermanentError | None] = {}
+    once per notification and rendering: the payload differs by target only in its address)."""
+    refused: dict[tuple[str, Rendered | None], PermanentError | None] = {}
     live = []
     for d in deliveries:
-        nid = d.notification.id
+        nid = (d.notification.id, d.rendered)
         if nid not in refused:
             try:
                 channel.check_payload(d)

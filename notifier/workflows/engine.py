@@ -281,8 +281,8 @@ def digest_notification(n: dict[str, Any], step: int, events: list[dict[str, Any
     digest_id = f"{n['id']}-d{step}"
     if len(digest_id) > 64:  # a producer's own id may already use the 64 characters an id may have
         digest_id = hashlib.sha1(digest_id.encode()).hexdigest()
-    title = n["title"]
-    if summary and len(events) > 1:
+    title = n.get("title") or ""
+    if summary and title and len(events) > 1:  # a templated notification counts its events itself
         title = f"{events[0].get('title') or title} (+{len(events) - 1} more)"
     return {**n, "id": digest_id, "data": data, "title": title[:256]}
 

@@ -78,7 +78,8 @@ class SmtpPeer:
         return self.handler.attempts.get(address, 0)
 
     def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
+        """The messages whose ``To`` holds ``address`` (with or without a display name)."""
+        return [m for m in self.messages if address in (a.addr_spec for a in m["To"].addresses)]
 
     def env(self) -> dict[str, str]:
         return {"NOTIFIER_SMTP_HOST": "127.0.0.1", "NOTIFIER_SMTP_PORT": str(self.port),

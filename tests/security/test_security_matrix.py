@@ -108,7 +108,8 @@ def user_endpoints(victim: Victim) -> dict[tuple[str, str], tuple[str, Any]]:
     }
 
 
-SERVICE = {("POST", "/v1/notify"), ("POST", "/v1/notify/bulk"), ("POST", "/v1/notify/cancel")}
+SERVICE = {("POST", "/v1/notify"), ("POST", "/v1/notify/bulk"), ("POST", "/v1/notify/cancel"),
+           ("GET", "/v1/templates/{type}/preview")}
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
 LINK = {("GET", "/v1/unsubscribe/{token}"), ("POST", "/v1/unsubscribe/{token}")}
 """Authorized by the signed unsubscribe token in the path alone (an email's List-Unsubscribe)."""
@@ -233,6 +234,10 @@ def test_service_endpoints_take_only_the_api_key(gateway: Gateway, victim: Victi
                 params = {"api_key": API_KEY, "key": API_KEY} if kind == "key in the query" else {}
                 response = http.post(path, json=body, headers=headers, params=params)
                 assert response.status_code == 401, (path, kind, response.text)
+        for kind, headers in attempts.items():
+            params = {"api_key": API_KEY, "key": API_KEY} if kind == "key in the query" else {}
+            response = http.get("/v1/templates/comment/preview", headers=headers, params=params)
+            assert response.status_code == 401, ("preview", kind, response.text)
         for path in ("/healthz", "/metrics"):
             response = http.get(path)
             assert response.status_code == 200 and victim.user not in response.text and MARKER not in response.text
