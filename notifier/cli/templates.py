@@ -43,7 +43,7 @@ def check(folder: str | None) -> None:
 def render(type_: str, channel: str, locale: str | None, data_json: str | None, name: str | None,
            timezone: str) -> None:
     """Show what TYPE's template renders to on CHANNEL in LOCALE (JSON: title, body, and for email
-    subject, html, text)."""
+    subject, html, text; for sms text and its encoding and parts)."""
     from notifier.errors import ValidationError
     from notifier.models import Preferences, parse_json, validate
     from notifier.templates import Recipient, get_renderer
@@ -54,4 +54,10 @@ def render(type_: str, channel: str, locale: str | None, data_json: str | None, 
     prefs = validate(Preferences, {"timezone": timezone, **({"locale": locale} if locale else {}),
                                    **({"name": name} if name else {})})
     user = Recipient("preview-user", prefs.locale or "", prefs.timezone, prefs.name)
-    echo_json(dataclasses.asdict(get_renderer().preview(type_, channel, prefs.locale, data, user)))
+    from notifier.textlimits import sms_length
+
+    rendered = get_renderer().preview(type_, channel, prefs.locale, data, user)
+    shown: dict[str, object] = dataclasses.asdict(rendered)
+    if channel == "sms":  # what a carrier bills it at: encoding and parts
+        shown["sms"] = dataclasses.asdict(sms_length(rendered.text))
+    echo_json(shown)

@@ -24,6 +24,7 @@ from notifier.pipeline.producer import cancel, send_bulk, send_notification
 from notifier.state.devices import Device, Devices, Registration
 from notifier.state.inbox import MAX_IDS, MAX_PAGE
 from notifier.templates import get_renderer
+from notifier.textlimits import SmsLength, sms_length
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
 
@@ -276,6 +277,7 @@ class TemplatePreview(BaseModel):
     subject: str = Field(description="email only")
     html: str = Field(description="email only: the whole HTML part")
     text: str = Field(description="email and sms: the whole text")
+    sms: SmsLength | None = Field(None, description="sms only: the encoding and parts a carrier bills the text at")
 
 
 @router.get("/templates/{type}/preview", response_model=TemplatePreview, tags=["templates"],
@@ -301,4 +303,4 @@ def preview_template(
         rendered = renderer.preview(type_, channel, locale, parsed)
     except TemplateRenderError as exc:
         raise ApiError(422, str(exc), code="template_failed") from None
-    return TemplatePreview(**asdict(rendered))
+    return TemplatePreview(**asdict(rendered), sms=sms_length(rendered.text) if channel == "sms" else None)

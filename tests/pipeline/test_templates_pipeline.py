@@ -102,6 +102,9 @@ def test_the_gateway_previews_a_template(templated_env: dict[str, str]) -> None:
             assert answer.json()["subject"] == "Hello Grace: 1 nowy komentarz"
             missing = http.get("/v1/templates/comment/preview", params={"data": '{"text": "x"}'})
             assert missing.status_code == 422 and "'actor' is undefined" in missing.json()["message"]
+            sms = http.get("/v1/templates/comment/preview", params={"channel": "sms"}).json()
+            assert sms["text"] == "Ada commented: Looks good" and sms["sms"] == {
+                "encoding": "GSM-7", "units": 25, "segments": 1, "per_segment": 160}
             assert http.get("/v1/templates/nope/preview").status_code == 404
         assert httpx.get(gw.url + "/v1/templates/comment/preview").status_code == 401
     finally:
