@@ -132,7 +132,7 @@ def _render(channel: Channel, deliveries: list[Delivery], report: Report) -> lis
     if not templated:
         return deliveries
     users = list(dict.fromkeys(d.user_id for d in templated))
-    prefs = dict(zip(users, PreferenceStore().get_many(users), strict=True))
+    prefs = dict(zip(users, PreferenceStore().fields_many(users, ("locale", "timezone", "name")), strict=True))
     copies: dict[tuple[str, Rendered], Notification] = {}
     out = []
     for d in deliveries:
@@ -140,7 +140,8 @@ def _render(channel: Channel, deliveries: list[Delivery], report: Report) -> lis
             out.append(d)
             continue
         p = prefs[d.user_id]
-        recipient = Recipient(d.user_id, p.locale or renderer.default_locale, p.timezone, p.name)
+        recipient = Recipient(d.user_id, p.get("locale") or renderer.default_locale, p.get("timezone", "UTC"),
+                              p.get("name"))
         try:
             rendered = renderer.render(d.notification, channel.name, recipient, push=channel.needs_device)
         except TemplateRenderError as exc:

@@ -46,6 +46,20 @@ class PreferenceStore:
         raws = self.r.mget_nonatomic(keys) if isinstance(self.r, RedisCluster) else self.r.mget(keys)
         return [parse(raw) for raw in raws]
 
+    def fields_many(self, user_ids: Sequence[str], names: Sequence[str]) -> list[dict[str, Any]]:
+        """Only the fields ``names`` of each user's stored preferences (absent when unset), read
+        without building a :class:`Preferences` each: what was stored was validated when written, and
+        rendering, which needs three fields per delivery, spent a tenth of its time in the model."""
+        if not user_ids:
+            return []
+        keys = [self.keys.preferences(u) for u in user_ids]
+        raws = self.r.mget_nonatomic(keys) if isinstance(self.r, RedisCluster) else self.r.mget(keys)
+        out = []
+        for raw in raws:
+            stored = orjson.loads(raw) if raw else {}
+            out.append({k: stored[k] for k in names if stored.get(k) is not None})
+        return out
+
     def set(self, user_id: str, prefs: Preferences | dict[str, Any]) -> Preferences:
         """Replace the user's preferences (validated) and remember the user."""
         prefs = validate(Preferences, prefs)

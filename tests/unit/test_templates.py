@@ -206,5 +206,40 @@ def test_cli_render_shows_a_type_in_a_locale(templates: Renderer) -> None:
     assert result.exit_code == 0, result.output
     shown = orjson.loads(result.stdout)
     assert shown["subject"] == "Hallo Grete: 1 neuer Kommentar" and "<q>Looks &lt;b&gt;" in shown["html"]
+    sms = CliRunner().invoke(main, ["templates", "render", "comment", "--channel", "sms", "--data",
+                                    orjson.dumps({**DATA, "text": "Looks good 👍"}).decode()])
+    assert sms.exit_code == 0, sms.output
+    text = orjson.loads(sms.stdout)["text"]
+    assert text == "Ada commented: Looks good 👍" and orjson.loads(sms.stdout)["sms"] == {
+        "encoding": "UCS-2", "units": len(text) + 1, "segments": 1, "per_segment": 70}  # the emoji: 2 units
     bad = CliRunner().invoke(main, ["templates", "render", "comment", "--locale", "klingon"])
     assert bad.exit_code == 1 and "locale: 'klingon' is not a locale Babel knows" in bad.stderr
+
+
+def test_number_filter_writes_integers_exactly_as_babel_does_in_every_locale() -> None:
+    """The integer fast path (``formatting._integer_signs``) agrees with Babel wherever it is taken,
+    and leaves to Babel the locales that group otherwise (Indian lakhs, other digits)."""
+    import random
+
+    from babel import numbers
+    from babel.localedata import locale_identifiers
+    from jinja2 import Environment
+
+    from notifier.templates.formatting import FILTERS, _integer_signs
+    from notifier.templates.locales import parse_locale
+
+    env = Environment()
+    env.filters.update(FILTERS)
+    template = env.from_string("{{ value | number }}")
+    rng = random.Random(17)
+    values = [0, 7, -7, 1234, -1234, 10**15, *(rng.randint(-10**12, 10**12) for _ in range(20))]
+    for ident in locale_identifiers()[::7]:
+        tag = ident.replace("_", "-")
+        try:
+            locale = parse_locale(tag)
+        except ValueError:
+            continue
+        for value in values:
+            assert template.render(value=value, locale=tag) == numbers.format_decimal(value, locale=locale), (tag, value)
+    assert _integer_signs("hi-IN") is None  # 12,34,567: left to Babel
+    assert _integer_signs("de") == (".", "-") and template.render(value=-1234567, locale="sv") == "-1\xa0234\xa0567"
