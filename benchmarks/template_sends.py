@@ -7,7 +7,7 @@ of a type without a template (a type with one is rendered even when it carries a
 pre-rendered rate (templates compiled once per process, not per message). Also shown: the worker's CPU
 per delivery in both modes (what rendering adds where the machine is not the bound).
 
-    python -m benchmarks.template_sends [--count 10000] [--runs 3]
+    python -m benchmarks.template_sends [--count 10000] [--runs 3] [--template benchmark|simple]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ QUEUES = ["router", "realtime"]
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def one_run(tag: str, count: int, workers: list[Worker], templated: bool) -> float:
+def one_run(tag: str, count: int, workers: list[Worker], templated: bool, template: str = "benchmark") -> float:
     """Notifications per second, from the ``send_bulk`` call to the last inbox write."""
     from notifier import send_bulk
     from notifier.state.preferences import PreferenceStore
@@ -39,7 +39,7 @@ def one_run(tag: str, count: int, workers: list[Worker], templated: bool) -> flo
     pipe.execute()
     data = {"text": "Something happened.", "actor": {"name": "Ada"}}
     if templated:
-        items = [(user, {"type": "benchmark", "template": "benchmark", "data": {**data, "seq": i},
+        items = [(user, {"type": template, "template": template, "data": {**data, "seq": i},
                          "channels": ["realtime"]}) for i, user in enumerate(recipients)]
     else:
         items = [(user, {"type": "prerendered", "title": f"1 new comment · {i:,}", "body": "Ada commented: Something "
@@ -54,6 +54,9 @@ def one_run(tag: str, count: int, workers: list[Worker], templated: bool) -> flo
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--template", choices=["benchmark", "simple"], default="benchmark",
+                        help="benchmark: a plural, a number and a translated sentence (the figure); simple: "
+                             "two variables, no translation (what the template language alone costs)")
     args = parser.parse_args()
     env = bench_env(NOTIFIER_TEMPLATES_DIR=str(TEMPLATES))
     claim_and_flush()
@@ -64,14 +67,15 @@ def main() -> None:
                  baseline_unit="µs", higher_is_better=False)
     stop_profile = profile(args.profile, "template_sends", {"workers": worker.pid})
     clear_data()
-    one_run("warm", min(args.count, 1000), [worker], True)  # both modes start with compiled templates
+    one_run("warm", min(args.count, 1000), [worker], True, args.template)  # both modes start with compiled templates
     for run in range(args.runs):
         rates, costs = {}, {}
         for templated in ((False, True) if run % 2 == 0 else (True, False)):
             clear_data()
             wait_quiet()
             meter = CpuMeter([worker]).start()
-            rates[templated] = one_run(f"{run}{'t' if templated else 'p'}", args.count, [worker], templated)
+            rates[templated] = one_run(f"{run}{'t' if templated else 'p'}", args.count, [worker], templated,
+                                       args.template)
             costs[templated] = meter.stop()[worker.name] / args.count * 1e6
             print(f"run {run + 1} {'templated' if templated else 'pre-rendered'}: {rates[templated]:,.0f} "
                   f"notifications/s\n    {meter.line()}")
@@ -81,7 +85,7 @@ def main() -> None:
               f"{costs[True]:.0f} µs against {costs[False]:.0f} µs")
     stop_profile()
     worker.stop()
-    report("template_sends", [figure, cpu], {"settings": {"count": args.count}})
+    report("template_sends", [figure, cpu], {"settings": {"count": args.count, "template": args.template}})
 
 
 if __name__ == "__main__":
