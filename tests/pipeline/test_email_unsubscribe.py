@@ -1,6 +1,7 @@
-"""End to end: a send through real workers becomes an email with one-click unsubscribe headers
-(received by the SMTP peer), the mail provider's POST to that link at the real gateway turns the
-type's email off, and the next send of that type is not emailed."""
+"""End to end: a templated send (type and data only) through real workers becomes an email in the
+user's language with one-click unsubscribe headers (received by the SMTP peer), the mail provider's
+POST to that link at the real gateway turns the type's email off, and the next send of that type is
+not emailed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
 from tests.support.gateway_support import Gateway, token
-from tests.support.helpers import Worker, own_broker_env, uid, wait_for
+from tests.support.helpers import ROOT, Worker, own_broker_env, uid, wait_for
 from tests.support.processes import free_port
 
 
@@ -27,6 +28,7 @@ def test_one_click_unsubscribe_turns_that_types_email_off(settings_env: Callable
                                                           smtp: SmtpPeer) -> None:
     port = free_port()
     env = {**own_broker_env(), **smtp.env(), "NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{port}",
+           "NOTIFIER_TEMPLATES_DIR": str(ROOT / "tests" / "support" / "templates"),
            "NOTIFIER_SMTP_FROM_BY_TYPE": "comment=Comments Team <comments@mail.notifier.test>"}
     settings_env(env)
     worker = worker_factory(env)
@@ -34,8 +36,9 @@ def test_one_click_unsubscribe_turns_that_types_email_off(settings_env: Callable
     try:
         user = uid()
         address = f"{user}@example.test"
-        PreferenceStore().set(user, {"email": address, "name": "Ada Lovelace"})
-        comment = {"type": "comment", "title": "New comment", "body": "Bob replied to you",
+        PreferenceStore().set(user, {"email": address, "name": "Ada Lovelace", "locale": "de"})
+        comment = {"type": "comment", "data": {"text": "Sieht gut aus", "actor": {"name": "Bob"},
+                                               "posted_at": "2026-12-01T09:30:00Z"},
                    "channels": ["email", "realtime"]}
 
         first = send_notification.delay(user, comment)
@@ -43,9 +46,10 @@ def test_one_click_unsubscribe_turns_that_types_email_off(settings_env: Callable
         assert msg["From"] == "Comments Team <comments@mail.notifier.test>"
         assert msg["To"] == f"Ada Lovelace <{address}>"
         assert msg["Message-ID"].endswith("@mail.notifier.test>") and msg["Date"]
+        assert msg["Subject"] == "Hallo Ada Lovelace: 1 neuer Kommentar"
         assert msg.get_content_type() == "multipart/alternative"
-        assert "Bob replied to you" in msg.get_body(("plain",)).get_content()
-        assert "Bob replied to you" in msg.get_body(("html",)).get_content()
+        assert "Bob hat kommentiert: Sieht gut aus" in msg.get_body(("plain",)).get_content()
+        assert "Bob hat kommentiert" in msg.get_body(("html",)).get_content()
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         header = msg["List-Unsubscribe"]
         assert header.startswith(f"<http://127.0.0.1:{port}/v1/unsubscribe/") and header.endswith(">")
@@ -68,7 +72,7 @@ def test_one_click_unsubscribe_turns_that_types_email_off(settings_env: Callable
         assert prefs["type_channels"] == {"comment": {"email": False}}
         assert prefs["email"] == address and prefs["name"] == "Ada Lovelace", "nothing else changed"
 
-        second = send_notification.delay(user, {**comment, "title": "Another comment"})
+        second = send_notification.delay(user, {**comment, "data": {**comment["data"], "text": "Noch einer"}})
         order = send_notification.delay(user, {"type": "order_update", "title": "Shipped", "channels": ["email"]})
         wait_for(lambda: Inbox().get(user, second.id), timeout=20, message="the second comment in the inbox")
         wait_for(lambda: emails(smtp, order.id), timeout=20, message="the later order email (other types still mail)")
