@@ -243,3 +243,31 @@ def test_number_filter_writes_integers_exactly_as_babel_does_in_every_locale() -
             assert template.render(value=value, locale=tag) == numbers.format_decimal(value, locale=locale), (tag, value)
     assert _integer_signs("hi-IN") is None  # 12,34,567: left to Babel
     assert _integer_signs("de") == (".", "-") and template.render(value=-1234567, locale="sv") == "-1\xa0234\xa0567"
+
+
+@pytest.mark.parametrize("locale", ["de", "pl", "ar", "fr"])
+def test_gettext_calls_render_as_jinja2s_own_newstyle_gettext(templates: Renderer, locale: str) -> None:
+    """The direct gettext functions (``rendering._gettext_callables``) give what Jinja2's stock
+    newstyle ones give, text and HTML (marked safe, variables escaped), in every form."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from notifier.templates.locales import fallback_chain, translations_for
+
+    source = ('{{ _("Hello %(user)s", user=who) }}|{{ gettext("Latest:") }}|{{ _("Open") }}|'
+              '{% for n in [1, 2, 5, 22, 25] %}{{ ngettext("%(num)d new comment", "%(num)d new comments", n) }};'
+              '{% endfor %}|{% trans name=who %}{{ name }} commented: {% endtrans %}|'
+              '{% trans count=3 %}{{ count }} new comment{% pluralize %}{{ count }} new comments{% endtrans %}|'
+              '{{ pgettext("menu", "Open") }}|{{ npgettext("menu", "%(num)d item", "%(num)d items", 2) }}|'
+              '{{ _("100%% sure") }}|{{ _("<em>%(user)s</em> wrote", user=who) }}')
+    ours = templates.environment(locale)
+    chain = tuple(t for t in fallback_chain(locale, "en") if t in templates.catalogues)
+    for html in (False, True):
+        stock = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=html, extensions=["jinja2.ext.i18n"])
+        stock.install_gettext_translations(translations_for(chain, templates.catalogues), newstyle=True)  # type: ignore[attr-defined]
+        mine = ours.overlay(autoescape=html)
+        for who in ("Ada", "<b>Bob</b> & Co"):
+            expected = stock.from_string(source).render(who=who)
+            assert mine.from_string(source).render(who=who) == expected
+            assert ("&lt;b&gt;Bob" in expected) == (html and who != "Ada")
+            assert "<em>" in expected  # a translation's own markup stays markup, in HTML too
