@@ -78,6 +78,12 @@ def channel_kind(channel: str, push: bool = False) -> str:
     return channel if channel in ("email", "sms") else "push" if push else "inapp"
 
 
+_Files = tuple[str, str | None, str | None, str | None]
+"""A rendering's title, body, subject and HTML files (None: the channel has no such part, or the
+folder no such file)."""
+_Plan = tuple[str, str, ImmutableSandboxedEnvironment, _Files, bool]
+
+
 class Renderer:
     """The templates of one folder, compiled on first use per locale chain and kept."""
 
@@ -89,7 +95,7 @@ class Renderer:
         self._reads_user: dict[str, bool] = {}
         self._compiled: dict[tuple[ImmutableSandboxedEnvironment, str], Template] = {}
         """Compiled templates by environment and name (Jinja2's own cache asks its loader's key first)."""
-        self._found: dict[tuple[str, str, bool], tuple[str, str | None, str | None, str | None]] = {}
+        self._plans: dict[tuple[str, str, bool, str], _Plan] = {}
         self._results: OrderedDict[tuple[Any, ...], Rendered] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -129,16 +135,16 @@ class Renderer:
         name = self.template_of(notification)
         if name is None:
             raise TemplateRenderError(f"notification {notification.id} names no template", template="")
-        locale = fallback_chain(recipient.locale or self.default_locale, self.default_locale)[0]
-        kind = channel_kind(channel, push)
-        files = self._files(name, channel, kind, push)
-        personal = any(self._reads(f) for f in files if f)
+        wanted = (name, channel, push, recipient.locale)
+        plan = self._plans.get(wanted)
+        if plan is None:
+            plan = self._plans[wanted] = self._plan(*wanted)
+        locale, kind, env, files, personal = plan
         key = (notification.id, name, channel, kind, locale, recipient.timezone,
                recipient.user_id if personal else None)
         found = self._results.get(key)
         if found is not None:
             return found
-        env = self.environment(locale)
         context = _context(notification, recipient, locale, now or dt.datetime.now(dt.UTC))
         title_file, body_file, subject_file, html_file = files
         title = _line(self._render(env, title_file, context))
@@ -198,13 +204,16 @@ class Renderer:
         page = self._render(env, f"{LAYOUT_DIR}/email.html", layout)
         return Rendered(subject, body, subject=subject, html=page, text=text)
 
-    def _files(self, name: str, channel: str, kind: str, push: bool) -> tuple[str, str | None, str | None, str | None]:
-        found = self._found.get((name, channel, push))
-        if found is None:
-            found = self._found[name, channel, push] = self._find(name, channel, kind, push)
-        return found
+    def _plan(self, name: str, channel: str, push: bool, wanted: str) -> _Plan:
+        """What rendering ``name`` on ``channel`` for a user of locale ``wanted`` takes, worked out once
+        (per delivery it cost ~4 µs of a 30 µs render): the locale used, the channel's kind, the
+        environment, the files and whether they read ``user``."""
+        locale = fallback_chain(wanted or self.default_locale, self.default_locale)[0]
+        kind = channel_kind(channel, push)
+        files = self._find(name, channel, kind, push)
+        return locale, kind, self.environment(locale), files, any(self._reads(f) for f in files if f)
 
-    def _find(self, name: str, channel: str, kind: str, push: bool) -> tuple[str, str | None, str | None, str | None]:
+    def _find(self, name: str, channel: str, kind: str, push: bool) -> _Files:
         find = functools.partial(self.folder.find, name, channel, push=push)
         title = find("title.txt")
         if title is None:
