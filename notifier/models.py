@@ -10,6 +10,7 @@ import datetime as dt
 import re
 import uuid
 import zoneinfo
+from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import orjson
@@ -192,6 +193,12 @@ class Notification(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+def _check_types(slugs: Iterable[str]) -> None:
+    for slug in slugs:
+        if not re.fullmatch(SLUG, slug):
+            raise ValueError(f"{slug!r} is not a notification type slug")
+
+
 def _has_template(type_: str) -> bool:
     """Whether the templates folder has a template for ``type_`` (imported late: it imports this module)."""
     from notifier.config import get_settings
@@ -307,14 +314,6 @@ class Preferences(BaseModel):
     digests: dict[str, DigestWindow] = Field(default_factory=dict)
     """Per workflow (notification type), the user's own window for its digest steps."""
 
-    @field_validator("type_channels")
-    @classmethod
-    def _type_channels(cls, value: dict[str, dict[str, bool]]) -> dict[str, dict[str, bool]]:
-        for slug in value:
-            if not re.fullmatch(SLUG, slug):
-                raise ValueError(f"{slug!r} is not a notification type slug")
-        return value
-
     @field_validator("name")
     @classmethod
     def _name_trimmed(cls, value: str | None) -> str | None:
@@ -322,20 +321,16 @@ class Preferences(BaseModel):
             raise ValueError("name cannot be only spaces: leave it out instead")
         return value.strip() if value is not None else None
 
-    @field_validator("digests")
+    @field_validator("type_channels", "digests")
     @classmethod
-    def _digest_types(cls, value: dict[str, DigestWindow]) -> dict[str, DigestWindow]:
-        for slug in value:
-            if not re.fullmatch(SLUG, slug):
-                raise ValueError(f"{slug!r} is not a notification type slug")
+    def _keyed_by_type(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_types(value)
         return value
 
     @field_validator("disabled_types")
     @classmethod
     def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for slug in value:
-            if not re.fullmatch(SLUG, slug):
-                raise ValueError(f"{slug!r} is not a notification type slug")
+        _check_types(value)
         return tuple(sorted(set(value)))
 
     @field_validator("timezone")
