@@ -15,7 +15,6 @@ import logging
 import time
 from typing import Any
 
-import redis
 from celery import Task
 from celery.exceptions import Reject
 
@@ -24,6 +23,7 @@ from notifier.metrics import DEAD_LETTERED
 from notifier.pipeline.delivery import rows
 from notifier.pipeline.queues import args_summary, queue_of
 from notifier.pipeline.retry import Decision
+from notifier.redis import store
 from notifier.state.deadletters import DeadLetters
 from notifier.state.schedule import Schedule
 
@@ -44,8 +44,8 @@ class NotifierTask(Task):
             return None
         try:
             return super().__call__(*args, **kwargs)
-        except redis.exceptions.ConnectionError as exc:
-            log.warning("%s: Redis unavailable (%s); message goes back to the queue", self.name, exc)
+        except store.UNAVAILABLE as exc:
+            log.warning("%s: Redis unavailable (%r); message goes back to the queue", self.name, exc)
             raise Reject(str(exc), requeue=True) from None
         except Reject:
             raise

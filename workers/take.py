@@ -44,7 +44,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import redis
 from celery.events.dispatcher import EventDispatcher
 from kombu import Connection
 from kombu.message import Message
@@ -53,6 +52,7 @@ from notifier.config import get_settings
 from notifier.metrics import ROUTER_BATCH
 from notifier.per_process import PerProcess
 from notifier.pipeline.queues import ROUTE, ROUTER_QUEUE
+from notifier.redis import store
 from workers.app import app
 from workers.base import NotifierTask
 
@@ -159,7 +159,7 @@ def waiting_sends(task: NotifierTask, items: list[Any]) -> Iterator[list[Any]]:
     ROUTER_BATCH.observe(len(taken) + 1)
     try:
         yield items + [item for _, more in taken for item in more]
-    except redis.exceptions.ConnectionError:
+    except store.UNAVAILABLE:
         _settle(taken, requeue=True)
         raise
     except Exception as exc:

@@ -40,6 +40,10 @@ COMMAND_TIMEOUT = 5.0
 a producer or a worker). Safe because nothing on these clients blocks on purpose: no BLPOP, BRPOP or
 XREAD BLOCK is sent through them (the gateway's Pub/Sub has its own connections, in
 ``notifier.redis.aio``), so a reply this late means Redis is hung or overloaded."""
+UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""What a command raises when Redis is not there to answer: the connection dropped, or no reply within
+``COMMAND_TIMEOUT`` (a stalled server, a partition). Either way the work waits and runs again; it is
+not a bug. (redis-py's ``TimeoutError`` is not a ``ConnectionError``.)"""
 CONNECT_RETRIES = 2
 """Reconnects after a dropped connection (a restart, a failover). A command that timed out is not sent
 again: a write might then apply twice, and the caller would wait twice as long."""

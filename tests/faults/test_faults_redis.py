@@ -188,3 +188,37 @@ def test_connections_dropped_and_redis_restarted_under_load_lose_nothing(
         for s in streams:
             s.join(10)
         gateway.stop()
+
+
+def test_a_store_that_stops_answering_mid_task_delays_sends_and_loses_none(
+        own_redis: RedisServer, settings_env: Callable[[dict[str, str]], None],
+        worker_factory: Callable[..., Worker]) -> None:
+    """A store that hangs (SIGSTOP: a stalled server, a partition) makes the worker's commands time
+    out; each task in flight goes back to the queue, as when the connection drops, and is delivered
+    once the store answers again: none dead-lettered, none lost, none twice."""
+    import os
+    import signal
+
+    from notifier import send_notification
+    from notifier.state.deadletters import DeadLetters
+
+    env = {"NOTIFIER_REDIS_URL": own_redis.url}  # the broker stays this session's
+    settings_env(env)
+    worker = worker_factory(env, queues="router,realtime", concurrency=2)
+    users = [uid("stall") for _ in range(4)]
+    warm = send_notification.delay(users[0], {"type": "t", "title": "before", "channels": ["realtime"]})
+    wait_for(lambda: Inbox().get(users[0], warm.id), message="a send before the stall")
+    assert own_redis.proc is not None
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        sent = [send_notification.delay(u, {"type": "t", "title": "during", "channels": ["realtime"]}) for u in users]
+        wait_for(lambda: len(worker.received("notifier.route")) >= 2, message="the worker taking the sends")
+        time.sleep(6.5)  # longer than a command's timeout (notifier.redis.store.COMMAND_TIMEOUT)
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+    box = Inbox()
+    wait_for(lambda: all(box.get(u, n.id) for u, n in zip(users, sent, strict=True)), timeout=60,
+             message="every send made during the stall in its inbox")
+    assert [len(inbox_entries(box, u)) for u in users] == [2, 1, 1, 1], "each send once"
+    assert DeadLetters().size() == 0, "a timeout is not a bug: nothing dead-lettered"
+    assert "Redis unavailable" in worker.log(), "the task went back to the queue"
