@@ -30,7 +30,7 @@ from notifier.state.preferences import PreferenceStore
 from tests.gateway.test_gateway_resilience import RedisServer
 from tests.peers.smtp import SmtpPeer
 from tests.support.gateway_support import SSE, Gateway, token
-from tests.support.helpers import Worker, uid, wait_for
+from tests.support.helpers import Worker, private_env, uid, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
@@ -202,7 +202,7 @@ def test_a_store_that_stops_answering_mid_task_delays_sends_and_loses_none(
     from notifier import send_notification
     from notifier.state.deadletters import DeadLetters
 
-    env = {"NOTIFIER_REDIS_URL": own_redis.url}  # the broker stays this session's
+    env = {**private_env(), "NOTIFIER_REDIS_URL": own_redis.url}  # a broker no other worker consumes
     settings_env(env)
     worker = worker_factory(env, queues="router,realtime", concurrency=2)
     users = [uid("stall") for _ in range(4)]
