@@ -86,6 +86,8 @@ async function loadFirstPage() {
   const listed = new Set(page.items.map((n) => n.id));
   const live = items.filter((n) => arrived.has(n.id) && !listed.has(n.id));
   items = live.concat(page.items).sort((a, b) => compareEntryIds(b.entry_id, a.entry_id));
+  // A read made elsewhere while the page was loading already set the badge to 0: nothing listed is unread.
+  if (unread === 0) items = items.map((n) => ({ ...n, read: true }));
   nextCursor = page.next_cursor;
   render();
 }
