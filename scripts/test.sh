@@ -11,7 +11,9 @@ echo "== ruff and mypy (configured in pyproject.toml)"
 bash scripts/services.sh
 # The RabbitMQ re-run goes alongside the whole suite, not after it: the suite waits on workers and
 # timers more than it computes (about half a core on average), and the two sessions claim their own
-# Redis databases and RabbitMQ vhost. Its output is shown once the suite is done.
+# Redis databases and RabbitMQ vhost. Its output is shown once the suite is done. The suite itself runs in
+# two pytest-xdist processes, a test file each at a time (each its own session, with its own Redis
+# databases): 9:00 against 14:20 in one process on this machine.
 amqp_log=$(mktemp)
 NOTIFIER_TEST_BROKER=amqp .venv/bin/python -m pytest -q -p no:cacheprovider tests/faults/test_faults_kill.py \
   tests/pipeline/test_pipeline.py tests/pipeline/test_rules.py tests/pipeline/test_failures.py \
@@ -20,7 +22,7 @@ NOTIFIER_TEST_BROKER=amqp .venv/bin/python -m pytest -q -p no:cacheprovider test
 amqp=$!
 trap 'kill "$amqp" 2>/dev/null || true; rm -f "$amqp_log"' EXIT
 suite=0
-.venv/bin/python -m pytest -q "$@" || suite=$?
+.venv/bin/python -m pytest -q -n 2 --dist loadfile "$@" || suite=$?
 rerun=0
 wait "$amqp" || rerun=$?
 echo "== end-to-end tests with RabbitMQ as the broker (run alongside the suite)"
