@@ -87,8 +87,11 @@ class Channel(ABC):
     """The :class:`~notifier.models.Preferences` field holding the user's address on this channel
     (``"email"``); a user without one is skipped (``no_address``)."""
     needs_device: ClassVar[bool] = False
-    """Targets are the user's registered devices of the platform named like the channel; a user with
-    none is skipped (``no_device``)."""
+    """Targets are the user's registered devices (targets) of the platform named like the channel
+    (:class:`~notifier.channels.targets.TargetChannel`); a user with none is skipped (``no_device``)."""
+    is_push: ClassVar[bool] = False
+    """A mobile or browser push channel: a workflow's ``push`` step means every one of them, and
+    templates render their short push form."""
     is_inbox: ClassVar[bool] = False
     """The durable inbox: a send over another channel's rate limit still lands here (``inbox_only``)."""
     inline: ClassVar[bool] = False

@@ -31,8 +31,8 @@ from notifier.channels.push import (
     json_size,
     parse_retry_after,
     remaining_ttl,
-    send_each,
 )
+from notifier.channels.targets import send_each
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import utcnow

@@ -1,11 +1,8 @@
-"""What the three push channels (FCM, APNs, web push) share: devices as targets.
-
-A push delivery starts with target ``ALL_TARGETS``; :meth:`PushChannel.expand` turns it into one
-delivery per registered device of the channel's platform (target = device id), so receipts, retries
-and pruning work per device. :meth:`PushChannel.send` looks the devices up again (a retried delivery
-arrives with its device id only), hands the live ones to the provider adapter and reports a vanished
-device as ``InvalidTarget``. Also here: the small pure helpers every provider mapping needs, and the
-HTTPS session of the providers reached over ``requests`` (FCM and its OAuth token endpoint, web push).
+"""What the three push channels (FCM, APNs, web push) share: devices as targets
+(:class:`~notifier.channels.targets.TargetChannel`) and being ``is_push`` (a workflow's ``push``
+step means all of them). Also here: the small pure helpers every provider mapping needs, and the
+HTTPS session of the providers reached over ``requests`` (FCM and its OAuth token endpoint, web
+push, and the chat and SMS providers).
 """
 
 from __future__ import annotations
@@ -16,101 +13,25 @@ import hashlib
 import re
 import ssl
 import time
-from abc import abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome, reported
-from notifier.errors import DeliveryError, InvalidTarget, PermanentError
+from notifier.channels.targets import TargetChannel
+from notifier.errors import PermanentError
 from notifier.models import Notification
-from notifier.state.devices import Device, Devices
 
 DEFAULT_TTL = 28 * 86400
 """Seconds a provider keeps an undelivered push when the notification sets no ``ttl`` (its maximum)."""
 _URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
-class PushChannel(Channel):
+class PushChannel(TargetChannel):
     """Base of the push adapters: targets are device ids of the platform named like the channel."""
 
-    needs_device = True
-    takes_subscription: ClassVar[bool] = False
-    """Devices register a browser's push subscription (endpoint and keys) instead of a token."""
-
-    @classmethod
-    def check_token(cls, token: str) -> None:
-        """Refuse (``ValueError``, saying what a token looks like) one the provider would not take."""
-
-    @classmethod
-    def token_address(cls, token: str) -> str:
-        """The token as the provider knows it (the device id hashes it, so spellings agree)."""
-        return token
-
-    def __init__(self, devices: Devices | None = None) -> None:
-        self._devices = devices
-
-    @property
-    def devices(self) -> Devices:
-        if self._devices is None:
-            self._devices = Devices()
-        return self._devices
-
-    def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        """One delivery per device; all users' devices load in one pipelined round trip."""
-        open_ = [d.user_id for d in deliveries if d.target == ALL_TARGETS]
-        found = self.devices.for_users(open_, self.name)
-        expanded = []
-        for d in deliveries:
-            if d.target != ALL_TARGETS:
-                expanded.append(d)
-                continue
-            expanded.extend(Delivery(d.user_id, d.notification, device.id) for device in found.get(d.user_id, ()))
-        return expanded
-
-    def send(self, deliveries: Sequence[Delivery], on_outcome: OnOutcome | None = None) -> list[Outcome]:
-        if not deliveries:
-            return []
-        found = self.devices.for_users([d.user_id for d in deliveries], self.name)
-        by_id = {(user, device.id): device for user, devices in found.items() for device in devices}
-        live: list[tuple[Delivery, Device]] = []
-        outcomes = []
-        for d in deliveries:
-            device = by_id.get((d.user_id, d.target))
-            if device is None:
-                outcomes.append(Outcome(d, InvalidTarget(f"device {d.target} is no longer registered")))
-            else:
-                live.append((d, device))
-        if live:
-            outcomes.extend(self.send_to_devices(live, on_outcome))
-        return outcomes
-
-    @abstractmethod
-    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],
-                        on_outcome: OnOutcome | None = None) -> list[Outcome]:
-        """Push to registered devices; one outcome each, also told to ``on_outcome`` as it is known."""
-
-    def prune(self, delivery: Delivery) -> None:
-        self.devices.remove(delivery.user_id, delivery.target)
-
-
-def send_each(items: Sequence[tuple[Delivery, Device]], push: Callable[[Delivery, Device], dict[str, Any]],
-              on_outcome: OnOutcome | None = None) -> list[Outcome]:
-    """For providers that take one push per request (FCM, web push): ``push`` each device in turn and
-    report its outcome at once; ``push`` returns the outcome's detail or raises a ``DeliveryError``,
-    which fails that device only."""
-    outcomes = []
-    for d, device in items:
-        try:
-            detail = push(d, device)
-        except DeliveryError as exc:
-            outcomes.append(reported(Outcome(d, exc), on_outcome))
-        else:
-            outcomes.append(reported(Outcome(d, detail=detail), on_outcome))
-    return outcomes
+    is_push = True
 
 
 def remaining_ttl(notification: Notification, now: dt.datetime | None = None) -> int:

@@ -28,9 +28,9 @@ from notifier.channels.push import (
     https_session,
     parse_retry_after,
     remaining_ttl,
-    send_each,
     short_key,
 )
+from notifier.channels.targets import send_each
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, InvalidTarget, PermanentError, RetryableError
 from notifier.models import utcnow

@@ -143,7 +143,7 @@ def _render(channel: Channel, deliveries: list[Delivery], report: Report) -> lis
         recipient = Recipient(d.user_id, p.get("locale") or renderer.default_locale, p.get("timezone", "UTC"),
                               p.get("name"))
         try:
-            rendered = renderer.render(d.notification, channel.name, recipient, push=channel.needs_device)
+            rendered = renderer.render(d.notification, channel.name, recipient, push=channel.is_push)
         except TemplateRenderError as exc:
             report.failed.append(Failure(exc, d))
             continue

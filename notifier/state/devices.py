@@ -1,4 +1,5 @@
-"""The device registry: which phones and browsers each user can be pushed to.
+"""The device registry: where each user can be reached beyond the inbox and email: phones
+and browsers to push to, chat targets, webhook endpoints.
 
 Each user has one Redis hash (``Keys.devices``) from device id to the device as JSON. A device id is
 ``<platform>-<hash of the token or endpoint>``, so it is stable: registering the same token again
@@ -6,7 +7,8 @@ updates that device (topic, subscription keys, last seen) and never adds a secon
 prefix is what the router reads (HKEYS alone) to decide which push channels a user has.
 
 The platforms are the registry's channels that ``needs_device``; each says what its devices register
-with (``takes_subscription``, ``check_token``), so this module names none of them.
+with (``takes_subscription``, ``takes_url``, ``check_token``, ``check_url``), so this module names
+none of them.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from notifier.redis import store
 from notifier.redis.keys import Keys
 
 if TYPE_CHECKING:
-    from notifier.channels.push import PushChannel
+    from notifier.channels.targets import TargetChannel
 
 log = logging.getLogger("notifier.state.devices")
 
@@ -90,13 +92,13 @@ def platforms() -> tuple[str, ...]:
     return tuple(name for name, cls in registry.classes().items() if cls.needs_device)
 
 
-def platform_class(name: str) -> type[PushChannel]:
+def platform_class(name: str) -> type[TargetChannel]:
     """The channel class of platform ``name``; ``ValueError`` naming the platforms there are."""
     from notifier.channels import registry
-    from notifier.channels.push import PushChannel
+    from notifier.channels.targets import TargetChannel
 
     cls = registry.channel_class(name) if name in registry.names() else None
-    if cls is None or not cls.needs_device or not issubclass(cls, PushChannel):
+    if cls is None or not cls.needs_device or not issubclass(cls, TargetChannel):
         raise ValueError(f"unknown platform {name!r}; choose from {', '.join(platforms())}")
     return cls
 
@@ -119,19 +121,24 @@ class Registration(BaseModel):
     platform: Platform
     token: str | None = None
     subscription: Subscription | None = None
+    url: str | None = Field(None, max_length=2048)
+    """Channels that post to a URL (an incoming webhook, an endpoint): where to."""
     topic: str | None = None
     """APNs: the app's bundle id (``apns-topic``) when it differs from NOTIFIER_APNS_TOPIC."""
-    _identifiers = field_validator("token", "topic", mode="before")(refuse_control)
+    _identifiers = field_validator("token", "topic", "url", mode="before")(refuse_control)
 
     @model_validator(mode="after")
     def _target(self) -> Registration:
         cls = platform_class(self.platform)
-        if cls.takes_subscription:
-            if self.subscription is None or self.token is not None:
-                raise ValueError(f"a {self.platform} device needs a subscription (endpoint and keys), not a token")
-        elif self.token is None or self.subscription is not None:
-            raise ValueError(f"an {self.platform} device needs a token, not a subscription")
-        else:
+        given = [f for f in ("token", "subscription", "url") if getattr(self, f) is not None]
+        wanted = "subscription" if cls.takes_subscription else "url" if cls.takes_url else "token"
+        if given != [wanted]:
+            what = {"subscription": "a subscription (endpoint and keys)", "url": "a url", "token": "a token"}
+            raise ValueError(f"a {self.platform} device needs {what[wanted]}"
+                             + (f", not {' and '.join(given)}" if given and given != [wanted] else ""))
+        if self.url is not None:
+            cls.check_url(self.url)
+        elif self.token is not None:
             cls.check_token(self.token)
         if self.topic is not None and not _TOPIC.fullmatch(self.topic):
             raise ValueError("topic must be an app bundle id like com.example.app")
@@ -142,6 +149,8 @@ class Registration(BaseModel):
         """What identifies the device at its provider: the token, or the subscription endpoint."""
         if self.subscription is not None:
             return self.subscription.endpoint
+        if self.url is not None:
+            return self.url
         assert self.token is not None
         return platform_class(self.platform).token_address(self.token)
 
@@ -155,6 +164,7 @@ class Device(BaseModel):
     platform: str
     token: str | None = None
     subscription: Subscription | None = None
+    url: str | None = None
     topic: str | None = None
     created_at: dt.datetime
     last_seen: dt.datetime
@@ -195,7 +205,7 @@ class Devices:
             raise ValidationError(f"user {user_id} already has {MAX_DEVICES} devices; remove stale ones first")
         previous = _load(did, old)
         device = Device(id=did, platform=reg.platform, token=reg.address if reg.token is not None else None,
-                        subscription=reg.subscription, topic=reg.topic,
+                        subscription=reg.subscription, url=reg.url, topic=reg.topic,
                         created_at=previous.created_at if previous else now, last_seen=now)
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(key, did, orjson.dumps(device.to_dict()).decode())

@@ -185,7 +185,7 @@ class Renderer:
                                       str(shown.get("timezone", "UTC")), name_shown)
         if locale is not None:
             recipient = Recipient(recipient.user_id, locale, recipient.timezone, recipient.name)
-        push = channel != "sms" and registry.channel_class(channel).needs_device
+        push = channel in registry.names() and registry.channel_class(channel).is_push
         notification = validate(Notification, {"id": f"preview-{time.monotonic_ns()}", "type": name,
                                                "template": name, "data": data})
         return self.render(notification, channel, recipient, push=push)

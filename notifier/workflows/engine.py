@@ -72,7 +72,7 @@ class Engine:
         self.workflows = workflows if workflows is not None else get_workflows()
         self.r = client or store.get_redis()
         self.keys = keys or store.get_keys()
-        self.push_channels = tuple(n for n, c in registry.classes().items() if c.needs_device)
+        self.push_channels = tuple(n for n, c in registry.classes().items() if c.is_push)
 
     def plan(self, runs: Sequence[Run], now: float | None = None) -> Progress:
         """Take every step of ``runs`` that can be taken now, up to the first wait or the end."""

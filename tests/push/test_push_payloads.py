@@ -15,7 +15,8 @@ from notifier.channels.apns import APNsChannel, _answer_error
 from notifier.channels.base import Delivery, Outcome
 from notifier.channels.fcm import MAX_PAYLOAD as MAX_FCM
 from notifier.channels.fcm import FCMChannel
-from notifier.channels.push import DEFAULT_TTL, parse_retry_after, remaining_ttl, send_each, short_key
+from notifier.channels.push import DEFAULT_TTL, parse_retry_after, remaining_ttl, short_key
+from notifier.channels.targets import send_each
 from notifier.channels.webpush import MAX_PLAINTEXT, WebPushChannel
 from notifier.config import get_settings
 from notifier.errors import InvalidTarget, PermanentError, RetryableError, ValidationError
