@@ -4,7 +4,7 @@ Every part of notifier (producers, workers, gateway, CLI) reads configuration th
 :func:`get_settings`; nothing else looks at the environment. A bad value fails at start with
 a message naming the variable, never deep inside a task.
 
-The settings come in sections, one class each (store, pipeline, email, push, gateway,
+The settings come in sections, one class each (store, pipeline, email, push, chat, gateway,
 operations), composed into :class:`Settings` by inheritance: the variables stay flat
 (``NOTIFIER_SMTP_HOST``) and so do the attributes (``get_settings().smtp_host``). Each field's
 docstring is its README line (:func:`markdown_table`). Durations end in ``_seconds``, sizes in
@@ -113,7 +113,8 @@ class PipelineSettings(_Section):
 
     default_channels: str = Field("", json_schema_extra=_shown("every channel"))
     """channels used when a notification names none (default: all in the registry, added ones too)"""
-    rate_limits: str = "realtime=120/60,email=20/3600,fcm=60/3600,apns=60/3600,webpush=60/3600"
+    rate_limits: str = ("realtime=120/60,email=20/3600,fcm=60/3600,apns=60/3600,webpush=60/3600,"
+                         "slack=60/3600,teams=60/3600,discord=60/3600")
     """per user per channel: `LIMIT/SECONDS`"""
     workflows: str = ""
     """a YAML or TOML file of workflows per notification type (`notifier workflows check FILE`); types
@@ -279,8 +280,30 @@ class PushSettings(_Section):
     push_timeout_seconds: float = Field(10.0, gt=0)
     """how long one provider request may take"""
     ca_file: str = Field("", json_schema_extra=_shown("system CAs"))
-    """extra CA bundle, trusted besides the system CAs, for FCM (sends and OAuth token requests) and web
-    push HTTPS"""
+    """extra CA bundle, trusted besides the system CAs, for FCM (sends and OAuth token requests), web
+    push and the chat channels' HTTPS"""
+
+
+class ChatSettings(_Section):
+    """The chat channels (``notifier/channels/slack.py``, ``teams.py``, ``discord.py``); Teams and
+    Discord targets are the incoming-webhook URLs users and groups register, so they need no setting."""
+
+    title = "Chat"
+
+    slack_bot_token: str = Field("", json_schema_extra=_shown("none"))
+    """Slack bot token (`xoxb-...`, scope `chat:write`) that posts to the registered member and channel ids"""
+    slack_base_url: str = "https://slack.com"
+    """Slack Web API base URL (a private gateway; the tests' worker processes point it at their peer)"""
+
+    @field_validator("slack_base_url")
+    @classmethod
+    def _check_slack_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        if not host or not (parts.scheme == "https" or (parts.scheme == "http" and _loopback(host))):
+            raise ValueError(f"{value!r} is not an https URL like https://slack.com (plain http only to a "
+                             "loopback host)")
+        return value.rstrip("/")
 
 
 class GatewaySettings(_Section):
@@ -365,12 +388,13 @@ class OperationsSettings(_Section):
     """Flower basic auth password"""
 
 
-class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, GatewaySettings, OperationsSettings):
+class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, ChatSettings, GatewaySettings,
+               OperationsSettings):
     """Configuration for every notifier process: every section's fields, read at once."""
 
 
 SECTIONS: tuple[type[_Section], ...] = (StoreSettings, PipelineSettings, EmailSettings, PushSettings,
-                                        GatewaySettings, OperationsSettings)
+                                        ChatSettings, GatewaySettings, OperationsSettings)
 """README's order of the sections."""
 
 RENAMED: Mapping[str, str] = {

@@ -427,8 +427,24 @@ def invalid_json(position: int, reason: str) -> str:
     return f"invalid JSON at position {position} ({reason})"
 
 
+GROUP_RECIPIENT = "group:"
+"""The prefix of a group's own recipient id (``notifier.state.groups.group_recipient``), under which
+its chat targets are registered; reserved, so no user id can start with it."""
+
+
 def check_user_id(user_id: Any) -> str:
-    """User ids are non-empty strings without control characters (they end up in Redis keys)."""
+    """User ids are non-empty strings without control characters (they end up in Redis keys), and
+    do not start with :data:`GROUP_RECIPIENT`."""
+    check_recipient(user_id)
+    if user_id.startswith(GROUP_RECIPIENT):
+        raise ValidationError(f"invalid user id {user_id!r}: ids starting with {GROUP_RECIPIENT!r} are a group's "
+                              "own targets; register those with --group or POST /v1/groups/{id}/devices")
+    return user_id
+
+
+def check_recipient(user_id: Any) -> str:
+    """A user id or a group's recipient id (:data:`GROUP_RECIPIENT`): what the device registry and the
+    router take; everything a caller names a user with goes through :func:`check_user_id`."""
     if not isinstance(user_id, str):
         raise ValidationError(f"invalid user id {user_id!r}: a user id is a string, not {type(user_id).__name__}")
     if not user_id.strip():

@@ -33,6 +33,9 @@ BUILTIN: dict[str, str] = {
     "fcm": "notifier.channels.fcm:FCMChannel",
     "apns": "notifier.channels.apns:APNsChannel",
     "webpush": "notifier.channels.webpush:WebPushChannel",
+    "slack": "notifier.channels.slack:SlackChannel",
+    "teams": "notifier.channels.teams:TeamsChannel",
+    "discord": "notifier.channels.discord:DiscordChannel",
 }
 GROUP = "notifier.channels"
 """The entry point group an installed package adds channels through."""

@@ -1,6 +1,6 @@
 """What every channel with registered targets shares: push devices, chat targets, webhook endpoints.
 
-A user (or a group, through its recipient id, :func:`notifier.state.devices.group_recipient`)
+A user (or a group, through its recipient id, :func:`notifier.state.groups.group_recipient`)
 registers targets in the device registry (``notifier/state/devices.py``): a phone's token, a
 browser's push subscription, a Slack member id, an incoming-webhook URL. A delivery starts with
 target ``ALL_TARGETS``; :meth:`TargetChannel.expand` turns it into one delivery per registered

@@ -22,6 +22,7 @@ from notifier.gateway.state import State
 from notifier.models import CANCEL_KEY, Notification, Preferences, parse_json, validate
 from notifier.pipeline.producer import cancel, send_bulk, send_notification
 from notifier.state.devices import Device, Devices, Registration
+from notifier.state.groups import group_recipient
 from notifier.state.inbox import MAX_IDS, MAX_PAGE
 from notifier.templates import get_renderer
 from notifier.textlimits import SmsLength, sms_length
@@ -206,7 +207,8 @@ class VapidKey(BaseModel):
 
 @router.post("/devices", response_model=Device, status_code=201, tags=["devices"])
 def register_device(user: UserId, body: Registration) -> Response:
-    """Register the caller's phone (FCM, APNs token) or browser (web push subscription).
+    """Register the caller's phone (FCM, APNs token), browser (web push subscription) or chat target
+    (a Slack member id, a Teams or Discord webhook URL).
 
     Registering the same token or endpoint again refreshes that device instead of adding one.
     """
@@ -223,6 +225,32 @@ def list_devices(user: UserId) -> Response:
 def remove_device(user: UserId, device_id: Annotated[str, Path(pattern=r"^[a-z]+-[0-9a-f]{1,64}$")]) -> Response:
     if not Devices().remove(user, device_id):
         raise ApiError(404, f"no device {device_id!r} registered for you")
+    return Response(status_code=204)
+
+
+GroupId = Annotated[str, Path(min_length=1, max_length=128, description="The group id")]
+
+
+@router.post("/groups/{group_id}/devices", response_model=Device, status_code=201, tags=["devices"],
+             dependencies=[Depends(require_service)])
+def register_group_device(group_id: GroupId, body: Registration) -> Response:
+    """Register a group's own chat target (a Slack channel id, a Teams or Discord webhook URL): a send
+    to the group delivers to it once, besides the members (server API key required)."""
+    return JSON(Devices().register(group_recipient(group_id), body).to_dict(), status_code=201)
+
+
+@router.get("/groups/{group_id}/devices", response_model=DeviceList, tags=["devices"],
+            dependencies=[Depends(require_service)])
+def list_group_devices(group_id: GroupId) -> Response:
+    return JSON({"devices": [d.to_dict() for d in Devices().list(group_recipient(group_id))]})
+
+
+@router.delete("/groups/{group_id}/devices/{device_id}", status_code=204, tags=["devices"],
+               dependencies=[Depends(require_service)], responses={404: {"model": ErrorBody}})
+def remove_group_device(group_id: GroupId,
+                        device_id: Annotated[str, Path(pattern=r"^[a-z]+-[0-9a-f]{1,64}$")]) -> Response:
+    if not Devices().remove(group_recipient(group_id), device_id):
+        raise ApiError(404, f"no device {device_id!r} registered for group {group_id!r}")
     return Response(status_code=204)
 
 

@@ -30,7 +30,7 @@ from notifier.channels import registry
 from notifier.channels.base import ALL_TARGETS, INBOX_ONLY, Channel
 from notifier.config import Settings, get_settings
 from notifier.errors import ValidationError
-from notifier.models import Notification, Preferences, check_user_id, utcnow, validate
+from notifier.models import GROUP_RECIPIENT, Notification, Preferences, check_recipient, utcnow, validate
 from notifier.redis import store
 from notifier.redis.keys import Keys
 from notifier.state.devices import platform_of
@@ -161,7 +161,7 @@ class Router:
         users = []
         for user_id in user_ids:
             try:
-                users.append(check_user_id(user_id))
+                users.append(check_recipient(user_id))
             except ValidationError as exc:
                 plan.rejected.append(([payload, [user_id]], str(exc)))
         plan.ids[n.id] = n.id
@@ -229,9 +229,11 @@ class Router:
         self._known([u for u, _, _ in sends])
 
     def _known(self, user_ids: Sequence[str]) -> None:
-        """Add to the known users (``broadcast`` with no list), those of workflow runs too."""
-        if user_ids:
-            self.r.sadd(self.keys.users(), *set(user_ids))
+        """Add to the known users (``broadcast`` with no list), those of workflow runs too; a group's
+        own recipient id is not a user (a broadcast to everyone must not reach the group's targets)."""
+        users = {u for u in user_ids if not u.startswith(GROUP_RECIPIENT)}
+        if users:
+            self.r.sadd(self.keys.users(), *users)
 
     def _unreachable(self, channel: str, prefs: Preferences, platforms: set[str]) -> str | None:
         """Why ``channel`` has nowhere to send to this user (a :data:`SKIPPED` decision), or None."""
@@ -261,5 +263,5 @@ def _parse_item(item: Any, seen: dict[int, Notification]) -> tuple[str, Notifica
     n = seen.get(id(notification))
     if n is None:
         n = seen[id(notification)] = validate(Notification, notification)
-    return check_user_id(user_id), n, check_key(key)
+    return check_recipient(user_id), n, check_key(key)
 

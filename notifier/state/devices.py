@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from notifier.errors import ValidationError
-from notifier.models import check_user_id, refuse_control, utcnow, validate
+from notifier.models import GROUP_RECIPIENT, check_recipient, refuse_control, utcnow, validate
 from notifier.redis import store
 from notifier.redis.keys import Keys
 
@@ -194,8 +194,9 @@ class Devices:
         self.keys = keys or store.get_keys()
 
     def register(self, user_id: str, registration: Registration | dict[str, Any]) -> Device:
-        """Add a device, or refresh it (same token or endpoint: same id, new last seen)."""
-        user_id = check_user_id(user_id)
+        """Add a device, or refresh it (same token or endpoint: same id, new last seen). ``user_id``
+        may be a group's recipient id (``notifier.state.groups.group_recipient``)."""
+        user_id = check_recipient(user_id)
         reg: Registration = validate(Registration, registration)
         did = device_id(reg.platform, reg.address)
         key = self.keys.devices(user_id)
@@ -209,22 +210,23 @@ class Devices:
                         created_at=previous.created_at if previous else now, last_seen=now)
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(key, did, orjson.dumps(device.to_dict()).decode())
-        pipe.sadd(self.keys.users(), user_id)
+        if not user_id.startswith(GROUP_RECIPIENT):  # a group's targets are no user a broadcast reaches
+            pipe.sadd(self.keys.users(), user_id)
         pipe.execute()
         return device
 
     def list(self, user_id: str) -> list[Device]:
         """The user's devices, oldest first."""
-        raw = self.r.hgetall(self.keys.devices(check_user_id(user_id)))
+        raw = self.r.hgetall(self.keys.devices(check_recipient(user_id)))
         devices = [d for d in (_load(i, v) for i, v in raw.items()) if d is not None]
         return sorted(devices, key=lambda d: (d.created_at, d.id))
 
     def get(self, user_id: str, device_id: str) -> Device | None:
-        return _load(device_id, self.r.hget(self.keys.devices(check_user_id(user_id)), device_id))
+        return _load(device_id, self.r.hget(self.keys.devices(check_recipient(user_id)), device_id))
 
     def remove(self, user_id: str, device_id: str) -> bool:
         """Forget a device; False when the user had no such device."""
-        return bool(self.r.hdel(self.keys.devices(check_user_id(user_id)), device_id))
+        return bool(self.r.hdel(self.keys.devices(check_recipient(user_id)), device_id))
 
     def for_users(self, user_ids: Sequence[str], platform: str) -> dict[str, DeviceList]:
         """Each user's devices on one platform, in one pipelined round trip for the whole batch."""

@@ -1,4 +1,9 @@
-"""Groups of users kept in Redis, for ``send_to_group``."""
+"""Groups of users kept in Redis, for ``send_to_group``.
+
+A group may also have targets of its own (a Slack channel, a Teams or Discord webhook): they are
+registered in the device registry under the group's recipient id (:func:`group_recipient`), and
+``send_to_group`` delivers to them once besides the members (``workers/router.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import redis
 
 from notifier.batches import batched
 from notifier.errors import ValidationError
-from notifier.models import check_user_id
+from notifier.models import GROUP_RECIPIENT, check_user_id
 from notifier.redis import store
 from notifier.redis.keys import Keys
 
@@ -20,6 +25,16 @@ def check_group_id(group_id: str) -> str:
     if not isinstance(group_id, str) or not 0 < len(group_id) <= _MAX_GROUP_ID or not group_id.isprintable():
         raise ValidationError(f"invalid group id {group_id!r}: 1 to {_MAX_GROUP_ID} printable characters")
     return group_id
+
+
+def group_recipient(group_id: str) -> str:
+    """The recipient id a group's own targets are registered and delivered under: ``group:<id>``
+    (user ids cannot start with it, and it is never one of the known users a broadcast reaches)."""
+    return GROUP_RECIPIENT + check_group_id(group_id)
+
+
+def is_group_recipient(recipient: str) -> bool:
+    return recipient.startswith(GROUP_RECIPIENT)
 
 
 class Groups:

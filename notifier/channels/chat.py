@@ -1,0 +1,133 @@
+"""What the chat channels (Slack, Microsoft Teams, Discord) share: registered targets that are not
+push devices, one HTTPS session per process (``push.https_session``: system CAs plus
+``NOTIFIER_CA_FILE``, no retries, Celery owns them), one JSON POST per target, and the rules for
+webhook URLs users register.
+
+The channels are interruptive: a chat message pings the member's phone and desktop like a push, so
+it waits for the end of quiet hours.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import requests
+
+from notifier.channels.base import Delivery, OnOutcome, Outcome
+from notifier.channels.push import https_session, parse_retry_after
+from notifier.channels.targets import TargetChannel, send_each
+from notifier.config import Settings, get_settings
+from notifier.errors import DeliveryError, PermanentError, RetryableError
+from notifier.per_process import PerProcess
+from notifier.state.devices import Device
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_webhook_url(channel: str, url: str, hosts: Sequence[str] = (), path: str = "") -> None:
+    """Refuse (``ValueError``) a webhook URL that is not https (plain http only to a loopback host, for
+    development and tests), or, when ``hosts`` are given, on none of them (or their subdomains) or
+    outside ``path``: the worker posts to what users register, so it goes only where the provider is."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or parts.username or parts.password:
+        raise ValueError(f"a {channel} target is a webhook URL with a host and no user, not {url[:80]!r}")
+    if is_loopback(host):
+        if parts.scheme not in ("https", "http"):
+            raise ValueError(f"a {channel} webhook URL is https, not {url[:80]!r}")
+        return
+    if parts.scheme != "https":
+        raise ValueError(f"a {channel} webhook URL must use https (plain http only to a loopback host), "
+                         f"not {url[:80]!r}")
+    if hosts and not any(host == h or host.endswith("." + h) for h in hosts):
+        raise ValueError(f"a {channel} webhook URL is on {' or '.join(hosts)}, not {host!r}")
+    if path and not parts.path.startswith(path):
+        raise ValueError(f"a {channel} webhook URL's path starts with {path}, not {parts.path[:80]!r}")
+
+
+def response_json(response: requests.Response) -> dict[str, Any]:
+    """The answer's JSON object, or ``{}`` when it is not one (a proxy's HTML page, Teams' ``1``)."""
+    try:
+        found = response.json()
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def retry_after(response: requests.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+class ChatChannel(TargetChannel):
+    """Base of the chat adapters: :meth:`post` each target's payload and read the answer (``answer``)."""
+
+    def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings or get_settings()
+        self._session = PerProcess(self._new_session)
+        """One per process: a forked worker child opens its own connections."""
+
+    def _new_session(self) -> requests.Session:
+        return https_session(self.settings.ca_file)
+
+    def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],
+                        on_outcome: OnOutcome | None = None) -> list[Outcome]:
+        try:
+            self.ready()
+            session = self._session.get()
+        except DeliveryError as exc:
+            return [Outcome(d, exc) for d, _ in items]
+        return send_each(items, lambda d, device: self.deliver(session, d, device), on_outcome)
+
+    def ready(self) -> None:
+        """Raise ``PermanentError`` when the channel lacks its settings (a token)."""
+
+    def deliver(self, session: requests.Session, delivery: Delivery, device: Device) -> dict[str, Any]:
+        """Post one target's payload; the outcome's detail (the provider's message id)."""
+        raise NotImplementedError
+
+    def post(self, session: requests.Session, url: str, payload: Any, where: str,
+             headers: dict[str, str] | None = None, params: dict[str, str] | None = None) -> requests.Response:
+        """POST ``payload`` as JSON; a connection failure is retryable, a refused TLS certificate is not.
+        ``where`` names the host in errors (never a webhook's secret path)."""
+        try:
+            return session.post(url, data=orjson.dumps(payload), params=params,
+                                headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
+                                timeout=self.settings.push_timeout_seconds, allow_redirects=False)
+        except requests.exceptions.SSLError as exc:
+            raise PermanentError(f"TLS with {self.name} at {where} failed ({exc}): check NOTIFIER_CA_FILE") from None
+        except requests.RequestException as exc:
+            raise RetryableError(f"{self.name} unreachable at {where}: {type(exc).__name__}") from None
+
+    def close(self) -> None:
+        self._session.reset(requests.Session.close)
+
+
+def host_of(url: str) -> str:
+    """A webhook URL's host, for errors and logs: its path holds the webhook's secret."""
+    return urlsplit(url).netloc
+
+
+def delivery_text(delivery: Delivery) -> tuple[str, str]:
+    """The title and body to post: the rendered ones when a template rendered the notification."""
+    rendered = delivery.rendered
+    if rendered is not None:
+        return rendered.title, rendered.body
+    return delivery.notification.title, delivery.notification.body
+
+
+def link(delivery: Delivery) -> str | None:
+    """The notification's ``action_url`` when it is a web link a chat client can open."""
+    url = delivery.notification.action_url
+    return url if url and url.startswith(("https://", "http://")) else None
