@@ -1,0 +1,108 @@
+"""What the chat peers (``slack.py``, ``teams.py``, ``discord.py``) share: a threaded HTTP server on
+127.0.0.1 that records each request per target and answers from a per-target script of the
+provider's own error answers before it accepts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Received:
+    target: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    path: str
+    at: float
+
+
+@dataclass
+class State:
+    received: list[Received] = field(default_factory=list)
+    """Accepted messages."""
+    attempts: dict[str, list[float]] = field(default_factory=dict)
+    script: dict[str, list[str]] = field(default_factory=dict)
+    always: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer_for(self, target: str) -> str | None:
+        """The scripted answer for this attempt at ``target`` (None: accept), recording the attempt."""
+        with self.lock:
+            self.attempts.setdefault(target, []).append(time.time())
+            queued = self.script.get(target)
+            return queued.pop(0) if queued else self.always.get(target)
+
+
+class Handler(BaseHTTPRequestHandler):
+    state: State
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None,
+              raw: bytes | None = None, content_type: str = "application/json; charset=utf-8") -> None:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        self.send_response(status)
+        if data:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def problem(self, text: str) -> None:
+        with self.state.lock:
+            self.state.problems.append(text)
+
+    def accept(self, target: str, body: dict[str, Any]) -> None:
+        with self.state.lock:
+            self.state.received.append(Received(target, body, dict(self.headers.items()), self.path, time.time()))
+
+
+class Peer:
+    """A started server with ``handler``'s behaviour; ``fail``/``refuse`` script the answers."""
+
+    handler: type[Handler]
+
+    def __init__(self) -> None:
+        self.state = State()
+        handler = type("Handler", (self.handler,), {"state": self.state})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> Any:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def to(self, target: str) -> list[Received]:
+        with self.state.lock:
+            return [r for r in self.state.received if r.target == target]
+
+    def attempts(self, target: str) -> list[float]:
+        with self.state.lock:
+            return list(self.state.attempts.get(target, []))
+
+    def fail(self, target: str, *answers: str) -> None:
+        """Answer the next attempts at ``target`` with ``answers`` (names of the peer's ANSWERS), then accept."""
+        with self.state.lock:
+            self.state.script[target] = list(answers)
+
+    def refuse(self, target: str, answer: str) -> None:
+        """Answer every attempt at ``target`` with ``answer``."""
+        with self.state.lock:
+            self.state.always[target] = answer
