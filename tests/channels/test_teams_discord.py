@@ -303,6 +303,7 @@ def test_group_webhooks_registered_over_the_api_get_one_post(stack: Isolated, wo
                               json={"platform": "teams", "url": team_card}).status_code == 401
     finally:
         gateway.stop()
+    assert sorted(d.platform for d in Devices().list(group_recipient(group))) == ["discord", "teams"]
     send_to_group(group, note("teams", "discord"))
     for got in (lambda: teams.to_url(member_card), lambda: teams.to_url(team_card), lambda: discord.to(team_hook)):
         wait_for(got, message="a post to the group or its member")

@@ -76,9 +76,10 @@ class TeamsPeer(Peer):
 
     def webhook(self, legacy: bool = False) -> str:
         """A fresh webhook URL of either kind."""
+        a, b, c = secrets.token_hex(8), secrets.token_hex(8), secrets.token_hex(16)
         if legacy:
-            return f"{self.url}/webhookb2/{secrets.token_hex(8)}@{secrets.token_hex(8)}/IncomingWebhook/{secrets.token_hex(16)}"
-        return f"{self.url}/workflows/{secrets.token_hex(16)}/triggers/manual/paths/invoke?api-version=1&sig={secrets.token_hex(16)}"
+            return f"{self.url}/webhookb2/{a}@{b}/IncomingWebhook/{c}"
+        return f"{self.url}/workflows/{a}{b}/triggers/manual/paths/invoke?api-version=1&sig={c}"
 
     def to_url(self, url: str) -> list[Any]:
         return self.to(url[len(self.url):].split("?", 1)[0])
