@@ -55,7 +55,7 @@ def route_audience(self: NotifierTask, notification: dict[str, Any], audience: d
     if isinstance(audience, dict) and "group" in audience:
         batches = Groups().members(str(audience["group"]), get_settings().batch_size)
         own = group_targets(notification, str(audience["group"]))
-        if own is not None:
+        if own is not None and store.get_redis().exists(keys.devices(own[1][0])):
             self.enqueue(ROUTE_USERS, own)
     elif audience == {"all": True}:
         batches = scan_batches(store.get_redis(), keys.users(), get_settings().batch_size)
@@ -75,8 +75,9 @@ def group_targets(notification: dict[str, Any], group_id: str) -> list[Any] | No
     """The ``route_users`` arguments that deliver ``notification`` to the group's own registered
     targets (a Slack channel, a team's webhook): a send to the group's recipient id limited to the
     wanted channels that are registered-target channels and not push (never the inbox or email), so
-    receipts, retries, quiet hours and rate limits apply as to a user. None when no such channel is
-    wanted, or the type has a workflow (its steps are per member)."""
+    receipts, retries, quiet hours and rate limits apply as to a user (the caller skips it when the
+    group has no targets at all). None when no such channel is wanted, or the type has a workflow
+    (its steps are per member)."""
     if not isinstance(notification, dict) or notification.get("type") in get_workflows():
         return None
     wanted = notification.get("channels") or get_settings().channels

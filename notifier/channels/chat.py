@@ -35,10 +35,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _private_address(host: str) -> bool:
+    """An IP literal that is not a public address (a private network, link-local cloud metadata)."""
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
 def check_webhook_url(channel: str, url: str, hosts: Sequence[str] = (), path: str = "") -> None:
     """Refuse (``ValueError``) a webhook URL that is not https (plain http only to a loopback host, for
     development and tests), or, when ``hosts`` are given, on none of them (or their subdomains) or
-    outside ``path``: the worker posts to what users register, so it goes only where the provider is."""
+    outside ``path``, or to a private IP address: the worker posts to what users register, so it goes
+    only where a provider can be."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if not host or parts.username or parts.password:
@@ -47,6 +56,8 @@ def check_webhook_url(channel: str, url: str, hosts: Sequence[str] = (), path: s
         if parts.scheme not in ("https", "http"):
             raise ValueError(f"a {channel} webhook URL is https, not {url[:80]!r}")
         return
+    if _private_address(host):
+        raise ValueError(f"a {channel} webhook URL names a provider's host, not the private address {host!r}")
     if parts.scheme != "https":
         raise ValueError(f"a {channel} webhook URL must use https (plain http only to a loopback host), "
                          f"not {url[:80]!r}")

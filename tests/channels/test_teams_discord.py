@@ -118,6 +118,8 @@ def test_webhook_urls_are_https_except_to_a_loopback_host() -> None:
         assert Registration(platform=platform, url=url).url == url
     for platform, url, says in (("teams", "http://contoso.webhook.office.com/webhookb2/x", "https"),
                                 ("teams", "ftp://127.0.0.1/x", "https"),
+                                ("teams", "https://169.254.169.254/latest/meta-data", "private address"),
+                                ("teams", "https://10.0.0.7/workflows/x", "private address"),
                                 ("discord", "https://discord.com.evil.test/api/webhooks/1/x", "discord.com"),
                                 ("discord", "https://discord.com/channels/1/2", "/api/webhooks/"),
                                 ("discord", "https://user:pw@discord.com/api/webhooks/1/x", "no user")):
