@@ -20,6 +20,8 @@ from tests.peers.scripted import Handler, Peer
 ANSWERS: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = {
     "ratelimited": (429, {"message": "You are being rate limited.", "retry_after": 1.2, "global": False},
                     {"Retry-After": "1", "X-RateLimit-Scope": "shared"}),
+    "ratelimited_long": (429, {"message": "You are being rate limited.", "retry_after": 2.6, "global": False},
+                         {"Retry-After": "1", "X-RateLimit-Scope": "user"}),
     "unknown_webhook": (404, {"message": "Unknown Webhook", "code": 10015}, {}),
     "invalid_form": (400, {"message": "Invalid Form Body", "code": 50035,
                            "errors": {"embeds": {"0": {"url": {"_errors": [{"code": "URL_TYPE_INVALID_URL",

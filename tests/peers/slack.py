@@ -21,6 +21,8 @@ ANSWERS: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = {
                  "not_in_channel", "msg_too_long")
 }
 ANSWERS["ratelimited"] = (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"})
+ANSWERS["ratelimited_long"] = (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "3"})
+"""Longer than the retry backoff's own first wait (1 to 2 s), so a test can tell it was honoured."""
 ANSWERS["internal_error"] = (503, {"ok": False, "error": "service_unavailable"}, {})
 
 

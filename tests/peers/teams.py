@@ -17,6 +17,7 @@ from tests.peers.scripted import Handler, Peer
 CARD = "application/vnd.microsoft.card.adaptive"
 ANSWERS: dict[str, tuple[int, str, dict[str, str]]] = {
     "throttled": (429, "Too Many Requests", {"Retry-After": "1"}),
+    "throttled_long": (429, "Too Many Requests", {"Retry-After": "3"}),
     "legacy_throttled": (200, "Webhook message delivery failed with error: Microsoft Teams endpoint returned "
                               "HTTP error 429 with ContextId tcid=0,server=msgapi-production-eus-azsc2-4-170", {}),
     "bad_payload": (400, "Bad payload received by generic incoming webhook.", {}),
