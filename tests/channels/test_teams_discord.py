@@ -29,7 +29,7 @@ from notifier.templates import Rendered
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.discord import DiscordPeer
 from tests.peers.teams import TeamsPeer
-from tests.support.gateway_support import API_KEY, Gateway
+from tests.support.gateway_support import API_KEY, Gateway, token
 from tests.support.helpers import Worker, uid, wait_for, wait_idle
 
 
@@ -301,8 +301,15 @@ def test_group_webhooks_registered_over_the_api_get_one_post(stack: Isolated, wo
                 assert added.status_code == 201, added.text
             listed = api.get(f"/v1/groups/{group}/devices").json()["devices"]
             assert sorted(d["platform"] for d in listed) == ["discord", "teams"]
-            assert httpx.post(f"{gateway.url}/v1/groups/{group}/devices",
-                              json={"platform": "teams", "url": team_card}).status_code == 401
+            for headers in ({}, {"Authorization": f"Bearer {token(member)}"}):
+                refused = httpx.post(f"{gateway.url}/v1/groups/{group}/devices", headers=headers,
+                                     json={"platform": "teams", "url": teams.webhook()})
+                assert refused.status_code == 401, refused.text
+            removed = api.delete(f"/v1/groups/{group}/devices/{listed[0]['id']}")
+            assert removed.status_code == 204 and api.delete(f"/v1/groups/{group}/devices/{listed[0]['id']}"
+                                                             ).status_code == 404
+            assert api.post(f"/v1/groups/{group}/devices",
+                            json={"platform": listed[0]["platform"], "url": listed[0]["url"]}).status_code == 201
     finally:
         gateway.stop()
     assert sorted(d.platform for d in Devices().list(group_recipient(group))) == ["discord", "teams"]
