@@ -279,8 +279,20 @@ class PushSettings(_Section):
     push_timeout_seconds: float = Field(10.0, gt=0)
     """how long one provider request may take"""
     ca_file: str = Field("", json_schema_extra=_shown("system CAs"))
-    """extra CA bundle, trusted besides the system CAs, for FCM (sends and OAuth token requests) and web
-    push HTTPS"""
+    """extra CA bundle, trusted besides the system CAs, for FCM (sends and OAuth token requests), web
+    push and webhook HTTPS"""
+
+
+class WebhookSettings(_Section):
+    """Where the webhook and Apprise channels may post (``notifier/channels/webhook.py``, ``apprise.py``)."""
+
+    title = "Webhooks"
+
+    webhook_allow_private: bool = False
+    """let webhooks reach private, loopback, link-local and other non-public addresses (checked on the
+    connected address, so a name resolving to one is refused too), and Apprise URLs name such an
+    address; off, a user cannot point notifier at your internal services. On for a receiver inside your
+    network, or on your machine in development"""
 
 
 class GatewaySettings(_Section):
@@ -365,12 +377,13 @@ class OperationsSettings(_Section):
     """Flower basic auth password"""
 
 
-class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, GatewaySettings, OperationsSettings):
+class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, WebhookSettings, GatewaySettings,
+               OperationsSettings):
     """Configuration for every notifier process: every section's fields, read at once."""
 
 
 SECTIONS: tuple[type[_Section], ...] = (StoreSettings, PipelineSettings, EmailSettings, PushSettings,
-                                        GatewaySettings, OperationsSettings)
+                                        WebhookSettings, GatewaySettings, OperationsSettings)
 """README's order of the sections."""
 
 RENAMED: Mapping[str, str] = {

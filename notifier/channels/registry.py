@@ -33,6 +33,8 @@ BUILTIN: dict[str, str] = {
     "fcm": "notifier.channels.fcm:FCMChannel",
     "apns": "notifier.channels.apns:APNsChannel",
     "webpush": "notifier.channels.webpush:WebPushChannel",
+    "webhook": "notifier.channels.webhook:WebhookChannel",
+    "apprise": "notifier.channels.apprise:AppriseChannel",
 }
 GROUP = "notifier.channels"
 """The entry point group an installed package adds channels through."""

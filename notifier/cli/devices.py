@@ -1,4 +1,5 @@
-"""``notifier devices list|add|remove``: the push device registry from the command line."""
+"""``notifier devices list|add|remove``: the device registry (push devices, webhook and Apprise URLs)
+from the command line."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def list_(user_id: str, as_json: bool) -> None:
     if not found:
         click.echo(f"{user_id} has no devices")
     for d in found:
-        where = d.get("token") or d["subscription"]["endpoint"]
+        where = d.get("token") or d.get("url") or d["subscription"]["endpoint"]
         click.echo(f"{d['id']}  {d['platform']}  {_short(where)}  last seen {d['last_seen']}")
 
 
@@ -51,19 +52,28 @@ def list_(user_id: str, as_json: bool) -> None:
 @click.option("--platform", required=True, type=_Platform())
 @click.option("--token", help="The app's push token (FCM registration token, APNs device token).")
 @click.option("--subscription", metavar="JSON", help="A browser's PushSubscription as JSON (web push).")
+@click.option("--url", help="Where to post: a webhook endpoint, an Apprise URL.")
+@click.option("--secret", help="A webhook's signing secret (whsec_...); default: a new one, printed once.")
 @click.option("--topic", help="APNs topic (bundle id) when it differs from NOTIFIER_APNS_TOPIC.")
-def add(user_id: str, platform: str, token: str | None, subscription: str | None, topic: str | None) -> None:
-    """Register a device for USER_ID (again: refreshes it); prints its id."""
+def add(user_id: str, platform: str, token: str | None, subscription: str | None, url: str | None,
+        secret: str | None, topic: str | None) -> None:
+    """Register a device for USER_ID (again: refreshes it); prints its id, and a webhook's secret."""
     from notifier.errors import ValidationError
     from notifier.models import parse_json
     from notifier.state.devices import Devices
 
-    if (token is None) == (subscription is None):
-        raise ValidationError("give exactly one of --token (an app's push token) or --subscription (a browser's)")
-    registration: dict[str, object] = {"platform": platform, "token": token, "topic": topic}
+    if [token, subscription, url].count(None) != 2:
+        raise ValidationError("give exactly one of --token (an app's push token), --subscription (a browser's) "
+                              "or --url (a webhook or Apprise URL)")
+    registration: dict[str, object] = {"platform": platform, "token": token, "url": url, "topic": topic,
+                                       "secret": secret}
     if subscription is not None:
         registration["subscription"] = parse_json(subscription, "--subscription")
-    click.echo(Devices().register(user_id, registration).id)
+    device = Devices().register(user_id, registration)
+    click.echo(device.id)
+    if device.secret is not None:
+        click.echo(f"secret {device.secret.get_secret_value()}  (configure your receiver with it; it is not "
+                   "shown again)")
 
 
 @devices.command()

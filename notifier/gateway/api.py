@@ -208,9 +208,10 @@ class VapidKey(BaseModel):
 def register_device(user: UserId, body: Registration) -> Response:
     """Register the caller's phone (FCM, APNs token) or browser (web push subscription).
 
-    Registering the same token or endpoint again refreshes that device instead of adding one.
+    Registering the same token or endpoint again refreshes that device instead of adding one. A webhook's
+    answer carries its signing ``secret`` (given, kept from before, or generated); listing never does.
     """
-    return JSON(Devices().register(user, body).to_dict(), status_code=201)
+    return JSON(Devices().register(user, body).registered_dict(), status_code=201)
 
 
 @router.get("/devices", response_model=DeviceList, tags=["devices"])
