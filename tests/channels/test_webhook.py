@@ -111,6 +111,26 @@ def test_a_registered_webhook_receives_the_signed_event_and_the_secret_is_shown_
     assert secret not in worker.log() and secret not in gateway.log()
 
 
+def test_cli_registers_a_webhook_and_prints_its_secret_once(stack: Isolated, receiver: WebhookReceiver) -> None:
+    user = uid()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "notifier.cli", "devices", *args], capture_output=True,
+                              text=True, env=os.environ.copy(), timeout=60, check=False)
+
+    added = cli("add", user, "--platform", "webhook", "--url", receiver.url("/hooks/cli"))
+    assert added.returncode == 0, added.stderr
+    device_id, secret_line = added.stdout.splitlines()
+    secret = secret_line.split()[1]
+    assert device_id.startswith("webhook-") and secret.startswith("whsec_")
+    [stored] = Devices().list(user)
+    assert stored.secret is not None and stored.secret.get_secret_value() == secret
+    listed = cli("list", user)
+    assert device_id in listed.stdout and "/hooks/cli" in listed.stdout and secret not in listed.stdout
+    wrong = cli("add", user, "--platform", "webhook", "--url", receiver.url("/hooks/cli"), "--secret", "whsec_x")
+    assert wrong.returncode == 1 and "whsec_" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
 def test_a_failing_receiver_is_retried_with_the_same_id_and_processes_it_once(
         worker: Worker, receiver: WebhookReceiver) -> None:
     user = uid()
