@@ -9,16 +9,17 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from notifier import send_notification
 from notifier.channels import egress
-from notifier.channels.base import Delivery
+from notifier.channels.base import Delivery, Outcome
 from notifier.channels.webhook import WebhookChannel, WebhookMessage, message_id, origin, sign
 from notifier.config import Settings
-from notifier.errors import PermanentError, ValidationError
+from notifier.errors import PermanentError, RetryableError, ValidationError
 from notifier.models import Notification, validate
 from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import deliver_task
@@ -238,6 +239,41 @@ def test_private_addresses_are_refused_at_connect_unless_allowed(stack: Isolated
     allowed.close()
     assert ok.ok, ok.error
     assert len(receiver.processed(path)) == 1
+
+
+def test_https_redirects_and_unreachable_receivers(stack: Isolated, tmp_path: Path) -> None:
+    """Over HTTPS with a private CA (NOTIFIER_CA_FILE) the guard still checks the connected address; a
+    redirect is not followed; a receiver that is down is retried."""
+    secure = WebhookReceiver(tls=tmp_path).start()
+    try:
+        user, path = uid(), "/hooks/tls"
+        device = Devices().register(user, {"platform": "webhook", "url": secure.url(path)})
+        assert device.secret is not None and secure.ca_file is not None
+        secure.accept(path, device.secret.get_secret_value())
+        d = Delivery(user, Notification(**note()), device.id)
+
+        def outcome(**settings: object) -> Outcome:
+            channel = WebhookChannel(Settings(ca_file=str(secure.ca_file), **settings))
+            try:
+                [result] = channel.send([d])
+            finally:
+                channel.close()
+            return result
+
+        refused = outcome(webhook_allow_private=False)
+        assert isinstance(refused.error, PermanentError) and "NOTIFIER_WEBHOOK_ALLOW_PRIVATE" in str(refused.error)
+        assert secure.requests(path) == []
+        assert outcome(webhook_allow_private=True).ok and len(secure.processed(path)) == 1
+        untrusted = WebhookChannel(Settings(webhook_allow_private=True)).send([d])[0]
+        assert isinstance(untrusted.error, PermanentError) and "NOTIFIER_CA_FILE" in str(untrusted.error)
+        secure.fail(path, Answer(302, location="https://elsewhere.example/hook"))
+        redirected = outcome(webhook_allow_private=True)
+        assert isinstance(redirected.error, PermanentError) and "redirect" in str(redirected.error)
+        assert len(secure.requests(path)) == 2, "the redirect was not followed"
+    finally:
+        secure.stop()
+    down = outcome(webhook_allow_private=True)
+    assert isinstance(down.error, RetryableError) and "unreachable" in str(down.error)
 
 
 def test_worker_logged_no_unexpected_errors(worker: Worker) -> None:

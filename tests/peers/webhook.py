@@ -15,9 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
+
+from tests.peers.tls import serve_https
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Answer:
     status: int
     retry_after: int | None = None
     after_processing: bool = False
+    location: str | None = None
+    """A redirect's ``Location``."""
 
 
 @dataclass
@@ -94,18 +99,24 @@ class _Handler(BaseHTTPRequestHandler):
         elif answer is None:
             self._reply(200, {"ok": True})
         else:
-            extra = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
+            extra = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else {}
+            if answer.location:
+                extra["Location"] = answer.location
             self._reply(answer.status, {"error": f"scripted {answer.status}"}, extra)
 
 
 class WebhookReceiver:
-    """The receiver; ``endpoint(path, secret)`` opens an endpoint and gives its URL."""
+    """The receiver; ``accept(path, secret)`` opens an endpoint at ``url(path)``. Given a folder
+    (``tls=...``) it serves HTTPS at ``https://localhost:PORT`` with a certificate from a throwaway CA
+    (``ca_file``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: Path | None = None) -> None:
         self.state = _State()
         handler = type("Handler", (_Handler,), {"state": self.state})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.ca_file = serve_https(self.server, tls) if tls is not None else None
+        host = "https://localhost" if tls is not None else "http://127.0.0.1"
+        self.base = f"{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def start(self) -> WebhookReceiver:
