@@ -231,10 +231,9 @@ class Devices:
         if old is None and self.r.hlen(key) >= MAX_DEVICES:
             raise ValidationError(f"user {user_id} already has {MAX_DEVICES} devices; remove stale ones first")
         previous = _load(did, old)
-        secret = None
-        if platform_class(reg.platform).takes_secret:
-            secret = (reg.secret or (previous.secret if previous else None)
-                      or SecretStr(platform_class(reg.platform).new_secret()))
+        cls, secret = platform_class(reg.platform), None
+        if cls.takes_secret:
+            secret = reg.secret or (previous.secret if previous else None) or SecretStr(cls.new_secret())
         device = Device(id=did, platform=reg.platform, token=reg.address if reg.token is not None else None,
                         subscription=reg.subscription, url=reg.url, topic=reg.topic, secret=secret,
                         created_at=previous.created_at if previous else now, last_seen=now)
