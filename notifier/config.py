@@ -281,7 +281,7 @@ class PushSettings(_Section):
     """how long one provider request may take"""
     ca_file: str = Field("", json_schema_extra=_shown("system CAs"))
     """extra CA bundle, trusted besides the system CAs, for FCM (sends and OAuth token requests), web
-    push and the chat channels' HTTPS"""
+    push, webhook and the chat channels' HTTPS"""
 
 
 class ChatSettings(_Section):
@@ -304,6 +304,19 @@ class ChatSettings(_Section):
             raise ValueError(f"{value!r} is not an https URL like https://slack.com (plain http only to a "
                              "loopback host)")
         return value.rstrip("/")
+
+
+class WebhookSettings(_Section):
+    """Where the webhook, Apprise, Teams and Discord channels may post (``notifier/channels/webhook.py``,
+    ``apprise.py``, ``teams.py``, ``discord.py``)."""
+
+    title = "Webhooks"
+
+    webhook_allow_private: bool = False
+    """let webhooks reach private, loopback, link-local and other non-public addresses (checked on the
+    connected address, so a name resolving to one is refused too), and Apprise URLs name such an
+    address; off, a user cannot point notifier at your internal services. On for a receiver inside your
+    network, or on your machine in development"""
 
 
 class GatewaySettings(_Section):
@@ -388,13 +401,13 @@ class OperationsSettings(_Section):
     """Flower basic auth password"""
 
 
-class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, ChatSettings, GatewaySettings,
-               OperationsSettings):
+class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, WebhookSettings, ChatSettings,
+               GatewaySettings, OperationsSettings):
     """Configuration for every notifier process: every section's fields, read at once."""
 
 
 SECTIONS: tuple[type[_Section], ...] = (StoreSettings, PipelineSettings, EmailSettings, PushSettings,
-                                        ChatSettings, GatewaySettings, OperationsSettings)
+                                        WebhookSettings, ChatSettings, GatewaySettings, OperationsSettings)
 """README's order of the sections."""
 
 RENAMED: Mapping[str, str] = {

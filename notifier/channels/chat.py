@@ -1,7 +1,10 @@
 """What the chat channels (Slack, Microsoft Teams, Discord) share: registered targets that are not
-push devices, one HTTPS session per process (``push.https_session``: system CAs plus
-``NOTIFIER_CA_FILE``, no retries, Celery owns them), one JSON POST per target, and the rules for
-webhook URLs users register.
+push devices, one HTTPS session per process (system CAs plus ``NOTIFIER_CA_FILE``, no retries:
+Celery owns them), one JSON POST per target, and the rules for webhook URLs users register.
+
+A Teams or Discord webhook URL is chosen by a user, so it gets the webhook channel's guard against
+server-side request forgery (``notifier/channels/egress.py``): only public addresses, checked on
+the connected address, unless ``NOTIFIER_WEBHOOK_ALLOW_PRIVATE``. Slack's base URL is the operator's.
 
 The channels are interruptive: a chat message pings the member's phone and desktop like a push, so
 it waits for the end of quiet hours.
@@ -11,12 +14,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import orjson
 import requests
 
+from notifier.channels import egress
 from notifier.channels.base import Delivery, OnOutcome, Outcome
 from notifier.channels.push import https_session, parse_retry_after
 from notifier.channels.targets import TargetChannel, send_each
@@ -35,29 +39,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _private_address(host: str) -> bool:
-    """An IP literal that is not a public address (a private network, link-local cloud metadata)."""
-    try:
-        return not ipaddress.ip_address(host).is_global
-    except ValueError:
-        return False
-
-
 def check_webhook_url(channel: str, url: str, hosts: Sequence[str] = (), path: str = "") -> None:
     """Refuse (``ValueError``) a webhook URL that is not https (plain http only to a loopback host, for
     development and tests), or, when ``hosts`` are given, on none of them (or their subdomains) or
-    outside ``path``, or to a private IP address: the worker posts to what users register, so it goes
-    only where a provider can be."""
+    outside ``path``, or naming a non-public address unless ``NOTIFIER_WEBHOOK_ALLOW_PRIVATE``
+    (``egress.check_host``): the worker posts to what users register."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if not host or parts.username or parts.password:
         raise ValueError(f"a {channel} target is a webhook URL with a host and no user, not {url[:80]!r}")
+    egress.check_host(host, get_settings().webhook_allow_private)
     if is_loopback(host):
         if parts.scheme not in ("https", "http"):
             raise ValueError(f"a {channel} webhook URL is https, not {url[:80]!r}")
         return
-    if _private_address(host):
-        raise ValueError(f"a {channel} webhook URL names a provider's host, not the private address {host!r}")
     if parts.scheme != "https":
         raise ValueError(f"a {channel} webhook URL must use https (plain http only to a loopback host), "
                          f"not {url[:80]!r}")
@@ -83,6 +78,9 @@ def retry_after(response: requests.Response) -> float | None:
 class ChatChannel(TargetChannel):
     """Base of the chat adapters: :meth:`post` each target's payload and read the answer (``answer``)."""
 
+    user_urls: ClassVar[bool] = False
+    """Targets are URLs users register: connections only to public addresses (``egress``)."""
+
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings or get_settings()
@@ -90,6 +88,8 @@ class ChatChannel(TargetChannel):
         """One per process: a forked worker child opens its own connections."""
 
     def _new_session(self) -> requests.Session:
+        if self.user_urls:
+            return egress.guarded_session(self.settings.ca_file, self.settings.webhook_allow_private)
         return https_session(self.settings.ca_file)
 
     def send_to_devices(self, items: Sequence[tuple[Delivery, Device]],
@@ -116,8 +116,11 @@ class ChatChannel(TargetChannel):
             return session.post(url, data=orjson.dumps(payload), params=params,
                                 headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
                                 timeout=self.settings.push_timeout_seconds, allow_redirects=False)
+        except egress.RefusedAddress as exc:
+            raise PermanentError(f"{self.name} webhook at {where} refused: {exc}") from None
         except requests.exceptions.SSLError as exc:
-            raise PermanentError(f"TLS with {self.name} at {where} failed ({exc}): check NOTIFIER_CA_FILE") from None
+            raise PermanentError(f"TLS with {self.name} at {where} failed ({type(exc).__name__}): check "
+                                 "NOTIFIER_CA_FILE") from None
         except requests.RequestException as exc:
             raise RetryableError(f"{self.name} unreachable at {where}: {type(exc).__name__}") from None
 

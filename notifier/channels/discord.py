@@ -38,6 +38,7 @@ INVALID_WEBHOOK_TOKEN = 50027
 class DiscordChannel(ChatChannel):
     name = "discord"
     takes_url = True
+    user_urls = True
 
     @classmethod
     def check_url(cls, url: str) -> None:

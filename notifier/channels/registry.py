@@ -33,6 +33,8 @@ BUILTIN: dict[str, str] = {
     "fcm": "notifier.channels.fcm:FCMChannel",
     "apns": "notifier.channels.apns:APNsChannel",
     "webpush": "notifier.channels.webpush:WebPushChannel",
+    "webhook": "notifier.channels.webhook:WebhookChannel",
+    "apprise": "notifier.channels.apprise:AppriseChannel",
     "slack": "notifier.channels.slack:SlackChannel",
     "teams": "notifier.channels.teams:TeamsChannel",
     "discord": "notifier.channels.discord:DiscordChannel",

@@ -10,7 +10,7 @@ its id only), hands the live ones to the adapter and reports a vanished one as `
 an adapter's ``InvalidTarget`` prunes it (:meth:`prune`).
 
 What a target registers with is the channel class's to say (``takes_subscription``, ``takes_url``,
-``check_token``, ``check_url``), so the registry names no channel.
+``takes_secret``, ``check_token``, ``check_url``, ``check_secret``), so the registry names no channel.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class TargetChannel(Channel):
     """Targets register a browser's push subscription (endpoint and keys) instead of a token."""
     takes_url: ClassVar[bool] = False
     """Targets register a URL (an incoming webhook, an endpoint) instead of a token."""
+    takes_secret: ClassVar[bool] = False
+    """Targets have a signing secret (:meth:`new_secret` when the registration gives none); it is
+    stored with the target, answered to the registration and never listed."""
 
     @classmethod
     def check_token(cls, token: str) -> None:
@@ -52,6 +55,16 @@ class TargetChannel(Channel):
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError(f"a {cls.name} target is an http(s) URL with a host, not {url[:80]!r}")
+
+    @classmethod
+    def check_secret(cls, secret: str) -> None:
+        """Refuse (``ValueError``, saying what a secret looks like, never quoting it) one this channel
+        cannot sign with."""
+
+    @classmethod
+    def new_secret(cls) -> str:
+        """A fresh secret for a target registered without one (channels that ``takes_secret``)."""
+        raise NotImplementedError(f"{cls.name} takes no secret")
 
     def __init__(self, devices: Devices | None = None) -> None:
         self._devices = devices

@@ -27,6 +27,7 @@ CARD = "application/vnd.microsoft.card.adaptive"
 class TeamsChannel(ChatChannel):
     name = "teams"
     takes_url = True
+    user_urls = True
     max_payload_bytes = MAX_PAYLOAD
 
     @classmethod

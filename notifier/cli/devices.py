@@ -1,5 +1,5 @@
-"""``notifier devices list|add|remove``: the device registry (push devices, chat targets, a group's own
-targets) from the command line."""
+"""``notifier devices list|add|remove``: the device registry (push devices, chat targets, webhook and
+Apprise URLs, a group's own targets) from the command line."""
 
 from __future__ import annotations
 
@@ -71,11 +71,13 @@ def list_(user_id: str | None, group_id: str | None, as_json: bool) -> None:
 @click.option("--token", help="The app's push token (FCM registration token, APNs device token), or a Slack "
                               "member or channel id.")
 @click.option("--subscription", metavar="JSON", help="A browser's PushSubscription as JSON (web push).")
-@click.option("--url", help="An incoming-webhook URL (Teams, Discord).")
+@click.option("--url", help="Where to post: a Teams or Discord incoming webhook, a webhook endpoint, an Apprise URL.")
+@click.option("--secret", help="A webhook's signing secret (whsec_...); default: a new one, printed once.")
 @click.option("--topic", help="APNs topic (bundle id) when it differs from NOTIFIER_APNS_TOPIC.")
 def add(user_id: str | None, group_id: str | None, platform: str, token: str | None, subscription: str | None,
-        url: str | None, topic: str | None) -> None:
-    """Register a device or chat target for USER_ID or --group ID (again: refreshes it); prints its id."""
+        url: str | None, secret: str | None, topic: str | None) -> None:
+    """Register a device or target for USER_ID or --group ID (again: refreshes it); prints its id, and a
+    webhook's secret."""
     from notifier.errors import ValidationError
     from notifier.models import parse_json
     from notifier.state.devices import Devices
@@ -83,11 +85,16 @@ def add(user_id: str | None, group_id: str | None, platform: str, token: str | N
     recipient = _recipient(user_id, group_id)
     if [token, subscription, url].count(None) != 2:
         raise ValidationError("give exactly one of --token (an app's push token, a Slack id), --subscription "
-                              "(a browser's) or --url (a webhook)")
-    registration: dict[str, object] = {"platform": platform, "token": token, "url": url, "topic": topic}
+                              "(a browser's) or --url (a webhook or Apprise URL)")
+    registration: dict[str, object] = {"platform": platform, "token": token, "url": url, "topic": topic,
+                                       "secret": secret}
     if subscription is not None:
         registration["subscription"] = parse_json(subscription, "--subscription")
-    click.echo(Devices().register(recipient, registration).id)
+    device = Devices().register(recipient, registration)
+    click.echo(device.id)
+    if device.secret is not None:
+        click.echo(f"secret {device.secret.get_secret_value()}  (configure your receiver with it; it is not "
+                   "shown again)")
 
 
 @devices.command()

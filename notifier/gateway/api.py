@@ -210,9 +210,10 @@ def register_device(user: UserId, body: Registration) -> Response:
     """Register the caller's phone (FCM, APNs token), browser (web push subscription) or chat target
     (a Slack member id, a Teams or Discord webhook URL).
 
-    Registering the same token or endpoint again refreshes that device instead of adding one.
+    Registering the same token or endpoint again refreshes that device instead of adding one. A webhook's
+    answer carries its signing ``secret`` (given, kept from before, or generated); listing never does.
     """
-    return JSON(Devices().register(user, body).to_dict(), status_code=201)
+    return JSON(Devices().register(user, body).registered_dict(), status_code=201)
 
 
 @router.get("/devices", response_model=DeviceList, tags=["devices"])

@@ -30,6 +30,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     field_validator,
     model_validator,
 )
@@ -125,6 +126,9 @@ class Registration(BaseModel):
     """Channels that post to a URL (an incoming webhook, an endpoint): where to."""
     topic: str | None = None
     """APNs: the app's bundle id (``apns-topic``) when it differs from NOTIFIER_APNS_TOPIC."""
+    secret: SecretStr | None = None
+    """Channels that sign what they send (``takes_secret``: webhooks): the signing secret; generated
+    when left out (or kept, when the target is registered again)."""
     _identifiers = field_validator("token", "topic", "url", mode="before")(refuse_control)
 
     @model_validator(mode="after")
@@ -142,6 +146,10 @@ class Registration(BaseModel):
             cls.check_token(self.token)
         if self.topic is not None and not _TOPIC.fullmatch(self.topic):
             raise ValueError("topic must be an app bundle id like com.example.app")
+        if self.secret is not None:
+            if not cls.takes_secret:
+                raise ValueError(f"a {self.platform} device takes no secret")
+            cls.check_secret(self.secret.get_secret_value())
         return self
 
     @property
@@ -156,7 +164,12 @@ class Registration(BaseModel):
 
 
 class Device(BaseModel):
-    """A registered device as stored and listed."""
+    """A registered device as stored and listed.
+
+    Its ``secret`` (a webhook's signing key) is stored but never listed: :meth:`to_dict` leaves it out
+    and its repr masks it; only the answer to the registration itself carries it
+    (:meth:`registered_dict`), so the endpoint's owner can configure their receiver once.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -166,11 +179,24 @@ class Device(BaseModel):
     subscription: Subscription | None = None
     url: str | None = None
     topic: str | None = None
+    secret: SecretStr | None = Field(None, exclude=True)
     created_at: dt.datetime
     last_seen: dt.datetime
 
     def to_dict(self) -> dict[str, Any]:
+        """As listed (``GET /v1/devices``, ``notifier devices list``): without the secret."""
         return self.model_dump(mode="json", exclude_none=True)
+
+    def registered_dict(self) -> dict[str, Any]:
+        """As answered to the registration: :meth:`to_dict` plus the secret, if it has one."""
+        shown = self.to_dict()
+        if self.secret is not None:
+            shown["secret"] = self.secret.get_secret_value()
+        return shown
+
+    def _stored(self) -> str:
+        """The JSON kept in the registry hash (the secret included)."""
+        return orjson.dumps(self.registered_dict()).decode()
 
 
 def device_id(platform: str, address: str) -> str:
@@ -194,7 +220,8 @@ class Devices:
         self.keys = keys or store.get_keys()
 
     def register(self, user_id: str, registration: Registration | dict[str, Any]) -> Device:
-        """Add a device, or refresh it (same token or endpoint: same id, new last seen). ``user_id``
+        """Add a device, or refresh it (same token or endpoint: same id, new last seen). A channel that
+        ``takes_secret`` gets the registration's secret, else the one it had, else a new one. ``user_id``
         may be a group's recipient id (``notifier.state.groups.group_recipient``)."""
         user_id = check_recipient(user_id)
         reg: Registration = validate(Registration, registration)
@@ -205,11 +232,14 @@ class Devices:
         if old is None and self.r.hlen(key) >= MAX_DEVICES:
             raise ValidationError(f"user {user_id} already has {MAX_DEVICES} devices; remove stale ones first")
         previous = _load(did, old)
+        cls, secret = platform_class(reg.platform), None
+        if cls.takes_secret:
+            secret = reg.secret or (previous.secret if previous else None) or SecretStr(cls.new_secret())
         device = Device(id=did, platform=reg.platform, token=reg.address if reg.token is not None else None,
-                        subscription=reg.subscription, url=reg.url, topic=reg.topic,
+                        subscription=reg.subscription, url=reg.url, topic=reg.topic, secret=secret,
                         created_at=previous.created_at if previous else now, last_seen=now)
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(key, did, orjson.dumps(device.to_dict()).decode())
+        pipe.hset(key, did, device._stored())
         if not user_id.startswith(GROUP_RECIPIENT):  # a group's targets are no user a broadcast reaches
             pipe.sadd(self.keys.users(), user_id)
         pipe.execute()

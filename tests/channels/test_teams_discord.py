@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -47,16 +47,20 @@ def discord() -> Iterator[DiscordPeer]:
     peer.stop()
 
 
+PEERS_ON_LOOPBACK = {"NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true"}
+"""The peers listen on 127.0.0.1, which user-registered webhook URLs may not reach by default."""
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Isolated]:
     for s in isolated():
-        s.apply()
+        s.apply(PEERS_ON_LOOPBACK)
         yield s
 
 
 @pytest.fixture(scope="module")
 def worker(stack: Isolated) -> Worker:
-    return stack.worker({"NOTIFIER_RETRY_BACKOFF_MAX_SECONDS": "3"}, "router,teams,discord")
+    return stack.worker({**PEERS_ON_LOOPBACK, "NOTIFIER_RETRY_BACKOFF_MAX_SECONDS": "3"}, "router,teams,discord")
 
 
 def register(recipient: str, platform: str, *urls: str) -> list[str]:
@@ -107,7 +111,16 @@ def test_discord_message_pings_nobody_and_links_the_title() -> None:
     assert len(embed["title"]) <= 256 and len(embed["description"]) <= 4096 and "url" not in embed
 
 
-def test_webhook_urls_are_https_except_to_a_loopback_host() -> None:
+def test_webhook_urls_are_https_to_public_hosts_unless_private_ones_are_allowed(
+        settings_env: Callable[[dict[str, str]], None]) -> None:
+    settings_env({"NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "false"})
+    for platform, url, says in (("teams", "http://127.0.0.1:8080/workflows/x", "this machine|not a public"),
+                                ("teams", "https://169.254.169.254/latest/meta-data", "not a public address"),
+                                ("teams", "https://10.0.0.7/workflows/x", "not a public address"),
+                                ("discord", "http://localhost:9/api/webhooks/1/x", "this machine")):
+        with pytest.raises(ValueError, match=says):
+            Registration(platform=platform, url=url)
+    settings_env(PEERS_ON_LOOPBACK)
     for platform, url in (("teams", "https://contoso.webhook.office.com/webhookb2/a@b/IncomingWebhook/c/d"),
                           ("teams", "https://prod-01.westus.logic.azure.com:443/workflows/x/triggers/manual/paths/"
                                     "invoke?sig=y"),
@@ -118,8 +131,6 @@ def test_webhook_urls_are_https_except_to_a_loopback_host() -> None:
         assert Registration(platform=platform, url=url).url == url
     for platform, url, says in (("teams", "http://contoso.webhook.office.com/webhookb2/x", "https"),
                                 ("teams", "ftp://127.0.0.1/x", "https"),
-                                ("teams", "https://169.254.169.254/latest/meta-data", "private address"),
-                                ("teams", "https://10.0.0.7/workflows/x", "private address"),
                                 ("discord", "https://discord.com.evil.test/api/webhooks/1/x", "discord.com"),
                                 ("discord", "https://discord.com/channels/1/2", "/api/webhooks/"),
                                 ("discord", "https://user:pw@discord.com/api/webhooks/1/x", "no user")):
@@ -293,7 +304,7 @@ def test_group_webhooks_registered_over_the_api_get_one_post(stack: Isolated, wo
     register(member, "teams", member_card)
     Groups().add(group, [member])
     team_card, (team_hook_url, team_hook) = teams.webhook(legacy=True), discord.webhook()
-    gateway = Gateway(stack.env).wait_ready()
+    gateway = Gateway({**stack.env, **PEERS_ON_LOOPBACK}).wait_ready()
     try:
         with httpx.Client(base_url=gateway.url, headers={"X-API-Key": API_KEY}, timeout=10) as api:
             for platform, url in (("teams", team_card), ("discord", team_hook_url)):

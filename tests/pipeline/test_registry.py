@@ -117,7 +117,8 @@ def test_an_added_channel_shows_in_preferences_and_is_honoured(installed: dict[s
         auth = {"Authorization": f"Bearer {token(user)}"}
         listed = httpx.get(f"{gateway.url}/v1/channels", headers=auth).json()["channels"]
         assert {"name": "throwaway", "devices": False, "interruptive": False} in listed
-        assert [c["name"] for c in listed if c["devices"]] == ["fcm", "apns", "webpush", "slack", "teams", "discord"]
+        assert [c["name"] for c in listed if c["devices"]] == ["fcm", "apns", "webpush", "webhook", "apprise",
+                                                               "slack", "teams", "discord"]
         assert httpx.get(f"{gateway.url}/v1/preferences", headers=auth).json()["channels"] == {"throwaway": False}
     finally:
         gateway.stop()
