@@ -237,7 +237,7 @@ GroupId = Annotated[str, Path(min_length=1, max_length=128, description="The gro
 def register_group_device(group_id: GroupId, body: Registration) -> Response:
     """Register a group's own chat target (a Slack channel id, a Teams or Discord webhook URL): a send
     to the group delivers to it once, besides the members (server API key required)."""
-    return JSON(Devices().register(group_recipient(group_id), body).to_dict(), status_code=201)
+    return JSON(Devices().register(group_recipient(group_id), body).registered_dict(), status_code=201)
 
 
 @router.get("/groups/{group_id}/devices", response_model=DeviceList, tags=["devices"],
