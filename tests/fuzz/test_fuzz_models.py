@@ -21,8 +21,11 @@ from hypothesis import strategies as st
 from notifier import ValidationError, send_bulk
 from notifier.channels.apns import APNsChannel
 from notifier.channels.base import Delivery
+from notifier.channels.discord import DiscordChannel
 from notifier.channels.email import Email
 from notifier.channels.fcm import FCMChannel
+from notifier.channels.slack import SlackChannel
+from notifier.channels.teams import TeamsChannel
 from notifier.channels.webpush import WebPushChannel
 from notifier.config import Settings
 from notifier.errors import PermanentError
@@ -79,7 +82,8 @@ def channel_settings() -> Settings:
 
 
 CHANNELS = [Email(channel_settings()), FCMChannel(channel_settings()), APNsChannel(channel_settings()),
-            WebPushChannel(channel_settings())]
+            WebPushChannel(channel_settings()), SlackChannel(channel_settings()), TeamsChannel(channel_settings()),
+            DiscordChannel(channel_settings())]
 
 
 plausible_notifications = st.fixed_dictionaries({
@@ -133,6 +137,12 @@ def accepted_whole_or_refused_clearly(value: Any) -> None:
             continue
         if channel.name == "email":
             assert "\n" not in str(payload["Subject"]) and payload.as_bytes(), "one-line subject, sendable"
+        if channel.name == "slack":
+            assert all(c not in block["text"]["text"] for block in payload["blocks"] if block["type"] == "section"
+                       for c in "<>"), "no mrkdwn markup from the notification's text"
+            assert all(len(b["text"]["text"]) <= 150 for b in payload["blocks"] if b["type"] == "header")
+        if channel.name == "discord":
+            assert payload["allowed_mentions"] == {"parse": []} and len(payload["content"]) <= 2000
 
 
 @MANY
