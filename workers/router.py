@@ -53,9 +53,10 @@ def route_audience(self: NotifierTask, notification: dict[str, Any], audience: d
     a group's own targets (:func:`group_targets`) get the notification once besides its members."""
     keys: Keys = store.get_keys()
     if isinstance(audience, dict) and "group" in audience:
-        batches = Groups().members(str(audience["group"]), get_settings().batch_size)
-        own = group_targets(notification, str(audience["group"]))
-        if own is not None and store.get_redis().exists(keys.devices(own[1][0])):
+        group = str(audience["group"])
+        batches = Groups().members(group, get_settings().batch_size)
+        own = group_targets(notification, group)
+        if own is not None and store.get_redis().exists(keys.devices(group_recipient(group))):
             self.enqueue(ROUTE_USERS, own)
     elif audience == {"all": True}:
         batches = scan_batches(store.get_redis(), keys.users(), get_settings().batch_size)
