@@ -391,9 +391,9 @@ class Preferences(BaseModel):
         return on and (type_ is None or self.type_channels.get(type_, {}).get(channel, True))
 
     def to_dict(self) -> dict[str, Any]:
-        out = self.model_dump(mode="json", exclude={"digests", "type_channels", "locale", "name", "phone_invalid",
-                                                    "channel_off_reasons"})
-        for optional in ("locale", "name", "phone_invalid"):  # left out when unset, as before they existed
+        out = self.model_dump(mode="json", exclude={"digests", "type_channels", "locale", "name", "phone",
+                                                    "phone_invalid", "channel_off_reasons"})
+        for optional in ("locale", "name", "phone", "phone_invalid"):  # left out when unset, as before they existed
             if getattr(self, optional) is not None:
                 out[optional] = getattr(self, optional)
         if self.type_channels:

@@ -24,7 +24,7 @@ from notifier.state.preferences import PreferenceStore
 from notifier.state.sms_status import SmsStatuses
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.twilio import TwilioPeer
-from tests.support.gateway_support import Gateway
+from tests.support.gateway_support import Gateway, token
 from tests.support.helpers import ROOT, Worker, uid, wait_for, wait_idle
 from tests.support.processes import free_port
 
@@ -226,6 +226,14 @@ def test_twilio_status_callbacks_are_recorded_only_when_signed_by_twilio(
         assert (status["state"], status["error_code"], status["to"]) == ("undelivered", "30003", number)
         assert status["user_id"] == user
         wait_for(lambda: f"SMS {got.sid} undelivered (error 30003)" in gateway.log(), message="the log line")
+
+        with gateway.client(token(user)) as http:  # the number is the user's to change, like their email
+            shown = http.get("/v1/preferences").json()
+            assert shown["phone"] == number
+            refused = http.put("/v1/preferences", json={**shown, "phone": "0151 2345 6789"})
+            assert refused.status_code == 422 and "+COUNTRY" in refused.json()["message"]
+            changed = http.put("/v1/preferences", json={**shown, "phone": "+49 151 2345 6789"})
+        assert changed.status_code == 200 and changed.json()["phone"] == "+4915123456789"
     finally:
         gateway.stop()
 

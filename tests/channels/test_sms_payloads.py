@@ -17,7 +17,7 @@ from notifier.models import Notification, Preferences, validate
 from notifier.phones import e164
 from notifier.templates.rendering import Rendered
 from notifier.textlimits import sms_length
-from tests.support.helpers import use_env
+from tests.support.helpers import uid, use_env
 
 TWILIO = {"sms_twilio_account_sid": "AC" + "1" * 32, "sms_twilio_auth_token": "secret", "sms_from": "+15017122661"}
 
@@ -61,6 +61,23 @@ def test_a_default_region_reads_national_numbers() -> None:
         assert validate(Preferences, {"phone": "+1 415 555 2671"}).phone == "+14155552671"
     with pytest.raises(PydanticValidationError, match="not a region code"):
         Settings(sms_default_region="XX")
+
+
+def test_the_cli_sets_the_phone_number_as_e164_and_refuses_a_bad_one() -> None:
+    from click.testing import CliRunner
+
+    from notifier.cli import main
+    from notifier.state.preferences import PreferenceStore
+
+    user = uid()
+    result = CliRunner().invoke(main, ["prefs", "set", user, "--phone", "+49 151 1234 5678", "--json"])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["phone"] == "+4915112345678"
+    bad = CliRunner().invoke(main, ["prefs", "set", user, "--phone", "0151 12345678"])
+    assert bad.exit_code != 0 and "+COUNTRY NUMBER" in bad.output
+    assert PreferenceStore().get(user).phone == "+4915112345678"
+    assert CliRunner().invoke(main, ["prefs", "set", user, "--phone", ""]).exit_code == 0
+    assert PreferenceStore().get(user).phone is None
 
 
 def test_notes_about_a_refused_number_or_an_opt_out_go_once_the_user_changes_them() -> None:
