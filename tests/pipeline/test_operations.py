@@ -111,7 +111,7 @@ def test_stats_shows_queues_dlq_and_workers(worker: Worker) -> None:
     out = cli("stats", "--json", "--timeout", "5")  # a loaded machine answers a ping later than the 1 s default
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert set(report["queues"]) == {"router", "realtime", "email", "fcm", "apns", "webpush"}
+    assert set(report["queues"]) == {"router", "realtime", "email", "fcm", "apns", "webpush", "sms"}
     assert any(name.startswith("test-") for name in report["workers"])
     assert isinstance(report["dead_letters"], int) and isinstance(report["deferred"], int)
 
