@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from notifier import send_notification
+from notifier.channels import registry
 from notifier.state.inbox import Inbox
 from tests.support.gateway_support import Gateway, token
 from tests.support.helpers import ROOT, Worker, start_worker, uid, wait_for
@@ -195,7 +196,7 @@ def test_preferences_panel_saves_and_shows_errors(stack: Gateway, browser: objec
                                  "channels": {"sms": False}, "channel_off_reasons": {"sms": "replied STOP"}})
     try:
         page.goto(f"{stack.url}/?token={token(user)}")
-        expect(page.locator("#channels input")).to_have_count(6)
+        expect(page.locator("#channels input")).to_have_count(len(registry.names()))
         expect(page.locator("#prefs-notes")).to_have_text("sms is off: replied STOP")
         page.locator('#channels input[data-channel="email"]').uncheck()
         page.fill("#disabled-types", "marketing, digest")
