@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
+import redis
 import requests
 
 from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome, reported
@@ -277,10 +278,12 @@ class SMS(Channel):
             except DeliveryError as exc:
                 outcomes.append(reported(Outcome(d, exc), on_outcome))
             else:
-                outcome = reported(Outcome(d, detail={"provider": self.provider.name, "message_id": message_id}),
-                                   on_outcome)
-                statuses.accepted(self.provider.name, message_id, d.user_id, d.notification.id, d.target)
-                outcomes.append(outcome)
+                outcomes.append(reported(Outcome(d, detail={"provider": self.provider.name,
+                                                            "message_id": message_id}), on_outcome))
+                try:
+                    statuses.accepted(self.provider.name, message_id, d.user_id, d.notification.id, d.target)
+                except redis.RedisError as exc:  # the SMS is out and receipted: losing its trace is no failure
+                    log.warning("cannot record SMS %s of notification %s: %s", message_id, d.notification.id, exc)
         return outcomes
 
     def _post(self, session: requests.Session, sms: Sms) -> str:
