@@ -4,7 +4,7 @@ Every part of notifier (producers, workers, gateway, CLI) reads configuration th
 :func:`get_settings`; nothing else looks at the environment. A bad value fails at start with
 a message naming the variable, never deep inside a task.
 
-The settings come in sections, one class each (store, pipeline, email, push, chat, gateway,
+The settings come in sections, one class each (store, pipeline, email, push, SMS, chat, gateway,
 operations), composed into :class:`Settings` by inheritance: the variables stay flat
 (``NOTIFIER_SMTP_HOST``) and so do the attributes (``get_settings().smtp_host``). Each field's
 docstring is its README line (:func:`markdown_table`). Durations end in ``_seconds``, sizes in
@@ -114,7 +114,7 @@ class PipelineSettings(_Section):
     default_channels: str = Field("", json_schema_extra=_shown("every channel"))
     """channels used when a notification names none (default: all in the registry, added ones too)"""
     rate_limits: str = ("realtime=120/60,email=20/3600,fcm=60/3600,apns=60/3600,webpush=60/3600,"
-                         "slack=60/3600,teams=60/3600,discord=60/3600")
+                         "sms=10/3600,slack=60/3600,teams=60/3600,discord=60/3600,apprise=60/3600")
     """per user per channel: `LIMIT/SECONDS`"""
     workflows: str = ""
     """a YAML or TOML file of workflows per notification type (`notifier workflows check FILE`); types
@@ -281,7 +281,7 @@ class PushSettings(_Section):
     """how long one provider request may take"""
     ca_file: str = Field("", json_schema_extra=_shown("system CAs"))
     """extra CA bundle, trusted besides the system CAs, for FCM (sends and OAuth token requests), web
-    push, webhook and the chat channels' HTTPS"""
+    push, webhook, the SMS providers' and the chat channels' HTTPS"""
 
 
 class ChatSettings(_Section):
@@ -317,6 +317,56 @@ class WebhookSettings(_Section):
     connected address, so a name resolving to one is refused too), and Apprise URLs name such an
     address; off, a user cannot point notifier at your internal services. On for a receiver inside your
     network, or on your machine in development"""
+
+
+class SmsSettings(_Section):
+    """The SMS provider the sms channel sends through (``notifier/channels/sms.py``): Twilio or Vonage."""
+
+    title = "SMS"
+
+    sms_provider: Literal["twilio", "vonage"] = "twilio"
+    """`twilio` (Messages API) or `vonage` (SMS API)"""
+    sms_from: str = ""
+    """sender: a number of your account in E.164 (`+15017122661`) or an alphanumeric sender id where the
+    destination country allows one (Twilio may use `NOTIFIER_SMS_TWILIO_MESSAGING_SERVICE_SID` instead)"""
+    sms_twilio_account_sid: str = ""
+    """Twilio Account SID (`AC...`): the API's basic-auth user and part of its URL"""
+    sms_twilio_auth_token: str = ""
+    """Twilio auth token: the API's basic-auth password; the gateway checks status callbacks'
+    `X-Twilio-Signature` with it"""
+    sms_twilio_messaging_service_sid: str = ""
+    """Twilio Messaging Service (`MG...`) to send from instead of `NOTIFIER_SMS_FROM`"""
+    sms_twilio_base_url: str = "https://api.twilio.com"
+    """Twilio API base URL (a private gateway; the tests point it at their peer)"""
+    sms_vonage_api_key: str = ""
+    """Vonage API key"""
+    sms_vonage_api_secret: str = ""
+    """Vonage API secret"""
+    sms_vonage_base_url: str = "https://rest.nexmo.com"
+    """Vonage SMS API base URL (a private gateway; the tests point it at their peer)"""
+    sms_default_region: str = Field("", json_schema_extra=_shown("none (numbers need +country)"))
+    """region (ISO 3166 alpha-2, `DE`) that phone numbers written without `+` and country code are read
+    in; unset, such numbers are refused"""
+    sms_max_segments: int = Field(3, ge=1, le=10)
+    """SMS parts one notification may take (153 GSM-7 or 67 UCS-2 characters each once split); a longer
+    text is cut to fit"""
+    sms_timeout_seconds: float = Field(10.0, gt=0)
+    """how long one SMS provider request may take"""
+
+    @field_validator("sms_default_region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        from notifier.phones import check_region
+
+        return check_region(value)
+
+    @field_validator("sms_twilio_base_url", "sms_vonage_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) base URL like https://api.twilio.com")
+        return value.rstrip("/")
 
 
 class GatewaySettings(_Section):
@@ -372,6 +422,10 @@ class GatewaySettings(_Section):
                              "links with it and the gateway checks them, so both need the same key")
         return self
 
+    def sms_status_url(self) -> str:
+        """Where Twilio posts an SMS's delivery status (``NOTIFIER_PUBLIC_URL`` must be set)."""
+        return f"{self.public_url}/v1/sms/twilio/status"
+
     def unsubscribe_url(self, token: str) -> str:
         """The link an email's ``List-Unsubscribe`` names (``NOTIFIER_PUBLIC_URL`` must be set)."""
         return f"{self.public_url}/v1/unsubscribe/{token}"
@@ -401,13 +455,14 @@ class OperationsSettings(_Section):
     """Flower basic auth password"""
 
 
-class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, WebhookSettings, ChatSettings,
-               GatewaySettings, OperationsSettings):
+class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, WebhookSettings, SmsSettings,
+               ChatSettings, GatewaySettings, OperationsSettings):
     """Configuration for every notifier process: every section's fields, read at once."""
 
 
 SECTIONS: tuple[type[_Section], ...] = (StoreSettings, PipelineSettings, EmailSettings, PushSettings,
-                                        WebhookSettings, ChatSettings, GatewaySettings, OperationsSettings)
+                                        WebhookSettings, SmsSettings, ChatSettings, GatewaySettings,
+                                        OperationsSettings)
 """README's order of the sections."""
 
 RENAMED: Mapping[str, str] = {

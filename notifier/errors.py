@@ -266,6 +266,16 @@ class InvalidTarget(PermanentError):
     advice = "nothing to do: the dead device is removed; the app registers it again when it next runs"
 
 
+class OptedOut(InvalidTarget):
+    """The recipient asked for no more messages on this channel (replied STOP to an SMS): the channel
+    is turned off in their preferences, with the reason; not retried, not dead-lettered."""
+
+    status = None
+    code = "opted_out"
+    advice = ("nothing to do: the recipient unsubscribed at their carrier (replied STOP); once they reply "
+              "START, turn the channel on again in their preferences")
+
+
 def catalogue() -> list[type[NotifierError]]:
     """Every error class, base first, each after its parent (a depth-first walk of the class tree)."""
     found: list[type[NotifierError]] = []

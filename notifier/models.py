@@ -311,6 +311,13 @@ class Preferences(BaseModel):
                              description="the user's display name: in an email's To, and for templates")
     _name = field_validator("name", mode="before")(refuse_control)
     email: str | None = None
+    phone: str | None = Field(None, description="mobile number for SMS, stored as E.164 (+4915112345678); "
+                                                "without + it is read in NOTIFIER_SMS_DEFAULT_REGION")
+    phone_invalid: str | None = Field(None, description="why the SMS provider refused the last phone number, "
+                                                        "which was removed (set by notifier; a new phone clears it)")
+    channel_off_reasons: dict[ChannelName, str] = Field(
+        default_factory=dict, description="why notifier turned a channel off (the recipient replied STOP to an "
+                                          "SMS); a channel turned on again loses its reason")
     digests: dict[str, DigestWindow] = Field(default_factory=dict)
     """Per workflow (notification type), the user's own window for its digest steps."""
 
@@ -358,6 +365,25 @@ class Preferences(BaseModel):
             raise ValueError(f"{value!r} is not an email address")
         return value
 
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        from notifier.config import get_settings
+        from notifier.phones import e164
+
+        return e164(value, get_settings().sms_default_region or None) if value is not None else None
+
+    @model_validator(mode="after")
+    def _reasons_current(self) -> Preferences:
+        """Notes about an address or channel notifier changed go once the user changes it back."""
+        stale = [c for c in self.channel_off_reasons if self.channels.get(c, True)]
+        if stale or (self.phone is not None and self.phone_invalid is not None):
+            reasons = {c: r for c, r in self.channel_off_reasons.items() if c not in stale}
+            phone_invalid = None if self.phone is not None else self.phone_invalid
+            object.__setattr__(self, "channel_off_reasons", reasons)
+            object.__setattr__(self, "phone_invalid", phone_invalid)
+        return self
+
     def channel_enabled(self, channel: str, type_: str | None = None) -> bool:
         """Whether ``channel`` is on, for notifications of ``type_`` when given: both the channel and
         the type's own switch for it (default on) must allow it."""
@@ -365,12 +391,15 @@ class Preferences(BaseModel):
         return on and (type_ is None or self.type_channels.get(type_, {}).get(channel, True))
 
     def to_dict(self) -> dict[str, Any]:
-        out = self.model_dump(mode="json", exclude={"digests", "type_channels", "locale", "name"})
-        for optional in ("locale", "name"):  # these are left out when unset, as before they existed
+        out = self.model_dump(mode="json", exclude={"digests", "type_channels", "locale", "name", "phone",
+                                                    "phone_invalid", "channel_off_reasons"})
+        for optional in ("locale", "name", "phone", "phone_invalid"):  # left out when unset, as before they existed
             if getattr(self, optional) is not None:
                 out[optional] = getattr(self, optional)
         if self.type_channels:
             out["type_channels"] = self.type_channels
+        if self.channel_off_reasons:
+            out["channel_off_reasons"] = self.channel_off_reasons
         if self.digests:
             out["digests"] = {t: w.model_dump(exclude_none=True) for t, w in self.digests.items()}
         return out

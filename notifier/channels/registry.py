@@ -8,7 +8,7 @@ producers or the CLI). Besides the built-in channels, any installed package may
 add one through the ``notifier.channels`` entry point group::
 
     [project.entry-points."notifier.channels"]
-    sms = "myapp.sms:SMS"
+    pigeon = "myapp.pigeon:Pigeon"
 
 The class subclasses :class:`notifier.channels.base.Channel`; its class attributes (``interruptive``,
 ``needs_address``, ``needs_device``, ``is_inbox``, ``max_payload_bytes``, ...) tell the router and
@@ -38,6 +38,7 @@ BUILTIN: dict[str, str] = {
     "slack": "notifier.channels.slack:SlackChannel",
     "teams": "notifier.channels.teams:TeamsChannel",
     "discord": "notifier.channels.discord:DiscordChannel",
+    "sms": "notifier.channels.sms:SMS",
 }
 GROUP = "notifier.channels"
 """The entry point group an installed package adds channels through."""

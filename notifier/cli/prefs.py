@@ -27,16 +27,18 @@ def get(user_id: str, as_json: bool) -> None:
 @click.option("--channel", "channels", multiple=True, metavar="NAME=on|off", help="Turn a channel on or off.")
 @click.option("--disable-type", "disable_types", multiple=True, metavar="TYPE")
 @click.option("--enable-type", "enable_types", multiple=True, metavar="TYPE")
-@click.option("--quiet-hours", metavar="HH:MM-HH:MM", help="Defer push and email in this daily window.")
+@click.option("--quiet-hours", metavar="HH:MM-HH:MM", help="Defer push, email and SMS in this daily window.")
 @click.option("--no-quiet-hours", is_flag=True)
 @click.option("--timezone", metavar="TZ", help="IANA zone the quiet hours are in, e.g. Europe/Berlin.")
 @click.option("--email", metavar="ADDR")
+@click.option("--phone", metavar="NUMBER", help="Mobile number for SMS: +COUNTRY NUMBER (stored as E.164); "
+                                                "empty removes it.")
 @click.option("--locale", metavar="TAG", help="BCP 47 language tag templates render in, e.g. de-AT.")
 @click.option("--name", metavar="NAME", help="How templates address the user (user.name).")
 @click.option("--json", "as_json", is_flag=True)
 def set_(user_id: str, channels: tuple[str, ...], disable_types: tuple[str, ...], enable_types: tuple[str, ...],
          quiet_hours: str | None, no_quiet_hours: bool, timezone: str | None, email: str | None,
-         locale: str | None, name: str | None, as_json: bool) -> None:
+         phone: str | None, locale: str | None, name: str | None, as_json: bool) -> None:
     """Change USER_ID's preferences; prints the result."""
     from notifier.errors import ValidationError
     from notifier.models import QuietHours
@@ -55,6 +57,8 @@ def set_(user_id: str, channels: tuple[str, ...], disable_types: tuple[str, ...]
         changes["timezone"] = timezone
     if email is not None:
         changes["email"] = email
+    if phone is not None:
+        changes["phone"] = phone or None
     if locale is not None:
         changes["locale"] = locale
     if name is not None:

@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from notifier import tokens
 from notifier.config import get_settings
 from notifier.gateway import api as api_routes
-from notifier.gateway import errors, metrics, sse, unsubscribe, ws
+from notifier.gateway import errors, metrics, sms_status, sse, unsubscribe, ws
 from notifier.gateway.hub import Hub
 from notifier.gateway.hub.topology import topology
 from notifier.gateway.limits import BodySizeLimit
@@ -137,7 +137,8 @@ def create_app() -> Gateway:
             "`/v1/stream` and `/v1/ws` also accept `?token=` because browsers cannot set headers "
             "there — such URLs reach logs and history, so keep those tokens short-lived. "
             "`/v1/notify` takes the server API key instead; `/v1/unsubscribe/{token}` (the emails' "
-            "`List-Unsubscribe` link) takes nothing but its signed token. Errors share one shape: "
+            "`List-Unsubscribe` link) takes nothing but its signed token, and `/v1/sms/twilio/status` "
+            "Twilio's `X-Twilio-Signature`. Errors share one shape: "
             "`{\"error\": code, \"message\": sentence}`. The WebSocket `/v1/ws` (not shown: OpenAPI "
             "cannot describe it) carries the same feed as JSON frames; see `notifier/gateway/ws.py`."),
         lifespan=lifespan,
@@ -145,6 +146,7 @@ def create_app() -> Gateway:
     errors.install(api)
     api.include_router(api_routes.router)
     api.include_router(unsubscribe.router)
+    api.include_router(sms_status.router)
     api.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"],
                       summary="Redis reachable: 200, else 503")
     api.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["operations"],

@@ -125,6 +125,11 @@ class Keys:
         """Sorted set of deferred task messages, scored by due time (epoch seconds)."""
         return f"{self.prefix}:schedule"
 
+    def sms_status(self, provider: str, message_id: str) -> str:
+        """Hash: one SMS's latest delivery state as its provider reported it (``notifier.state.sms_status``).
+        Message ids are the provider's own alphanumeric ids; the gateway refuses callbacks with others."""
+        return f"{self.prefix}:sms:{provider}:{{{message_id}}}"
+
     def scheduler_lock(self) -> str:
         """Held by the one scheduler loop releasing due messages right now."""
         return f"{self.prefix}:schedule:lock"

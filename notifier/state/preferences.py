@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -68,18 +68,32 @@ class PreferenceStore:
         return prefs
 
     def update(self, user_id: str, **changes: Any) -> Preferences:
-        """Merge ``changes`` into the current preferences (``channels`` and ``type_channels`` merge per
-        channel), atomically: a write landing between the read and this one (an unsubscribe link, the
-        CLI) makes it read again, never lose that write (``WATCH``; the user's one key, so a cluster
-        takes it too)."""
+        """Merge ``changes`` into the current preferences (``channels``, ``channel_off_reasons`` and
+        ``type_channels`` merge per channel), atomically: a write landing between the read and this one
+        (an unsubscribe link, the CLI) makes it read again, never lose that write (``WATCH``; the user's
+        one key, so a cluster takes it too)."""
+        prefs = self.amend(user_id, lambda _: changes)
+        assert prefs is not None
+        return prefs
+
+    def amend(self, user_id: str, change: Callable[[Preferences], dict[str, Any] | None]) -> Preferences | None:
+        """:meth:`update` with the changes that ``change`` decides from the current preferences (None:
+        leave them as they are, and answer None), in the same transaction: a channel that forgets an
+        address the provider refused forgets it only if it is still the user's."""
         key = self.keys.preferences(check_user_id(user_id))
-        result: list[Preferences] = []
+        result: list[Preferences | None] = []
 
         def merge(pipe: Any) -> None:
-            current = parse(pipe.get(key)).to_dict()
+            stored = parse(pipe.get(key))
+            changes = change(stored)
+            if changes is None:
+                result[:] = [None]
+                return
+            current = stored.to_dict()
             merged = {**current, **changes}
-            if isinstance(changes.get("channels"), dict):
-                merged["channels"] = {**current["channels"], **changes["channels"]}
+            for per_channel in ("channels", "channel_off_reasons"):
+                if isinstance(changes.get(per_channel), dict):
+                    merged[per_channel] = {**current.get(per_channel, {}), **changes[per_channel]}
             if isinstance(changes.get("type_channels"), dict):
                 before = current.get("type_channels", {})
                 merged["type_channels"] = {**before, **{t: {**before.get(t, {}), **c}
@@ -90,7 +104,8 @@ class PreferenceStore:
             result[:] = [prefs]
 
         self.r.transaction(merge, key)
-        self.r.sadd(self.keys.users(), user_id)  # another slot on a cluster: outside the transaction
+        if result[0] is not None:
+            self.r.sadd(self.keys.users(), user_id)  # another slot on a cluster: outside the transaction
         return result[0]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from notifier import send_notification
+from notifier.channels import registry
 from notifier.state.inbox import Inbox
 from tests.support.gateway_support import Gateway, token
 from tests.support.helpers import ROOT, Worker, start_worker, uid, wait_for
@@ -191,18 +192,23 @@ def test_preferences_panel_saves_and_shows_errors(stack: Gateway, browser: objec
     page = context.new_page()
     from notifier.state.preferences import PreferenceStore
 
-    PreferenceStore().set(user, {"name": "Ada", "type_channels": {"comment": {"email": False}}})
+    PreferenceStore().set(user, {"name": "Ada", "type_channels": {"comment": {"email": False}},
+                                 "channels": {"sms": False}, "channel_off_reasons": {"sms": "replied STOP"}})
     try:
         page.goto(f"{stack.url}/?token={token(user)}")
-        expect(page.locator("#channels input")).to_have_count(5)
+        expect(page.locator("#channels input")).to_have_count(len(registry.names()))
+        expect(page.locator("#prefs-notes")).to_have_text("sms is off: replied STOP")
         page.locator('#channels input[data-channel="email"]').uncheck()
         page.fill("#disabled-types", "marketing, digest")
         page.fill("#quiet-start", "22:00")
         page.fill("#quiet-end", "07:00")
         page.fill("#timezone", "Europe/Berlin")
+        page.fill("#phone", "+49 151 1234 5678")
         page.get_by_role("button", name="Save").click()
         expect(page.locator("#prefs-status")).to_have_text("Saved.")
+        expect(page.locator("#phone")).to_have_value("+4915112345678")
         saved = PreferenceStore().get(user)
+        assert saved.phone == "+4915112345678" and saved.channel_off_reasons == {"sms": "replied STOP"}
         assert saved.channels["email"] is False and saved.disabled_types == ("digest", "marketing")
         assert saved.name == "Ada" and saved.type_channels == {"comment": {"email": False}}, \
             "fields the panel does not show (an unsubscribe, the name) survive a save"

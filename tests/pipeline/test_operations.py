@@ -13,6 +13,7 @@ from collections.abc import Callable
 import httpx
 
 from notifier import send_notification
+from notifier.pipeline.queues import QUEUES
 from notifier.state.inbox import Inbox
 from tests.support.helpers import ROOT, Worker, base_env, private_env, uid, wait_for
 from tests.support.processes import free_port
@@ -111,7 +112,7 @@ def test_stats_shows_queues_dlq_and_workers(worker: Worker) -> None:
     out = cli("stats", "--json", "--timeout", "5")  # a loaded machine answers a ping later than the 1 s default
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert set(report["queues"]) == {"router", "realtime", "email", "fcm", "apns", "webpush"}
+    assert set(report["queues"]) == set(QUEUES) >= {"router", "realtime", "email", "fcm", "apns", "webpush", "sms"}
     assert any(name.startswith("test-") for name in report["workers"])
     assert isinstance(report["dead_letters"], int) and isinstance(report["deferred"], int)
 

@@ -11,6 +11,8 @@ look like patterns (``*``) or like the victim's keys. No response, refused or no
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +26,7 @@ from notifier import tokens
 from notifier.state.devices import Devices
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
+from notifier.state.sms_status import SmsStatuses
 from tests.support.gateway_support import API_KEY, SSE, Gateway
 from tests.support.helpers import uid
 
@@ -114,6 +117,8 @@ SERVICE = {("POST", "/v1/notify"), ("POST", "/v1/notify/bulk"), ("POST", "/v1/no
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
 LINK = {("GET", "/v1/unsubscribe/{token}"), ("POST", "/v1/unsubscribe/{token}")}
 """Authorized by the signed unsubscribe token in the path alone (an email's List-Unsubscribe)."""
+SIGNED = {("POST", "/v1/sms/twilio/status")}
+"""Authorized by the provider's signature of the request alone (Twilio's ``X-Twilio-Signature``)."""
 
 
 def request(gateway: Gateway, method: str, path: str, body: Any, credential: str | None,
@@ -137,7 +142,8 @@ def request(gateway: Gateway, method: str, path: str, body: Any, credential: str
 def test_every_endpoint_is_in_the_matrix(gateway: Gateway, victim: Victim) -> None:
     schema = httpx.get(gateway.url + "/openapi.json").json()["paths"]
     routes = {(method.upper(), path) for path, item in schema.items() for method in item}
-    assert routes == set(user_endpoints(victim)) | SERVICE | PUBLIC | LINK, "a new endpoint needs a row in this matrix"
+    assert routes == set(user_endpoints(victim)) | SERVICE | PUBLIC | LINK | SIGNED, \
+        "a new endpoint needs a row in this matrix"
 
 
 def test_the_victims_own_token_does_show_the_markers(gateway: Gateway, victim: Victim) -> None:
@@ -255,7 +261,7 @@ def test_unsubscribe_links_take_only_an_unsubscribe_token(gateway: Gateway, vict
               "signature altered": f"{head}.{payload}.{signature[:-4]}AAAA",
               "other key": tokens.issue_unsubscribe(victim.user, "private", key=b"k" * 40),
               "no channel": signed({"sub": victim.user, "aud": "notifier-unsubscribe", "typ": "private", "iat": 1}),
-              "unknown channel": tokens.issue_unsubscribe(victim.user, "private", "sms")}
+              "unknown channel": tokens.issue_unsubscribe(victim.user, "private", "pigeon")}
     with httpx.Client(base_url=gateway.url, timeout=10) as http:
         for kind, credential in forged.items():
             for method in ("GET", "POST"):
@@ -267,6 +273,28 @@ def test_unsubscribe_links_take_only_an_unsubscribe_token(gateway: Gateway, vict
                 assert MARKER not in response.text
     victim.intact()
     assert PreferenceStore().get(victim.user).type_channels == {}
+
+
+def test_sms_status_reports_take_only_twilios_signature(gateway: Gateway, victim: Victim) -> None:
+    """This gateway has no Twilio auth token: every report is refused (403), whatever it carries (the
+    matrix's tokens as bearer or as signature, the victim's login token, a signature keyed with the
+    empty token or the server's secret key), and nothing is recorded."""
+    url = f"{gateway.url}/v1/sms/twilio/status"
+    form = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered", "To": "+4915112345678"}
+    data = url + "".join(k + v for k, v in sorted(form.items()))
+    forged = {**bad_tokens(victim.user), "victim's login token": tokens.issue(victim.user, 600),
+              "empty key": base64.b64encode(hmac.new(b"", data.encode(), hashlib.sha1).digest()).decode(),
+              "secret key": base64.b64encode(hmac.new(tokens.signing_key(), data.encode(),
+                                                      hashlib.sha1).digest()).decode()}
+    with httpx.Client(timeout=10) as http:
+        for kind, credential in forged.items():
+            for header in ("Authorization", "X-Twilio-Signature"):
+                value = f"Bearer {credential}" if header == "Authorization" else credential or ""
+                response = http.post(url, data=form, headers={header: value})
+                assert response.status_code == 403, (kind, header, response.text)
+                assert response.json()["error"] == "invalid_signature" and MARKER not in response.text
+    assert SmsStatuses().get("twilio", form["MessageSid"]) is None
+    victim.intact()
 
 
 def test_unsubscribe_page_asks_and_a_browser_post_answers_a_page(gateway: Gateway) -> None:

@@ -137,4 +137,4 @@ def test_a_type_can_have_one_channel_off() -> None:
     with pytest.raises(ValidationError, match="slug"):
         validate(Preferences, {"type_channels": {"Bad Type": {"email": False}}})
     with pytest.raises(ValidationError, match="unknown channel"):
-        validate(Preferences, {"type_channels": {"comment": {"sms": False}}})
+        validate(Preferences, {"type_channels": {"comment": {"pigeon": False}}})

@@ -66,7 +66,7 @@ def test_daytime_window_and_dst_change() -> None:
     ({"type": "T T", "title": "x"}, "type"),
     ({"type": "t", "title": "x", "data": {"k": "v" * 5000}}, "data"),
     ({"type": "t", "title": "x", "data": ["not", "an", "object"]}, "data"),
-    ({"type": "t", "title": "x", "channels": ["sms"]}, "channels"),
+    ({"type": "t", "title": "x", "channels": ["pigeon"]}, "channels"),
     ({"type": "t", "title": "x", "channels": []}, "channels"),
     ({"type": "t", "title": "x", "ttl": -1}, "ttl"),
     ({"type": "t", "title": "x", "action_url": "javascript:alert(1)"}, "action_url"),
@@ -101,7 +101,7 @@ def test_preferences_validation(prefs_input: dict, problem: str) -> None:
 
 def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     for var, value in [("NOTIFIER_MAX_RETRIES", "many"), ("NOTIFIER_RATE_LIMITS", "email=ten/60"),
-                       ("NOTIFIER_SMTP_TLS", "sometimes"), ("NOTIFIER_DEFAULT_CHANNELS", "sms"),
+                       ("NOTIFIER_SMTP_TLS", "sometimes"), ("NOTIFIER_DEFAULT_CHANNELS", "pigeon"),
                        ("NOTIFIER_COUNTDOWN_MAX_SECONDS", "3600")]:
         with monkeypatch.context() as m:
             m.setenv(var, value)

@@ -158,6 +158,10 @@ function fillPreferences(p) {
   $("quiet-end").value = p.quiet_hours ? p.quiet_hours.end : "";
   $("timezone").value = p.timezone || "UTC";
   $("email").value = p.email || "";
+  $("phone").value = p.phone || "";
+  const notes = Object.entries(p.channel_off_reasons || {}).map(([name, why]) => `${name} is off: ${why}`);
+  if (p.phone_invalid) notes.push(`phone number removed: ${p.phone_invalid}`);
+  $("prefs-notes").textContent = notes.join(" · ");
 }
 
 async function savePreferences(event) {
@@ -174,6 +178,7 @@ async function savePreferences(event) {
     quiet_hours: start || end ? { start, end } : null,
     timezone: $("timezone").value.trim() || "UTC",
     email: $("email").value.trim() || null,
+    phone: $("phone").value.trim() || null,
   };
   try {
     fillPreferences(await client.setPreferences(body));
