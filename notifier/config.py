@@ -300,7 +300,7 @@ class ChatSettings(_Section):
     def _check_slack_base(cls, value: str) -> str:
         parts = urlsplit(value)
         host = parts.hostname or ""
-        if not host or not (parts.scheme == "https" or (parts.scheme == "http" and _loopback(host))):
+        if not host or not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))):
             raise ValueError(f"{value!r} is not an https URL like https://slack.com (plain http only to a "
                              "loopback host)")
         return value.rstrip("/")
@@ -532,13 +532,17 @@ def public_base(url: str) -> str:
         raise ValueError(f"{url!r} is not an https URL like https://notify.example.com")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"{url!r} must be a plain base URL: no query, fragment or user")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError(f"{url!r} must use https: mail providers and users open it from outside "
                          "(http is allowed for a loopback host only, in development)")
     return url.rstrip("/")
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a URL's host) is this machine: the only host plain http may reach, in
+    development and tests."""
+    if not host:
+        return False
     if host == "localhost":
         return True
     try:

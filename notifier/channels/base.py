@@ -99,8 +99,22 @@ class Channel(ABC):
     consumes this channel's queue, saving a broker hop (``workers/router.py``)."""
 
     def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        """Replace ``ALL_TARGETS`` with the user's concrete targets; users with none drop out."""
-        return list(deliveries)
+        """Replace ``ALL_TARGETS`` with the user's concrete targets; users with none drop out. A channel
+        that :attr:`needs_address` sends to that field of the user's preferences (one read for the
+        batch); others keep their deliveries as they are."""
+        if self.needs_address is None:
+            return list(deliveries)
+        from notifier.state.preferences import PreferenceStore
+
+        open_ = [d for d in deliveries if d.target == ALL_TARGETS]
+        prefs = PreferenceStore().get_many([d.user_id for d in open_])
+        address = {d.user_id: getattr(p, self.needs_address) for d, p in zip(open_, prefs, strict=True)}
+        expanded = []
+        for d in deliveries:
+            target = address.get(d.user_id) if d.target == ALL_TARGETS else d.target
+            if target:
+                expanded.append(Delivery(d.user_id, d.notification, target, d.rendered))
+        return expanded
 
     @abstractmethod
     def build_payload(self, delivery: Delivery) -> Any:

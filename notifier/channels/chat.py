@@ -12,7 +12,6 @@ it waits for the end of quiet hours.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -25,41 +24,9 @@ from notifier.channels.base import Delivery, OnOutcome, Outcome
 from notifier.channels.push import https_session, parse_retry_after
 from notifier.channels.targets import TargetChannel, send_each
 from notifier.config import Settings, get_settings
-from notifier.errors import DeliveryError, PermanentError, RetryableError
+from notifier.errors import DeliveryError
 from notifier.per_process import PerProcess
 from notifier.state.devices import Device
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_webhook_url(channel: str, url: str, hosts: Sequence[str] = (), path: str = "") -> None:
-    """Refuse (``ValueError``) a webhook URL that is not https (plain http only to a loopback host, for
-    development and tests), or, when ``hosts`` are given, on none of them (or their subdomains) or
-    outside ``path``, or naming a non-public address unless ``NOTIFIER_WEBHOOK_ALLOW_PRIVATE``
-    (``egress.check_host``): the worker posts to what users register."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host or parts.username or parts.password:
-        raise ValueError(f"a {channel} target is a webhook URL with a host and no user, not {url[:80]!r}")
-    egress.check_host(host, get_settings().webhook_allow_private)
-    if is_loopback(host):
-        if parts.scheme not in ("https", "http"):
-            raise ValueError(f"a {channel} webhook URL is https, not {url[:80]!r}")
-        return
-    if parts.scheme != "https":
-        raise ValueError(f"a {channel} webhook URL must use https (plain http only to a loopback host), "
-                         f"not {url[:80]!r}")
-    if hosts and not any(host == h or host.endswith("." + h) for h in hosts):
-        raise ValueError(f"a {channel} webhook URL is on {' or '.join(hosts)}, not {host!r}")
-    if path and not parts.path.startswith(path):
-        raise ValueError(f"a {channel} webhook URL's path starts with {path}, not {parts.path[:80]!r}")
 
 
 def response_json(response: requests.Response) -> dict[str, Any]:
@@ -110,19 +77,11 @@ class ChatChannel(TargetChannel):
 
     def post(self, session: requests.Session, url: str, payload: Any, where: str,
              headers: dict[str, str] | None = None, params: dict[str, str] | None = None) -> requests.Response:
-        """POST ``payload`` as JSON; a connection failure is retryable, a refused TLS certificate is not.
-        ``where`` names the host in errors (never a webhook's secret path)."""
-        try:
-            return session.post(url, data=orjson.dumps(payload), params=params,
-                                headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
-                                timeout=self.settings.push_timeout_seconds, allow_redirects=False)
-        except egress.RefusedAddress as exc:
-            raise PermanentError(f"{self.name} webhook at {where} refused: {exc}") from None
-        except requests.exceptions.SSLError as exc:
-            raise PermanentError(f"TLS with {self.name} at {where} failed ({type(exc).__name__}): check "
-                                 "NOTIFIER_CA_FILE") from None
-        except requests.RequestException as exc:
-            raise RetryableError(f"{self.name} unreachable at {where}: {type(exc).__name__}") from None
+        """POST ``payload`` as JSON (:func:`egress.post`, with the charset Slack asks for); ``where``
+        names the host in errors."""
+        return egress.post(session, url, orjson.dumps(payload), f"{self.name} at {where}",
+                           self.settings.push_timeout_seconds,
+                           {"Content-Type": "application/json; charset=utf-8", **(headers or {})}, params)
 
     def close(self) -> None:
         self._session.reset(requests.Session.close)

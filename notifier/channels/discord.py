@@ -13,10 +13,10 @@ from typing import Any
 
 import requests
 
+from notifier.channels import egress
 from notifier.channels.base import Delivery
 from notifier.channels.chat import (
     ChatChannel,
-    check_webhook_url,
     delivery_text,
     host_of,
     link,
@@ -42,7 +42,7 @@ class DiscordChannel(ChatChannel):
 
     @classmethod
     def check_url(cls, url: str) -> None:
-        check_webhook_url(cls.name, url, HOSTS, "/api/webhooks/")
+        egress.check_url(cls.name, url, HOSTS, "/api/webhooks/")
 
     def build_payload(self, delivery: Delivery) -> dict[str, Any]:
         """The webhook's JSON: the title as ``content`` (what a phone's notification shows), one embed

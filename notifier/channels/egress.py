@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -23,6 +25,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from notifier.channels.push import tls_context
+from notifier.config import get_settings, is_loopback
+from notifier.errors import PermanentError, RetryableError
 
 ALLOW_SETTING = "NOTIFIER_WEBHOOK_ALLOW_PRIVATE"
 
@@ -110,3 +114,44 @@ def guarded_session(ca_file: str, allow_private: bool) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def check_url(channel: str, url: str, hosts: Sequence[str] = (), path: str = "") -> None:
+    """Refuse (``ValueError``) a user's URL for ``channel`` that is not https (plain http only to a
+    loopback host, for development and tests), carries a user or password, or, when ``hosts`` are
+    given, is on none of them (or their subdomains) or outside ``path``, or names a non-public address
+    unless ``NOTIFIER_WEBHOOK_ALLOW_PRIVATE`` (:func:`check_host`): the worker posts to what users
+    register."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or parts.username or parts.password:
+        raise ValueError(f"a {channel} URL has a host and no user or password, not {url[:80]!r}")
+    check_host(host, get_settings().webhook_allow_private)
+    if is_loopback(host):
+        if parts.scheme not in ("https", "http"):
+            raise ValueError(f"a {channel} URL is https, not {url[:80]!r}")
+        return
+    if parts.scheme != "https":
+        raise ValueError(f"a {channel} URL must use https (plain http only to a loopback host), "
+                         f"not {url[:80]!r}")
+    if hosts and not any(host == h or host.endswith("." + h) for h in hosts):
+        raise ValueError(f"a {channel} URL is on {' or '.join(hosts)}, not {host!r}")
+    if path and not parts.path.startswith(path):
+        raise ValueError(f"a {channel} URL's path starts with {path}, not {parts.path[:80]!r}")
+
+
+def post(session: requests.Session, url: str, body: bytes, where: str, timeout: float,
+         headers: dict[str, str] | None = None, params: dict[str, str] | None = None) -> requests.Response:
+    """POST ``body`` (JSON) to a user's URL, following no redirect: a refused address or a refused TLS
+    certificate is permanent, any other failure to connect retryable. ``where`` names the receiver
+    in errors (its origin or host, never a webhook's secret path)."""
+    try:
+        return session.post(url, data=body, params=params, timeout=timeout, allow_redirects=False,
+                            headers={"Content-Type": "application/json", **(headers or {})})
+    except RefusedAddress as exc:
+        raise PermanentError(f"{where} refused: {exc}") from None
+    except requests.exceptions.SSLError as exc:
+        raise PermanentError(f"TLS with {where} failed ({type(exc).__name__}): its certificate must be valid "
+                             "(a private CA: NOTIFIER_CA_FILE)") from None
+    except requests.RequestException as exc:
+        raise RetryableError(f"{where} unreachable ({type(exc).__name__})") from None

@@ -25,7 +25,6 @@ from email.utils import formatdate
 
 from notifier import tokens
 from notifier.channels.base import (
-    ALL_TARGETS,
     Channel,
     Delivery,
     OnOutcome,
@@ -49,17 +48,6 @@ class Email(Channel):
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-
-    def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        open_ = [d for d in deliveries if d.target == ALL_TARGETS]
-        prefs = PreferenceStore().get_many([d.user_id for d in open_])
-        address = {d.user_id: p.email for d, p in zip(open_, prefs, strict=True)}
-        expanded = []
-        for d in deliveries:
-            target = address.get(d.user_id) if d.target == ALL_TARGETS else d.target
-            if target:
-                expanded.append(Delivery(d.user_id, d.notification, target, d.rendered))
-        return expanded
 
     def build_payload(self, delivery: Delivery, name: str | None = None) -> EmailMessage:
         """The email for ``delivery``; ``name`` is the user's display name for ``To``."""

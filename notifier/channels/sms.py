@@ -28,7 +28,7 @@ import orjson
 import redis
 import requests
 
-from notifier.channels.base import ALL_TARGETS, Channel, Delivery, OnOutcome, Outcome, reported
+from notifier.channels.base import Channel, Delivery, OnOutcome, Outcome, reported
 from notifier.channels.push import https_session, parse_retry_after
 from notifier.config import Settings, get_settings
 from notifier.errors import DeliveryError, InvalidTarget, OptedOut, PermanentError, RetryableError
@@ -236,17 +236,6 @@ class SMS(Channel):
         self._refused: dict[tuple[str, str, str], InvalidTarget] = {}
         """Why each target of the current batch was refused, for :meth:`prune` to act on."""
         self._lock = threading.Lock()
-
-    def expand(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        open_ = [d for d in deliveries if d.target == ALL_TARGETS]
-        prefs = PreferenceStore().get_many([d.user_id for d in open_])
-        phone = {d.user_id: p.phone for d, p in zip(open_, prefs, strict=True)}
-        expanded = []
-        for d in deliveries:
-            target = phone.get(d.user_id) if d.target == ALL_TARGETS else d.target
-            if target:
-                expanded.append(Delivery(d.user_id, d.notification, target, d.rendered))
-        return expanded
 
     def build_payload(self, delivery: Delivery) -> Sms:
         """The SMS for ``delivery``: the template's SMS text, else title and body on their own lines,

@@ -14,8 +14,9 @@ from typing import Any
 
 import requests
 
+from notifier.channels import egress
 from notifier.channels.base import Delivery
-from notifier.channels.chat import ChatChannel, check_webhook_url, delivery_text, host_of, link, retry_after
+from notifier.channels.chat import ChatChannel, delivery_text, host_of, link, retry_after
 from notifier.errors import InvalidTarget, PermanentError, RetryableError
 from notifier.state.devices import Device
 
@@ -32,7 +33,7 @@ class TeamsChannel(ChatChannel):
 
     @classmethod
     def check_url(cls, url: str) -> None:
-        check_webhook_url(cls.name, url)
+        egress.check_url(cls.name, url)
 
     def build_payload(self, delivery: Delivery) -> dict[str, Any]:
         """A ``message`` with one Adaptive Card 1.4: the title in bold, the body, and ``action_url``

@@ -50,7 +50,6 @@ from notifier.state.devices import Device
 TIMEOUT_SECONDS = 5.0
 """How long one webhook request may take: a receiver should answer at once and do its work later."""
 EVENT_TYPE = "notification"
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _SECRET_PREFIX = "whsec_"
 _SECRET_BYTES = (24, 64)
 _SHOWN_FIELDS = ("id", "type", "title", "body", "data", "priority", "ttl", "collapse_key", "action_url",
@@ -97,14 +96,7 @@ class WebhookChannel(TargetChannel):
 
     @classmethod
     def check_url(cls, url: str) -> None:
-        parts = urlsplit(url)
-        if not parts.hostname or parts.scheme not in ("https", "http"):
-            raise ValueError("a webhook url is an https URL with a host")
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-            raise ValueError("a webhook url must use https (plain http only to a loopback host, in development)")
-        if parts.username or parts.password:
-            raise ValueError("a webhook url carries no user or password: authenticate with the signature")
-        egress.check_host(parts.hostname, get_settings().webhook_allow_private)
+        egress.check_url(cls.name, url)
 
     @classmethod
     def check_secret(cls, secret: str) -> None:
@@ -147,18 +139,8 @@ class WebhookChannel(TargetChannel):
         if device.url is None or device.secret is None:
             raise InvalidTarget(f"webhook target {device.id} has no url or secret: register it again")
         where = origin(device.url)
-        headers = {"Content-Type": "application/json",
-                   **sign(message, device.secret.get_secret_value(), utcnow())}
-        try:
-            response = session.post(device.url, data=message.body, headers=headers, timeout=TIMEOUT_SECONDS,
-                                    allow_redirects=False)
-        except egress.RefusedAddress as exc:
-            raise PermanentError(f"webhook {where} refused: {exc}") from None
-        except requests.exceptions.SSLError as exc:
-            raise PermanentError(f"TLS with webhook {where} failed ({exc.__class__.__name__}): the receiver's "
-                                 "certificate must be valid (a private CA: NOTIFIER_CA_FILE)") from None
-        except requests.RequestException as exc:
-            raise RetryableError(f"webhook {where} unreachable ({exc.__class__.__name__})") from None
+        response = egress.post(session, device.url, message.body, f"webhook {where}", TIMEOUT_SECONDS,
+                               sign(message, device.secret.get_secret_value(), utcnow()))
         status = response.status_code
         response.close()
         if 200 <= status < 300:

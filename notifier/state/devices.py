@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifier.config import is_loopback
 from notifier.errors import ValidationError
 from notifier.models import GROUP_RECIPIENT, check_recipient, refuse_control, utcnow, validate
 from notifier.redis import store
@@ -48,7 +49,6 @@ log = logging.getLogger("notifier.state.devices")
 MAX_DEVICES = 100
 """Per user; a user who really has more is more likely a client registering a fresh token each launch."""
 _TOPIC = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def _b64url(value: str) -> bytes:
@@ -67,7 +67,7 @@ class Subscription(BaseModel):
     @classmethod
     def _endpoint(cls, value: str) -> str:
         url = urlsplit(value)
-        secure = url.scheme == "https" or (url.scheme == "http" and url.hostname in _LOOPBACK)
+        secure = url.scheme == "https" or (url.scheme == "http" and is_loopback(url.hostname))
         if not secure or not url.hostname:
             raise ValueError("endpoint must be an https URL (plain http only to a loopback host)")
         return value
