@@ -58,7 +58,7 @@ steps = [{channel = "email"}]
 @pytest.mark.parametrize(("text", "expected"), [
     ("comment:\n  steps:\n    - channel: realtime\n    - delay: soon\n",
      ":4: comment, step 2 (delay): delay must be a duration like 30s, 15m, 1h or 1d, not 'soon'"),
-    ("comment:\n  steps:\n    - channel: sms\n", ":3: comment, step 1 (channel): channel 'sms' is not registered"),
+    ("comment:\n  steps:\n    - channel: pigeon\n", ":3: comment, step 1 (channel): channel 'pigeon' is not registered"),
     ("comment:\n  steps:\n    - channel: email\n      if: unseen\n", "unseen needs an inbox that records seen"),
     ("comment:\n  steps:\n    - channel: email\n      if: data.x ~ 3\n", "is not a condition"),
     ("comment:\n  steps:\n    - digest: {window: 1h, max: -1}\n", "digest max must be a whole number"),
