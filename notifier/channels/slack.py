@@ -2,10 +2,10 @@
 or channel id a user or group registered.
 
 Slack answers HTTP 200 with ``{"ok": false, "error": "..."}`` for most failures; the error name
-decides: a target that is gone (``channel_not_found``, ``is_archived``, ``user_not_found``) is
-pruned, a refused token (``invalid_auth``, ``not_authed``, ``token_revoked``, ``account_inactive``:
-the bot's user or workspace was deleted, so Slack's docs file it under the token, not the target)
-dead-letters with the fix, and ``ratelimited`` (HTTP 429, ``Retry-After``) and 5xx are retried.
+decides: a target that is gone (``channel_not_found``, ``is_archived``, ``user_not_found``, and
+``account_inactive``: the workspace or account it was in is deleted, so nothing reaches it) is pruned,
+a refused token (``invalid_auth``, ``not_authed``, ``token_revoked``) dead-letters with the fix, and
+``ratelimited`` (HTTP 429, ``Retry-After``) and 5xx are retried.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ SECTION_CHARS = 3000
 FALLBACK_CHARS = 4000
 """Slack truncates ``text`` beyond 40,000 characters; the fallback (notifications, screen readers)
 needs far less."""
-GONE = frozenset({"channel_not_found", "is_archived", "user_not_found"})
+GONE = frozenset({"channel_not_found", "is_archived", "user_not_found", "account_inactive"})
 """Errors saying the registered member or channel no longer takes messages: prune it."""
-TOKEN = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
+TOKEN = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired",
                    "no_permission", "missing_scope", "not_allowed_token_type"})
 """Errors about the bot token, which no retry fixes."""
 RETRY = frozenset({"ratelimited", "rate_limited", "service_unavailable", "fatal_error", "internal_error",

@@ -139,7 +139,7 @@ def test_member_and_channel_get_the_message_with_blocks(worker: Worker, slack: S
     ("channel_not_found", InvalidTarget, "gone"),
     ("is_archived", InvalidTarget, "gone"),
     ("user_not_found", InvalidTarget, "gone"),
-    ("account_inactive", PermanentError, "NOTIFIER_SLACK_BOT_TOKEN"),
+    ("account_inactive", InvalidTarget, "gone"),
     ("invalid_auth", PermanentError, "NOTIFIER_SLACK_BOT_TOKEN"),
     ("not_in_channel", PermanentError, "/invite"),
     ("msg_too_long", PermanentError, "rejected"),
