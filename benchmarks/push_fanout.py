@@ -1,12 +1,15 @@
-"""Figure 6: push fan-out, 10,000 FCM and 10,000 web push deliveries to the local protocol peers.
+"""Figure 6: fan-out per channel, 10,000 FCM, web push, SMS and Slack deliveries to the local protocol peers.
 
 The peers are the test suite's (``tests/peers/fcm.py``: OAuth + HTTP v1 checks; ``tests/peers/webpush.py``:
-decrypts aes128gcm and verifies VAPID like a browser), run in a process of their own. One broadcast
-to 10,000 users with one device each goes router -> fcm/webpush tasks (``-P prefork -c 2``) -> the peer.
-Reported: deliveries/s per worker process, where the CPU went, and, separately, what web push
+decrypts aes128gcm and verifies VAPID like a browser; ``tests/peers/twilio.py``: Twilio's Messages API
+with basic auth; ``tests/peers/slack.py``: ``chat.postMessage`` with the bot token and Block Kit
+checks), each run in a process of its own, one after another in the same run, so SMS and Slack are
+measured next to FCM. One broadcast to 10,000 users with one target each (a device, a phone number in
+their preferences, a Slack member id) goes router -> the channel's tasks (``-P prefork -c 2``) -> the
+peer. Reported: deliveries/s per worker process, where the CPU went, and, separately, what web push
 encryption and VAPID signing cost per delivery (measured in this process).
 
-    python -m benchmarks.push_fanout [--deliveries 10000] [--platforms fcm,webpush] [--runs 3]
+    python -m benchmarks.push_fanout [--deliveries 10000] [--platforms fcm,webpush,sms,slack] [--runs 3]
 """
 
 from __future__ import annotations
@@ -35,6 +38,16 @@ def _peer_main(platform: str, argument: str, subscriptions: int, conn: Connectio
         peer: Any = FcmPeer().start()
         credentials = peer.service_account(Path(argument))
         conn.send(peer.env(credentials))
+    elif platform == "sms":
+        from tests.peers.twilio import TwilioPeer
+
+        peer = TwilioPeer().start()
+        conn.send(peer.env())
+    elif platform == "slack":
+        from tests.peers.slack import SlackPeer
+
+        peer = SlackPeer().start()
+        conn.send(peer.env())
     else:
         from tests.peers.webpush import WebPushPeer
 
@@ -65,11 +78,18 @@ class Peer(Spawned):
 
 
 def register(platform: str, recipients: list[str], addresses: list[Any]) -> None:
+    """Give each recipient its target: a phone number in its preferences (SMS), else a device."""
     from notifier.state.devices import Devices
+    from notifier.state.preferences import PreferenceStore
 
+    if platform == "sms":
+        prefs = PreferenceStore()
+        for user, address in zip(recipients, addresses, strict=True):
+            prefs.set(user, {"phone": address})
+        return
     devices = Devices()
     for user, address in zip(recipients, addresses, strict=True):
-        key = "token" if platform == "fcm" else "subscription"
+        key = "subscription" if platform == "webpush" else "token"
         devices.register(user, {"platform": platform, key: address})
 
 
@@ -118,7 +138,7 @@ def one_run(platform: str, run: int, count: int, worker: Any, peer: Peer, addres
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=10_000)
-    parser.add_argument("--platforms", default="fcm,webpush")
+    parser.add_argument("--platforms", default="fcm,webpush,sms,slack")
     args = parser.parse_args()
     from py_vapid import Vapid
 
@@ -133,6 +153,11 @@ def main() -> None:
             peer = Peer("fcm", f"{workdir}/service-account.json")
             extra = dict(peer.setup)
             addresses: list[Any] = [f"fcm-bench-{i}:APA91b{i:012d}" for i in range(args.deliveries)]
+        elif platform in ("sms", "slack"):
+            peer = Peer(platform, "")
+            extra = dict(peer.setup)
+            addresses = ([f"+49151{i:08d}" for i in range(args.deliveries)] if platform == "sms"
+                         else [f"U{i:010d}" for i in range(args.deliveries)])
         else:
             peer = Peer("webpush", public_key(vapid), args.deliveries)
             extra = {"NOTIFIER_VAPID_PRIVATE_KEY": private_key(vapid), "NOTIFIER_VAPID_PUBLIC_KEY": public_key(vapid),
