@@ -13,9 +13,10 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.peers.http import HttpPeer, JsonHandler
 
 
 @dataclass
@@ -40,39 +41,28 @@ def _error(status: int, name: str, description: str) -> tuple[int, dict[str, Any
     return status, {"error": name, "errorCode": status, "errorDescription": description}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     state: _State
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self) -> None:
         s = self.state
         url = urlsplit(self.path)
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.body()
         if url.path.rstrip("/") != "/message":
-            self._reply(*_error(404, "Not Found", "page not found"))
+            self.reply(*_error(404, "Not Found", "page not found"))
             return
         token = self.headers.get("X-Gotify-Key") or parse_qs(url.query).get("token", [""])[0]
         if token not in s.apps:
-            self._reply(*_error(401, "Unauthorized",
+            self.reply(*_error(401, "Unauthorized",
                                 "you need to provide a valid access token or user credentials to access this api"))
             return
         try:
             sent = json.loads(body)
         except ValueError:
-            self._reply(*_error(400, "Bad Request", "invalid JSON"))
+            self.reply(*_error(400, "Bad Request", "invalid JSON"))
             return
         if not isinstance(sent, dict) or not sent.get("message"):
-            self._reply(*_error(400, "Bad Request", "Field 'message' is required"))
+            self.reply(*_error(400, "Bad Request", "Field 'message' is required"))
             return
         with s.lock:
             s.attempts[token] = s.attempts.get(token, 0) + 1
@@ -84,30 +74,19 @@ class _Handler(BaseHTTPRequestHandler):
                                           int(sent.get("priority", 0))))
                 number = len(s.messages)
         if left:
-            self._reply(*_error(500, "Internal Server Error", "database is locked"))
+            self.reply(*_error(500, "Internal Server Error", "database is locked"))
             return
-        self._reply(200, {"id": number, "appid": s.apps[token], "message": sent["message"],
+        self.reply(200, {"id": number, "appid": s.apps[token], "message": sent["message"],
                           "title": sent.get("title", ""), "priority": sent.get("priority", 0),
                           "date": dt.datetime.now(dt.UTC).isoformat()})
 
 
-class GotifyPeer:
+class GotifyPeer(HttpPeer):
     """The Gotify server; ``app()`` creates an application and gives its ``gotify://`` URL."""
 
     def __init__(self) -> None:
         self.state = _State()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> GotifyPeer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(_Handler, self.state)
 
     def app(self) -> tuple[str, str]:
         """A new application's token and the Apprise URL that posts to it."""

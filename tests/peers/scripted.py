@@ -4,12 +4,12 @@ provider's own error answers before it accepts."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.peers.http import HttpPeer, JsonHandler
 
 
 @dataclass
@@ -39,26 +39,9 @@ class State:
             return queued.pop(0) if queued else self.always.get(target)
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     state: State
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
-
-    def reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None,
-              raw: bytes | None = None, content_type: str = "application/json; charset=utf-8") -> None:
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-        self.send_response(status)
-        if data:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+    content_type = "application/json; charset=utf-8"
 
     def problem(self, text: str) -> None:
         with self.state.lock:
@@ -69,25 +52,15 @@ class Handler(BaseHTTPRequestHandler):
             self.state.received.append(Received(target, body, dict(self.headers.items()), self.path, time.time()))
 
 
-class Peer:
+class Peer(HttpPeer):
     """A started server with ``handler``'s behaviour; ``fail``/``refuse`` script the answers."""
 
     handler: type[Handler]
 
     def __init__(self) -> None:
         self.state = State()
-        handler = type("Handler", (self.handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> Any:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self.handler, self.state)
+        self.url = self.origin
 
     def to(self, target: str) -> list[Received]:
         with self.state.lock:

@@ -10,17 +10,16 @@ when told to for a number, Twilio's documented error JSON (``code``, ``message``
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 from twilio.request_validator import RequestValidator
+
+from tests.peers.http import HttpPeer, JsonHandler
 
 ERRORS: dict[str, tuple[int, int, str]] = {
     "invalid_number": (400, 21211, "The 'To' number {to} is not a valid phone number."),
@@ -53,29 +52,18 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     state: _State
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+    content_type = "application/json; charset=utf-8"
 
     def _error(self, status: int, code: int, message: str, headers: dict[str, str] | None = None) -> None:
-        self._reply(status, {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        self.reply(status, {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}",
                              "status": status}, headers)
 
     def do_POST(self) -> None:
         s = self.state
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.body()
         prefix, suffix = "/2010-04-01/Accounts/", "/Messages.json"
         if not (self.path.startswith(prefix) and self.path.endswith(suffix)):
             self._error(404, 20404, f"The requested resource {self.path} was not found")
@@ -108,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
             if answer is None:
                 s.received.append(Received(form, sid, time.time()))
         if answer is None:
-            self._reply(201, {"sid": sid, "account_sid": s.account_sid, "to": to, "from": form.get("From"),
+            self.reply(201, {"sid": sid, "account_sid": s.account_sid, "to": to, "from": form.get("From"),
                               "body": form["Body"], "status": "queued", "num_segments": "1",
                               "messaging_service_sid": form.get("MessagingServiceSid"), "error_code": None,
                               "error_message": None, "uri": f"{prefix}{s.account_sid}/Messages/{sid}.json"})
@@ -119,26 +107,15 @@ class _Handler(BaseHTTPRequestHandler):
                     {"Retry-After": str(retry_after)} if retry_after is not None else None)
 
 
-class TwilioPeer:
+class TwilioPeer(HttpPeer):
     """The fake Twilio API; :meth:`env` is what the sms channel needs to send through it."""
 
     def __init__(self) -> None:
         self.state = _State("AC" + secrets.token_hex(16), secrets.token_hex(16))
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> TwilioPeer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(_Handler, self.state)
 
     def env(self) -> dict[str, str]:
-        return {"NOTIFIER_SMS_PROVIDER": "twilio", "NOTIFIER_SMS_TWILIO_BASE_URL": self.url,
+        return {"NOTIFIER_SMS_PROVIDER": "twilio", "NOTIFIER_SMS_TWILIO_BASE_URL": self.origin,
                 "NOTIFIER_SMS_TWILIO_ACCOUNT_SID": self.state.account_sid,
                 "NOTIFIER_SMS_TWILIO_AUTH_TOKEN": self.state.auth_token, "NOTIFIER_SMS_FROM": "+15017122661"}
 

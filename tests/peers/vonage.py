@@ -9,14 +9,13 @@ Like Vonage it takes ``api_key`` and ``api_secret`` in the form body and always 
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qs
+
+from tests.peers.http import HttpPeer, JsonHandler
 
 STATUSES: dict[str, tuple[str, str]] = {
     "throttled": ("1", "Throughput Rate Exceeded - please wait [ 1000 ] and retry"),
@@ -43,23 +42,15 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     state: _State
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
     def _reply(self, messages: list[dict[str, str]]) -> None:
-        data = json.dumps({"message-count": str(len(messages)), "messages": messages}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(200, {"message-count": str(len(messages)), "messages": messages})
 
     def do_POST(self) -> None:
         s = self.state
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.body()
         if self.path != "/sms/json":
             self.send_error(404)
             return
@@ -97,26 +88,15 @@ def _parts(form: dict[str, str]) -> int:
     return 1 if len(text) <= single else -(-len(text) // multi)
 
 
-class VonagePeer:
+class VonagePeer(HttpPeer):
     """The fake Vonage SMS API; :meth:`env` is what the sms channel needs to send through it."""
 
     def __init__(self) -> None:
         self.state = _State(secrets.token_hex(4), secrets.token_hex(8))
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> VonagePeer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(_Handler, self.state)
 
     def env(self) -> dict[str, str]:
-        return {"NOTIFIER_SMS_PROVIDER": "vonage", "NOTIFIER_SMS_VONAGE_BASE_URL": self.url,
+        return {"NOTIFIER_SMS_PROVIDER": "vonage", "NOTIFIER_SMS_VONAGE_BASE_URL": self.origin,
                 "NOTIFIER_SMS_VONAGE_API_KEY": self.state.api_key,
                 "NOTIFIER_SMS_VONAGE_API_SECRET": self.state.api_secret, "NOTIFIER_SMS_FROM": "Notifier"}
 

@@ -14,12 +14,12 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from tests.peers.http import HttpPeer, JsonHandler
 from tests.peers.tls import serve_https
 
 
@@ -57,29 +57,16 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     state: _State
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self) -> None:
         s = self.state
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.body()
         headers = {k.lower(): v for k, v in self.headers.items()}
         secret = s.secrets.get(self.path)
         if secret is None:
-            self._reply(404, {"error": f"no endpoint {self.path}"})
+            self.reply(404, {"error": f"no endpoint {self.path}"})
             return
         try:
             Webhook(secret).verify(body, headers)
@@ -95,37 +82,27 @@ class _Handler(BaseHTTPRequestHandler):
             if verified and (answer is None or answer.after_processing):
                 s.processed.append(request)
         if not verified:
-            self._reply(401, {"error": "invalid signature"})
+            self.reply(401, {"error": "invalid signature"})
         elif answer is None:
-            self._reply(200, {"ok": True})
+            self.reply(200, {"ok": True})
         else:
             extra = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else {}
             if answer.location:
                 extra["Location"] = answer.location
-            self._reply(answer.status, {"error": f"scripted {answer.status}"}, extra)
+            self.reply(answer.status, {"error": f"scripted {answer.status}"}, extra)
 
 
-class WebhookReceiver:
+class WebhookReceiver(HttpPeer):
     """The receiver; ``accept(path, secret)`` opens an endpoint at ``url(path)``. Given a folder
     (``tls=...``) it serves HTTPS at ``https://localhost:PORT`` with a certificate from a throwaway CA
     (``ca_file``)."""
 
     def __init__(self, tls: Path | None = None) -> None:
         self.state = _State()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        super().__init__(_Handler, self.state)
         self.ca_file = serve_https(self.server, tls) if tls is not None else None
         host = "https://localhost" if tls is not None else "http://127.0.0.1"
-        self.base = f"{host}:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.base = f"{host}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base + path
