@@ -14,10 +14,12 @@ from notifier.channels.apprise import AppriseChannel, shown
 from notifier.channels.base import Delivery
 from notifier.errors import ValidationError
 from notifier.models import Notification, validate
+from notifier.pipeline.producer import producer_app
+from notifier.pipeline.queues import deliver_task
 from notifier.state.deadletters import DeadLetters
 from notifier.state.devices import Devices, Registration
 from notifier.state.preferences import PreferenceStore
-from tests.peers.broker import Isolated, isolated
+from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.gotify import GotifyPeer
 from tests.support.helpers import Worker, uid, use_env, wait_for, wait_idle
 
@@ -104,6 +106,30 @@ def test_quiet_hours_hold_it_until_they_end(worker: Worker, gotify: GotifyPeer) 
     wait_for(lambda: gotify.messages(app_token), message="the critical message, which quiet hours let through")
     wait_idle(worker, urgent.id)
     assert len(gotify.messages(app_token)) == 1
+
+
+def test_a_redelivered_task_does_not_post_twice(worker: Worker, gotify: GotifyPeer) -> None:
+    user, (app_token, url) = uid(), gotify.app()
+    target = register(user, url)
+    n = Notification(**note()).to_dict()
+    app = producer_app()
+    first = app.send_task(deliver_task("apprise"), args=[{n["id"]: n}, [[user, n["id"], "*"]]], queue="apprise")
+    assert wait_for(lambda: task_summary(worker, first.id), message="first delivery")["delivered"] == 1
+    again = app.send_task(deliver_task("apprise"), args=[{n["id"]: n}, [[user, n["id"], target]]], queue="apprise")
+    assert wait_for(lambda: task_summary(worker, again.id), message="redelivery")["already"] == 1
+    assert gotify.attempts(app_token) == 1 and len(gotify.messages(app_token)) == 1
+
+
+def test_a_channel_turned_off_gets_nothing(worker: Worker, gotify: GotifyPeer) -> None:
+    user, (app_token, url) = uid(), gotify.app()
+    register(user, url)
+    PreferenceStore().update(user, channels={"apprise": False})
+    sent = send_notification.delay(user, note())
+    wait_idle(worker, sent.id)
+    assert gotify.attempts(app_token) == 0
+    PreferenceStore().update(user, channels={"apprise": True})
+    send_notification.delay(user, note())
+    wait_for(lambda: gotify.messages(app_token), message="the message once apprise is on again")
 
 
 def test_worker_logged_no_unexpected_errors(worker: Worker) -> None:

@@ -222,6 +222,21 @@ def test_a_channel_turned_off_gets_nothing(worker: Worker, receiver: WebhookRece
     wait_for(lambda: receiver.processed(path), message="the webhook once turned on again")
 
 
+def test_quiet_hours_hold_it_until_they_end(worker: Worker, receiver: WebhookReceiver) -> None:
+    user = uid()
+    path, _, _ = endpoint(receiver, user)
+    now = dt.datetime.now(dt.UTC)
+    start, end = (now - dt.timedelta(hours=1)).strftime("%H:%M"), (now + dt.timedelta(hours=1)).strftime("%H:%M")
+    PreferenceStore().update(user, quiet_hours={"start": start, "end": end})
+    sent = send_notification.delay(user, note())
+    wait_idle(worker, sent.id)
+    assert receiver.requests(path) == []
+    urgent = send_notification.delay(user, note(priority="critical"))
+    wait_for(lambda: receiver.processed(path), message="the critical event, which quiet hours let through")
+    wait_idle(worker, urgent.id)
+    assert len(receiver.requests(path)) == 1
+
+
 def test_private_addresses_are_refused_at_connect_unless_allowed(stack: Isolated, receiver: WebhookReceiver) -> None:
     """A host name resolving to a loopback address is caught on the connected address, not its spelling."""
     user, path = uid(), "/hooks/by-name"
