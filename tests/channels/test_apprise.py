@@ -3,7 +3,6 @@ Gotify plugin -> a Gotify server on 127.0.0.1; plus the URL checks and the pure 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ from notifier.state.devices import Devices, Registration
 from notifier.state.preferences import PreferenceStore
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.gotify import GotifyPeer
-from tests.support.helpers import Worker, uid, use_env, wait_for, wait_idle
+from tests.support.helpers import Worker, quiet_hours_around_now, uid, use_env, wait_for, wait_idle
 
 ALLOW = {"NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true"}
 """The Gotify peer is on 127.0.0.1: an Apprise URL may name it only when private addresses are allowed."""
@@ -36,9 +35,7 @@ def gotify() -> Iterator[GotifyPeer]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(ALLOW)
-        yield s
+    yield from isolated(ALLOW)
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +93,7 @@ def test_a_service_that_keeps_failing_is_dead_lettered_after_the_retries(worker:
 def test_quiet_hours_hold_it_until_they_end(worker: Worker, gotify: GotifyPeer) -> None:
     user, (app_token, url) = uid(), gotify.app()
     register(user, url)
-    now = dt.datetime.now(dt.UTC)
-    start, end = (now - dt.timedelta(hours=1)).strftime("%H:%M"), (now + dt.timedelta(hours=1)).strftime("%H:%M")
-    PreferenceStore().update(user, quiet_hours={"start": start, "end": end})
+    PreferenceStore().update(user, quiet_hours=quiet_hours_around_now())
     sent = send_notification.delay(user, note())
     wait_idle(worker, sent.id)
     assert gotify.attempts(app_token) == 0

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import secrets
 import string
 import subprocess
 import sys
-import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from notifier.state.preferences import PreferenceStore
 from notifier.templates import Rendered
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.slack import SlackPeer
-from tests.support.helpers import Worker, uid, wait_for, wait_idle
+from tests.support.helpers import Worker, quiet_hours_around_now, uid, wait_for, wait_idle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,9 +43,7 @@ def slack() -> Iterator[SlackPeer]:
 
 @pytest.fixture(scope="module")
 def stack(slack: SlackPeer) -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(slack.env())
-        yield s
+    yield from isolated(slack.env())
 
 
 @pytest.fixture(scope="module")
@@ -233,18 +229,13 @@ def test_redelivered_task_does_not_post_twice(worker: Worker, slack: SlackPeer) 
     assert len(slack.to(target)) == 1
 
 
-def _quiet_now() -> dict[str, str]:
-    local = dt.datetime.now(zoneinfo.ZoneInfo("UTC"))
-    return {"start": (local - dt.timedelta(hours=1)).strftime("%H:%M"),
-            "end": (local + dt.timedelta(hours=1)).strftime("%H:%M")}
-
 
 def test_quiet_hours_defer_and_a_channel_turned_off_is_not_sent(worker: Worker, slack: SlackPeer) -> None:
     quiet, off, control = uid(), uid(), uid()
     targets = {u: slack_id("U") for u in (quiet, off, control)}
     for u, t in targets.items():
         register(u, t)
-    PreferenceStore().set(quiet, {"quiet_hours": _quiet_now(), "timezone": "UTC"})
+    PreferenceStore().set(quiet, {"quiet_hours": quiet_hours_around_now(), "timezone": "UTC"})
     PreferenceStore().set(off, {"channels": {"slack": False}})
     sent = {u: send_notification.delay(u, note()) for u in targets}
     wait_for(lambda: slack.to(targets[control]), message="the control user's message")

@@ -25,7 +25,7 @@ from notifier.state.sms_status import SmsStatuses
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.twilio import TwilioPeer
 from tests.support.gateway_support import Gateway, token
-from tests.support.helpers import ROOT, Worker, uid, wait_for, wait_idle
+from tests.support.helpers import ROOT, Worker, overnight_window_around_now, uid, wait_for, wait_idle
 from tests.support.processes import free_port
 
 _numbers = iter(range(1000, 10000))
@@ -52,9 +52,7 @@ def env(twilio: TwilioPeer, gateway_port: int) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def stack(env: dict[str, str]) -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(env)
-        yield s
+    yield from isolated(env)
 
 
 @pytest.fixture(scope="module")
@@ -170,18 +168,9 @@ def test_a_redelivered_task_does_not_send_a_second_sms(worker: Worker, twilio: T
     assert len(twilio.to(number)) == 1
 
 
-def _overnight_window_around_now() -> tuple[str, str, str]:
-    for zone in ("Asia/Tokyo", "America/New_York", "Europe/Berlin"):
-        local = dt.datetime.now(zoneinfo.ZoneInfo(zone))
-        start = (local + dt.timedelta(hours=2)).strftime("%H:%M")
-        end = (local + dt.timedelta(hours=1)).strftime("%H:%M")
-        if start > end:
-            return zone, start, end
-    raise AssertionError("no zone gave an overnight window")
-
 
 def test_quiet_hours_defer_the_sms_to_the_window_end(worker: Worker, twilio: TwilioPeer) -> None:
-    zone, start, end = _overnight_window_around_now()
+    zone, start, end = overnight_window_around_now()
     user, number = user_with_phone(quiet_hours={"start": start, "end": end}, timezone=zone)
     sent = send_notification.delay(user, note(channels=["sms", "realtime"]))
     wait_for(lambda: Inbox().get(user, sent.id), message="the inbox entry (not deferred)")

@@ -34,9 +34,7 @@ def env(vonage: VonagePeer) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def stack(env: dict[str, str]) -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(env)
-        yield s
+    yield from isolated(env)
 
 
 @pytest.fixture(scope="module")

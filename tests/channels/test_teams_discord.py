@@ -4,7 +4,6 @@ and the pure card and message mappings."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 
@@ -30,7 +29,7 @@ from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.discord import DiscordPeer
 from tests.peers.teams import TeamsPeer
 from tests.support.gateway_support import API_KEY, Gateway, token
-from tests.support.helpers import Worker, uid, wait_for, wait_idle
+from tests.support.helpers import Worker, quiet_hours_around_now, uid, wait_for, wait_idle
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +52,7 @@ PEERS_ON_LOOPBACK = {"NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true"}
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(PEERS_ON_LOOPBACK)
-        yield s
+    yield from isolated(PEERS_ON_LOOPBACK)
 
 
 @pytest.fixture(scope="module")
@@ -283,10 +280,7 @@ def test_quiet_hours_and_turned_off_channels_hold_webhook_posts(worker: Worker, 
     for u in (quiet, off, control):
         register(u, "discord", hooks[u][0])
         register(u, "teams", cards[u])
-    now = dt.datetime.now(dt.UTC)
-    PreferenceStore().set(quiet, {"quiet_hours": {"start": (now - dt.timedelta(hours=1)).strftime("%H:%M"),
-                                                  "end": (now + dt.timedelta(hours=1)).strftime("%H:%M")},
-                                  "timezone": "UTC"})
+    PreferenceStore().set(quiet, {"quiet_hours": quiet_hours_around_now(), "timezone": "UTC"})
     PreferenceStore().set(off, {"channels": {"teams": False, "discord": False}})
     sent = {u: send_notification.delay(u, note("teams", "discord")) for u in (quiet, off, control)}
     wait_for(lambda: discord.to(hooks[control][1]) and teams.to_url(cards[control]), message="the control's posts")

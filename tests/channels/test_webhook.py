@@ -29,7 +29,7 @@ from notifier.state.preferences import PreferenceStore
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.webhook import Answer, WebhookReceiver
 from tests.support.gateway_support import Gateway, token
-from tests.support.helpers import Worker, uid, wait_for, wait_idle
+from tests.support.helpers import Worker, quiet_hours_around_now, uid, wait_for, wait_idle
 
 ALLOW = {"NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true"}
 """The receiver is on 127.0.0.1, which webhooks may reach only when private addresses are allowed."""
@@ -44,9 +44,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(ALLOW)
-        yield s
+    yield from isolated(ALLOW)
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +223,7 @@ def test_a_channel_turned_off_gets_nothing(worker: Worker, receiver: WebhookRece
 def test_quiet_hours_hold_it_until_they_end(worker: Worker, receiver: WebhookReceiver) -> None:
     user = uid()
     path, _, _ = endpoint(receiver, user)
-    now = dt.datetime.now(dt.UTC)
-    start, end = (now - dt.timedelta(hours=1)).strftime("%H:%M"), (now + dt.timedelta(hours=1)).strftime("%H:%M")
-    PreferenceStore().update(user, quiet_hours={"start": start, "end": end})
+    PreferenceStore().update(user, quiet_hours=quiet_hours_around_now())
     sent = send_notification.delay(user, note())
     wait_idle(worker, sent.id)
     assert receiver.requests(path) == []

@@ -52,10 +52,12 @@ class Isolated:
         redisdb.release(redisdb.url(self.db), self._token)
 
 
-def isolated() -> Iterator[Isolated]:
-    """Body of a module-scoped fixture: ``yield from isolated()``."""
+def isolated(env: dict[str, str] | None = None) -> Iterator[Isolated]:
+    """Body of a module-scoped fixture: ``yield from isolated(env)``, the stack applied with ``env``
+    (a peer's settings) in this test process."""
     stack = Isolated()
     try:
+        stack.apply(env)
         yield stack
     finally:
         stack.close()

@@ -15,7 +15,7 @@ from notifier.redis.store import get_keys
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
-from tests.support.helpers import Worker, private_env, uid, wait_for, wait_idle
+from tests.support.helpers import Worker, overnight_window_around_now, private_env, uid, wait_for, wait_idle
 from tests.support.processes import free_port
 
 
@@ -48,20 +48,10 @@ def test_disabled_type_delivers_nothing(worker: Worker, smtp: SmtpPeer) -> None:
     assert smtp.to(address) == []
 
 
-def _overnight_window_around_now() -> tuple[str, str, str]:
-    """A quiet window that crosses midnight and contains now, in a non-UTC zone."""
-    for zone in ("Asia/Tokyo", "America/New_York", "Europe/Berlin"):
-        local = dt.datetime.now(zoneinfo.ZoneInfo(zone))
-        start = (local + dt.timedelta(hours=2)).strftime("%H:%M")
-        end = (local + dt.timedelta(hours=1)).strftime("%H:%M")
-        if start > end:
-            return zone, start, end
-    raise AssertionError("no zone gave an overnight window")
-
 
 def test_quiet_hours_defer_email_to_window_end_then_deliver(worker: Worker, smtp: SmtpPeer,
                                                             redis_client: redis.Redis) -> None:
-    zone, start, end = _overnight_window_around_now()
+    zone, start, end = overnight_window_around_now()
     user, address = user_with_email(quiet_hours={"start": start, "end": end}, timezone=zone)
     sent = send_notification.delay(user, note(channels=["email", "realtime"]))
 
@@ -82,7 +72,7 @@ def test_quiet_hours_defer_email_to_window_end_then_deliver(worker: Worker, smtp
 
 
 def test_critical_bypasses_quiet_hours(worker: Worker, smtp: SmtpPeer) -> None:
-    zone, start, end = _overnight_window_around_now()
+    zone, start, end = overnight_window_around_now()
     user, address = user_with_email(quiet_hours={"start": start, "end": end}, timezone=zone)
     send_notification.delay(user, note(channels=["email"], priority="critical", title="Server down"))
     messages = wait_for(lambda: smtp.to(address), message="critical email")

@@ -34,9 +34,7 @@ def apns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApnsPeer]:
 
 @pytest.fixture(scope="module")
 def stack(apns: ApnsPeer) -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(apns.env())
-        yield s
+    yield from isolated(apns.env())
 
 
 @pytest.fixture(scope="module")

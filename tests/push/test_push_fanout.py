@@ -38,9 +38,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
 
 @pytest.fixture(scope="module")
 def stack(peers: Peers) -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(peers[3])
-        yield s
+    yield from isolated(peers[3])
 
 
 @pytest.fixture(scope="module")

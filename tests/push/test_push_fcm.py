@@ -33,9 +33,7 @@ def credentials(fcm: FcmPeer, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(fcm: FcmPeer, credentials: Path) -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(fcm.env(credentials))
-        yield s
+    yield from isolated(fcm.env(credentials))
 
 
 @pytest.fixture(scope="module")

@@ -47,9 +47,7 @@ def push() -> Iterator[WebPushPeer]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Isolated]:
-    for s in isolated():
-        s.apply(vapid_env())
-        yield s
+    yield from isolated(vapid_env())
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ as real ``celery worker`` subprocesses (``processes``, shared with the benchmark
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -248,3 +250,21 @@ def use_env(values: dict[str, str]) -> Iterator[dict[str, str]]:
 
 def uid(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def overnight_window_around_now() -> tuple[str, str, str]:
+    """A quiet window (zone, start, end) that crosses midnight and contains now, in a non-UTC zone."""
+    for zone in ("Asia/Tokyo", "America/New_York", "Europe/Berlin"):
+        local = dt.datetime.now(zoneinfo.ZoneInfo(zone))
+        start = (local + dt.timedelta(hours=2)).strftime("%H:%M")
+        end = (local + dt.timedelta(hours=1)).strftime("%H:%M")
+        if start > end:
+            return zone, start, end
+    raise AssertionError("no zone gave an overnight window")
+
+
+def quiet_hours_around_now() -> dict[str, str]:
+    """Quiet hours (in UTC, the default time zone) from an hour ago to an hour from now."""
+    now = dt.datetime.now(dt.UTC)
+    return {"start": (now - dt.timedelta(hours=1)).strftime("%H:%M"),
+            "end": (now + dt.timedelta(hours=1)).strftime("%H:%M")}

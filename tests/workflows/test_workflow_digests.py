@@ -152,9 +152,9 @@ def test_a_rate_limited_burst_of_30_pushes_sends_the_first_3_then_one_summary(fl
 
 def test_quiet_hours_roll_emails_into_one_summary_at_their_end(flow_worker: Worker, smtp: SmtpPeer) -> None:
     from notifier.state.schedule import Schedule
-    from tests.pipeline.test_rules import _overnight_window_around_now
+    from tests.support.helpers import overnight_window_around_now
 
-    zone, start, end = _overnight_window_around_now()
+    zone, start, end = overnight_window_around_now()
     user, address = member(fcm_token(), quiet_hours={"start": start, "end": end}, timezone=zone)
     ids = [send_notification.delay(user, {"type": "plain", "title": f"mail {i}", "channels": ["email"]}).id
            for i in range(3)]

@@ -150,9 +150,9 @@ def test_a_send_cancelled_while_still_queued_never_starts(flow_worker: Worker) -
 
 
 def test_send_at_in_quiet_hours_defers_the_interruptive_channel(flow_worker: Worker, smtp: SmtpPeer) -> None:
-    from tests.pipeline.test_rules import _overnight_window_around_now
+    from tests.support.helpers import overnight_window_around_now
 
-    zone, start, end = _overnight_window_around_now()
+    zone, start, end = overnight_window_around_now()
     user, address = user_with_email(quiet_hours={"start": start, "end": end}, timezone=zone)
     at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     sent = send_notification.delay(user, note("plain", channels=["realtime", "email"], send_at=at.isoformat()))
@@ -175,9 +175,9 @@ def test_throttle_lets_the_first_through_and_ends_the_rest(flow_worker: Worker) 
 
 
 def test_critical_workflow_bypasses_type_opt_out_and_quiet_hours(flow_worker: Worker, smtp: SmtpPeer) -> None:
-    from tests.pipeline.test_rules import _overnight_window_around_now
+    from tests.support.helpers import overnight_window_around_now
 
-    zone, start, end = _overnight_window_around_now()
+    zone, start, end = overnight_window_around_now()
     user, address = user_with_email(quiet_hours={"start": start, "end": end}, timezone=zone,
                                     disabled_types=["wf-alert"])
     send_notification.delay(user, note("wf-alert"))
