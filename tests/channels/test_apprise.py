@@ -15,12 +15,11 @@ from notifier.errors import ValidationError
 from notifier.models import Notification, validate
 from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import deliver_task
-from notifier.state.deadletters import DeadLetters
 from notifier.state.devices import Devices, Registration
 from notifier.state.preferences import PreferenceStore
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.gotify import GotifyPeer
-from tests.support.helpers import Worker, quiet_hours_around_now, uid, use_env, wait_for, wait_idle
+from tests.support.helpers import Worker, dead_letters_naming, quiet_hours_around_now, uid, use_env, wait_for, wait_idle
 
 ALLOW = {"NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true"}
 """The Gotify peer is on 127.0.0.1: an Apprise URL may name it only when private addresses are allowed."""
@@ -52,9 +51,6 @@ def register(user: str, url: str) -> str:
     return Devices().register(user, {"platform": "apprise", "url": url}).id
 
 
-def dead_letters(user: str) -> list[dict]:
-    return [e for e in DeadLetters().list(1000) if user in json.dumps(e["args"])]
-
 
 def test_a_gotify_target_gets_the_notification(worker: Worker, gotify: GotifyPeer) -> None:
     user, (app_token, url) = uid(), gotify.app()
@@ -64,7 +60,7 @@ def test_a_gotify_target_gets_the_notification(worker: Worker, gotify: GotifyPee
     assert message.title == "Order Shipped"
     assert message.message == "Your order #12345 has shipped\n\nhttps://shop.test/orders/12345"
     wait_idle(worker, sent.id)
-    assert gotify.attempts(app_token) == 1 and dead_letters(user) == []
+    assert gotify.attempts(app_token) == 1 and dead_letters_naming(user) == []
 
 
 def test_a_failing_service_is_retried_and_delivered_once(worker: Worker, gotify: GotifyPeer) -> None:
@@ -75,7 +71,7 @@ def test_a_failing_service_is_retried_and_delivered_once(worker: Worker, gotify:
     wait_for(lambda: gotify.messages(app_token), timeout=15, message="the message after two failures")
     wait_idle(worker, sent.id)
     assert gotify.attempts(app_token) == 3 and len(gotify.messages(app_token)) == 1
-    assert dead_letters(user) == []
+    assert dead_letters_naming(user) == []
 
 
 def test_a_service_that_keeps_failing_is_dead_lettered_after_the_retries(worker: Worker, gotify: GotifyPeer) -> None:
@@ -83,7 +79,7 @@ def test_a_service_that_keeps_failing_is_dead_lettered_after_the_retries(worker:
     target = register(user, url)
     gotify.fail(app_token, -1)
     send_notification.delay(user, note())
-    [entry] = wait_for(lambda: dead_letters(user), timeout=20, message="dead letter")
+    [entry] = wait_for(lambda: dead_letters_naming(user), timeout=20, message="dead letter")
     assert entry["error_type"] == "RetryableError" and entry["error"].startswith("gave up: Apprise could not notify")
     assert f"127.0.0.1:{gotify.port}" in entry["error"] and app_token not in json.dumps(entry)
     assert gotify.attempts(app_token) == 4, "the first try and NOTIFIER_MAX_RETRIES (3) retries"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import string
 import subprocess
@@ -22,14 +21,13 @@ from notifier.models import Notification
 from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import deliver_task
 from notifier.redis.store import get_keys, get_redis
-from notifier.state.deadletters import DeadLetters
 from notifier.state.devices import Devices, Registration
 from notifier.state.groups import Groups, group_recipient
 from notifier.state.preferences import PreferenceStore
 from notifier.templates import Rendered
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.slack import SlackPeer
-from tests.support.helpers import Worker, quiet_hours_around_now, uid, wait_for, wait_idle
+from tests.support.helpers import Worker, dead_letters_naming, quiet_hours_around_now, uid, wait_for, wait_idle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,9 +61,6 @@ def note(**extra: object) -> dict[str, object]:
     return {"type": "order_update", "title": "Order Shipped", "body": "Your order #12345 has shipped",
             "channels": ["slack"], **extra}
 
-
-def dead_letters(user: str) -> list[dict]:
-    return [e for e in DeadLetters().list(1000) if user in json.dumps(e["args"])]
 
 
 def delivery(**fields: object) -> Delivery:
@@ -188,7 +183,7 @@ def test_rate_limited_message_arrives_once_after_retry_after(worker: Worker, sla
     first, second = slack.attempts(target)
     assert second - first >= 2.9, "the retry came before Slack's Retry-After (3 s)"
     wait_idle(worker)
-    assert len(slack.to(target)) == 1 and dead_letters(user) == []
+    assert len(slack.to(target)) == 1 and dead_letters_naming(user) == []
 
 
 def test_gone_channel_is_pruned_and_not_tried_again(worker: Worker, slack: SlackPeer) -> None:
@@ -200,7 +195,7 @@ def test_gone_channel_is_pruned_and_not_tried_again(worker: Worker, slack: Slack
     second = send_notification.delay(user, note(title="Second"))
     wait_for(lambda: len(slack.to(kept)) == 2, message="the second message to the kept member")
     wait_idle(worker, second.id)
-    assert len(slack.attempts(gone)) == 1 and dead_letters(user) == []
+    assert len(slack.attempts(gone)) == 1 and dead_letters_naming(user) == []
 
 
 def test_revoked_token_dead_letters_with_the_fix_and_keeps_the_target(worker: Worker, slack: SlackPeer) -> None:
@@ -209,7 +204,7 @@ def test_revoked_token_dead_letters_with_the_fix_and_keeps_the_target(worker: Wo
     slack.revoke()
     try:
         send_notification.delay(user, note())
-        [entry] = wait_for(lambda: dead_letters(user), message="dead letter")
+        [entry] = wait_for(lambda: dead_letters_naming(user), message="dead letter")
     finally:
         slack.revoke(False)
     assert entry["error_type"] == "PermanentError" and "token_revoked" in entry["error"]

@@ -5,7 +5,6 @@ to the real gateway."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import zoneinfo
 from collections.abc import Iterator
@@ -18,14 +17,21 @@ from notifier.models import Notification
 from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import deliver_task
 from notifier.redis.store import get_keys, get_redis
-from notifier.state.deadletters import DeadLetters
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
 from notifier.state.sms_status import SmsStatuses
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.twilio import TwilioPeer
 from tests.support.gateway_support import Gateway, token
-from tests.support.helpers import ROOT, Worker, overnight_window_around_now, uid, wait_for, wait_idle
+from tests.support.helpers import (
+    ROOT,
+    Worker,
+    dead_letters_naming,
+    overnight_window_around_now,
+    uid,
+    wait_for,
+    wait_idle,
+)
 from tests.support.processes import free_port
 
 _numbers = iter(range(1000, 10000))
@@ -73,9 +79,6 @@ def note(**extra: object) -> dict[str, object]:
             "channels": ["sms"], **extra}
 
 
-def dead_letters(user: str) -> list[dict[str, Any]]:
-    return [e for e in DeadLetters().list(1000) if user in json.dumps(e["args"])]
-
 
 def test_the_sms_arrives_with_the_e164_number_and_the_text(worker: Worker, twilio: TwilioPeer,
                                                           gateway_port: int) -> None:
@@ -106,7 +109,7 @@ def test_429_and_5xx_are_retried_after_retry_after_then_delivered(worker: Worker
     first, second = twilio.attempts(busy_number)
     assert second - first >= 2.0, "the retry came sooner than Twilio's Retry-After"
     assert len(twilio.attempts(down_number)) == 3
-    assert dead_letters(busy) == [] and dead_letters(down) == []
+    assert dead_letters_naming(busy) == [] and dead_letters_naming(down) == []
 
 
 def test_an_invalid_number_is_removed_and_the_next_sms_skipped(worker: Worker, twilio: TwilioPeer) -> None:
@@ -122,7 +125,7 @@ def test_an_invalid_number_is_removed_and_the_next_sms_skipped(worker: Worker, t
     wait_for(lambda: Inbox().get(user, later.id), message="the later notification in the inbox")
     wait_idle(worker, later.id)
     assert any(f"[{later.id}]: " in line and "sms skipped: no address" in line for line in worker.output)
-    assert len(twilio.attempts(number)) == 1 and dead_letters(user) == []
+    assert len(twilio.attempts(number)) == 1 and dead_letters_naming(user) == []
 
     PreferenceStore().update(user, phone=number)
     assert PreferenceStore().get(user).phone_invalid is None, "a new number clears the note"
@@ -141,7 +144,7 @@ def test_a_recipient_who_replied_stop_gets_sms_turned_off_with_the_reason(worker
     later = send_notification.delay(user, note(channels=["sms", "realtime"]))
     wait_for(lambda: Inbox().get(user, later.id), message="the later notification in the inbox")
     wait_idle(worker, later.id)
-    assert len(twilio.attempts(number)) == 1 and dead_letters(user) == []
+    assert len(twilio.attempts(number)) == 1 and dead_letters_naming(user) == []
     assert PreferenceStore().update(user, channels={"sms": True}).channel_off_reasons == {}
 
 
@@ -149,7 +152,7 @@ def test_another_refusal_is_dead_lettered_and_not_retried(worker: Worker, twilio
     user, number = user_with_phone()
     twilio.refuse(number, "region")
     send_notification.delay(user, note())
-    [entry] = wait_for(lambda: dead_letters(user), message="the dead letter")
+    [entry] = wait_for(lambda: dead_letters_naming(user), message="the dead letter")
     assert entry["error_type"] == "PermanentError" and "21408" in entry["error"]
     assert len(twilio.attempts(number)) == 1
     assert PreferenceStore().get(user).phone == number and PreferenceStore().get(user).channels == {}

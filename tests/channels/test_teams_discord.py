@@ -4,7 +4,6 @@ and the pure card and message mappings."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -20,7 +19,6 @@ from notifier.models import Notification
 from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import deliver_task
 from notifier.redis.store import get_keys, get_redis
-from notifier.state.deadletters import DeadLetters
 from notifier.state.devices import Devices, Registration
 from notifier.state.groups import Groups, group_recipient
 from notifier.state.preferences import PreferenceStore
@@ -29,7 +27,7 @@ from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.discord import DiscordPeer
 from tests.peers.teams import TeamsPeer
 from tests.support.gateway_support import API_KEY, Gateway, token
-from tests.support.helpers import Worker, quiet_hours_around_now, uid, wait_for, wait_idle
+from tests.support.helpers import Worker, dead_letters_naming, quiet_hours_around_now, uid, wait_for, wait_idle
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +66,6 @@ def note(*channels: str, **extra: object) -> dict[str, object]:
     return {"type": "order_update", "title": "Order Shipped", "body": "Your order #12345 has shipped",
             "channels": list(channels), **extra}
 
-
-def dead_letters(user: str) -> list[dict]:
-    return [e for e in DeadLetters().list(1000) if user in json.dumps(e["args"])]
 
 
 def delivery(**fields: object) -> Delivery:
@@ -147,7 +142,7 @@ def test_teams_workflows_and_legacy_webhooks_get_the_card(worker: Worker, teams:
         card = got.body["attachments"][0]["content"]
         assert card["body"][0]["text"] == "Order Shipped" and card["actions"][0]["url"] == "https://shop.test/orders/1"
     wait_idle(worker, sent.id)
-    assert teams.state.problems == [] and dead_letters(user) == []
+    assert teams.state.problems == [] and dead_letters_naming(user) == []
 
 
 @pytest.mark.parametrize(("answer", "error", "says"), [
@@ -191,7 +186,7 @@ def test_deleted_teams_webhook_is_pruned_and_not_tried_again(worker: Worker, tea
     second = send_notification.delay(user, note("teams", title="Second"))
     wait_for(lambda: len(teams.to_url(kept)) == 2, message="the second card")
     wait_idle(worker, second.id)
-    assert len(teams.attempts_at(gone)) == 1 and dead_letters(user) == []
+    assert len(teams.attempts_at(gone)) == 1 and dead_letters_naming(user) == []
 
 
 # Discord through the worker --------------------------------------------------------------------------
@@ -256,7 +251,7 @@ def test_discord_rate_limit_honours_retry_after_then_prunes_a_deleted_webhook(wo
     third = send_notification.delay(user, note("discord", title="Third"))
     wait_idle(worker, third.id)
     assert len(discord.attempts(hook)) == 2, "a pruned webhook was tried again"
-    assert dead_letters(user) == []
+    assert dead_letters_naming(user) == []
 
 
 def test_redelivered_tasks_do_not_post_twice(worker: Worker, teams: TeamsPeer, discord: DiscordPeer) -> None:

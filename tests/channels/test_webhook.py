@@ -23,13 +23,12 @@ from notifier.errors import PermanentError, RetryableError, ValidationError
 from notifier.models import Notification, validate
 from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import deliver_task
-from notifier.state.deadletters import DeadLetters
 from notifier.state.devices import Devices, Registration
 from notifier.state.preferences import PreferenceStore
 from tests.peers.broker import Isolated, isolated, task_summary
 from tests.peers.webhook import Answer, WebhookReceiver
 from tests.support.gateway_support import Gateway, token
-from tests.support.helpers import Worker, quiet_hours_around_now, uid, wait_for, wait_idle
+from tests.support.helpers import Worker, dead_letters_naming, quiet_hours_around_now, uid, wait_for, wait_idle
 
 ALLOW = {"NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true"}
 """The receiver is on 127.0.0.1, which webhooks may reach only when private addresses are allowed."""
@@ -74,9 +73,6 @@ def endpoint(receiver: WebhookReceiver, user: str, secret: str | None = None) ->
     receiver.accept(path, device.secret.get_secret_value())
     return path, device.id, device.secret.get_secret_value()
 
-
-def dead_letters(user: str) -> list[dict]:
-    return [e for e in DeadLetters().list(1000) if user in json.dumps(e["args"])]
 
 
 # End to end ------------------------------------------------------------------------------------------
@@ -142,7 +138,7 @@ def test_a_failing_receiver_is_retried_with_the_same_id_and_processes_it_once(
     assert [r.status for r in attempts] == [500, 503, 200] and all(r.verified for r in attempts)
     assert {r.headers["webhook-id"] for r in attempts} == {message_id(sent.id, target)}
     assert len({r.body for r in attempts}) == 1, "every attempt carries the same body"
-    assert len(receiver.processed(path)) == 1 and dead_letters(user) == []
+    assert len(receiver.processed(path)) == 1 and dead_letters_naming(user) == []
 
 
 def test_a_retry_after_the_receiver_processed_it_carries_the_same_id(worker: Worker,
@@ -179,7 +175,7 @@ def test_410_prunes_the_endpoint_and_the_next_send_does_not_post(worker: Worker,
     later = send_notification.delay(user, note())
     wait_idle(worker, later.id)
     assert [r.status for r in receiver.requests(path)] == [410]
-    assert dead_letters(user) == []
+    assert dead_letters_naming(user) == []
 
 
 def test_a_redelivered_task_does_not_post_twice(worker: Worker, receiver: WebhookReceiver) -> None:
@@ -201,7 +197,7 @@ def test_a_receiver_with_another_secret_rejects_it_and_it_is_dead_lettered_witho
     assert secret == ours
     receiver.accept(path, WebhookChannel.new_secret())
     send_notification.delay(user, note())
-    [entry] = wait_for(lambda: dead_letters(user), message="dead letter")
+    [entry] = wait_for(lambda: dead_letters_naming(user), message="dead letter")
     assert entry["error_type"] == "PermanentError" and "answered 401" in entry["error"]
     assert [r.verified for r in receiver.requests(path)] == [False] and receiver.processed(path) == []
     assert ours not in json.dumps(entry) and ours not in worker.log()

@@ -15,7 +15,7 @@ from notifier.state.deadletters import DeadLetters
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
-from tests.support.helpers import Worker, uid, wait_for
+from tests.support.helpers import Worker, dead_letters_naming, uid, wait_for
 
 
 def note(**extra: object) -> dict[str, object]:
@@ -26,9 +26,6 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "notifier.cli", *args], capture_output=True, text=True,
                           env=os.environ.copy(), timeout=60)
 
-
-def dead_letters_for(address: str) -> list[dict]:
-    return [e for e in DeadLetters().list(1000) if address in json.dumps(e["args"])]
 
 
 def test_retryable_failure_succeeds_on_retry_only_for_that_target(worker: Worker, smtp: SmtpPeer) -> None:
@@ -43,7 +40,7 @@ def test_retryable_failure_succeeds_on_retry_only_for_that_target(worker: Worker
     assert [len(smtp.to(a)) for a in addresses] == [1, 1, 1]
     assert smtp.attempts(addresses[0]) == 1 and smtp.attempts(addresses[2]) == 1
     assert smtp.attempts(addresses[1]) == 3
-    assert dead_letters_for(addresses[1]) == []
+    assert dead_letters_naming(addresses[1]) == []
 
 
 def test_permanent_failure_dead_letters_and_cli_replay_delivers_once(worker: Worker, smtp: SmtpPeer) -> None:
@@ -52,7 +49,7 @@ def test_permanent_failure_dead_letters_and_cli_replay_delivers_once(worker: Wor
     PreferenceStore().set(user, {"email": address})
     smtp.refuse(address, "550 5.1.1 mailbox unavailable")
     sent = send_notification.delay(user, note(channels=["email"]))
-    entry = wait_for(lambda: dead_letters_for(address), message="dead letter")[0]
+    entry = wait_for(lambda: dead_letters_naming(address), message="dead letter")[0]
     assert entry["task"] == "notifier.deliver.email"
     assert "550" in entry["error"] and entry["error_type"] == "PermanentError"
     assert entry["attempts"] == 1 and entry["failed_at"] >= entry["first_attempt_at"]
@@ -80,7 +77,7 @@ def test_exhausted_retries_dead_letter(worker: Worker, smtp: SmtpPeer) -> None:
     PreferenceStore().set(user, {"email": address})
     smtp.refuse(address, "452 4.2.2 mailbox full")
     sent = send_notification.delay(user, note(channels=["email"]))
-    entry = wait_for(lambda: dead_letters_for(address), timeout=20, message="dead letter after retries")[0]
+    entry = wait_for(lambda: dead_letters_naming(address), timeout=20, message="dead letter after retries")[0]
     assert entry["error"].startswith("gave up: ") and "452" in entry["error"]
     assert entry["attempts"] == 4 and smtp.attempts(address) == 4  # NOTIFIER_MAX_RETRIES=3
     smtp.refuse(address, None)

@@ -268,3 +268,12 @@ def quiet_hours_around_now() -> dict[str, str]:
     now = dt.datetime.now(dt.UTC)
     return {"start": (now - dt.timedelta(hours=1)).strftime("%H:%M"),
             "end": (now + dt.timedelta(hours=1)).strftime("%H:%M")}
+
+
+def dead_letters_naming(text: str) -> list[dict[str, Any]]:
+    """The dead letters whose task arguments name ``text`` (a user id, an address)."""
+    import json
+
+    from notifier.state.deadletters import DeadLetters
+
+    return [e for e in DeadLetters().list(1000) if text in json.dumps(e["args"])]
