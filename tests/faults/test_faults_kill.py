@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from email.message import EmailMessage
 
 import pytest
 import redis
@@ -34,7 +35,8 @@ KILLS = 11
 """Ten SIGKILLs at random instants, and one SIGSTOP for 5 s followed by a SIGKILL."""
 USERS = 40
 KILL_WINDOW = 0.5
-"""Seconds between an SMTP server's acceptance and a kill within which the receipt may be unwritten."""
+"""Seconds between an SMTP server's acceptance and a kill within which the receipt may be unwritten,
+and after a worker stopped running within which the server may still accept what it had written."""
 
 
 def _env(smtp: SmtpPeer) -> dict[str, str]:
@@ -54,8 +56,8 @@ class Chaos(threading.Thread):
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.kills = 0
-        self.killed_at: list[float] = []
-        """When each worker group stopped running: the SIGSTOP, or the SIGKILL."""
+        self.stopped: list[tuple[float, float]] = []
+        """When each worker group stopped running (the SIGSTOP, or the SIGKILL) and when it died."""
 
     def _start(self) -> Worker:
         return start_worker(self.env, "router,realtime,email", concurrency=2)
@@ -64,11 +66,12 @@ class Chaos(threading.Thread):
         try:
             for index, at in enumerate(self.instants):
                 time.sleep(max(0.0, self.started + at - time.monotonic()))
-                self.killed_at.append(time.monotonic())
+                stopped = time.monotonic()
                 if index == self.freeze_at:
                     os.killpg(self.worker.proc.pid, signal.SIGSTOP)
                     time.sleep(5)
                 self.worker.kill()
+                self.stopped.append((stopped, time.monotonic()))
                 self.kills += 1
                 self.worker = self._start()
         except BaseException as exc:  # reported by the test
@@ -129,12 +132,13 @@ def test_random_kills_lose_nothing_and_send_nothing_twice(chaos_env: dict[str, s
     lost = [nid for nid in sent if in_inbox[nid] == 0 or mailed[nid] == 0]
     twice = [nid for nid in sent if in_inbox[nid] > 1]
     resent = [nid for nid in sent if mailed[nid] > 1]
-    unexplained = [nid for nid in resent if not _cut_off(smtp, nid, chaos.killed_at)]
+    unexplained = {nid: _first_copy(smtp, nid, chaos.stopped) for nid in resent
+                   if not _cut_off(smtp, nid, chaos.stopped)}
     print(f"{len(sent)} sent, {chaos.kills} kills (one after a 5 s freeze): lost {len(lost)}, twice in an inbox "
           f"{len(twice)}, mailed twice {len(resent)} (all by a kill right after the SMTP server took the first "
           f"copy: {not unexplained}); all delivered {caught_up:.1f}s after the last send")
     assert chaos.kills == KILLS
-    assert (lost, twice, unexplained) == ([], [], []), f"lost, twice, mailed twice of {len(sent)}"
+    assert (lost, twice, unexplained) == ([], [], {}), f"lost, twice, mailed twice of {len(sent)}"
 
 
 def _drained(env: dict[str, str]) -> bool:
@@ -150,16 +154,29 @@ def _drained(env: dict[str, str]) -> bool:
     return True
 
 
-def _cut_off(smtp: SmtpPeer, nid: str, killed_at: list[float]) -> bool:
-    """Whether the first copy of ``nid``'s email was accepted just before a kill.
+def _copies(smtp: SmtpPeer, nid: str) -> list[tuple[float, EmailMessage]]:
+    return [(t, m) for t, m in zip(smtp.handler.accepted_at, smtp.messages) if m["X-Notification-Id"] == nid]
 
-    SMTP cannot be asked afterwards whether a message arrived, so a worker that dies between the
-    server's acceptance and its receipt write sends the message again (with the same Message-ID);
-    any other second copy is a defect.
+
+def _cut_off(smtp: SmtpPeer, nid: str, stopped: list[tuple[float, float]]) -> bool:
+    """Whether the first copy of ``nid``'s email was accepted just before a worker group stopped,
+    while it was frozen, or just after it died (the server reading what the worker had written).
+
+    SMTP cannot be asked afterwards whether a message arrived, so a worker that stops between
+    handing the server a message and its receipt write sends the message again (with the same
+    Message-ID); any other second copy is a defect.
     """
-    copies = [(t, m) for t, m in zip(smtp.handler.accepted_at, smtp.messages) if m["X-Notification-Id"] == nid]
+    copies = _copies(smtp, nid)
     same_message = len({m["Message-ID"] for _, m in copies}) == 1
-    return same_message and any(0 <= kill - copies[0][0] <= KILL_WINDOW for kill in killed_at)
+    first = copies[0][0]
+    return same_message and any(stop - KILL_WINDOW <= first <= died + KILL_WINDOW for stop, died in stopped)
+
+
+def _first_copy(smtp: SmtpPeer, nid: str, stopped: list[tuple[float, float]]) -> str:
+    """Where the first copy landed relative to the nearest stop, for the failure message."""
+    first = _copies(smtp, nid)[0][0]
+    stop, died = min(stopped, key=lambda s: abs(s[0] - first))
+    return f"accepted {first - stop:+.2f}s from a stop (died {died - stop:+.2f}s after it)"
 
 
 def _emails(smtp: SmtpPeer, sent: dict[str, str]) -> tuple[int, Counter[str]]:
