@@ -4,8 +4,8 @@ Every part of notifier (producers, workers, gateway, CLI) reads configuration th
 :func:`get_settings`; nothing else looks at the environment. A bad value fails at start with
 a message naming the variable, never deep inside a task.
 
-The settings come in sections, one class each (store, pipeline, email, push, SMS, chat, gateway,
-operations), composed into :class:`Settings` by inheritance: the variables stay flat
+The settings come in sections, one class each (store, pipeline, email, push, webhooks, SMS, chat,
+delivery log, gateway, operations), composed into :class:`Settings` by inheritance: the variables stay flat
 (``NOTIFIER_SMTP_HOST``) and so do the attributes (``get_settings().smtp_host``). Each field's
 docstring is its README line (:func:`markdown_table`). Durations end in ``_seconds``, sizes in
 ``_bytes``; a variable set under an old name stops the start with its new one (:data:`RENAMED`).
@@ -369,6 +369,23 @@ class SmsSettings(_Section):
         return value.rstrip("/")
 
 
+class DeliveryLogSettings(_Section):
+    """The delivery log (``notifier/deliverylog``): every decision and outcome as an event, written to a
+    database off the delivery path."""
+
+    title = "Delivery log"
+
+    delivery_log: bool = True
+    """record every decision and outcome (`notifier status`, `notifier log`, event webhooks); off, no
+    event is written"""
+    database_url: str = Field("", json_schema_extra=_shown("SQLite file `notifier-log.sqlite3` in the "
+                                                           "working directory"))
+    """SQLAlchemy URL of the log's database, e.g. `postgresql+psycopg://user@host/db` (run
+    `notifier db upgrade` once, and after each upgrade of notifier)"""
+    log_retention_days: int = Field(30, ge=1, le=3650)
+    """events older than this are deleted (a periodic job, in batches)"""
+
+
 class GatewaySettings(_Section):
     """The gateway (``notifier/gateway``): its address, tokens, and the limits that protect it."""
 
@@ -456,13 +473,13 @@ class OperationsSettings(_Section):
 
 
 class Settings(StoreSettings, PipelineSettings, EmailSettings, PushSettings, WebhookSettings, SmsSettings,
-               ChatSettings, GatewaySettings, OperationsSettings):
+               ChatSettings, DeliveryLogSettings, GatewaySettings, OperationsSettings):
     """Configuration for every notifier process: every section's fields, read at once."""
 
 
 SECTIONS: tuple[type[_Section], ...] = (StoreSettings, PipelineSettings, EmailSettings, PushSettings,
-                                        WebhookSettings, SmsSettings, ChatSettings, GatewaySettings,
-                                        OperationsSettings)
+                                        WebhookSettings, SmsSettings, ChatSettings, DeliveryLogSettings,
+                                        GatewaySettings, OperationsSettings)
 """README's order of the sections."""
 
 RENAMED: Mapping[str, str] = {

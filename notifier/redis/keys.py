@@ -130,6 +130,15 @@ class Keys:
         Message ids are the provider's own alphanumeric ids; the gateway refuses callbacks with others."""
         return f"{self.prefix}:sms:{provider}:{{{message_id}}}"
 
+    def events(self) -> str:
+        """Stream of delivery-event batches waiting for the drain task (``notifier.deliverylog.events``);
+        a consumer group on it tracks what was written to the database."""
+        return f"{self.prefix}:{{events}}:log"
+
+    def events_dropped(self) -> str:
+        """Counter of delivery events dropped because the buffer stream was full (same slot as it)."""
+        return f"{self.prefix}:{{events}}:dropped"
+
     def scheduler_lock(self) -> str:
         """Held by the one scheduler loop releasing due messages right now."""
         return f"{self.prefix}:schedule:lock"
