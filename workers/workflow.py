@@ -142,19 +142,25 @@ def _take(task: NotifierTask, ready: list[Run]) -> None:
 
 def _log(moves: list[Move], results: list[str]) -> None:
     """Per notification, what its runs did (at INFO: one line however many users a broadcast has);
-    per run, at DEBUG."""
+    per run, at DEBUG. A broadcast's runs mostly did the same: each distinct story is told once."""
     if not log.isEnabledFor(logging.INFO):
         return
-    per_notification: dict[str, Counter[str]] = defaultdict(Counter)
+    debug = log.isEnabledFor(logging.DEBUG)
+    stories: dict[str, Counter[tuple[Any, ...]]] = defaultdict(Counter)
     for move, result in zip(moves, results, strict=True):
-        steps = "; ".join(f"step {i + 1} {e['outcome']}" for i, e in sorted(move.log.items()))
-        per_notification[move.run_id][f"{steps} -> {move.status}" + ("" if result == "ok" else f" ({result})")] += 1
-        log.debug("workflow run %s/%s: %s", move.user_id, move.run_id, "; ".join(
-            f"step {i + 1} {e['outcome']} ({e['detail']})" for i, e in sorted(move.log.items())),
-            extra={"notification_id": move.run_id})
-    for nid, counts in per_notification.items():
-        log.info("workflow: %s", ", ".join(f"{what} x{n}" if n > 1 else what for what, n in counts.items()),
-                 extra={"notification_id": nid})
+        steps = tuple((i, e["outcome"]) for i, e in sorted(move.log.items()))
+        stories[move.run_id][(steps, move.status, result)] += 1
+        if debug:
+            log.debug("workflow run %s/%s: %s", move.user_id, move.run_id, "; ".join(
+                f"step {i + 1} {e['outcome']} ({e['detail']})" for i, e in sorted(move.log.items())),
+                extra={"notification_id": move.run_id})
+    for nid, counts in stories.items():
+        told = []
+        for (steps, status, result), n in counts.items():
+            what = "; ".join(f"step {i + 1} {outcome}" for i, outcome in steps) + f" -> {status}"
+            what += "" if result == "ok" else f" ({result})"
+            told.append(f"{what} x{n}" if n > 1 else what)
+        log.info("workflow: %s", ", ".join(told), extra={"notification_id": nid})
 
 
 @app.task(bind=True, base=NotifierTask, name=ADVANCE)

@@ -144,7 +144,7 @@ class Router:
                 plan.runs.append((user_id, payload))
             else:
                 fresh.append((user_id, n, payload))
-        self._route(plan, fresh, now, unheld)
+        self._route(plan, fresh, now, unheld, known=not runs)
         self._known([u for u, _ in plan.runs])
         return plan
 
@@ -175,7 +175,9 @@ class Router:
         return plan
 
     def _route(self, plan: Plan, sends: list[tuple[str, Notification, dict[str, Any]]],
-               now: dt.datetime, unheld: frozenset[str] = frozenset()) -> None:
+               now: dt.datetime, unheld: frozenset[str] = frozenset(), known: bool = False) -> None:
+        """Route ``sends``; ``known`` when their users are known already (a workflow's steps: the
+        start of their run added them)."""
         if not sends:
             return
         prefs = self.prefs.get_many([u for u, _, _ in sends])
@@ -226,7 +228,8 @@ class Router:
             if limited and inbox is not None and inbox not in channels and p.channel_enabled(inbox, n.type):
                 plan.note(n.id, inbox, "inbox_only")
                 plan.now[inbox].add(user_id, payload, INBOX_ONLY)
-        self._known([u for u, _, _ in sends])
+        if not known:
+            self._known([u for u, _, _ in sends])
 
     def _known(self, user_ids: Sequence[str]) -> None:
         """Add to the known users (``broadcast`` with no list), those of workflow runs too; a group's

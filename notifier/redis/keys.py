@@ -9,13 +9,16 @@ can end like ``}:inbox`` and spell another user's key.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
 
+@functools.lru_cache(maxsize=4096)
 def _digest_of(text: str) -> str:
     """SHA-1 hex of ``text``: names taken from notifications (digest keys, run ids) enter key names as a
-    fixed-length hex string, so they cannot hold ``}`` or ``:`` and no two of them spell one key."""
+    fixed-length hex string, so they cannot hold ``}`` or ``:`` and no two of them spell one key. Cached:
+    a broadcast names the same digest and run for each of its recipients."""
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
@@ -76,7 +79,7 @@ class Keys:
         return self._user(user_id, "runs")
 
     def digest(self, user_id: str, workflow: str, key: str) -> str:
-        """Hash of the open digest of (user, workflow, digest key): its id and due time. The
+        """Hash of the open digest of (user, workflow, digest key): its id, due time and first event. The
         digest's other keys are this name with a suffix (:meth:`digest_part`). Workflow and key enter
         the name as one SHA-1 over both, the workflow length first, so ("a:b", "c") and ("a", "b:c")
         differ."""
@@ -84,8 +87,8 @@ class Keys:
 
     @staticmethod
     def digest_part(digest: str, part: str, name: str | None = None) -> str:
-        """A key of the digest named by :meth:`digest`: ``events`` (list of the open digest's events, whose
-        length is its count),
+        """A key of the digest named by :meth:`digest`: ``events`` (list of the open digest's later events:
+        its count is one more than their number),
         ``sealed`` (hash digest id -> events of the digests that filled up, until their owner closes
         them), ``closed`` with the digest id (the closed digest's events, kept for a repeated close),
         ``run`` with a run id (what that run's join returned, for a redelivered join)."""

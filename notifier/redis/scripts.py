@@ -7,6 +7,7 @@ Every script touches the keys of one user only, so it stays in one cluster slot;
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -39,6 +40,32 @@ def publish_command() -> str:
 
 
 ScriptCall = tuple[Script, list[str], list[Any]]
+
+
+def grouped_calls(lua: Script, head: list[Any], items: Sequence[tuple[list[str], tuple[Any, ...]]],
+                  per_call: int) -> list[ScriptCall]:
+    """Calls of ``lua`` for ``(keys, shared args)`` items, ``per_call`` items to a call: ARGV is
+    ``head``, then per run of consecutive items with equal args, their count and the args once.
+
+    A broadcast's runs and digest joins share every argument but their keys: sent once per group
+    instead of once per item, the arguments cost neither the worker's packing nor Redis's parsing
+    per recipient.
+    """
+    calls: list[ScriptCall] = []
+    for start in range(0, len(items), per_call):
+        keys: list[str] = []
+        args = list(head)
+        previous: tuple[Any, ...] | None = None
+        count_at = 0
+        for item_keys, shared in items[start:start + per_call]:
+            keys += item_keys
+            if shared == previous:
+                args[count_at] += 1
+                continue
+            previous, count_at = shared, len(args)
+            args += [1, *shared]
+        calls.append((lua, keys, args))
+    return calls
 
 
 def run_scripts(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:

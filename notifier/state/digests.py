@@ -25,9 +25,10 @@ should close it at once. What Knock's batch function and Novu's digest do, witho
 An owner that never comes back (its run lost) would hold its key forever, collecting events nobody
 sends: once a digest is ``LATE_SECONDS`` past due, the next event seals it (the owner's close still
 gets its events) and opens a new digest. Every key expires (``MARGIN_SECONDS`` after its window), and
-each event is stored once: in the open digest's list, then moved, never copied, to the sealed or
-closed record. Key names come from :mod:`notifier.redis.keys`; every key of one item shares the
-user's hash tag, so on a Redis Cluster each script call is one item in that user's slot.
+each event is stored once: in the open digest (the first in its hash, so that opening one creates
+a single key; later ones in its list), then moved, never copied, to the sealed or closed record.
+Key names come from :mod:`notifier.redis.keys`; every key of one item shares the user's hash tag, so
+on a Redis Cluster each script call is one item in that user's slot.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class Digests:
         self.keys = keys or store.get_keys()
 
     def _keys(self, user_id: str, workflow: str, key: str) -> tuple[str, str, str]:
-        """The open digest hash, its events list and the sealed hash of (user, workflow, key)."""
+        """The open digest hash, the list of its later events and the sealed hash of (user, workflow, key)."""
         digest = self.keys.digest(user_id, workflow, key)
         return digest, Keys.digest_part(digest, "events"), Keys.digest_part(digest, "sealed")
 
@@ -116,22 +117,19 @@ class Digests:
         per_call = 1 if isinstance(self.r, RedisCluster) else ITEMS_PER_CALL
         head: list[Any] = [round((time.time() if now is None else now) * 1000), MARGIN_SECONDS * 1000,
                            LATE_SECONDS * 1000]
-        calls: list[scripts.ScriptCall] = []
-        keys: list[str] = []
-        args = list(head)
+        encoded: dict[int, bytes] = {}  # a broadcast's joins share one event dict: encoded once
+        rows = []
         for item in items:
             if item.window_seconds <= 0 or (item.max_events is not None and item.max_events < 1):
                 raise ValueError(f"a digest needs a window > 0 and a max >= 1, not {item.window_seconds} s "
                                  f"and {item.max_events}")
+            event = encoded.get(id(item.event))
+            if event is None:
+                event = encoded[id(item.event)] = orjson.dumps(item.event)
             digest, events, sealed = self._keys(item.user_id, item.workflow, item.key)
-            keys += [digest, events, sealed, Keys.digest_part(digest, "run", item.run_id)]
-            args += [item.run_id, orjson.dumps(item.event), round(item.window_seconds * 1000),
-                     item.max_events or 0]
-            if len(keys) == 4 * per_call:
-                calls.append((lua, keys, args))
-                keys, args = [], list(head)
-        if keys:
-            calls.append((lua, keys, args))
+            rows.append(([digest, events, sealed, Keys.digest_part(digest, "run", item.run_id)],
+                         (item.run_id, event, round(item.window_seconds * 1000), item.max_events or 0)))
+        calls = scripts.grouped_calls(lua, head, rows, per_call)
         joined = []
         for item, record in zip(items, (r for result in scripts.run_scripts(self.r, calls) for r in result),
                                 strict=True):
@@ -181,7 +179,7 @@ class Digests:
         pipe = self.r.pipeline(transaction=False)
         pipe.hmget(digest, ["id", "due"])
         pipe.llen(events)
-        (digest_id, due), count = cast("tuple[list[str | None], int]", pipe.execute())
-        if digest_id is None or due is None or not count:
+        (digest_id, due), later = cast("tuple[list[str | None], int]", pipe.execute())
+        if digest_id is None or due is None:
             return None
-        return digest_id, int(count), int(due) / 1000
+        return digest_id, 1 + int(later), int(due) / 1000

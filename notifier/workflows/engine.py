@@ -73,6 +73,8 @@ class Engine:
         self.r = client or store.get_redis()
         self.keys = keys or store.get_keys()
         self.push_channels = tuple(n for n, c in registry.classes().items() if c.is_push)
+        self._events: dict[str, dict[str, Any]] = {}
+        """Notification id -> its digest event, made once for all the runs of a broadcast."""
 
     def plan(self, runs: Sequence[Run], now: float | None = None) -> Progress:
         """Take every step of ``runs`` that can be taken now, up to the first wait or the end."""
@@ -210,8 +212,11 @@ class Engine:
             window = mine.seconds_from(dt.datetime.fromtimestamp(now or time.time(), dt.UTC), prefs.timezone)
         else:
             window = step.seconds or max(1.0, (s.run.until or 0) - time.time())
+        event = self._events.get(s.run.run_id)
+        if event is None:
+            event = self._events[s.run.run_id] = digest_event(s.run.notification)
         return JoinItem(s.run.user_id, f"{s.run.workflow}.{s.step}", "" if value is None else str(value),
-                        s.run.run_id, s.run.notification, window, step.limit or None)
+                        s.run.run_id, event, window, step.limit or None)
 
     def _read_state(self, states: list[_State]) -> dict[tuple[str, str], bool]:
         pairs = [(s.run.user_id, s.run.run_id) for s in states]
@@ -256,6 +261,13 @@ def _waiting_at(s: _State, outcome: str) -> bool:
 DIGEST_SHOWN = 3
 """Events of a digest shown first and last in its notification's ``data.digest`` (templates read
 them): with 100 characters of body each, what a push provider's 4 KiB data holds with room to spare."""
+
+
+def digest_event(n: dict[str, Any]) -> dict[str, Any]:
+    """What a digest keeps of a notification that joins it: what its notification shows of each
+    event (:func:`digest_notification`) and the send time it is ordered by, not the whole payload."""
+    return {"id": n.get("id"), "title": n.get("title"), "body": (n.get("body") or "")[:100],
+            "timestamp": n.get("timestamp")}
 
 
 def digest_notification(n: dict[str, Any], step: int, events: list[dict[str, Any]],

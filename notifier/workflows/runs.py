@@ -108,13 +108,11 @@ class Runs:
     def record_many(self, records: Sequence[tuple[str, dict[str, Any], Move]]) -> list[bool]:
         """Record started runs ``(workflow type, notification, move from step 0)`` in the state their
         first steps left them; False for a run that exists already (left as it is). One round trip."""
-        def row(record: tuple[str, dict[str, Any], Move]) -> tuple[list[str], list[Any]]:
-            workflow, n, m = record
-            return ([self.keys.run(m.user_id, m.run_id), self.keys.runs(m.user_id)],
-                    [m.run_id, workflow, m.to_step, m.status, _time(m.until), n.get("cancel_key") or "",
-                     *_log_args(m.log, m.notification)])
-
-        return [bool(x) for x in self._run("run_start", [time.time(), TTL_SECONDS], records, row)]
+        items = [([self.keys.run(m.user_id, m.run_id), self.keys.runs(m.user_id)],
+                  (m.run_id, workflow, m.to_step, m.status, _time(m.until), n.get("cancel_key") or "",
+                   *_log_args(m.log, m.notification))) for workflow, n, m in records]
+        calls = scripts.grouped_calls(scripts.script("run_start"), [time.time(), TTL_SECONDS], items, self.per_call)
+        return [bool(x) for answers in scripts.run_scripts(self.r, calls) for x in answers]
 
     def load_many(self, refs: Sequence[tuple[str, str]]) -> list[Run | None]:
         """The runs ``(user_id, run_id)``, None where there is none (expired, or never started)."""

@@ -224,11 +224,12 @@ def test_a_late_digest_is_sealed_for_its_owner_and_the_next_event_opens_a_new_on
 
 def test_every_key_expires() -> None:
     user, digests = uid(), Digests()
-    digests.join_many([item(user, f"r{i}", window=30, max_events=3) for i in range(7)])
+    digests.join_many([item(user, f"r{i}", window=30, max_events=3) for i in range(8)])
     digests.close(user, WORKFLOW, "post-1", "r0")
     r = get_redis()
     keys = list(r.scan_iter(match=f"{get_keys().prefix}:{{{user}}}:*", count=1000))
-    assert len(keys) == 7 + 1 + 1 + 2, "7 join records, the closed digest, the sealed hash (r3's), the open one's 2"
+    assert len(keys) == 8 + 1 + 1 + 2, ("8 join records, the closed digest, the sealed hash (r3's), the open one's "
+                                        "hash (with r6's event) and list (r7's)")
     ttls = [r.pttl(key) for key in keys]
     assert all(0 < ttl <= (30 + MARGIN_SECONDS) * 1000 for ttl in ttls), ttls
 

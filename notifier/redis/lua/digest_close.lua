@@ -1,6 +1,7 @@
 -- Close digests: take each one's events (in join order) and end it, once; a repeated close returns
 -- the same events again.
--- KEYS: for each item, 4 keys of its (user, workflow, digest key): open digest hash, its events list,
+-- KEYS: for each item, 4 keys of its (user, workflow, digest key): open digest hash (with the first
+--       event), the list of its later events,
 --       sealed hash, and this digest's closed record
 -- ARGV: how long a closed record is kept (ms), then for each item its digest id
 -- Returns, for each item in turn, the events as one JSON array, or false for a digest that is neither
@@ -13,8 +14,11 @@ for i = 0, #KEYS / 4 - 1 do
   local id = ARGV[i + 2]
   local array = redis.call('GET', closed)
   if not array then
-    if redis.call('HGET', open, 'id') == id then
-      array = '[' .. table.concat(redis.call('LRANGE', events, 0, -1), ',') .. ']'
+    local state = redis.call('HMGET', open, 'id', 'first')
+    if state[1] == id then
+      local list = redis.call('LRANGE', events, 0, -1)
+      table.insert(list, 1, state[2])
+      array = '[' .. table.concat(list, ',') .. ']'
       redis.call('DEL', open, events)
     else
       array = redis.call('HGET', sealed, id)
