@@ -177,9 +177,9 @@ class Digests:
         """
         digest, events, _ = self._keys(user_id, workflow, key)
         pipe = self.r.pipeline(transaction=False)
-        pipe.hmget(digest, ["id", "due"])
+        pipe.hmget(digest, ["id", "due", "first"])
         pipe.llen(events)
-        (digest_id, due), later = cast("tuple[list[str | None], int]", pipe.execute())
+        (digest_id, due, first), later = cast("tuple[list[str | None], int]", pipe.execute())
         if digest_id is None or due is None:
             return None
-        return digest_id, 1 + int(later), int(due) / 1000
+        return digest_id, (first is not None) + int(later), int(due) / 1000

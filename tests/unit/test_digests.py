@@ -259,3 +259,24 @@ def test_digests_on_redis_cluster(cluster_url: str,  # noqa: F811
                  k.inbox(u)]
         assert len({client.keyslot(name) for name in names}) == 1
 
+
+
+def test_a_digest_opened_before_the_upgrade_joins_seals_and_closes_with_each_event_once() -> None:
+    """Digests opened by the previous layout (every event in the list, the first too, none in the
+    hash) still live for their window after an upgrade: they count, seal and close their events once."""
+    user, digests = uid(), Digests()
+    r = get_redis()
+    for key, owner in (("old-open", "o1"), ("old-full", "o2")):
+        digest = get_keys().digest(user, WORKFLOW, key)
+        r.hset(digest, mapping={"id": owner, "due": round(time.time() * 1000) + 60_000})
+        r.rpush(Keys.digest_part(digest, "events"), f'{{"id": "{owner}", "n": 0}}')
+        r.pexpire(digest, 120_000)
+    joined = digests.join(item(user, "j1", key="old-open", n=1))
+    assert (joined.digest_id, joined.opened, joined.count) == ("o1", False, 2)
+    assert digests.peek(user, WORKFLOW, "old-open")[:2] == ("o1", 2)
+    closed = digests.close(user, WORKFLOW, "old-open", "o1")
+    assert closed == Closed("o1", 2, [{"id": "o1", "n": 0}, {"id": "j1", "n": 1}])
+    full = digests.join(item(user, "j2", key="old-full", max_events=2, n=1))
+    assert (full.count, full.full) == (2, True)
+    sealed = digests.close(user, WORKFLOW, "old-full", "o2")
+    assert sealed == Closed("o2", 2, [{"id": "o2", "n": 0}, {"id": "j2", "n": 1}])

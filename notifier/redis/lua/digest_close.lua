@@ -17,7 +17,9 @@ for i = 0, #KEYS / 4 - 1 do
     local state = redis.call('HMGET', open, 'id', 'first')
     if state[1] == id then
       local list = redis.call('LRANGE', events, 0, -1)
-      table.insert(list, 1, state[2])
+      if state[2] then  -- opened before first events moved into the hash: all are in the list
+        table.insert(list, 1, state[2])
+      end
       array = '[' .. table.concat(list, ',') .. ']'
       redis.call('DEL', open, events)
     else

@@ -17,7 +17,9 @@ local now, margin, late = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]
 -- Move the open digest's events to the sealed hash (where only a close takes them) and end it.
 local function seal(open, events, sealed, id, first)
   local list = redis.call('LRANGE', events, 0, -1)
-  table.insert(list, 1, first)
+  if first then  -- a digest opened before first events moved into the hash has them all in its list
+    table.insert(list, 1, first)
+  end
   redis.call('HSET', sealed, id, '[' .. table.concat(list, ',') .. ']')
   redis.call('PEXPIRE', sealed, margin)
   redis.call('DEL', open, events)
@@ -42,7 +44,7 @@ while a <= #ARGV do
       end
       local count = 1
       if id then
-        count = redis.call('RPUSH', events, event) + 1
+        count = redis.call('RPUSH', events, event) + (first and 1 or 0)
         local ttl = count == 2 and redis.call('PTTL', open) or 0
         if ttl > 0 then
           redis.call('PEXPIRE', events, ttl)  -- the list lives as long as its digest
