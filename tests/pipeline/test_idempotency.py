@@ -4,6 +4,7 @@ key back (at once, or when its short pending claim lapses), and the router still
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -35,11 +36,21 @@ def note(title: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def silent_broker() -> Iterator[str]:
-    """A broker URL whose server takes connections and never answers: a publish to it hangs."""
+def silent_server() -> Iterator[socket.socket]:
+    """A server that takes connections and never answers: a publish to it hangs."""
     server = socket.create_server(("127.0.0.1", 0), backlog=16)
-    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    yield server
     server.close()
+
+
+@pytest.fixture
+def silent_broker(silent_server: socket.socket) -> str:
+    return f"redis://127.0.0.1:{silent_server.getsockname()[1]}/0"
+
+
+def connected(server: socket.socket) -> bool:
+    """Whether a client connection waits on the silent server (the producer is in its publish)."""
+    return bool(select.select([server], [], [], 0)[0])
 
 
 def hanging_producer(broker: str, user: str, key: str, redis_client: redis.Redis) -> subprocess.Popen[bytes]:
@@ -69,10 +80,11 @@ def test_a_producer_killed_before_publishing_blocks_the_key_only_briefly(
 
 
 def test_an_interrupted_publish_gives_the_key_back_at_once(
-        worker: Worker, redis_client: redis.Redis, silent_broker: str) -> None:
+        worker: Worker, redis_client: redis.Redis, silent_server: socket.socket, silent_broker: str) -> None:
     """Any exception, not only an unreachable broker: here Ctrl-C while the publish hangs."""
     user, key = uid(), uid("key")
     proc = hanging_producer(silent_broker, user, key, redis_client)
+    wait_for(lambda: connected(silent_server), timeout=10, message="the producer's publish to reach the broker")
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=20)[0].decode()
     assert proc.returncode != 0 and "KeyboardInterrupt" in output, output
