@@ -24,7 +24,9 @@ PENDING = 2
 """The producers' pending-claim lifetime in these tests (NOTIFIER_IDEMPOTENCY_PENDING_TTL_SECONDS)."""
 
 _SEND = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, whatever started the suite
 from notifier import send_notification
 send_notification.delay(sys.argv[1], {"type": "order_update", "title": "first try", "channels": ["realtime"]},
                         idempotency_key=sys.argv[2])
