@@ -201,6 +201,18 @@ class SlowConsumer(Unavailable):
     advice = "reconnect and resume from the last event id; read events faster, or on a faster link"
 
 
+class LogUnavailable(Unavailable):
+    """The delivery log's database (``NOTIFIER_DATABASE_URL``) cannot be read or written right now.
+
+    Deliveries are not held up: their events wait in Redis and are written when it is back.
+    """
+
+    status = 503
+    code = "log_unavailable"
+    advice = ("the delivery log's database is unreachable (deliveries go on, their events wait in Redis); "
+              "check NOTIFIER_DATABASE_URL and retry shortly")
+
+
 class ClientGone(NotifierError):
     """The client disconnected (the transport called ``Feed.hang_up``): stop sending. Internal."""
 

@@ -66,25 +66,13 @@ def replay(entry_ids: tuple[str, ...], all_: bool, wait: bool, chunk: int, timeo
     Every id is checked first: one that names no dead letter queues nothing. Each entry is removed
     once it has been re-queued; whether it is then delivered shows in the worker log (or the DLQ).
     """
-    from notifier.batches import batched
     from notifier.errors import ValidationError
-    from notifier.pipeline.producer import producer_app
-    from notifier.pipeline.queues import REPLAY, queue_of
-    from notifier.state.deadletters import DeadLetters
+    from notifier.pipeline import backlog
 
     if bool(entry_ids) == all_:
         raise ValidationError("name dead letter ids to replay, or --all (not both)")
-    letters = DeadLetters()
-    if entry_ids:
-        found, unknown = letters.lookup(entry_ids)
-        if unknown:
-            raise ValidationError(f"no dead letter {', '.join(unknown)}; nothing was queued (see notifier dlq list)")
-        ids = [e["id"] for e in found]
-    else:
-        ids = [e["id"] for e in letters.all()]
-    app = producer_app()
-    chunks = list(batched(ids, chunk))
-    results = [app.send_task(REPLAY, args=[part], queue=queue_of(REPLAY)) for part in chunks]
+    chunks, results = backlog.replay(list(entry_ids) if entry_ids else None, chunk)
+    ids = [i for part in chunks for i in part]
     if not wait:
         click.echo(f"queued {len(ids)} for replay")
         return

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from notifier.errors import PermanentError, TemplateRenderError, ValidationError
+from notifier.gateway.admin import TimelineBody, timeline_answer
 from notifier.gateway.auth import UserId, current_user, require_service
 from notifier.gateway.errors import RESPONSES, ApiError, ErrorBody
 from notifier.gateway.state import State
@@ -154,6 +155,14 @@ def get_notification(user: UserId, state: State, notification_id: NotificationId
     if item is None:
         raise ApiError(404, f"no notification {notification_id!r} in your inbox")
     return JSON(item)
+
+
+@router.get("/notifications/{notification_id}/status", response_model=TimelineBody, tags=["inbox"],
+            responses={404: {"model": ErrorBody}})
+def notification_status(user: UserId, notification_id: NotificationId) -> dict[str, Any]:
+    """Where one of your notifications stands on each channel and device, from the delivery log (your
+    events only, however many users it went to)."""
+    return timeline_answer(notification_id, user)
 
 
 @router.delete("/notifications/{notification_id}", response_model=Deleted, tags=["inbox"],

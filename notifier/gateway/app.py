@@ -26,8 +26,8 @@ from starlette.types import Receive, Scope, Send
 
 from notifier import tokens
 from notifier.config import get_settings
+from notifier.gateway import admin, errors, metrics, sms_status, sse, unsubscribe, ws
 from notifier.gateway import api as api_routes
-from notifier.gateway import errors, metrics, sms_status, sse, unsubscribe, ws
 from notifier.gateway.hub import Hub
 from notifier.gateway.hub.topology import topology
 from notifier.gateway.limits import BodySizeLimit
@@ -100,6 +100,12 @@ def demo_page() -> FileResponse:
     return FileResponse(str(STATIC.joinpath("index.html")), media_type="text/html", headers=PAGE_HEADERS)
 
 
+def admin_page() -> FileResponse:
+    """The support staff's page (``/admin``): search the delivery log, replay dead letters, see the
+    queues, through the ``/v1/admin`` API with the API key it asks for."""
+    return FileResponse(str(STATIC.joinpath("admin.html")), media_type="text/html", headers=PAGE_HEADERS)
+
+
 class Gateway:
     """The ASGI application: ``/v1/stream`` and ``/v1/ws`` go straight to their handlers, the rest to FastAPI.
 
@@ -145,6 +151,7 @@ def create_app() -> Gateway:
     )
     errors.install(api)
     api.include_router(api_routes.router)
+    api.include_router(admin.router)
     api.include_router(unsubscribe.router)
     api.include_router(sms_status.router)
     api.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"],
@@ -152,6 +159,7 @@ def create_app() -> Gateway:
     api.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["operations"],
                       summary="Prometheus metrics: connections, deliveries, resumes, auth failures")
     api.add_api_route("/", demo_page, methods=["GET"], include_in_schema=False)
+    api.add_api_route("/admin", admin_page, methods=["GET"], include_in_schema=False)
     api.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     api.add_middleware(BodySizeLimit)
     api.openapi = partial(_with_stream, api, api.openapi)  # type: ignore[method-assign]
