@@ -47,9 +47,9 @@ def _postgres(name: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def log_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogDatabase]:
-    if request.param == "sqlite":
+def database(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogDatabase]:
+    """A fresh log database of ``kind`` (``sqlite`` or ``postgresql``) with its tables, removed after."""
+    if kind == "sqlite":
         urls: Iterator[str] = iter([f"sqlite:///{Path(tmp_path_factory.mktemp('log')) / 'log.sqlite3'}"])
     else:
         urls = _postgres(f"notifier_test_{uuid.uuid4().hex[:12]}")
@@ -61,3 +61,9 @@ def log_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     finally:
         engine.dispose()
         next(urls, None)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def log_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogDatabase]:
+    """Each test that takes it runs on both databases."""
+    yield from database(request.param, tmp_path_factory)
