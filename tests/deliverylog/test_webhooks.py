@@ -17,11 +17,12 @@ from notifier.deliverylog.subscriptions import Subscription, Subscriptions
 from notifier.deliverylog.webhooks import fan_out, producer_enqueue
 from notifier.pipeline.queues import EVENT_WEBHOOK
 from notifier.redis import store
-from notifier.state.deadletters import DeadLetters
+from notifier.state.deadletters import DeadLetters, iso
 from tests.peers.broker import Isolated, isolated
 from tests.peers.webhook import Answer, WebhookReceiver
 from tests.support.gateway_support import API_KEY, Gateway
 from tests.support.helpers import Worker, uid, wait_for, wait_idle
+from tests.support.processes import free_port
 
 ALLOW = {"NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true"}
 """The receiver is on 127.0.0.1, which webhooks may reach only when private addresses are allowed."""
@@ -67,12 +68,6 @@ def events(*kinds: str) -> list[Event]:
                   {"attempt": 1} if kind == "retried" else {}, time.time(), "comment") for kind in kinds]
 
 
-def iso_of(epoch: float) -> str:
-    from notifier.state.deadletters import iso
-
-    return iso(epoch)
-
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "notifier.cli", *args], capture_output=True, text=True,
                           env=os.environ.copy(), timeout=60, check=False)
@@ -93,7 +88,7 @@ def test_a_batch_reaches_each_subscription_as_one_signed_request_with_the_kinds_
     assert got.verified and got.headers["webhook-id"].startswith("msg_")
     assert got.headers["content-type"] == "application/json"
     shown = [{"kind": e.kind, "notification_id": e.notification_id, "user_id": "alice", "type": "comment",
-              "channel": e.channel, "target": "alice@example.com", "detail": e.detail, "at": iso_of(e.at)}
+              "channel": e.channel, "target": "alice@example.com", "detail": e.detail, "at": iso(e.at)}
              for e in batch]
     assert got.event == {"type": "delivery_events", "timestamp": shown[-1]["at"],
                          "data": {"events": [shown[0], shown[2], shown[4]]}}
@@ -140,6 +135,16 @@ def test_a_receiver_that_always_fails_is_dead_lettered_after_the_retries_and_rep
     [done] = wait_for(lambda: receiver.processed(path), timeout=20, message="the replayed webhook")
     assert done.headers["webhook-id"] == receiver.requests(path)[0].headers["webhook-id"]
     wait_for(lambda: Subscriptions().require(sub.id).failing_since is None, message="the failures forgotten")
+
+
+def test_an_endpoint_nobody_listens_on_is_retried_then_dead_lettered(worker: Worker) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    sub = Subscriptions().add(f"{down}/events", "sent")
+    fan_out(events("sent"), producer_enqueue)
+    [letter] = wait_for(lambda: [e for e in DeadLetters().list(1000) if e["args"][0] == sub.id], timeout=20,
+                        message="the dead letter")
+    assert letter["error"] == f"gave up: event webhook {down} unreachable (ConnectionError)"
+    assert letter["attempts"] == 4
 
 
 def test_an_endpoint_failing_for_the_disable_days_is_disabled_with_a_log_line_and_enabled_again(

@@ -113,7 +113,9 @@ def user_endpoints(victim: Victim) -> dict[tuple[str, str], tuple[str, Any]]:
 
 SERVICE = {("POST", "/v1/notify"), ("POST", "/v1/notify/bulk"), ("POST", "/v1/notify/cancel"),
            ("GET", "/v1/templates/{type}/preview"), ("POST", "/v1/groups/{group_id}/devices"),
-           ("GET", "/v1/groups/{group_id}/devices"), ("DELETE", "/v1/groups/{group_id}/devices/{device_id}")}
+           ("GET", "/v1/groups/{group_id}/devices"), ("DELETE", "/v1/groups/{group_id}/devices/{device_id}"),
+           ("POST", "/v1/admin/webhooks"), ("GET", "/v1/admin/webhooks"),
+           ("DELETE", "/v1/admin/webhooks/{subscription_id}"), ("POST", "/v1/admin/webhooks/{subscription_id}/enable")}
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
 LINK = {("GET", "/v1/unsubscribe/{token}"), ("POST", "/v1/unsubscribe/{token}")}
 """Authorized by the signed unsubscribe token in the path alone (an email's List-Unsubscribe)."""
