@@ -14,7 +14,10 @@ from notifier.channels.registry import names
 CHANNELS: tuple[str, ...] = names()
 """Every channel, built-in and installed (read once per process, like Celery's queue list)."""
 ROUTER_QUEUE = "router"
-QUEUES: tuple[str, ...] = (ROUTER_QUEUE, *CHANNELS)
+EVENT_WEBHOOKS_QUEUE = "event_webhooks"
+"""The delivery log's event webhooks, on a queue of their own: a slow or down endpoint never holds up
+a delivery."""
+QUEUES: tuple[str, ...] = (ROUTER_QUEUE, *CHANNELS, EVENT_WEBHOOKS_QUEUE)
 
 ROUTE = "notifier.route"
 """Route a batch of ``[user_id, notification, idempotency_key]`` items."""
@@ -26,6 +29,9 @@ ADVANCE = "notifier.workflow.advance"
 """Take the next steps of workflow runs, ``[user_id, run_id, step]`` refs (``workers/workflow.py``)."""
 REPLAY = "notifier.replay_dead_letters"
 """Re-enqueue dead-lettered tasks (``notifier dlq replay``)."""
+EVENT_WEBHOOK = "notifier.event_webhook"
+"""Post one batch of delivery events to one subscription, ``[subscription_id, message_id, payload]``
+(``workers/event_webhooks.py``)."""
 
 
 def deliver_task(channel: str) -> str:
@@ -39,6 +45,7 @@ ROUTES: dict[str, dict[str, str]] = {
     ROUTE_AUDIENCE: {"queue": ROUTER_QUEUE},
     ADVANCE: {"queue": ROUTER_QUEUE},
     REPLAY: {"queue": ROUTER_QUEUE},
+    EVENT_WEBHOOK: {"queue": EVENT_WEBHOOKS_QUEUE},
     **{deliver_task(c): {"queue": c} for c in CHANNELS},
 }
 
@@ -74,6 +81,9 @@ def args_summary(task_name: str, args: list[Any]) -> str:
             users = sorted({t[0] for t in targets})
             who = users[0] if len(users) == 1 else f"{len(users)} users"
             return f"{len(notifications)} notification(s) to {len(targets)} target(s) of {who}"
+        if task_name == EVENT_WEBHOOK:
+            subscription, _, payload = args
+            return f"{len(payload['data']['events'])} event(s) to webhook {subscription}"
     except (IndexError, KeyError, TypeError, ValueError, AttributeError):
         pass
     return repr(args)[:200]
@@ -100,6 +110,9 @@ def subjects(task_name: str, args: list[Any]) -> tuple[list[str], list[str]]:
         elif task_name.startswith("notifier.deliver."):
             notifications, targets = args
             users, ids = [t[0] for t in targets], list(notifications)
+        elif task_name == EVENT_WEBHOOK:
+            events = args[2]["data"]["events"]
+            users, ids = [e["user_id"] for e in events], [e["notification_id"] for e in events]
     except (IndexError, KeyError, TypeError, ValueError, AttributeError):
         return [], []
     return list(dict.fromkeys(map(str, users))), list(dict.fromkeys(map(str, ids)))

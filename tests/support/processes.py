@@ -101,8 +101,10 @@ class CeleryWorker(Child):
 def no_op_task(queue: str) -> tuple[str, list[Any]]:
     """Name and arguments of a task that does nothing on a notifier queue (routing or delivering an
     empty batch): a marker whose run shows the worker has consumed the queue up to it."""
-    from notifier.pipeline.queues import ROUTE, ROUTER_QUEUE, deliver_task
+    from notifier.pipeline.queues import EVENT_WEBHOOK, EVENT_WEBHOOKS_QUEUE, ROUTE, ROUTER_QUEUE, deliver_task
 
+    if queue == EVENT_WEBHOOKS_QUEUE:
+        return EVENT_WEBHOOK, ["", "", {}]
     return (ROUTE, [[]]) if queue == ROUTER_QUEUE else (deliver_task(queue), [{}, []])
 
 
