@@ -181,6 +181,14 @@ def cancelled(runs: Iterable[tuple[str, str]], cancel_key: str) -> list[Event]:
                   now) for user_id, rid in runs]
 
 
+def by_user(kind: str, user_id: str, notification_ids: Iterable[str], channel: str | None = None) -> list[Event]:
+    """A ``kind`` event (``read``, ``deleted``) per notification the user acted on."""
+    if not enabled():
+        return []
+    now = time.time()
+    return [Event(kind, nid, user_id, channel, None, {}, now) for nid in notification_ids]
+
+
 def replayed(entries: Iterable[dict[str, Any]]) -> list[Event]:
     """A ``replayed`` event per send a replayed dead letter names: per target of a delivery, per
     item of a routing."""

@@ -77,6 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await collector.stop()
         await hub.stop()
+        await app.state.gateway.delivered.close()
         await client.aclose()
 
 
