@@ -70,11 +70,7 @@ def task_batch() -> Iterator[None]:
         yield
     finally:
         _pending.reset(token)
-        if pending:
-            try:
-                EventLog().record_many(pending)
-            except redis.RedisError as exc:
-                log.warning("cannot record %d delivery event(s): %s", len(pending), exc)
+        _write(pending)
 
 
 def record(events: Sequence[Event]) -> None:
@@ -85,7 +81,16 @@ def record(events: Sequence[Event]) -> None:
     if pending is not None:
         pending.extend(events)
     elif enabled():
-        EventLog().record_many(events)
+        _write(events)
+
+
+def _write(events: Sequence[Event]) -> None:
+    """One stream entry; Redis unreachable right then costs the events (logged), never what they tell of."""
+    if events:
+        try:
+            EventLog().record_many(events)
+        except redis.RedisError as exc:
+            log.warning("cannot record %d delivery event(s): %s", len(events), exc)
 
 
 def routed(plan: Plan) -> list[Event]:

@@ -9,17 +9,13 @@ entry of the delivery log, off the event loop. Nothing is kept with the log off.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
-import redis
 from starlette.concurrency import run_in_threadpool
 
 from notifier.channels.realtime import Realtime
 from notifier.deliverylog import emission
 from notifier.deliverylog.events import Event
-
-log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.25
 """How long a live delivery waits to be logged with the others of its moment (a fan-out's)."""
@@ -63,10 +59,7 @@ class DeliveredLog:
         events = [Event("delivered", nid, user, channel, transport, {"entry_id": entry, "replayed": True}
                         if replayed else {"entry_id": entry}, at) for at, user, nid, entry, transport, replayed
                   in rows]
-        try:
-            await run_in_threadpool(emission.record, events)
-        except redis.RedisError as exc:
-            log.warning("cannot record %d delivered event(s): %s", len(events), exc)
+        await run_in_threadpool(emission.record, events)
 
     async def close(self) -> None:
         """Flush what is pending and wait for the writes (the gateway's shutdown)."""

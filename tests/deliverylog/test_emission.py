@@ -121,22 +121,24 @@ def test_a_broadcast_batch_is_one_stream_entry(worker: Worker) -> None:
 
 
 def test_skipped_and_held_sends_say_why(worker: Worker) -> None:
-    muted, off, no_address, no_phone, quiet, twice = (uid() for _ in range(6))
+    muted, off, no_address, no_phone, quiet, twice, busy = (uid() for _ in range(7))
     prefs = PreferenceStore()
     prefs.set(muted, {"disabled_types": ["promo"], "email": f"{muted}@example.test"})
     prefs.set(off, {"channels": {"email": False}})
     prefs.set(quiet, {"quiet_hours": quiet_hours_around_now(), "email": f"{quiet}@example.test"})
+    prefs.set(busy, {"email": f"{busy}@example.test"})
     promo: dict[str, Any] = {"type": "promo", "title": "Sale", "channels": ["email", "fcm"]}
     key = uid("key")
     send_bulk([(muted, promo), (off, promo), (no_address, promo), (no_phone, promo), (quiet, promo),
                      (twice, {**promo, "channels": ["realtime"]}, key),
-                     (twice, {**promo, "channels": ["realtime"], "title": "again"}, key)])
+                     (twice, {**promo, "channels": ["realtime"], "title": "again"}, key),
+                     *((busy, {**promo, "channels": ["email"], "title": f"mail {i}"}) for i in range(4))])
 
-    senders = {muted, off, no_address, no_phone, quiet, twice}
+    senders = {muted, off, no_address, no_phone, quiet, twice, busy}
 
     def decided() -> list[Event]:
         found = [e for entry in entries() for e in entry if e.user_id in senders]
-        return found if sum(e.kind == "accepted" for e in found) == 7 else []
+        return found if sum(e.kind == "accepted" for e in found) == 11 else []
 
     found = wait_for(decided, timeout=20, message="every send routed")
     why = {(e.user_id, e.channel, e.kind, e.detail.get("reason")) for e in found}
@@ -149,3 +151,8 @@ def test_skipped_and_held_sends_say_why(worker: Worker) -> None:
     accepted = sorted(e.detail["idempotency"] for e in found if e.user_id == twice and e.kind == "accepted")
     assert accepted == ["duplicate", "new"]
     assert (twice, None, "skipped", "deduplicated") in why
+    busy_email = [(e.kind, e.detail.get("reason")) for e in found
+                  if e.user_id == busy and e.channel == "email" and e.kind in ("queued", "held")]
+    assert busy_email == [("queued", None)] * 3 + [("held", "rate_limited")], "the email limit is 3 a minute"
+    limited = next(e for e in found if e.user_id == busy and e.kind == "held")
+    assert limited.detail["until"] == pytest.approx(limited.at + 60, abs=1)
