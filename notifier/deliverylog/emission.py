@@ -9,6 +9,10 @@ entered by every notifier task), written as one stream entry when the task ends:
 also delivers the inbox itself, or a broadcast batch of 500, costs one command, never one per
 recipient. Outside a task (the producer's cancel, a CLI), :func:`record` writes at once.
 
+The stream's order is the order tasks ended, not always the order things happened (a delivery task
+may end before the router task that queued it): events are ordered by their time, taken before the
+work they lead to is handed on.
+
 With ``NOTIFIER_DELIVERY_LOG`` off, :func:`enabled` is false and no event is even built.
 """
 
@@ -128,13 +132,12 @@ def _rate_limited(until: float | None) -> tuple[str, dict[str, Any]]:
 
 
 def delivered(channel: str, report: Report, decision: Decision, attempt: int,
-              dead_letters: Sequence[str]) -> list[Event]:
-    """The events of one delivery task: ``sent`` per target with the provider's id, ``skipped`` for
-    a delivery found expired, ``pruned``, ``retried`` (attempt, delay, error) and ``failed`` (the
-    dead letter's id, in ``decision.dead``'s order)."""
+              dead_letters: Sequence[str], now: float) -> list[Event]:
+    """The events of one delivery task, at ``now`` (when the sends ended): ``sent`` per target with
+    the provider's id, ``skipped`` for a delivery found expired, ``pruned``, ``retried`` (attempt,
+    delay, error) and ``failed`` (the dead letter's id, in ``decision.dead``'s order)."""
     if not enabled():
         return []
-    now = time.time()
     events = []
     ids = report.provider_ids
     for d in report.delivered:

@@ -54,7 +54,9 @@ def entries() -> list[list[Event]]:
 
 
 def events_of(nid: str) -> list[Event]:
-    return [e for entry in entries() for e in entry if e.notification_id == nid]
+    """The notification's events in the order they happened (the stream has them in the order
+    their tasks ended)."""
+    return sorted((e for entry in entries() for e in entry if e.notification_id == nid), key=lambda e: e.at)
 
 
 def timeline(events: list[Event]) -> dict[tuple[str | None, str | None], list[str]]:

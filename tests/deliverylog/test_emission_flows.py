@@ -51,8 +51,10 @@ def _use_flow_env(flow_env: dict[str, str], settings_env: object) -> None:
 
 
 def events_of(nid: str) -> list[Event]:
-    return [e for _, fields in get_redis().xrange(get_keys().events()) for e in decode_entry(fields)
-            if e.notification_id == nid]
+    """The notification's events in the order they happened (the stream has them in the order
+    their tasks ended)."""
+    return sorted((e for _, fields in get_redis().xrange(get_keys().events()) for e in decode_entry(fields)
+                   if e.notification_id == nid), key=lambda e: e.at)
 
 
 def user_with_email() -> tuple[str, str]:
