@@ -78,6 +78,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await collector.stop()
         await hub.stop()
+        await app.state.gateway.delivered.close()
         await client.aclose()
 
 
