@@ -7,7 +7,7 @@ in the thread pool because they are synchronous.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 import orjson
@@ -88,6 +88,25 @@ class MarkedRead(BaseModel):
     unread: int
 
 
+class Seen(BaseModel):
+    """Notifications the user's client showed (a list scrolled past, a toast displayed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=MAX_IDS,
+                                                                         description="Notification ids (`id`)")
+
+
+class SeenAnswer(BaseModel):
+    seen: int
+    unknown: list[str] = Field(description="The ids sent that name no notification in your inbox")
+
+
+class Click(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: str | None = Field(None, min_length=1, max_length=64,
+                               description="Which of its actions was clicked; none for the notification itself")
+
+
 class Deleted(BaseModel):
     deleted: bool
     unread: int
@@ -149,6 +168,27 @@ def mark_read(user: UserId, state: State, body: MarkRead) -> MarkedRead:
     marked = state.inbox.mark(user, None if body.all else body.ids)
     emission.record(emission.by_user("read", user, marked.read))
     return MarkedRead(marked=marked.marked, unknown=marked.unknown, unread=marked.unread)
+
+
+@router.post("/notifications/seen", response_model=SeenAnswer, tags=["inbox"])
+def mark_seen(user: UserId, state: State, body: Seen) -> SeenAnswer:
+    """Say that the client showed these notifications: a ``seen`` event each in the delivery log."""
+    known, unknown = state.inbox.present(user, list(dict.fromkeys(body.ids)))
+    emission.record(emission.by_user("seen", user, known))
+    return SeenAnswer(seen=len(known), unknown=unknown)
+
+
+@router.post("/notifications/{notification_id}/click", status_code=204, tags=["inbox"],
+             responses={404: {"model": ErrorBody}})
+def click(user: UserId, state: State, notification_id: NotificationId, body: Click | None = None) -> Response:
+    """Say that the user clicked the notification (or one of its actions): a ``clicked`` event."""
+    known, _ = state.inbox.present(user, [notification_id])
+    if not known:
+        raise ApiError(404, f"no notification {notification_id!r} in your inbox")
+    action = body.action if body is not None else None
+    emission.record([e if action is None else replace(e, detail={"action": action})
+                     for e in emission.by_user("clicked", user, known)])
+    return Response(status_code=204)
 
 
 @router.get("/notifications/{notification_id}", response_model=InboxItem, tags=["inbox"],

@@ -275,6 +275,12 @@ class Inbox:
                        self.r.xrange(self.keys.inbox(user_id), min=f"({entry_id}", max="+", count=count))
         return self._with_read(user_id, [_decode(e) for e in entries])
 
+    def present(self, user_id: str, notification_ids: Sequence[str]) -> tuple[builtins.list[str], builtins.list[str]]:
+        """The ids that name a notification in the user's inbox, and those that do not (one round trip)."""
+        found = cast("list[str | None]", self.r.hmget(self.keys.inbox_ids(user_id), list(notification_ids)))
+        known = [n for n, entry in zip(notification_ids, found, strict=True) if entry]
+        return known, [n for n, entry in zip(notification_ids, found, strict=True) if not entry]
+
     def get(self, user_id: str, notification_id: str) -> dict[str, Any] | None:
         entry_id = self.r.hget(self.keys.inbox_ids(user_id), notification_id)
         if not entry_id:

@@ -1,7 +1,6 @@
 """The gateway's delivery events, read back from the delivery log's buffer stream: ``delivered`` for
 what it wrote to live connections (one stream entry for a fan-out, not one per connection),
-``read`` and ``deleted`` for what users did in their inbox. (The inbox has no seen or clicked
-endpoint, so there are no such events yet.)"""
+``read``, ``seen``, ``clicked`` and ``deleted`` for what users did in their inbox."""
 
 from __future__ import annotations
 
@@ -85,3 +84,31 @@ def test_a_fan_out_to_many_connections_is_one_entry(gateway: Gateway) -> None:
     finally:
         for s in streams:
             s.close()
+
+
+def test_seen_and_clicked_are_events_of_the_users_own_notifications(gateway: Gateway) -> None:
+    user, other = uid(), uid()
+    mine = [send_notification.delay(user, {"type": "test", "title": f"n{i}", "channels": ["realtime"]}).id
+            for i in range(2)]
+    theirs = send_notification.delay(other, {"type": "test", "title": "theirs", "channels": ["realtime"]}).id
+    with gateway.client(token(user)) as http:
+        wait_for(lambda: len(http.get("/v1/notifications").json()["items"]) == 2, message="both in the inbox")
+        answer = http.post("/v1/notifications/seen", json={"ids": [*mine, theirs, mine[0]]})
+        assert answer.json() == {"seen": 2, "unknown": [theirs]}
+        assert http.post(f"/v1/notifications/{mine[0]}/click", json={"action": "open"}).status_code == 204
+        assert http.post(f"/v1/notifications/{mine[1]}/click").status_code == 204
+        refused = http.post(f"/v1/notifications/{theirs}/click")
+        assert refused.status_code == 404 and refused.json()["error"] == "not_found"
+        bad = http.post(f"/v1/notifications/{mine[0]}/click", json={"action": "", "extra": 1})
+        assert bad.status_code == 422
+        assert http.post("/v1/notifications/seen", json={"ids": []}).status_code == 422
+
+    def logged() -> list[tuple[str, str, dict[str, object]]]:
+        found = [(e.kind, e.notification_id, e.detail) for entry in entries_for({user, other}) for e in entry
+                 if e.kind in ("seen", "clicked")]
+        return found if len(found) == 4 else []
+
+    found = wait_for(logged, timeout=10, message="the seen and clicked events")
+    assert sorted(found, key=str) == sorted([("seen", mine[0], {}), ("seen", mine[1], {}),
+                                             ("clicked", mine[0], {"action": "open"}), ("clicked", mine[1], {})],
+                                            key=str)

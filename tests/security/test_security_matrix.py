@@ -101,6 +101,8 @@ def user_endpoints(victim: Victim) -> dict[tuple[str, str], tuple[str, Any]]:
         ("GET", "/v1/notifications/{notification_id}"): (f"/v1/notifications/{n}", None),
         ("DELETE", "/v1/notifications/{notification_id}"): (f"/v1/notifications/{n}", None),
         ("GET", "/v1/notifications/{notification_id}/status"): (f"/v1/notifications/{n}/status", None),
+        ("POST", "/v1/notifications/seen"): ("/v1/notifications/seen", {"ids": [n]}),
+        ("POST", "/v1/notifications/{notification_id}/click"): (f"/v1/notifications/{n}/click", None),
         ("GET", "/v1/preferences"): ("/v1/preferences", None),
         ("PUT", "/v1/preferences"): ("/v1/preferences", {"email": "mallory@example.com"}),
         ("GET", "/v1/devices"): ("/v1/devices", None),
