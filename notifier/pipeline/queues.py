@@ -14,7 +14,9 @@ from notifier.channels.registry import names
 CHANNELS: tuple[str, ...] = names()
 """Every channel, built-in and installed (read once per process, like Celery's queue list)."""
 ROUTER_QUEUE = "router"
-QUEUES: tuple[str, ...] = (ROUTER_QUEUE, *CHANNELS)
+LOG_QUEUE = "log"
+"""The delivery log's own tasks (the drain, retention), kept off the delivery queues."""
+QUEUES: tuple[str, ...] = (ROUTER_QUEUE, *CHANNELS, LOG_QUEUE)
 
 ROUTE = "notifier.route"
 """Route a batch of ``[user_id, notification, idempotency_key]`` items."""
@@ -26,6 +28,10 @@ ADVANCE = "notifier.workflow.advance"
 """Take the next steps of workflow runs, ``[user_id, run_id, step]`` refs (``workers/workflow.py``)."""
 REPLAY = "notifier.replay_dead_letters"
 """Re-enqueue dead-lettered tasks (``notifier dlq replay``)."""
+DRAIN_LOG = "notifier.log.drain"
+"""Write the delivery events waiting in Redis to the log's database (``workers/deliverylog.py``)."""
+PRUNE_LOG = "notifier.log.prune"
+"""Delete the log's events older than ``NOTIFIER_LOG_RETENTION_DAYS``."""
 
 
 def deliver_task(channel: str) -> str:
@@ -39,6 +45,8 @@ ROUTES: dict[str, dict[str, str]] = {
     ROUTE_AUDIENCE: {"queue": ROUTER_QUEUE},
     ADVANCE: {"queue": ROUTER_QUEUE},
     REPLAY: {"queue": ROUTER_QUEUE},
+    DRAIN_LOG: {"queue": LOG_QUEUE},
+    PRUNE_LOG: {"queue": LOG_QUEUE},
     **{deliver_task(c): {"queue": c} for c in CHANNELS},
 }
 
