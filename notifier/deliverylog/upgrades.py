@@ -36,10 +36,9 @@ _current: set[str] = set()
 _checking = threading.Lock()
 
 
-def _config(engine: Engine) -> Config:
+def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return config
 
 
@@ -70,7 +69,7 @@ def upgrade(engine: Engine | None = None) -> str:
     engine = engine or get_engine()
     try:
         with _file_lock(engine), engine.begin() as connection:
-            config = _config(engine)
+            config = _config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except sqlalchemy.exc.OperationalError as exc:

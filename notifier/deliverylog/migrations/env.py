@@ -12,14 +12,7 @@ from alembic import context
 from notifier.deliverylog.schema import metadata
 from notifier.deliverylog.upgrades import VERSION_TABLE
 
-config = context.config
-if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata,
-                      version_table=VERSION_TABLE, literal_binds=True, render_as_batch=True)
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    context.configure(connection=config.attributes["connection"], target_metadata=metadata,
-                      version_table=VERSION_TABLE, render_as_batch=True)
-    with context.begin_transaction():
-        context.run_migrations()
+context.configure(connection=context.config.attributes["connection"], target_metadata=metadata,
+                  version_table=VERSION_TABLE, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()
