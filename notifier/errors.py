@@ -189,26 +189,6 @@ class HubUnavailable(Unavailable):
     advice = "the gateway is reconnecting to Redis; retry shortly"
 
 
-class LogDatabaseUnavailable(Unavailable):
-    """The delivery log's database (``NOTIFIER_DATABASE_URL``) cannot be reached; deliveries go on and
-    their events wait in Redis until it is back."""
-
-    status = 503
-    code = "unavailable"
-    advice = "the delivery log's database is unreachable; retry shortly (events wait in Redis meanwhile)"
-    expose = False
-
-
-class LogDatabaseNotUpgraded(NotifierError):
-    """The delivery log's database has an older schema than this notifier (or none): PostgreSQL is
-    only changed by an operator, so events wait in Redis until it is upgraded."""
-
-    status = 503
-    code = "log_not_upgraded"
-    advice = "run `notifier db upgrade` against NOTIFIER_DATABASE_URL, then retry"
-    expose = False
-
-
 class SlowConsumer(Unavailable):
     """The connection's buffer filled up: it is closed and the client resumes from its last id.
 
@@ -231,6 +211,16 @@ class LogUnavailable(Unavailable):
     code = "log_unavailable"
     advice = ("the delivery log's database is unreachable (deliveries go on, their events wait in Redis); "
               "check NOTIFIER_DATABASE_URL and retry shortly")
+
+
+class LogDatabaseNotUpgraded(NotifierError):
+    """The delivery log's database has an older schema than this notifier (or none): PostgreSQL is
+    only changed by an operator, so events wait in Redis until it is upgraded."""
+
+    status = 503
+    code = "log_not_upgraded"
+    advice = "run `notifier db upgrade` against NOTIFIER_DATABASE_URL, then retry"
+    expose = False
 
 
 class ClientGone(NotifierError):

@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from notifier.deliverylog import store
 from notifier.deliverylog.events import Event, decode_entry
 from notifier.deliverylog.upgrades import ensure_current
-from notifier.errors import LogDatabaseNotUpgraded, LogDatabaseUnavailable
+from notifier.errors import LogDatabaseNotUpgraded, LogUnavailable
 from notifier.metrics import LOG_BATCHES_PENDING, LOG_EVENTS_DROPPED, LOG_EVENTS_WRITTEN
 from notifier.redis import store as redis_store
 from notifier.redis.keys import Keys
@@ -43,7 +43,7 @@ LOCK_SECONDS = 60
 """How long the drain lock outlives a drain that died; renewed after every write."""
 
 OUTAGE: tuple[type[BaseException], ...] = (
-    LogDatabaseUnavailable, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+    LogUnavailable, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
     psycopg.OperationalError, psycopg.InterfaceError)
 """The database is away (or SQLite busy): try again later, keep everything."""
 REFUSED: tuple[type[BaseException], ...] = (sqlalchemy.exc.DatabaseError, psycopg.DatabaseError)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Row, create_engine, delete, event, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, select
 
 from notifier.config import get_settings
 from notifier.deliverylog.events import Event
@@ -120,12 +120,3 @@ def delete_older_than(cutoff: dt.datetime, batch: int = DELETE_BATCH, engine: En
 def retention_cutoff(now: dt.datetime | None = None) -> dt.datetime:
     """Events before this are past ``NOTIFIER_LOG_RETENTION_DAYS``."""
     return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=get_settings().log_retention_days)
-
-
-def to_event(row: Row[Any]) -> Event:
-    """A stored row as the event that was written (SQLite gives its times back without a zone: UTC)."""
-    at: dt.datetime = row.at
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.UTC)
-    return Event(row.kind, row.notification_id, row.user_id, row.channel, row.target, row.detail or {},
-                 at.timestamp(), row.type)

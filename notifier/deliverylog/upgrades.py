@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from notifier.deliverylog.store import get_engine
-from notifier.errors import LogDatabaseNotUpgraded, LogDatabaseUnavailable
+from notifier.errors import LogDatabaseNotUpgraded, LogUnavailable
 from notifier.redis.urls import redact
 
 VERSION_TABLE = "notifier_log_version"
@@ -60,7 +60,7 @@ def current(engine: Engine | None = None) -> str | None:
         with engine.connect() as connection:
             return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
     except sqlalchemy.exc.OperationalError as exc:
-        raise LogDatabaseUnavailable(f"cannot reach the delivery log's database at {_where(engine)}: "
+        raise LogUnavailable(f"cannot reach the delivery log's database at {_where(engine)}: "
                                      f"{exc.orig or exc}") from None
 
 
@@ -73,14 +73,14 @@ def upgrade(engine: Engine | None = None) -> str:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except sqlalchemy.exc.OperationalError as exc:
-        raise LogDatabaseUnavailable(f"cannot reach the delivery log's database at {_where(engine)}: "
+        raise LogUnavailable(f"cannot reach the delivery log's database at {_where(engine)}: "
                                      f"{exc.orig or exc}") from None
     return head()
 
 
 def ensure_current(engine: Engine | None = None) -> None:
     """Return when the database's schema is this code's; upgrade the embedded SQLite file if it is
-    behind; else raise :class:`LogDatabaseNotUpgraded` (or :class:`LogDatabaseUnavailable`)."""
+    behind; else raise :class:`LogDatabaseNotUpgraded` (or :class:`LogUnavailable`)."""
     engine = engine or get_engine()
     url = str(engine.url)
     if url in _current:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from notifier.deliverylog.store import get_engine
-from tests.support import logdb
+from tests.deliverylog import logdb
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,7 +21,7 @@ def _drop_session_database() -> Iterator[None]:
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return logdb.postgres_url() if request.param == "postgresql" else logdb.sqlite_url(tmp_path)
+    return logdb.postgres_url() if request.param == "postgresql" else f"sqlite:///{tmp_path / 'log.sqlite3'}"
 
 
 @pytest.fixture

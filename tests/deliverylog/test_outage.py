@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from notifier.deliverylog import events as events_module
 from notifier.deliverylog import upgrades
@@ -18,22 +18,22 @@ from notifier.deliverylog.events import Event, EventLog
 from notifier.deliverylog.schema import events as table
 from notifier.deliverylog.store import get_engine
 from notifier.redis.keys import Keys
+from tests.deliverylog import logdb
 from tests.peers.tcp_proxy import TcpProxy
-from tests.support import logdb
 from tests.support.helpers import Worker, private_env, start_worker, uid, wait_for
 from tests.support.processes import free_port
 
 
 @pytest.fixture
 def proxy() -> Iterator[TcpProxy]:
-    p = TcpProxy(logdb.PORT).start()
+    p = TcpProxy(make_url(logdb.session_database()).port or 5432).start()
     yield p
     p.stop()
 
 
 def metric(port: int, name: str) -> float:
     for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith((name + " ", name + "{")):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 

@@ -9,15 +9,17 @@ import time
 
 from sqlalchemy import Engine, func, select
 
-from notifier.deliverylog import store, upgrades
+from notifier.deliverylog import queries, store, upgrades
 from notifier.deliverylog.events import Event
 from notifier.deliverylog.schema import events as table
 from tests.support.helpers import uid
 
 
 def stored(engine: Engine) -> list[Event]:
-    with engine.connect() as connection:
-        return [store.to_event(row) for row in connection.execute(select(table).order_by(table.c.id))]
+    """Every event in the log, in the order written, as ``notifier log`` reads them."""
+    page = queries.search(queries.Filters(), limit=queries.MAX_PAGE, engine=engine)
+    assert page.next_cursor is None, "more events than one page: read them in pages"
+    return [logged.event for logged in reversed(page.events)]
 
 
 def test_a_batch_reads_back_as_it_was_written(engine: Engine) -> None:
