@@ -15,6 +15,7 @@ from notifier.deliverylog import upgrades
 from notifier.deliverylog.schema import metadata
 from notifier.deliverylog.store import get_engine
 from notifier.errors import LogDatabaseNotUpgraded, LogUnavailable
+from tests.support.helpers import ROOT
 from tests.support.processes import free_port
 
 
@@ -58,3 +59,17 @@ def test_an_unreachable_database_is_one_line_naming_it_without_its_password(sett
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code == 1 and "cannot reach the delivery log's database at" in result.output
     assert "s3cretPW" not in result.output and "Traceback" not in result.output
+
+
+def test_every_migration_file_ships_in_the_package() -> None:
+    """The migrations folder is not a Python package, so only pyproject's package-data puts it in a
+    wheel: each of its files must match one of those patterns."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["notifier"]
+    package = ROOT / "notifier"
+    files = [p.relative_to(package).as_posix() for p in upgrades.MIGRATIONS.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts]
+    assert "deliverylog/migrations/env.py" in files and any(f.endswith(".mako") for f in files)
+    assert [f for f in files if not any(fnmatch.fnmatchcase(f, p) for p in patterns)] == []

@@ -1,1 +1,0 @@
-"""The delivery log's Alembic migrations (``notifier db upgrade``; run by ``notifier.deliverylog.upgrades``)."""
