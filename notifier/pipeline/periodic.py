@@ -22,7 +22,7 @@ class Job:
     queue: str
     interval_seconds: float
     wanted: Callable[[], bool] = lambda: True
-    """Asked by the worker that claimed the interval: False skips this send (nothing to do)."""
+    """Asked before the interval is claimed: False skips this send (nothing to do), and claims nothing."""
     expires_seconds: float | None = None
     """A send not started within this is discarded (the next interval sends another)."""
 
@@ -34,7 +34,7 @@ class Periodic:
         self.keys = keys or store.get_keys()
 
     def due(self) -> list[Job]:
-        """The jobs this caller should send now (it claimed their interval, and they have work)."""
+        """The jobs this caller should send now (they have work, and it claimed their interval)."""
         return [job for job in self.jobs
-                if self.r.set(self.keys.periodic(job.task), "1", nx=True, px=int(job.interval_seconds * 1000))
-                and job.wanted()]
+                if job.wanted()
+                and self.r.set(self.keys.periodic(job.task), "1", nx=True, px=int(job.interval_seconds * 1000))]

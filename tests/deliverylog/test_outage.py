@@ -1,6 +1,7 @@
 """A real worker drains the log into PostgreSQL through a proxy that is stopped mid-run and started
 again: nothing recorded is lost or written twice, the events wait in Redis meanwhile, and drops are
-counted only once the buffer is full; the worker's metrics say so."""
+counted only once the buffer is full; the worker's metrics say so, and its retention job deletes
+what is past NOTIFIER_LOG_RETENTION_DAYS."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from notifier.deliverylog import events as events_module
 from notifier.deliverylog import upgrades
 from notifier.deliverylog.events import Event, EventLog
 from notifier.deliverylog.schema import events as table
-from notifier.deliverylog.store import get_engine
+from notifier.deliverylog.store import get_engine, insert_many, retention_cutoff
 from notifier.redis.keys import Keys
 from tests.deliverylog import logdb
 from tests.peers.tcp_proxy import TcpProxy
@@ -43,6 +44,9 @@ def test_a_database_outage_loses_no_event_and_counts_drops_only_when_the_buffer_
     schema = logdb.new_schema()
     direct = get_engine(logdb.postgres_url(schema=schema))
     upgrades.upgrade(direct)
+    expired = Event("sent", uid("expired"), "u", "fcm", "fcm-0", at=retention_cutoff().timestamp() - 60)
+    with direct.begin() as connection:
+        insert_many([expired], connection)
     metrics_port = free_port()
     env = {**private_env(), "NOTIFIER_DATABASE_URL": logdb.postgres_url(proxy.port, schema),
            "NOTIFIER_WORKER_METRICS_PORT": str(metrics_port)}
@@ -64,6 +68,9 @@ def test_a_database_outage_loses_no_event_and_counts_drops_only_when_the_buffer_
 
         kept = record(10)
         wait_for(lambda: count() == len(kept), timeout=15, message="the first events in the database")
+        with direct.connect() as connection:
+            ids = set(connection.execute(select(table.c.notification_id)).scalars())
+        assert expired.notification_id not in ids, "the retention job deleted the expired event"
         proxy.stop()
         kept += record(8)
         wait_for(lambda: "database unavailable" in worker.log(), timeout=15, message="the drain to meet the outage")
