@@ -20,6 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 
 from notifier.deliverylog.store import get_engine
@@ -47,6 +48,13 @@ def head() -> str:
     revision = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     assert revision is not None, "the migrations folder has no revision"
     return revision
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory(str(MIGRATIONS)).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def _where(engine: Engine) -> str:
@@ -87,6 +95,10 @@ def ensure_current(engine: Engine | None = None) -> None:
         return
     with _checking:
         found = current(engine)
+        if found is not None and not _known(found):
+            raise LogDatabaseNotUpgraded(
+                f"the delivery log's database at {_where(engine)} is at revision {found}, which this notifier "
+                f"does not know (a newer notifier migrated it): run that version, or upgrade this one")
         if found != head():
             if engine.dialect.name != "sqlite":
                 raise LogDatabaseNotUpgraded(

@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from notifier.cli import main
 from notifier.deliverylog import upgrades
@@ -49,6 +49,14 @@ def test_postgresql_behind_is_refused_and_the_embedded_sqlite_is_upgraded(engine
         upgrades.upgrade(engine)
     upgrades.ensure_current(engine)
     assert upgrades.current(engine) == upgrades.head()
+
+
+def test_a_database_a_newer_notifier_migrated_is_refused_on_both(engine: Engine) -> None:
+    upgrades.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {upgrades.VERSION_TABLE} SET version_num = 'f00dfeed'"))
+    with pytest.raises(LogDatabaseNotUpgraded, match="revision f00dfeed, which this notifier does not know"):
+        upgrades.ensure_current(engine)
 
 
 def test_an_unreachable_database_is_one_line_naming_it_without_its_password(settings_env) -> None:
