@@ -384,6 +384,9 @@ class DeliveryLogSettings(_Section):
     `notifier db upgrade` once, and after each upgrade of notifier)"""
     log_retention_days: int = Field(30, ge=1, le=3650)
     """events older than this are deleted (a periodic job, in batches)"""
+    event_webhook_disable_days: int = Field(5, ge=1, le=365)
+    """an event webhook endpoint failing without a success for this many days is disabled (with a log
+    line; `notifier webhooks enable ID` turns it on again)"""
 
 
 class GatewaySettings(_Section):

@@ -92,6 +92,24 @@ class ValidationError(NotifierError, ValueError):
     advice = "fix the input as the message says and send it again"
 
 
+class InvalidWebhook(ValidationError):
+    """An event webhook subscription names a URL that cannot be posted to, or event kinds that do not
+    exist; the message says which."""
+
+    status = 422
+    code = "invalid_webhook"
+    advice = ("give an https URL (http only to a loopback host) and event kinds from the delivery log's "
+              "list, e.g. --events sent,failed,read")
+
+
+class UnknownWebhook(NotifierError):
+    """No event webhook subscription has this id (never added, or removed)."""
+
+    status = 404
+    code = "unknown_webhook"
+    advice = "list the subscriptions (`notifier webhooks list`, GET /v1/admin/webhooks) and use one of their ids"
+
+
 class Unauthorized(NotifierError):
     """Missing or wrong credentials: a user token or the server API key."""
 

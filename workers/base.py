@@ -19,6 +19,7 @@ from celery import Task
 from celery.exceptions import Reject
 
 from notifier.config import get_settings
+from notifier.deliverylog.emission import task_batch
 from notifier.metrics import DEAD_LETTERED
 from notifier.pipeline.delivery import rows
 from notifier.pipeline.queues import args_summary, queue_of
@@ -43,7 +44,8 @@ class NotifierTask(Task):
             self.dead_letter(list(args), kwargs, f"malformed task message: {exc}", "MalformedMessage")
             return None
         try:
-            return super().__call__(*args, **kwargs)
+            with task_batch():
+                return super().__call__(*args, **kwargs)
         except store.UNAVAILABLE as exc:
             log.warning("%s: Redis unavailable (%r); message goes back to the queue", self.name, exc)
             raise Reject(str(exc), requeue=True) from None
@@ -77,12 +79,13 @@ class NotifierTask(Task):
             self.app.send_task(name, args=args, kwargs=kwargs or {}, queue=queue,
                                countdown=delay if delay > 0 else None, argsrepr=args_summary(name, args))
 
-    def apply_decision(self, decision: Decision, attempt: int, first_attempt_at: float) -> None:
+    def apply_decision(self, decision: Decision, attempt: int, first_attempt_at: float) -> list[str]:
         """Dead-letter each target the decision gives up on (one dead letter per target, so each can
-        be inspected and replayed on its own) and send the ones to retry again as one task."""
-        for failure in decision.dead:
-            self.dead_letter(failure.args(), {"first_attempt_at": first_attempt_at}, failure.reason,
-                             type(failure.error).__name__, attempts=attempt + 1)
+        be inspected and replayed on its own) and send the ones to retry again as one task; returns
+        the dead letters' ids, in ``decision.dead``'s order."""
+        letters = [self.dead_letter(failure.args(), {"first_attempt_at": first_attempt_at}, failure.reason,
+                                    type(failure.error).__name__, attempts=attempt + 1)
+                   for failure in decision.dead]
         if decision.retry:
             notifications, targets = rows(decision.retry)
             log.info("%s: %d target(s) retry in %.1fs (attempt %d): %s", self.name, len(targets),
@@ -90,6 +93,7 @@ class NotifierTask(Task):
                      extra={"notification_id": ",".join(notifications)})
             self.enqueue(self.name, [notifications, targets],
                          {"attempt": attempt + 1, "first_attempt_at": first_attempt_at}, decision.delay)
+        return letters
 
 
 def _notification_ids(args: list[Any]) -> str:

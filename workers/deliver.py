@@ -10,6 +10,7 @@ from typing import Any
 
 from notifier.channels import registry
 from notifier.config import get_settings
+from notifier.deliverylog import emission
 from notifier.metrics import DELIVERIES, LATENCY
 from notifier.pipeline import delivery
 from notifier.pipeline.queues import CHANNELS, deliver_task
@@ -25,8 +26,10 @@ def _make(channel: str) -> Callable[..., dict[str, int]]:
                 attempt: int = 0, first_attempt_at: float | None = None) -> dict[str, int]:
         first_attempt_at = first_attempt_at or time.time()
         report = delivery.run(channel, notifications, targets)
+        done_at = time.time()  # before the retries are queued: the events' times keep their order
         decision = decide(report, attempt, get_settings())
-        self.apply_decision(decision, attempt, first_attempt_at)
+        letters = self.apply_decision(decision, attempt, first_attempt_at)
+        emission.record(emission.delivered(channel, report, decision, attempt, letters, done_at))
         for d, error in decision.pruned:
             log.info("pruned %s target %s of user %s: %s", channel, d.target, d.user_id, error,
                      extra={"notification_id": d.notification.id, "channel": channel})

@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 
 from notifier.channels import registry
+from notifier.deliverylog import emission
 from notifier.metrics import ROUTED
 from notifier.pipeline.queues import ROUTE, deliver_task, queue_of
 from notifier.pipeline.router import SKIPPED, Plan
@@ -36,7 +37,9 @@ def _consumes(task: NotifierTask, channel: str) -> bool:
 
 def dispatch(task: NotifierTask, plan: Plan, rejected_task: str) -> None:
     """Carry out a plan's sends: count and log its decisions, dead-letter what it rejected, deliver or
-    queue what goes now (its workflow runs and roll-ups are ``workers.workflow.follow``'s)."""
+    queue what goes now (its workflow runs and roll-ups are ``workers.workflow.follow``'s), and
+    record its decisions in the delivery log."""
+    emission.record(emission.routed(plan))
     totals: Counter[tuple[str, str]] = Counter()
     verbose = log.isEnabledFor(logging.INFO)
     for nid, decisions in plan.decisions.items():

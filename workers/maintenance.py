@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from notifier.deliverylog import emission
 from notifier.pipeline.queues import REPLAY
 from notifier.state.deadletters import DeadLetters
 from workers.app import app
@@ -23,5 +24,6 @@ def replay_dead_letters(self: NotifierTask, ids: list[str]) -> dict[str, Any]:
         self.enqueue(entry["task"], list(entry["args"]), dict(entry.get("kwargs") or {}))
         dlq.remove([entry["id"]])
         replayed.append(entry["id"])
+    emission.record(emission.replayed(filter(None, entries)))
     log.info("replayed %d dead letter(s)", len(replayed))
     return {"replayed": replayed, "missing": missing}

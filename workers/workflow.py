@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from notifier.config import get_settings
+from notifier.deliverylog import emission
 from notifier.metrics import WORKFLOW_STEPS
 from notifier.models import Notification
 from notifier.pipeline.queues import ADVANCE, ROUTE, ROUTER_QUEUE
@@ -100,6 +101,8 @@ def _begin(task: NotifierTask, starts_due: list[tuple[str, str, dict[str, Any], 
     notifications = {n["id"]: (workflow, n) for _, workflow, n, _ in starts}
     recorded = runs.record_many([(*notifications[m.run_id], m) for m in moves])
     _log(moves, ["ok" if r else "recorded before" for r in recorded])
+    emission.record(emission.workflow_moves([m for m, r in zip(moves, recorded, strict=True) if r],
+                                            {rid: n.get("type") for rid, (_, n) in notifications.items()}))
 
 
 def take_steps(task: NotifierTask, refs: list[list[Any]]) -> None:
@@ -137,7 +140,10 @@ def _take(task: NotifierTask, ready: list[Run]) -> None:
     progress = _carry_out(task, ready)
     if progress is None:
         return
-    _log(progress.moves, Runs().move_many(progress.moves))
+    results = Runs().move_many(progress.moves)
+    _log(progress.moves, results)
+    emission.record(emission.workflow_moves([m for m, r in zip(progress.moves, results, strict=True) if r == "ok"],
+                                            {r.run_id: r.notification.get("type") for r in ready}))
 
 
 def _log(moves: list[Move], results: list[str]) -> None:

@@ -215,7 +215,8 @@ class APNsChannel(PushChannel):
         if isinstance(result, BaseException):
             return Outcome(delivery, _transport_error(result, self.settings))
         if result.is_successful:
-            return Outcome(delivery, detail={"apns_id": result.notification_id})
+            return Outcome(delivery, detail={"apns_id": result.notification_id},
+                           provider_id=result.notification_id or None)
         return Outcome(delivery, _answer_error(str(result.status), str(result.description or ""),
                                                parse_retry_after(retry_after)))
 

@@ -55,6 +55,9 @@ class Outcome:
     delivery: Delivery
     error: DeliveryError | None = None
     detail: dict[str, Any] | None = None
+    provider_id: str | None = None
+    """The provider's id for the accepted message (FCM's ``name``, APNs's ``apns-id``, the SMTP
+    server's queue id...), where it gives one: the delivery log's ``sent`` event carries it."""
 
     @property
     def ok(self) -> bool:

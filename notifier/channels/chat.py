@@ -47,6 +47,8 @@ class ChatChannel(TargetChannel):
 
     user_urls: ClassVar[bool] = False
     """Targets are URLs users register: connections only to public addresses (``egress``)."""
+    id_field: ClassVar[str | None] = None
+    """The field of :meth:`deliver`'s detail holding the provider's message id, if it gives one."""
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -66,7 +68,7 @@ class ChatChannel(TargetChannel):
             session = self._session.get()
         except DeliveryError as exc:
             return [Outcome(d, exc) for d, _ in items]
-        return send_each(items, lambda d, device: self.deliver(session, d, device), on_outcome)
+        return send_each(items, lambda d, device: self.deliver(session, d, device), on_outcome, self.id_field)
 
     def ready(self) -> None:
         """Raise ``PermanentError`` when the channel lacks its settings (a token)."""

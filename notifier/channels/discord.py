@@ -37,6 +37,7 @@ INVALID_WEBHOOK_TOKEN = 50027
 
 class DiscordChannel(ChatChannel):
     name = "discord"
+    id_field = "id"
     takes_url = True
     user_urls = True
 

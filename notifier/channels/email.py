@@ -17,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import email.policy
 import hashlib
+import re
 import smtplib
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any
 
 from notifier import tokens
 from notifier.channels.base import (
@@ -36,6 +38,10 @@ from notifier.errors import DeliveryError, PermanentError, RetryableError
 from notifier.mailboxes import recipient
 from notifier.state.preferences import PreferenceStore
 from notifier.templates.rendering import get_renderer
+
+_QUEUE_ID = re.compile(r"queued as ([\w.-]+)|\bid=([\w.-]+)|^2\.\d\.\d ([\w.-]{6,}) ", re.IGNORECASE)
+"""The queue id in a server's answer to DATA: Postfix and most others ``2.0.0 Ok: queued as
+4F2D81``, Exim ``OK id=1uXyZ-000abc-De``, Sendmail ``2.0.0 4AB12cd34 Message accepted``."""
 
 POLICY = email.policy.SMTP.clone(max_line_length=998)
 """CRLF line ends as SMTP wants; headers folded only past RFC 5322's hard limit, so the long
@@ -82,20 +88,21 @@ class Email(Channel):
         names = {u: p.name for u, p in zip(users, PreferenceStore().get_many(users), strict=True)}
         try:
             for d in deliveries:
-                outcomes.append(reported(Outcome(d, self._send_one(smtp, d, names.get(d.user_id))), on_outcome))
+                error, queue_id = self._send_one(smtp, d, names.get(d.user_id))
+                outcomes.append(reported(Outcome(d, error, provider_id=queue_id), on_outcome))
         finally:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()
         return outcomes
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTPSSL:
         s = self.settings
         try:
             if s.smtp_tls == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds,
-                                                      context=ssl.create_default_context())
+                smtp: _SMTP | _SMTPSSL = _SMTPSSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds,
+                                                  context=ssl.create_default_context())
             else:
-                smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds)
+                smtp = _SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds)
                 if s.smtp_tls == "starttls":
                     smtp.starttls(context=ssl.create_default_context())
             if s.smtp_user:
@@ -112,17 +119,40 @@ class Email(Channel):
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise RetryableError(f"SMTP server {s.smtp_host}:{s.smtp_port} unavailable: {exc}") from None
 
-    def _send_one(self, smtp: smtplib.SMTP, delivery: Delivery, name: str | None) -> DeliveryError | None:
+    def _send_one(self, smtp: _SMTP | _SMTPSSL, delivery: Delivery,
+                  name: str | None) -> tuple[DeliveryError | None, str | None]:
+        """The send's error, or None and the server's queue id (when its answer names one)."""
         try:
             smtp.send_message(self.build_payload(delivery, name), to_addrs=[delivery.target])
-            return None
+            return None, queue_id(smtp.data_reply)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reason = next(iter(exc.recipients.values()))
-            return _by_code(code, f"recipient {delivery.target} refused: {code} {reason!r}")
+            return _by_code(code, f"recipient {delivery.target} refused: {code} {reason!r}"), None
         except smtplib.SMTPResponseException as exc:
-            return _by_code(exc.smtp_code, f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}")
+            return _by_code(exc.smtp_code, f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}"), None
         except (smtplib.SMTPException, OSError) as exc:
-            return RetryableError(f"SMTP connection lost: {exc}")
+            return RetryableError(f"SMTP connection lost: {exc}"), None
+
+
+class _SMTP(smtplib.SMTP):
+    """Keeps the server's answer to DATA (``smtplib`` drops it): it names the message's queue id."""
+
+    data_reply: bytes = b""
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        code, reply = super().data(msg)
+        self.data_reply = reply
+        return code, reply
+
+
+class _SMTPSSL(_SMTP, smtplib.SMTP_SSL):
+    pass
+
+
+def queue_id(reply: bytes) -> str | None:
+    """The queue id in an answer to DATA (:data:`_QUEUE_ID`); None when it names none."""
+    match = _QUEUE_ID.search(reply.decode("utf-8", "replace"))
+    return next((g for g in match.groups() if g), None) if match else None
 
 
 def message_id(notification_id: str, address: str, domain: str) -> str:

@@ -134,7 +134,7 @@ class FCMChannel(PushChannel):
         def push(d: Delivery, device: Device) -> dict[str, Any]:
             return {"name": self._post(client, {**self.build_payload(d, now), "token": device.token})}
 
-        return send_each(items, push, on_outcome)
+        return send_each(items, push, on_outcome, id_field="name")
 
     def _post(self, client: _Client, message: dict[str, Any]) -> str:
         endpoint = self.settings.fcm_endpoint

@@ -54,5 +54,5 @@ class Realtime(Channel):
                 payload = payloads[d.notification.id, d.rendered] = self.build_payload(d)
             items.append((d.user_id, d.notification.id, payload, d.target != INBOX_ONLY))
         results = self.inbox.append_many(items)
-        return [reported(Outcome(d, detail={"entry_id": r.entry_id, "unread": r.unread, "added": r.added}),
-                         on_outcome) for d, r in zip(deliveries, results, strict=True)]
+        return [reported(Outcome(d, detail={"entry_id": r.entry_id, "unread": r.unread, "added": r.added},
+                                 provider_id=r.entry_id), on_outcome) for d, r in zip(deliveries, results, strict=True)]

@@ -47,6 +47,7 @@ def escape(text: str) -> str:
 
 class SlackChannel(ChatChannel):
     name = "slack"
+    id_field = "ts"
 
     @classmethod
     def check_token(cls, token: str) -> None:

@@ -268,7 +268,8 @@ class SMS(Channel):
                 outcomes.append(reported(Outcome(d, exc), on_outcome))
             else:
                 outcomes.append(reported(Outcome(d, detail={"provider": self.provider.name,
-                                                            "message_id": message_id}), on_outcome))
+                                                            "message_id": message_id},
+                                                 provider_id=message_id or None), on_outcome))
                 try:
                     statuses.accepted(self.provider.name, message_id, d.user_id, d.notification.id, d.target)
                 except redis.RedisError as exc:  # the SMS is out and receipted: losing its trace is no failure

@@ -117,10 +117,11 @@ class TargetChannel(Channel):
 
 
 def send_each(items: Sequence[tuple[Delivery, Device]], push: Callable[[Delivery, Device], dict[str, Any]],
-              on_outcome: OnOutcome | None = None) -> list[Outcome]:
+              on_outcome: OnOutcome | None = None, id_field: str | None = None) -> list[Outcome]:
     """For providers that take one message per request (FCM, web push, a webhook): ``push`` each
     target in turn and report its outcome at once; ``push`` returns the outcome's detail or raises a
-    ``DeliveryError``, which fails that target only."""
+    ``DeliveryError``, which fails that target only. ``id_field`` names the detail's field holding the
+    provider's message id (:attr:`Outcome.provider_id`)."""
     outcomes = []
     for d, device in items:
         try:
@@ -128,5 +129,6 @@ def send_each(items: Sequence[tuple[Delivery, Device]], push: Callable[[Delivery
         except DeliveryError as exc:
             outcomes.append(reported(Outcome(d, exc), on_outcome))
         else:
-            outcomes.append(reported(Outcome(d, detail=detail), on_outcome))
+            provider_id = str(detail[id_field]) if id_field and detail.get(id_field) else None
+            outcomes.append(reported(Outcome(d, detail=detail, provider_id=provider_id), on_outcome))
     return outcomes

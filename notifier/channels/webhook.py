@@ -83,6 +83,29 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
+def post_signed(session: requests.Session, url: str, message: WebhookMessage, secret: str, label: str,
+                timeout: float = TIMEOUT_SECONDS) -> int:
+    """POST ``message`` signed with ``secret`` now; the 2xx status, else the error the answer means: 410
+    ``InvalidTarget``; 408, 429, 5xx, a timeout or a dropped connection ``RetryableError``
+    (``Retry-After`` kept); a redirect (not followed) or another 4xx ``PermanentError``. Errors name
+    ``label`` and the URL's origin, never its path."""
+    where = origin(url)
+    response = egress.post(session, url, message.body, f"{label} {where}", timeout,
+                           sign(message, secret, utcnow()))
+    status = response.status_code
+    response.close()
+    if 200 <= status < 300:
+        return status
+    what = f"{label} {where} answered {status}"
+    if status == 410:
+        raise InvalidTarget(f"{what}: the receiver is gone")
+    if status in (408, 429) or status >= 500:
+        raise RetryableError(what, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    if 300 <= status < 400:
+        raise PermanentError(f"{what} (a redirect, not followed): register the URL it redirects to")
+    raise PermanentError(f"{what}: the receiver refused the message")
+
+
 class WebhookChannel(TargetChannel):
     name = "webhook"
     takes_url = True
@@ -138,21 +161,7 @@ class WebhookChannel(TargetChannel):
     def _post(self, session: requests.Session, device: Device, message: WebhookMessage) -> int:
         if device.url is None or device.secret is None:
             raise InvalidTarget(f"webhook target {device.id} has no url or secret: register it again")
-        where = origin(device.url)
-        response = egress.post(session, device.url, message.body, f"webhook {where}", TIMEOUT_SECONDS,
-                               sign(message, device.secret.get_secret_value(), utcnow()))
-        status = response.status_code
-        response.close()
-        if 200 <= status < 300:
-            return status
-        what = f"webhook {where} answered {status}"
-        if status == 410:
-            raise InvalidTarget(f"{what}: the receiver is gone")
-        if status in (408, 429) or status >= 500:
-            raise RetryableError(what, retry_after=parse_retry_after(response.headers.get("Retry-After")))
-        if 300 <= status < 400:
-            raise PermanentError(f"{what} (a redirect, not followed): register the URL it redirects to")
-        raise PermanentError(f"{what}: the receiver refused the message")
+        return post_signed(session, device.url, message, device.secret.get_secret_value(), "webhook")
 
     def close(self) -> None:
         self._session.reset(lambda session: session.close())

@@ -106,11 +106,14 @@ class WebPushChannel(PushChannel):
         now = utcnow()
 
         def push(d: Delivery, device: Device) -> dict[str, Any]:
-            return {"status": self._push(session, vapid, self.build_payload(d, now), device)}
+            status, location = self._push(session, vapid, self.build_payload(d, now), device)
+            return {"status": status, "location": location}
 
-        return send_each(items, push, on_outcome)
+        return send_each(items, push, on_outcome, id_field="location")
 
-    def _push(self, session: requests.Session, vapid: Vapid, payload: WebPushPayload, device: Device) -> int:
+    def _push(self, session: requests.Session, vapid: Vapid, payload: WebPushPayload,
+              device: Device) -> tuple[int, str | None]:
+        """The push service's status and ``Location`` (the push message's URL, RFC 8030: its id)."""
         assert device.subscription is not None
         subscription = device.subscription.model_dump()
         host = urlsplit(device.subscription.endpoint).netloc
@@ -130,7 +133,8 @@ class WebPushChannel(PushChannel):
             raise PermanentError(f"TLS with push service {host} failed ({exc}): check NOTIFIER_CA_FILE") from None
         except requests.RequestException as exc:
             raise RetryableError(f"push service {host} unreachable: {exc}") from None
-        return int(getattr(response, "status_code", 201))
+        headers = getattr(response, "headers", None) or {}
+        return int(getattr(response, "status_code", 201)), headers.get("Location")
 
     def _get_vapid(self) -> Vapid:
         with self._lock:

@@ -26,20 +26,23 @@ from notifier.redis import scripts, store
 from notifier.redis.keys import Keys
 
 KINDS: dict[str, str] = {
-    "accepted": "the router took the send (detail: idempotency = new | duplicate of NID)",
-    "queued": "routed to a channel now",
+    "accepted": "the router took the send (detail: idempotency = new | duplicate (of = the first send's id) | "
+                "none, sent without a key)",
+    "queued": "routed to a channel now (detail: inbox_only, stored without a live announcement, and reason "
+              "rate_limited when the inbox's own limit did it)",
     "skipped": "not sent on a channel (detail: reason = channel_disabled | type_disabled | expired | "
                "no_address | no_device | deduplicated)",
     "held": "held back on a channel (detail: reason = quiet_hours | rate_limited, until = epoch s)",
     "workflow": "a workflow run's step (detail: step, outcome = sent | waited | opened | joined | closed | "
-                "skipped | throttled | cancelled, until)",
+                "skipped | throttled | passed | lost | cancelled, the step's own detail text, until when it waits)",
     "sent": "a provider accepted it for a target (detail: provider_id, the FCM name, APNs apns-id, SMTP "
             "queue id where the provider gives one)",
     "retried": "a send failed and will be tried again (detail: attempt, delay, error)",
     "failed": "given up on: dead-lettered (detail: error, dead_letter id)",
     "replayed": "a dead letter was replayed (detail: dead_letter id)",
     "pruned": "the target is gone and was removed (detail: error)",
-    "delivered": "the gateway pushed it to a live connection (detail: transport = sse | ws)",
+    "delivered": "the gateway pushed it to a live connection (target: the transport, sse | websocket; detail: "
+                 "entry_id, replayed when sent as part of a resume)",
     "seen": "the user's client showed it",
     "read": "the user marked it read",
     "clicked": "the user clicked it or one of its actions (detail: action)",

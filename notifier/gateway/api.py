@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from notifier.deliverylog import emission
 from notifier.errors import PermanentError, TemplateRenderError, ValidationError
 from notifier.gateway.admin import TimelineBody, timeline_answer
 from notifier.gateway.auth import UserId, current_user, require_service
@@ -145,7 +146,9 @@ def mark_read(user: UserId, state: State, body: MarkRead) -> MarkedRead:
 
     Ids that name nothing in your inbox are listed in ``unknown``, not ignored.
     """
-    return MarkedRead(**asdict(state.inbox.mark(user, None if body.all else body.ids)))
+    marked = state.inbox.mark(user, None if body.all else body.ids)
+    emission.record(emission.by_user("read", user, marked.read))
+    return MarkedRead(marked=marked.marked, unknown=marked.unknown, unread=marked.unread)
 
 
 @router.get("/notifications/{notification_id}", response_model=InboxItem, tags=["inbox"],
@@ -171,6 +174,7 @@ def delete_notification(user: UserId, state: State, notification_id: Notificatio
     deleted, unread = state.inbox.delete(user, [notification_id])
     if not deleted:
         raise ApiError(404, f"no notification {notification_id!r} in your inbox")
+    emission.record(emission.by_user("deleted", user, [notification_id]))
     return Deleted(deleted=True, unread=unread)
 
 

@@ -28,6 +28,7 @@ from notifier import tokens
 from notifier.config import get_settings
 from notifier.gateway import admin, errors, metrics, sms_status, sse, unsubscribe, ws
 from notifier.gateway import api as api_routes
+from notifier.gateway import event_webhooks as event_webhook_routes
 from notifier.gateway.hub import Hub
 from notifier.gateway.hub.topology import topology
 from notifier.gateway.limits import BodySizeLimit
@@ -77,6 +78,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await collector.stop()
         await hub.stop()
+        await app.state.gateway.delivered.close()
         await client.aclose()
 
 
@@ -154,6 +156,7 @@ def create_app() -> Gateway:
     api.include_router(admin.router)
     api.include_router(unsubscribe.router)
     api.include_router(sms_status.router)
+    api.include_router(event_webhook_routes.router)
     api.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"],
                       summary="Redis reachable: 200, else 503")
     api.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["operations"],

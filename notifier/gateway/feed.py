@@ -145,6 +145,8 @@ class Feed:
                 self._advance(cursor)
                 self._delivered.inc(len(items))
                 yield [notification_event(item) for item in items]
+                for item in items:  # written (a failed write ends the feed before this)
+                    self.state.delivered.add(self.user_id, item["id"], item["entry_id"], self.transport, True)
             if len(items) < REPLAY_PAGE:
                 break
         yield [unread_event(await run_in_threadpool(self.inbox.unread_count, self.user_id))]
@@ -227,6 +229,7 @@ class Feed:
             if item.unread is not None:
                 events.append(unread_event(item.unread))
             yield events
+            self.state.delivered.add(self.user_id, item.notification["id"], item.entry_id, self.transport)
         elif isinstance(item, UnreadCount):
             yield [unread_event(item.unread)]
 

@@ -17,6 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 from starlette.types import Receive, Scope, Send
 
 from notifier.config import Settings
+from notifier.gateway.delivered import DeliveredLog
 from notifier.gateway.hub import Hub
 from notifier.state.inbox import Inbox, LiveInbox
 from notifier.state.preferences import PreferenceStore
@@ -35,6 +36,8 @@ class GatewayState:
     """The asyncio client, for the health check (a cluster client on a cluster)."""
     live_inbox: LiveInbox
     """The inbox on :attr:`redis`: live connections' starting points, read in the event loop."""
+    delivered: DeliveredLog = field(default_factory=DeliveredLog)
+    """This process's live deliveries waiting to be logged (``delivered`` events, in batches)."""
     redis_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(REDIS_SLOTS))
     """Bounds the commands in flight on :attr:`redis`: thousands of clients connecting at once queue
     here instead of opening a Redis connection each."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -39,6 +38,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
+from notifier.deliverylog import emission
 from notifier.errors import (
     ClientGone,
     InvalidToken,
@@ -191,7 +191,8 @@ class _Connection:
         elif isinstance(frame, Read):
             marked = await run_in_threadpool(self.state.inbox.mark, self.feed.user_id,
                                              None if frame.all else frame.ids)
-            reply = {"type": "marked", **asdict(marked)}
+            await run_in_threadpool(emission.record, emission.by_user("read", self.feed.user_id, marked.read))
+            reply = {"type": "marked", "marked": marked.marked, "unknown": marked.unknown, "unread": marked.unread}
         else:
             await self.replay(frame.since)
             return

@@ -63,6 +63,8 @@ class Report:
     """What became of each target of one delivery task."""
 
     delivered: list[Delivery] = field(default_factory=list)
+    provider_ids: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """``(user_id, notification id, target)`` -> the provider's id for a delivered message, where it gave one."""
     already: list[Delivery] = field(default_factory=list)
     """Skipped: a receipt says the target already got it (a redelivered or replayed task)."""
     expired: list[Delivery] = field(default_factory=list)
@@ -232,6 +234,9 @@ def _sort(channel: str, outcomes: list[Outcome], report: Report, receipted: set[
         key = (o.delivery.user_id, channel, o.delivery.notification.id, o.delivery.target)
         if o.ok or key in receipted:
             report.delivered.append(o.delivery)
+            if o.provider_id:
+                report.provider_ids[(o.delivery.user_id, o.delivery.notification.id, o.delivery.target)] = \
+                    o.provider_id
             if key not in receipted:
                 done.append(key)
             continue

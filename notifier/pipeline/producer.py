@@ -22,6 +22,7 @@ from celery.result import AsyncResult
 
 from notifier.batches import batched
 from notifier.config import get_settings
+from notifier.deliverylog import emission
 from notifier.errors import BrokerUnavailable, ValidationError
 from notifier.models import CANCEL_KEY, Notification, check_user_id, validate
 from notifier.pipeline.queues import ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, args_summary, queue_of
@@ -182,4 +183,6 @@ def cancel(cancel_key: str) -> int:
     queued); returns how many runs were stopped. Steps already taken stay taken."""
     if not isinstance(cancel_key, str) or not re.fullmatch(CANCEL_KEY, cancel_key):
         raise ValidationError(f"invalid cancel key {cancel_key!r}: 1-128 letters, digits and _ . : -")
-    return Runs().cancel(cancel_key)
+    stopped = Runs().cancel(cancel_key)
+    emission.record(emission.cancelled(stopped, cancel_key))
+    return len(stopped)

@@ -16,7 +16,10 @@ CHANNELS: tuple[str, ...] = names()
 ROUTER_QUEUE = "router"
 LOG_QUEUE = "log"
 """The delivery log's own tasks (the drain, retention), kept off the delivery queues."""
-QUEUES: tuple[str, ...] = (ROUTER_QUEUE, *CHANNELS, LOG_QUEUE)
+EVENT_WEBHOOKS_QUEUE = "event_webhooks"
+"""The delivery log's event webhooks, on a queue of their own: a slow or down endpoint never holds up
+a delivery."""
+QUEUES: tuple[str, ...] = (ROUTER_QUEUE, *CHANNELS, LOG_QUEUE, EVENT_WEBHOOKS_QUEUE)
 
 ROUTE = "notifier.route"
 """Route a batch of ``[user_id, notification, idempotency_key]`` items."""
@@ -32,6 +35,9 @@ DRAIN_LOG = "notifier.log.drain"
 """Write the delivery events waiting in Redis to the log's database (``workers/deliverylog.py``)."""
 PRUNE_LOG = "notifier.log.prune"
 """Delete the log's events older than ``NOTIFIER_LOG_RETENTION_DAYS``."""
+EVENT_WEBHOOK = "notifier.event_webhook"
+"""Post one batch of delivery events to one subscription, ``[subscription_id, message_id, payload]``
+(``workers/event_webhooks.py``)."""
 
 
 def deliver_task(channel: str) -> str:
@@ -47,6 +53,7 @@ ROUTES: dict[str, dict[str, str]] = {
     REPLAY: {"queue": ROUTER_QUEUE},
     DRAIN_LOG: {"queue": LOG_QUEUE},
     PRUNE_LOG: {"queue": LOG_QUEUE},
+    EVENT_WEBHOOK: {"queue": EVENT_WEBHOOKS_QUEUE},
     **{deliver_task(c): {"queue": c} for c in CHANNELS},
 }
 
@@ -82,6 +89,9 @@ def args_summary(task_name: str, args: list[Any]) -> str:
             users = sorted({t[0] for t in targets})
             who = users[0] if len(users) == 1 else f"{len(users)} users"
             return f"{len(notifications)} notification(s) to {len(targets)} target(s) of {who}"
+        if task_name == EVENT_WEBHOOK:
+            subscription, _, payload = args
+            return f"{len(payload['data']['events'])} event(s) to webhook {subscription}"
     except (IndexError, KeyError, TypeError, ValueError, AttributeError):
         pass
     return repr(args)[:200]
@@ -108,6 +118,9 @@ def subjects(task_name: str, args: list[Any]) -> tuple[list[str], list[str]]:
         elif task_name.startswith("notifier.deliver."):
             notifications, targets = args
             users, ids = [t[0] for t in targets], list(notifications)
+        elif task_name == EVENT_WEBHOOK:
+            events = args[2]["data"]["events"]
+            users, ids = [e["user_id"] for e in events], [e["notification_id"] for e in events]
     except (IndexError, KeyError, TypeError, ValueError, AttributeError):
         return [], []
     return list(dict.fromkeys(map(str, users))), list(dict.fromkeys(map(str, ids)))

@@ -82,9 +82,19 @@ class Plan:
     (:data:`SKIPPED`) ``no_address`` (a channel that ``needs_address`` without one in the
     preferences), ``no_device`` (one that ``needs_device`` without a device of it).
     """
+    sends: list[tuple[str, str, str, str, float | None]] = field(default_factory=list)
+    """Each decision for one send, ``(user_id, notification id, channel, decision, until)`` (``until``:
+    when a held send's hold ends), in the order taken: the delivery log's events
+    (``notifier.deliverylog.emission``)."""
+    accepted: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    """Each send taken in, ``(user_id, notification id, type, idempotency)``: None without an
+    idempotency key, else the id of the send holding the key (its own when it is the first)."""
+    types: dict[str, str] = field(default_factory=dict)
+    """Notification id -> its type (events carry it)."""
 
-    def note(self, nid: str, channel: str, decision: str) -> None:
+    def note(self, nid: str, channel: str, decision: str, user_id: str, until: float | None = None) -> None:
         self.decisions[nid][(channel, decision)] += 1
+        self.sends.append((user_id, nid, channel, decision, until))
 
 
 class Router:
@@ -137,10 +147,13 @@ class Router:
         for user_id, n, payload in valid:
             first = winners.get(n.id)
             plan.ids[n.id] = first or n.id
+            plan.types[n.id] = n.type
+            if runs:  # a workflow's steps were accepted when their run started
+                plan.accepted.append((user_id, n.id, n.type, (first or n.id) if n.id in winners else None))
             if first is not None and first != n.id:
-                plan.note(n.id, "*", "deduplicated")
+                plan.note(n.id, "*", "deduplicated", user_id)
             elif runs and self._starts_run(n, now):
-                plan.note(n.id, "*", "workflow")
+                plan.note(n.id, "*", "workflow", user_id)
                 plan.runs.append((user_id, payload))
             else:
                 fresh.append((user_id, n, payload))
@@ -165,10 +178,13 @@ class Router:
             except ValidationError as exc:
                 plan.rejected.append(([payload, [user_id]], str(exc)))
         plan.ids[n.id] = n.id
+        plan.types[n.id] = n.type
+        plan.accepted = [(u, n.id, n.type, None) for u in users]
         now = now or utcnow()
         if self._starts_run(n, now):
             plan.runs = [(u, payload) for u in users]
             plan.decisions[n.id][("*", "workflow")] += len(users)
+            plan.sends = [(u, n.id, "*", "workflow", None) for u in users]
             self._known(users)
             return plan
         self._route(plan, [(u, n, payload) for u in users], now)
@@ -187,21 +203,22 @@ class Router:
         decided: list[tuple[str, Notification, dict[str, Any], Preferences, list[str], bool]] = []
         for (user_id, n, payload), p in zip(sends, prefs, strict=True):
             critical = n.type in self.workflows and self.workflows[n.type].critical
+            plan.types[n.id] = n.type
             if n.type in p.disabled_types and not critical:
-                plan.note(n.id, "*", "type_disabled")
+                plan.note(n.id, "*", "type_disabled", user_id)
                 continue
             if n.expired(now):
-                plan.note(n.id, "*", "expired")
+                plan.note(n.id, "*", "expired", user_id)
                 continue
             wanted = n.channels or self.settings.channels
             channels = [c for c in wanted if p.channel_enabled(c, n.type)]
-            for channel in set(wanted) - set(channels):
-                plan.note(n.id, channel, "channel_disabled")
+            for channel in sorted(set(wanted) - set(channels)):
+                plan.note(n.id, channel, "channel_disabled", user_id)
             for channel in list(channels):
                 skipped = self._unreachable(channel, p, platforms.get(user_id, set()))
                 if skipped is not None:
                     channels.remove(channel)
-                    plan.note(n.id, channel, skipped)
+                    plan.note(n.id, channel, skipped, user_id)
             decided.append((user_id, n, payload, p, channels, critical))
         verdicts = self.limits.allow_many([(u, n.id, [] if n.id in unheld else chans)
                                            for u, n, _, _, chans, _ in decided])
@@ -211,22 +228,23 @@ class Router:
             limited = [c for c in channels if not allowed.get(c, True)]
             for channel in channels:
                 if channel in limited:
-                    plan.note(n.id, channel, "rate_limited")
+                    until = None
                     if channel == self.inbox:
                         plan.now[channel].add(user_id, payload, INBOX_ONLY)
                     elif self.channels[channel].interruptive:
-                        window = self.settings.limits[channel][1]
-                        plan.rollups.append((user_id, channel, payload, now.timestamp() + window))
+                        until = now.timestamp() + self.settings.limits[channel][1]
+                        plan.rollups.append((user_id, channel, payload, until))
+                    plan.note(n.id, channel, "rate_limited", user_id, until)
                     continue
                 if quiet_end is not None and self.channels[channel].interruptive:
-                    plan.note(n.id, channel, "deferred")
+                    plan.note(n.id, channel, "deferred", user_id, quiet_end.timestamp())
                     plan.rollups.append((user_id, channel, payload, quiet_end.timestamp()))
                     continue
-                plan.note(n.id, channel, "queued")
+                plan.note(n.id, channel, "queued", user_id)
                 plan.now[channel].add(user_id, payload)
             inbox = self.inbox
             if limited and inbox is not None and inbox not in channels and p.channel_enabled(inbox, n.type):
-                plan.note(n.id, inbox, "inbox_only")
+                plan.note(n.id, inbox, "inbox_only", user_id)
                 plan.now[inbox].add(user_id, payload, INBOX_ONLY)
         if not known:
             self._known([u for u, _, _ in sends])

@@ -151,6 +151,15 @@ class Keys:
         (``notifier.pipeline.periodic``): one send per interval across every worker."""
         return f"{self.prefix}:periodic:{job}"
 
+    def event_webhooks(self) -> str:
+        """Set of the event webhook subscriptions' ids (``notifier.deliverylog.subscriptions``); in the
+        ``{webhooks}`` slot with the subscriptions, so adding or removing one is one transaction."""
+        return f"{self.prefix}:{{webhooks}}:ids"
+
+    def event_webhook(self, subscription_id: str) -> str:
+        """Hash: one event webhook subscription (URL, kinds, secret, state, first failure time)."""
+        return f"{self.prefix}:{{webhooks}}:sub:{subscription_id}"
+
     def scheduler_lock(self) -> str:
         """Held by the one scheduler loop releasing due messages right now."""
         return f"{self.prefix}:schedule:lock"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
@@ -74,6 +74,8 @@ class Marked:
     """The unread count afterwards."""
     unknown: list[str]
     """The ids given that name no notification in the inbox, in the order given."""
+    read: list[str] = field(default_factory=list, repr=False)
+    """The notification ids that became read (the delivery log's ``read`` events)."""
 
 
 @dataclass(frozen=True)
@@ -208,10 +210,10 @@ class Inbox:
             if not ids:
                 return Marked(0, self.unread_count(user_id), [])
         k = self.keys
-        changed, unread, *unknown = scripts.script("inbox_read")(
+        changed, unread, unknown, read = scripts.script("inbox_read")(
             [k.unread(user_id), k.live(user_id), k.inbox_ids(user_id), k.inbox(user_id)],
             [*_UNREAD_PIECES, *(ids or [])], client=self.r)
-        return Marked(int(changed), int(unread), [str(i) for i in unknown])
+        return Marked(int(changed), int(unread), [str(i) for i in unknown], [str(i) for i in read])
 
     def delete(self, user_id: str, ids: Sequence[str]) -> tuple[int, int]:
         """Delete by notification id; returns ``(deleted, unread count)``."""

@@ -147,9 +147,9 @@ class Runs:
 
         return [str(x) for x in self._run("run_advance", [TTL_SECONDS], moves, row)]
 
-    def cancel(self, cancel_key: str) -> int:
+    def cancel(self, cancel_key: str) -> list[tuple[str, str]]:
         """Cancel every run started with ``cancel_key``, and those of sends made before now that have
-        not started yet (still queued); returns how many runs this call stopped."""
+        not started yet (still queued); returns the ``(user_id, run_id)`` of the runs this call stopped."""
         now = time.time()
         self.r.set(self.keys.cancelled(cancel_key), repr(now), ex=TTL_SECONDS)
         pairs = [orjson.loads(p) for p in cast("set[str]", self.r.smembers(self.keys.cancel(cancel_key)))]
@@ -157,7 +157,8 @@ class Runs:
         entry = orjson.dumps({"outcome": CANCELLED, "detail": f"cancel_key {cancel_key}", "at": now})
         calls: list[scripts.ScriptCall] = [(lua, [self.keys.run(u, rid)], [entry, now, TTL_SECONDS])
                                            for u, rid in pairs]
-        return sum(int(x) for x in scripts.run_scripts(self.r, calls))
+        stopped = scripts.run_scripts(self.r, calls)
+        return [(u, rid) for (u, rid), x in zip(pairs, stopped, strict=True) if int(x)]
 
     def latest(self, user_id: str, limit: int = 50) -> list[Run]:
         """The user's latest runs, newest first."""

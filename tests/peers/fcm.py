@@ -62,6 +62,8 @@ class Received:
     token: str
     message: dict[str, Any]
     at: float
+    name: str = ""
+    """The message's ``name`` the peer answered with (FCM's id for it)."""
 
 
 @dataclass
@@ -154,10 +156,11 @@ class _Handler(BaseHTTPRequestHandler):
             s.attempts.setdefault(token, []).append(time.time())
             queued = s.script.get(token)
             answer = queued.pop(0) if queued else s.always.get(token)
+            name = f"projects/{project}/messages/{secrets.token_hex(8)}"
             if answer is None:
-                s.received.append(Received(token, message, time.time()))
+                s.received.append(Received(token, message, time.time(), name))
         if answer is None:
-            self._reply(200, {"name": f"projects/{project}/messages/{secrets.token_hex(8)}"})
+            self._reply(200, {"name": name})
             return
         kind, retry_after = answer
         status, error = ANSWERS[kind]

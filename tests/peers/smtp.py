@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import secrets
 import time
 from email.message import EmailMessage
 from typing import Any
@@ -24,6 +25,8 @@ class _Handler:
         self.refuse: dict[str, str] = {}
         """Recipient -> SMTP reply to give on every attempt until removed (e.g. '550 no such user')."""
         self.attempts: dict[str, int] = {}
+        self.queue_ids: list[str] = []
+        """The queue id the answer to each accepted message named (``250 2.0.0 Ok: queued as ...``)."""
         self.slow: dict[str, float] = {}
         """Recipient -> seconds to wait before accepting the message (to catch a sender mid-send)."""
 
@@ -43,7 +46,8 @@ class _Handler:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.accepted_at.append(time.monotonic())
         self.messages.append(msg)  # type: ignore[arg-type]
-        return "250 Message accepted"
+        self.queue_ids.append(secrets.token_hex(5).upper())
+        return f"250 2.0.0 Ok: queued as {self.queue_ids[-1]}"
 
 
 class SmtpPeer:

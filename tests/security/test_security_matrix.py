@@ -100,6 +100,7 @@ def user_endpoints(victim: Victim) -> dict[tuple[str, str], tuple[str, Any]]:
         ("POST", "/v1/notifications/read"): ("/v1/notifications/read", {"ids": [n]}),
         ("GET", "/v1/notifications/{notification_id}"): (f"/v1/notifications/{n}", None),
         ("DELETE", "/v1/notifications/{notification_id}"): (f"/v1/notifications/{n}", None),
+        ("GET", "/v1/notifications/{notification_id}/status"): (f"/v1/notifications/{n}/status", None),
         ("GET", "/v1/preferences"): ("/v1/preferences", None),
         ("PUT", "/v1/preferences"): ("/v1/preferences", {"email": "mallory@example.com"}),
         ("GET", "/v1/devices"): ("/v1/devices", None),
@@ -113,7 +114,11 @@ def user_endpoints(victim: Victim) -> dict[tuple[str, str], tuple[str, Any]]:
 
 SERVICE = {("POST", "/v1/notify"), ("POST", "/v1/notify/bulk"), ("POST", "/v1/notify/cancel"),
            ("GET", "/v1/templates/{type}/preview"), ("POST", "/v1/groups/{group_id}/devices"),
-           ("GET", "/v1/groups/{group_id}/devices"), ("DELETE", "/v1/groups/{group_id}/devices/{device_id}")}
+           ("GET", "/v1/groups/{group_id}/devices"), ("DELETE", "/v1/groups/{group_id}/devices/{device_id}"),
+           ("POST", "/v1/admin/webhooks"), ("GET", "/v1/admin/webhooks"),
+           ("DELETE", "/v1/admin/webhooks/{subscription_id}"), ("POST", "/v1/admin/webhooks/{subscription_id}/enable"),
+           ("GET", "/v1/admin/notifications/{notification_id}"), ("GET", "/v1/admin/log"),
+           ("GET", "/v1/admin/dead-letters"), ("POST", "/v1/admin/dead-letters/replay"), ("GET", "/v1/admin/queues")}
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
 LINK = {("GET", "/v1/unsubscribe/{token}"), ("POST", "/v1/unsubscribe/{token}")}
 """Authorized by the signed unsubscribe token in the path alone (an email's List-Unsubscribe)."""

@@ -5,11 +5,13 @@
 -- KEYS: unread set, live channel, id hash (notification id -> entry id), inbox stream
 -- ARGV: the live event's template (notifier.state.inbox.UNREAD_EVENT) as the 2 pieces around its
 --       field (the unread count), then ids...
--- Returns {number newly marked read, unread count, then each id that names nothing in the inbox}.
-local out = {0, 0}
+-- Returns {number newly marked read, unread count, the ids that name nothing in the inbox, the
+-- notification ids newly marked read}.
+local unknown, read = {}, {}
 local changed = 0
 if #ARGV == 2 then
-  changed = redis.call('SCARD', KEYS[1])
+  read = redis.call('SMEMBERS', KEYS[1])
+  changed = #read
   redis.call('DEL', KEYS[1])
 else
   for i = 3, #ARGV do
@@ -28,9 +30,12 @@ else
       end
     end
     if nid then
-      changed = changed + redis.call('SREM', KEYS[1], nid)
+      if redis.call('SREM', KEYS[1], nid) == 1 then
+        changed = changed + 1
+        read[#read + 1] = nid
+      end
     else
-      out[#out + 1] = id
+      unknown[#unknown + 1] = id
     end
   end
 end
@@ -38,5 +43,4 @@ local unread = redis.call('SCARD', KEYS[1])
 if changed > 0 then
   redis.call(PUBLISH, KEYS[2], ARGV[1] .. unread .. ARGV[2])
 end
-out[1], out[2] = changed, unread
-return out
+return {changed, unread, unknown, read}
