@@ -20,6 +20,8 @@ from notifier import send_bulk
 from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import (
     DRAIN_LOG,
+    EVENT_WEBHOOK,
+    EVENT_WEBHOOKS_QUEUE,
     LOG_QUEUE,
     QUEUES,
     REPLAY,
@@ -36,7 +38,7 @@ from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, own_broker_env, uid, wait_for
 
 PUSH = ("fcm", "apns", "webpush")
-QUEUE_TASK = {"router": ROUTE, LOG_QUEUE: DRAIN_LOG}
+QUEUE_TASK = {"router": ROUTE, LOG_QUEUE: DRAIN_LOG, EVENT_WEBHOOKS_QUEUE: EVENT_WEBHOOK}
 """A task of each queue that is not a channel's (the channels' are ``notifier.deliver.<queue>``)."""
 
 

@@ -94,8 +94,8 @@ def test_odd_ids_and_keys_write_only_their_own_keys(stack: dict[str, str], smtp:
         expected |= {keys.inbox(u), keys.inbox_ids(u), keys.unread(u), keys.preferences(u),
                      keys.rate(u, "realtime"), keys.rate(u, "email")}
         expected |= {keys.receipt(u, "email", nid, address[u]) for nid in sent[u]}
-    # the workers' periodic jobs, once their loop has ticked; the drain's only while it has work
-    passing = {keys.periodic(PRUNE_LOG), keys.periodic(DRAIN_LOG), keys.events_drain_lock()}
+    # the delivery log's buffer until drained, and the workers' periodic jobs once their loop has ticked
+    passing = {keys.events(), keys.periodic(PRUNE_LOG), keys.periodic(DRAIN_LOG), keys.events_drain_lock()}
     written = {k for k in box.r.keys("*") if k != LOCK and not is_broker_key(k)}
     assert written - expected - passing == set(), "keys outside their owner's namespace"
     assert expected - written == set(), "keys that should exist"
