@@ -231,6 +231,16 @@ class LogUnavailable(Unavailable):
               "check NOTIFIER_DATABASE_URL and retry shortly")
 
 
+class LogDatabaseNotUpgraded(NotifierError):
+    """The delivery log's database has an older schema than this notifier (or none): PostgreSQL is
+    only changed by an operator, so events wait in Redis until it is upgraded."""
+
+    status = 503
+    code = "log_not_upgraded"
+    advice = "run `notifier db upgrade` against NOTIFIER_DATABASE_URL, then retry"
+    expose = False
+
+
 class ClientGone(NotifierError):
     """The client disconnected (the transport called ``Feed.hang_up``): stop sending. Internal."""
 

@@ -7,7 +7,7 @@ this module is imported and serves the merged view on ``NOTIFIER_WORKER_METRICS_
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 ROUTED = Counter("notifier_routed_total",
                  "Router decisions: queued, inbox_only, deferred, rate_limited, channel_disabled, "
@@ -29,3 +29,11 @@ ROUTER_BATCH = Histogram("notifier_router_batch_messages",
                          "Router messages per notifier.route run: 1 when its queue was empty, more when it took "
                          "the single sends waiting behind it (workers/take.py).",
                          buckets=(1, 2, 5, 10, 20, 50, 100, 200))
+LOG_EVENTS_WRITTEN = Counter("notifier_log_events_written_total",
+                             "Delivery events the drain wrote to the log's database.")
+LOG_BATCHES_PENDING = Gauge("notifier_log_batches_pending",
+                            "Event batches waiting in Redis for the database, as the last drain saw them.",
+                            multiprocess_mode="mostrecent")
+LOG_EVENTS_DROPPED = Gauge("notifier_log_events_dropped",
+                           "Delivery events dropped because the Redis buffer was full (the store's counter, "
+                           "as the last drain read it).", multiprocess_mode="mostrecent")

@@ -10,7 +10,7 @@ import redis
 
 from tests.peers.fcm import FcmPeer
 from tests.peers.smtp import SmtpPeer
-from tests.support.helpers import Worker, base_env, release_db, reload_settings, start_worker
+from tests.support.helpers import Worker, base_env, release_db, reload_settings, remove_log_database, start_worker
 
 _env = base_env()
 os.environ.update(_env)
@@ -21,6 +21,7 @@ reload_settings()
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     release_db()
+    remove_log_database()
 
 
 @pytest.fixture(scope="session")

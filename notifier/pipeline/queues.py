@@ -14,10 +14,12 @@ from notifier.channels.registry import names
 CHANNELS: tuple[str, ...] = names()
 """Every channel, built-in and installed (read once per process, like Celery's queue list)."""
 ROUTER_QUEUE = "router"
+LOG_QUEUE = "log"
+"""The delivery log's own tasks (the drain, retention), kept off the delivery queues."""
 EVENT_WEBHOOKS_QUEUE = "event_webhooks"
 """The delivery log's event webhooks, on a queue of their own: a slow or down endpoint never holds up
 a delivery."""
-QUEUES: tuple[str, ...] = (ROUTER_QUEUE, *CHANNELS, EVENT_WEBHOOKS_QUEUE)
+QUEUES: tuple[str, ...] = (ROUTER_QUEUE, *CHANNELS, LOG_QUEUE, EVENT_WEBHOOKS_QUEUE)
 
 ROUTE = "notifier.route"
 """Route a batch of ``[user_id, notification, idempotency_key]`` items."""
@@ -29,6 +31,10 @@ ADVANCE = "notifier.workflow.advance"
 """Take the next steps of workflow runs, ``[user_id, run_id, step]`` refs (``workers/workflow.py``)."""
 REPLAY = "notifier.replay_dead_letters"
 """Re-enqueue dead-lettered tasks (``notifier dlq replay``)."""
+DRAIN_LOG = "notifier.log.drain"
+"""Write the delivery events waiting in Redis to the log's database (``workers/deliverylog.py``)."""
+PRUNE_LOG = "notifier.log.prune"
+"""Delete the log's events older than ``NOTIFIER_LOG_RETENTION_DAYS``."""
 EVENT_WEBHOOK = "notifier.event_webhook"
 """Post one batch of delivery events to one subscription, ``[subscription_id, message_id, payload]``
 (``workers/event_webhooks.py``)."""
@@ -45,6 +51,8 @@ ROUTES: dict[str, dict[str, str]] = {
     ROUTE_AUDIENCE: {"queue": ROUTER_QUEUE},
     ADVANCE: {"queue": ROUTER_QUEUE},
     REPLAY: {"queue": ROUTER_QUEUE},
+    DRAIN_LOG: {"queue": LOG_QUEUE},
+    PRUNE_LOG: {"queue": LOG_QUEUE},
     EVENT_WEBHOOK: {"queue": EVENT_WEBHOOKS_QUEUE},
     **{deliver_task(c): {"queue": c} for c in CHANNELS},
 }

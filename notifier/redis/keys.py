@@ -142,6 +142,15 @@ class Keys:
         """Counter of delivery events dropped because the buffer stream was full (same slot as it)."""
         return f"{self.prefix}:{{events}}:dropped"
 
+    def events_drain_lock(self) -> str:
+        """Held by the one drain task writing the events stream to the database right now."""
+        return f"{self.prefix}:{{events}}:drain"
+
+    def periodic(self, job: str) -> str:
+        """Set, with an expiry of the job's interval, by the worker that sends a periodic job
+        (``notifier.pipeline.periodic``): one send per interval across every worker."""
+        return f"{self.prefix}:periodic:{job}"
+
     def event_webhooks(self) -> str:
         """Set of the event webhook subscriptions' ids (``notifier.deliverylog.subscriptions``); in the
         ``{webhooks}`` slot with the subscriptions, so adding or removing one is one transaction."""

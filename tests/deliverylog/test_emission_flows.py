@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from notifier import cancel, send_notification
 from notifier.cli import main as cli
 from notifier.deliverylog.events import Event, decode_entry
+from notifier.pipeline.queues import LOG_QUEUE, QUEUES
 from notifier.redis.store import get_keys, get_redis
 from notifier.state.preferences import PreferenceStore
 from tests.peers.smtp import SmtpPeer
@@ -40,7 +41,7 @@ def flow_env(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpPeer) -> dict[s
 
 @pytest.fixture(scope="module")
 def flow_worker(flow_env: dict[str, str]) -> Iterator[Worker]:
-    w = start_worker(flow_env)
+    w = start_worker(flow_env, ",".join(q for q in QUEUES if q != LOG_QUEUE))  # no drain: events stay in the stream
     yield w
     w.stop()
 

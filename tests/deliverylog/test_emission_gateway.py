@@ -12,19 +12,27 @@ from notifier import broadcast, send_notification
 from notifier.deliverylog.events import Event, decode_entry
 from notifier.redis.store import get_keys, get_redis
 from tests.support.gateway_support import SSE, Gateway, token
-from tests.support.helpers import Worker, start_worker, uid, wait_for
+from tests.support.helpers import Worker, private_env, start_worker, uid, use_env, wait_for
 
 
 @pytest.fixture(scope="module")
-def worker() -> Iterator[Worker]:
-    w = start_worker(queues="router,realtime")
+def own_env() -> Iterator[dict[str, str]]:
+    """A store and broker of this module's own: no other worker of the session (one consuming the
+    log queue) drains the buffer stream these tests read."""
+    with use_env(private_env()) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def worker(own_env: dict[str, str]) -> Iterator[Worker]:
+    w = start_worker(own_env, queues="router,realtime")
     yield w
     w.stop()
 
 
 @pytest.fixture(scope="module")
-def gateway(worker: Worker) -> Iterator[Gateway]:
-    gw = Gateway().wait_ready()
+def gateway(worker: Worker, own_env: dict[str, str]) -> Iterator[Gateway]:
+    gw = Gateway(env=own_env).wait_ready()
     yield gw
     gw.stop()
 

@@ -18,7 +18,19 @@ from kombu import Queue
 
 from notifier import send_bulk
 from notifier.pipeline.producer import producer_app
-from notifier.pipeline.queues import QUEUES, REPLAY, ROUTE, ROUTE_AUDIENCE, ROUTE_USERS, deliver_task, queue_of
+from notifier.pipeline.queues import (
+    DRAIN_LOG,
+    EVENT_WEBHOOK,
+    EVENT_WEBHOOKS_QUEUE,
+    LOG_QUEUE,
+    QUEUES,
+    REPLAY,
+    ROUTE,
+    ROUTE_AUDIENCE,
+    ROUTE_USERS,
+    deliver_task,
+    queue_of,
+)
 from notifier.state.deadletters import DeadLetters
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
@@ -26,6 +38,8 @@ from tests.peers.smtp import SmtpPeer
 from tests.support.helpers import Worker, own_broker_env, uid, wait_for
 
 PUSH = ("fcm", "apns", "webpush")
+QUEUE_TASK = {"router": ROUTE, LOG_QUEUE: DRAIN_LOG, EVENT_WEBHOOKS_QUEUE: EVENT_WEBHOOK}
+"""A task of each queue that is not a channel's (the channels' are ``notifier.deliver.<queue>``)."""
 
 
 @pytest.fixture
@@ -116,7 +130,7 @@ def test_raw_garbage_in_every_queue_is_dead_lettered_and_the_worker_survives(own
                     headers["id"] = task_id
                 headers["marker"] = task_id
                 if headers.get("task"):
-                    headers["task"] = f"notifier.deliver.{queue}" if queue != "router" else headers["task"]
+                    headers["task"] = QUEUE_TASK.get(queue, f"notifier.deliver.{queue}")
                 producer.publish(body, exchange="", routing_key=queue, declare=[Queue(queue, routing_key=queue)],
                                  content_type=content_type, content_encoding="utf-8", headers=headers)
     checks.append(good_traffic(smtp))

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -88,6 +90,20 @@ def release_db() -> None:
         redisdb.release(redisdb.url(db), _session)
 
 
+_log_dir = os.path.join(tempfile.gettempdir(), f"notifier-test-{_session}")
+
+
+def log_database_url() -> str:
+    """The session's delivery log: a SQLite file in a folder of its own, never the working directory
+    (the embedded default), removed at the end (:func:`remove_log_database`)."""
+    os.makedirs(_log_dir, exist_ok=True)
+    return f"sqlite:///{_log_dir}/log.sqlite3"
+
+
+def remove_log_database() -> None:
+    shutil.rmtree(_log_dir, ignore_errors=True)
+
+
 def amqp_broker(redis_url: str) -> str:
     """A RabbitMQ virtual host of this session's own (``NOTIFIER_TEST_BROKER=amqp``), named for the
     Redis database the session claimed, port included: two sessions on different Redis servers (one
@@ -125,6 +141,7 @@ def base_env() -> dict[str, str]:
         "NOTIFIER_SECRET_KEY": "test-secret-key-0123456789abcdef",
         "NOTIFIER_API_KEY": "test-api-key",
         "NOTIFIER_API_RATE_LIMIT": "100000/60",
+        "NOTIFIER_DATABASE_URL": log_database_url(),
     }
 
 

@@ -100,9 +100,20 @@ class CeleryWorker(Child):
 
 def no_op_task(queue: str) -> tuple[str, list[Any]]:
     """Name and arguments of a task that does nothing on a notifier queue (routing or delivering an
-    empty batch): a marker whose run shows the worker has consumed the queue up to it."""
-    from notifier.pipeline.queues import EVENT_WEBHOOK, EVENT_WEBHOOKS_QUEUE, ROUTE, ROUTER_QUEUE, deliver_task
+    empty batch, draining the delivery log, posting an empty webhook batch): a marker whose run shows the
+    worker has consumed the queue up to it."""
+    from notifier.pipeline.queues import (
+        DRAIN_LOG,
+        EVENT_WEBHOOK,
+        EVENT_WEBHOOKS_QUEUE,
+        LOG_QUEUE,
+        ROUTE,
+        ROUTER_QUEUE,
+        deliver_task,
+    )
 
+    if queue == LOG_QUEUE:
+        return DRAIN_LOG, []
     if queue == EVENT_WEBHOOKS_QUEUE:
         return EVENT_WEBHOOK, ["", "", {}]
     return (ROUTE, [[]]) if queue == ROUTER_QUEUE else (deliver_task(queue), [{}, []])
