@@ -10,7 +10,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 from urllib.parse import urlparse
 
 import redis
@@ -40,11 +42,19 @@ def bench_env(**extra: str) -> dict[str, str]:
         "NOTIFIER_SECRET_KEY": "benchmark-secret-key-0123456789abcdef",
         "NOTIFIER_API_KEY": "benchmark-api-key",
         "NOTIFIER_VISIBILITY_TIMEOUT_SECONDS": "300",
+        # the delivery log of a run, away from the repository (removed at exit)
+        "NOTIFIER_DATABASE_URL": os.environ.get("NOTIFIER_DATABASE_URL") or f"sqlite:///{_log_file()}",
     }
     env.update(extra)
     os.environ.update(env)
     reload_settings()
     return env
+
+
+def _log_file() -> str:
+    folder = tempfile.mkdtemp(prefix="notifier-bench-log-")
+    atexit.register(shutil.rmtree, folder, True)
+    return os.path.join(folder, "log.sqlite3")
 
 
 def check_url(url: str) -> None:

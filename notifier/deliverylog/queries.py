@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Select, select
 from notifier.deliverylog import schema
 from notifier.deliverylog.events import KINDS, Event
 from notifier.deliverylog.store import get_engine
+from notifier.deliverylog.upgrades import ensure_current
 from notifier.errors import LogUnavailable, ValidationError
 from notifier.models import duration
 
@@ -152,8 +153,11 @@ def search(filters: Filters, limit: int = 50, before: int | None = None, engine:
 
 
 def _fetch(query: Select[Any], engine: Engine | None) -> list[LoggedEvent]:
+    """Rows of ``query``; the embedded SQLite file is created (migrated) if no worker has yet."""
+    engine = engine or get_engine()
+    ensure_current(engine)
     try:
-        with (engine or get_engine()).connect() as conn:
+        with engine.connect() as conn:
             return [_logged(row) for row in conn.execute(query)]
     except sqlalchemy.exc.OperationalError as exc:
         raise LogUnavailable(f"the delivery log's database cannot be read ({exc.orig}); deliveries go on and "

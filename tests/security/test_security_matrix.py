@@ -1,6 +1,6 @@
 """Who can see what: every endpoint and every connection kind against every kind of bad credential.
 
-A victim has notifications, preferences and a device, each carrying a marker. For each endpoint in the
+A victim has notifications, preferences, a device and a delivery log event, each carrying a marker. For each endpoint in the
 gateway's OpenAPI schema, and for SSE and WebSocket (token in the header and in the query), these are
 refused: no token, an expired one, one whose payload was swapped, one whose signature was altered,
 ``alg: none``, one signed with another key, one made for another audience. Another user's valid
@@ -23,6 +23,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from notifier import tokens
+from notifier.deliverylog.events import Event
+from notifier.deliverylog.store import insert_many
+from notifier.deliverylog.upgrades import ensure_current
 from notifier.state.devices import Devices
 from notifier.state.inbox import Inbox
 from notifier.state.preferences import PreferenceStore
@@ -51,6 +54,8 @@ class Victim:
         box.append(self.user, {"id": self.nid, "type": "private", "title": f"{MARKER} title", "data": {"s": MARKER}})
         PreferenceStore().set(self.user, {"email": f"{MARKER}@example.com", "timezone": "Europe/Berlin"})
         self.device = Devices().register(self.user, {"platform": "fcm", "token": f"tok{MARKER}"}).id
+        ensure_current()
+        insert_many([Event("sent", self.nid, self.user, "fcm", self.device, {"provider_id": MARKER})])
 
     def intact(self) -> None:
         item = Inbox().get(self.user, self.nid)
@@ -156,7 +161,7 @@ def test_every_endpoint_is_in_the_matrix(gateway: Gateway, victim: Victim) -> No
 def test_the_victims_own_token_does_show_the_markers(gateway: Gateway, victim: Victim) -> None:
     """So that "no marker in any response" below means something."""
     own = tokens.issue(victim.user, 600)
-    for path in ("/v1/notifications", "/v1/preferences", "/v1/devices"):
+    for path in ("/v1/notifications", "/v1/preferences", "/v1/devices", f"/v1/notifications/{victim.nid}/status"):
         assert MARKER in request(gateway, "GET", path, None, own).text, path
 
 
