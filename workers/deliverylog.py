@@ -14,6 +14,7 @@ from notifier.deliverylog import store
 from notifier.deliverylog.drain import OUTAGE, Drain
 from notifier.deliverylog.events import EventLog
 from notifier.deliverylog.upgrades import ensure_current
+from notifier.deliverylog.webhooks import Outbox
 from notifier.errors import LogDatabaseNotUpgraded
 from notifier.pipeline.periodic import Job
 from notifier.pipeline.queues import DRAIN_LOG, LOG_QUEUE, PRUNE_LOG
@@ -30,7 +31,7 @@ _NOT_NOW: tuple[type[BaseException], ...] = (LogDatabaseNotUpgraded, *OUTAGE)
 @app.task(bind=True, base=NotifierTask, name=DRAIN_LOG)
 def drain_log(self: NotifierTask) -> int:
     """Write the events waiting in Redis to the log's database; returns how many."""
-    return Drain().run()
+    return Drain(enqueue=self.enqueue).run()
 
 
 @app.task(bind=True, base=NotifierTask, name=PRUNE_LOG)
@@ -49,7 +50,8 @@ def prune_log(self: NotifierTask) -> int:
 
 
 def _events_waiting() -> bool:
-    return EventLog().pending() > 0
+    """Events to write, or written ones whose webhooks wait for the broker."""
+    return EventLog().pending() > 0 or Outbox().pending() > 0
 
 
 def jobs() -> tuple[Job, ...]:

@@ -5,7 +5,9 @@ with one :func:`store.insert_many` in one transaction, and deletes the entries f
 after the commit. A database that is away, or not upgraded, leaves the entries where they are: they
 wait in Redis, bounded by ``events.BUFFER_MAX_ENTRIES`` (``events_append.lua`` counts what it drops),
 and are written once it is back. A crash between the commit and the delete writes those entries twice
-on the next run (at least once); a normal run writes each event once.
+on the next run (at least once); a normal run writes each event once. The events an event webhook
+wants move to the webhooks' outbox in the transaction that deletes them from the buffer, and their
+tasks are enqueued from there (``webhooks.Outbox``), so a broker that is away delays them, never drops them.
 
 An entry the database refuses for its content (a value too long for its column), or that cannot be
 decoded, would stop the drain for good: such entries are written one by one, and the ones that still
@@ -19,6 +21,7 @@ import logging
 import time
 from typing import Any
 
+import kombu.exceptions
 import orjson
 import psycopg
 import redis
@@ -27,8 +30,10 @@ from sqlalchemy import Engine
 
 from notifier.deliverylog import store
 from notifier.deliverylog.events import Event, decode_entry
+from notifier.deliverylog.subscriptions import Subscription, Subscriptions
 from notifier.deliverylog.upgrades import ensure_current
-from notifier.errors import LogDatabaseNotUpgraded, LogUnavailable
+from notifier.deliverylog.webhooks import Enqueue, Outbox, producer_enqueue
+from notifier.errors import BrokerUnavailable, LogDatabaseNotUpgraded, LogUnavailable
 from notifier.metrics import LOG_BATCHES_PENDING, LOG_EVENTS_DROPPED, LOG_EVENTS_WRITTEN
 from notifier.redis import store as redis_store
 from notifier.redis.keys import Keys
@@ -52,10 +57,13 @@ REFUSED: tuple[type[BaseException], ...] = (sqlalchemy.exc.DatabaseError, psycop
 
 class Drain:
     def __init__(self, client: redis.Redis | None = None, keys: Keys | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, enqueue: Enqueue = producer_enqueue) -> None:
         self.r = client or redis_store.get_redis()
         self.keys = keys or redis_store.get_keys()
         self._engine = engine
+        self.enqueue = enqueue
+        self.outbox = Outbox(self.r, self.keys)
+        self._subscriptions: list[Subscription] = []
 
     @property
     def engine(self) -> Engine:
@@ -69,18 +77,21 @@ class Drain:
             return 0
         written = 0
         try:
-            ensure_current(self.engine)
-            deadline = time.monotonic() + budget_seconds
-            while entries := self.r.xrange(self.keys.events(), count=ENTRIES_PER_WRITE):
-                written += self._write(entries)
-                if time.monotonic() > deadline:
-                    break
-                lock.reacquire()
-        except LogDatabaseNotUpgraded as exc:
-            log.warning("delivery log: %s; events wait in Redis", exc)
-        except OUTAGE as exc:
-            log.warning("delivery log: database unavailable (%s); %d batch(es) wait in Redis",
-                        _short(exc), self.pending())
+            self._subscriptions = Subscriptions(self.r, self.keys).list()
+            try:
+                ensure_current(self.engine)
+                deadline = time.monotonic() + budget_seconds
+                while entries := self.r.xrange(self.keys.events(), count=ENTRIES_PER_WRITE):
+                    written += self._write(entries)
+                    if time.monotonic() > deadline:
+                        break
+                    lock.reacquire()
+            except LogDatabaseNotUpgraded as exc:
+                log.warning("delivery log: %s; events wait in Redis", exc)
+            except OUTAGE as exc:
+                log.warning("delivery log: database unavailable (%s); %d batch(es) wait in Redis",
+                            _short(exc), self.pending())
+            self._send_webhooks()
         finally:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
@@ -107,9 +118,25 @@ class Drain:
         except REFUSED:
             return self._write_one_by_one(batches)
         if batches:
-            self.r.xdel(self.keys.events(), *[entry_id for entry_id, _ in batches])
+            self._written([e for _, batch in batches for e in batch], [entry_id for entry_id, _ in batches])
         LOG_EVENTS_WRITTEN.inc(written)
         return written
+
+    def _written(self, events: list[Event], entry_ids: list[Any]) -> None:
+        """Committed: the entries leave the buffer, and what event webhooks want of them enters the
+        outbox, in one transaction."""
+        pipe = self.r.pipeline(transaction=True)
+        self.outbox.stage(pipe, events, self._subscriptions)
+        pipe.xdel(self.keys.events(), *entry_ids)
+        pipe.execute()
+
+    def _send_webhooks(self) -> None:
+        """Enqueue the outbox's webhook tasks; with the broker away they wait for the next drain."""
+        try:
+            self.outbox.flush(self.enqueue)
+        except (BrokerUnavailable, kombu.exceptions.OperationalError) as exc:
+            log.warning("event webhooks: the broker is unavailable (%s); %d batch(es) wait in Redis",
+                        _short(exc), self.outbox.pending())
 
     def _write_one_by_one(self, batches: list[tuple[Any, list[Event]]]) -> int:
         """Find the entries the database refuses: write each alone, drop those that fail."""
@@ -123,7 +150,7 @@ class Drain:
             except REFUSED as exc:
                 self._drop(entry_id, len(batch), f"refused by the database ({_short(exc)})")
                 continue
-            self.r.xdel(self.keys.events(), entry_id)
+            self._written(batch, [entry_id])
             LOG_EVENTS_WRITTEN.inc(count)
             written += count
         return written

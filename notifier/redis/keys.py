@@ -142,6 +142,11 @@ class Keys:
         """Counter of delivery events dropped because the buffer stream was full (same slot as it)."""
         return f"{self.prefix}:{{events}}:dropped"
 
+    def events_outbox(self) -> str:
+        """Stream of written events that event webhooks still have to be sent for (same slot as the
+        buffer, so an entry moves from one to the other in one transaction)."""
+        return f"{self.prefix}:{{events}}:outbox"
+
     def events_drain_lock(self) -> str:
         """Held by the one drain task writing the events stream to the database right now."""
         return f"{self.prefix}:{{events}}:drain"

@@ -5,6 +5,7 @@ stopping the drain."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -13,6 +14,10 @@ from notifier.deliverylog import drain as drain_module
 from notifier.deliverylog import upgrades
 from notifier.deliverylog.drain import Drain
 from notifier.deliverylog.events import Event, EventLog
+from notifier.deliverylog.subscriptions import Subscriptions
+from notifier.deliverylog.webhooks import Outbox
+from notifier.errors import BrokerUnavailable
+from notifier.pipeline.queues import EVENT_WEBHOOK
 from notifier.redis.keys import Keys
 from notifier.redis.store import get_redis
 from tests.deliverylog.test_store import stored
@@ -77,3 +82,25 @@ def test_entries_the_database_cannot_take_are_dropped_and_counted_not_retried(en
     assert sorted(map(key, stored(engine))) == sorted(map(key, expected))
     assert drain.pending() == 0
     assert log.dropped() == 1 + (len(too_long) if engine.dialect.name == "postgresql" else 0)
+
+
+def test_written_events_wait_in_the_outbox_while_the_broker_is_away(engine: Engine) -> None:
+    upgrades.upgrade(engine)
+    r, keys = get_redis(), Keys(uid("drain"))
+    subscription = Subscriptions(r, keys).add("https://hooks.example.com/events", "failed")
+    EventLog(r, keys).record_many([Event("failed", uid("n"), "alice", "email", "a@example.test", {"error": "550"}),
+                                   Event("sent", uid("n"), "alice", "realtime")])
+    sent: list[tuple[str, list[Any]]] = []
+
+    def broker_down(name: str, args: list[Any]) -> None:
+        raise BrokerUnavailable("the broker is away (test)")
+
+    assert Drain(r, keys, engine, enqueue=broker_down).run() == 2
+    outbox = Outbox(r, keys)
+    assert outbox.pending() == 1 and Drain(r, keys, engine).pending() == 0, "written, its webhook waiting"
+    assert len(stored(engine)) == 2
+    assert Drain(r, keys, engine, enqueue=lambda name, args: sent.append((name, args))).run() == 0
+    assert outbox.pending() == 0 and len(stored(engine)) == 2, "the webhook sent, nothing written twice"
+    [(task, (subscription_id, webhook_id, payload))] = sent
+    assert task == EVENT_WEBHOOK and subscription_id == subscription.id and webhook_id.startswith("msg_")
+    assert [e["kind"] for e in payload["data"]["events"]] == ["failed"], "only the kinds it subscribed to"
