@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from notifier import send_notification
-from notifier.cli.stats import _size
+from notifier.pipeline.backlog import _size
 from notifier.pipeline.producer import producer_app
 from notifier.pipeline.queues import ROUTER_QUEUE, deliver_task
 from notifier.state.deadletters import DeadLetters

@@ -143,7 +143,7 @@ def test_random_kills_lose_nothing_and_send_nothing_twice(chaos_env: dict[str, s
 
 def _drained(env: dict[str, str]) -> bool:
     """No task waiting in any queue, and on the Redis broker none held unacknowledged."""
-    from notifier.cli.stats import _size
+    from notifier.pipeline.backlog import _size
     from notifier.pipeline.producer import producer_app
 
     with producer_app().connection_for_read() as conn:
