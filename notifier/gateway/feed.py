@@ -7,7 +7,10 @@ then deliver buffered and new messages, dropping any whose entry id is not after
 The same replay fills the gap after the hub reconnects to Redis (:data:`~notifier.gateway.hub.RESYNC`).
 
 A client that sends no last id gets "live from now": the newest entry id when it connects is its
-starting point, sent in the ``connected`` event so it can resume from there.
+starting point, sent in the ``connected`` event so it can resume from there, with the inbox's
+``epoch``. A client that resumes is told in that event whether it missed nothing (``recovered``, see
+:meth:`notifier.state.inbox.Position.resume`): false when the cap trimmed entries it had not seen or
+its id comes from a stream that was lost since (then its replay starts over from the first entry).
 """
 
 from __future__ import annotations
@@ -27,10 +30,8 @@ from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
 from notifier.gateway.metrics import CONNECTIONS, CONNECTS, DELIVERED, RESUMES
 from notifier.gateway.state import GatewayState
 from notifier.gateway.timers import Timer, timers
-from notifier.state.inbox import Inbox, NewEntry, UnreadCount, check_entry_id, entry_key
+from notifier.state.inbox import START, Inbox, NewEntry, UnreadCount, check_entry_id, check_epoch, entry_key
 
-START = "0-0"
-"""The id before every entry: resuming from it replays the whole inbox."""
 REPLAY_PAGE = 200
 
 
@@ -78,31 +79,35 @@ class Feed:
     def __post_init__(self) -> None:
         self._delivered = DELIVERED.labels(self.transport)
 
-    async def open(self, last_event_id: str | None) -> dict[str, Any]:
-        """Subscribe, then fix the starting point; returns the ``connected`` event's data."""
+    async def open(self, last_event_id: str | None, epoch: str | None = None) -> dict[str, Any]:
+        """Subscribe, then fix the starting point; returns the ``connected`` event's data: when
+        resuming, its ``last_event_id`` is the id to replay after and ``recovered`` says whether the
+        client missed nothing. ``epoch`` is the one the client's last ``connected`` event named."""
         resuming = last_event_id is not None
         if last_event_id is not None:
             check_entry_id(last_event_id)
+        if epoch is not None:
+            check_epoch(epoch)
         self._sub = await self.hub.attach(self.user_id)
         try:
-            newest, unread = await self._position()
+            async with self.state.redis_slots:
+                position = await self.state.live_inbox.position(self.user_id)
         except BaseException:
             self.close()
             raise
-        self.last_id = last_event_id if resuming else newest
+        connected: dict[str, Any] = {"user_id": self.user_id}
+        if last_event_id is not None:
+            recovered, self.last_id = position.resume(last_event_id, epoch)
+            connected["recovered"] = recovered
+        else:
+            self.last_id = position.newest or START
         self._arm()
         CONNECTIONS.labels(self.transport).inc()
         CONNECTS.labels(self.transport).inc()
         if resuming:
             RESUMES.labels(self.transport).inc()
-        return {"user_id": self.user_id, "last_event_id": self.last_id, "unread": unread,
+        return {**connected, "last_event_id": self.last_id, "epoch": position.epoch, "unread": position.unread,
                 "expires_at": int(self.expires_at)}
-
-    async def _position(self) -> tuple[str, int]:
-        """The newest inbox entry id (or :data:`START`) and the unread count, in one round trip."""
-        async with self.state.redis_slots:
-            newest, unread = await self.state.live_inbox.position(self.user_id)
-        return newest or START, unread
 
     async def send(self, send: Send, message: Message) -> None:
         """``send(message)`` to the client, which may wait at most ``send_timeout_seconds``.

@@ -4,7 +4,10 @@ Events: ``connected`` first (its ``id`` is the starting point), then ``notificat
 inbox entry id, ``data`` = the notification with ``entry_id`` and ``read``) and ``unread_count``;
 comments as heartbeats so proxies keep the connection open; and a final ``error`` event when the
 server ends the stream (slow client, expired token). Resuming takes the standard ``Last-Event-ID``
-header (or ``?last_event_id=``, for clients that cannot set it) and replays what was missed first.
+header (or ``?last_event_id=``, for clients that cannot set it) and replays what was missed first;
+``?epoch=`` names the inbox epoch the client's last ``connected`` event gave, and the resumed
+``connected`` event says ``recovered: false`` when entries were lost to the client (see
+:mod:`notifier.gateway.feed`).
 
 This is a bare ASGI handler, reached before FastAPI (``notifier.gateway.app``): a stream is open for
 hours, and under the framework each one would hold the middleware and routing stack's frames, about
@@ -112,14 +115,15 @@ async def _open(state: GatewayState, scope: Scope) -> tuple[Feed, dict[str, Any]
     resume = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if resume is not None and not resume.strip():
         resume = None
+    epoch = request.query_params.get("epoch") or None
     scope["headers"].clear()  # read: a stream open for hours need not hold them (a browser sends ~1 KB)
     feed = Feed(state, claims.user_id, claims.expires_at)
     try:
-        connected = await feed.open(resume)
+        connected = await feed.open(resume, epoch)
     except ValidationError as exc:
         raise ValidationError(f"Last-Event-ID: {exc}") from None
     connected["heartbeat"] = state.settings.heartbeat_seconds
-    return feed, connected, resume
+    return feed, connected, None if resume is None else connected["last_event_id"]
 
 
 async def _until_disconnect(receive: Receive, feed: Feed) -> None:
@@ -146,6 +150,9 @@ OPENAPI: dict[str, Any] = {"get": {
          "description": "User token, for clients that cannot set Authorization (EventSource); keep it short-lived"},
         {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "string"},
          "description": "Resume after this inbox entry id"},
+        {"name": "epoch", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "The inbox epoch the last `connected` event named: resuming from another epoch "
+                        "answers `recovered: false`"},
         {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "Resume after this inbox entry id (what EventSource sends when it reconnects)"},
     ],

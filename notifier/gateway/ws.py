@@ -5,6 +5,8 @@ Server to client: ``connected``, ``notification`` (``id`` = inbox entry id), ``u
 "ids": [...]}`` (notification ids or entry ids) or ``{"type": "read", "all": true}``, answered by
 ``{"type": "marked", "marked": N, "unknown": [the ids that named nothing], "unread": N}``, and
 ``{"type": "resume", "since": "<entry id>"}``; any frame may carry a ``ref`` that the answer echoes.
+Resuming at connect time takes ``?last_event_id=`` and ``?epoch=`` (the epoch of the last ``connected``
+frame); the ``connected`` frame then says ``recovered`` (see :mod:`notifier.gateway.feed`).
 A bad frame gets an ``error`` frame and the connection stays up; an oversized one closes it with
 1009, and a flood of bad ones with 1008.
 
@@ -265,12 +267,13 @@ async def _open(state: GatewayState, scope: Scope, receive: Receive,
         return None
     feed = Feed(state, claims.user_id, claims.expires_at, transport="websocket")
     resume = request.query_params.get("last_event_id") or None
+    epoch = request.query_params.get("epoch") or None
     # Read: not held for the connection's life (a browser sends ~1 KB of headers; the query has the token).
     scope["headers"].clear()
     scope["query_string"] = b""
     conn = _Connection(feed, state, receive, send)
     try:
-        connected = await feed.open(resume)
+        connected = await feed.open(resume, epoch)
         await conn.send({"type": "connected", **connected, "heartbeat": state.settings.heartbeat_seconds})
     except NotifierError as exc:  # a bad last_event_id has no close code of its own: a policy violation
         await conn.close(_close_code(exc), str(exc) if exc.close_code else f"last_event_id: {exc}")
@@ -279,7 +282,7 @@ async def _open(state: GatewayState, scope: Scope, receive: Receive,
     except (WebSocketDisconnect, OSError, TimeoutError) as exc:
         log.debug("WebSocket client gone: %r", exc)
     else:
-        return conn, resume
+        return conn, None if resume is None else connected["last_event_id"]
     feed.close()
     return None
 

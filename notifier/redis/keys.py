@@ -40,6 +40,12 @@ class Keys:
         """Hash notification id -> stream entry id: de-duplicates delivery, finds entries by id."""
         return self._user(user_id, "ids")
 
+    def inbox_epoch(self, user_id: str) -> str:
+        """Hash of the inbox stream's history (``notifier.state.inbox.Position``): ``epoch`` (random, new
+        whenever the stream is created afresh), ``since`` (its first entry id) and ``trimmed`` (the newest
+        entry id the cap removed), so a resuming client learns whether it missed anything."""
+        return self._user(user_id, "epoch")
+
     def unread(self, user_id: str) -> str:
         """Set of unread notification ids; its size is the unread count."""
         return self._user(user_id, "unread")

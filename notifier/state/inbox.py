@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -153,6 +154,65 @@ def check_entry_id(entry_id: str) -> str:
     return entry_id
 
 
+EPOCH_BYTES = 8
+_EPOCH = re.compile(r"[0-9a-f]{1,64}")
+
+
+def new_epoch() -> str:
+    """A random epoch for an inbox stream created afresh (one per append call: it only has to differ
+    from the user's previous epochs)."""
+    return secrets.token_hex(EPOCH_BYTES)
+
+
+def check_epoch(epoch: str) -> str:
+    """Epochs come from clients (the one their ``connected`` event named): lowercase hex only."""
+    if not isinstance(epoch, str) or _EPOCH.fullmatch(epoch) is None:
+        raise ValidationError(f"invalid epoch {epoch!r}: send the epoch the connected event named")
+    return epoch
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a user's inbox stands when a connection opens: what a resuming client is judged against."""
+
+    newest: str | None
+    """The newest entry id (None for an empty or missing stream)."""
+    unread: int
+    oldest: str | None
+    """The oldest kept entry id."""
+    exists: bool
+    """Whether the stream exists at all (one emptied by deletes does; a lost one does not)."""
+    epoch: str | None
+    """The stream's epoch: new whenever the stream is created afresh (None: no stream yet, or one
+    older than epochs that no trim has met since)."""
+    since: str | None
+    """The epoch's first entry id: a client's id below it comes from an earlier stream."""
+    trimmed: str | None
+    """The newest entry id the cap removed in this epoch (None: nothing trimmed)."""
+
+    def resume(self, last_id: str, epoch: str | None = None) -> tuple[bool, str]:
+        """Whether a client that last saw ``last_id`` (of ``epoch``, if it knows one) misses nothing by
+        replaying what follows it, and the id to replay after: :data:`START` when its id belongs to
+        another stream (whose ids say nothing about this one's).
+
+        ``True`` is a promise: every entry after ``last_id`` is still kept. ``False`` errs on the safe
+        side (an inbox older than epochs, whose trims went unrecorded, is judged by its oldest entry)."""
+        at = entry_key(last_id)
+        if not self.exists:  # no stream: it never was, or it was lost (with or without its epoch)
+            return at == (0, 0) and epoch is None, START
+        if self.epoch is None:
+            return (self.oldest is None or at >= entry_key(self.oldest)) and epoch is None, last_id
+        foreign = (epoch is not None and epoch != self.epoch) or (
+            at != (0, 0) and self.since is not None and at < entry_key(self.since))
+        if foreign:
+            return False, START
+        return self.trimmed is None or at >= entry_key(self.trimmed), last_id
+
+
+START = "0-0"
+"""The id before every entry: resuming from it replays the whole inbox."""
+
+
 class Inbox:
     """Inbox operations for any user, on one Redis client and key namespace."""
 
@@ -179,12 +239,13 @@ class Inbox:
         per_call = 1 if isinstance(self.r, RedisCluster) else ITEMS_PER_CALL
         calls: list[scripts.ScriptCall] = []
         keys: list[str] = []
-        head: list[Any] = [self.max_len, self.slack, *_NEW_ENTRY_PIECES]
+        head: list[Any] = [self.max_len, self.slack, *_NEW_ENTRY_PIECES, new_epoch()]
         args = list(head)
         for user_id, nid, payload, publish in items:
             keys += self._append_keys(user_id)
+            keys.append(self.keys.inbox_epoch(user_id))
             args += [nid, payload, "1" if publish else "0"]
-            if len(keys) == 4 * per_call:
+            if len(keys) == 5 * per_call:
                 calls.append((lua, keys, args))
                 keys, args = [], list(head)
         if keys:
@@ -309,13 +370,17 @@ class LiveInbox:
         self.r = client
         self.keys = keys or store.get_keys()
 
-    async def position(self, user_id: str) -> tuple[str | None, int]:
-        """The newest entry id (None for an empty inbox) and the unread count, in one round trip."""
+    async def position(self, user_id: str) -> Position:
+        """Where the inbox stands (newest and oldest entry, unread count, epoch), in one round trip."""
         async with self.r.pipeline(transaction=False) as pipe:
             pipe.xrevrange(self.keys.inbox(user_id), count=1)
             pipe.scard(self.keys.unread(user_id))
-            newest, unread = await pipe.execute()
-        return (newest[0][0] if newest else None), int(unread)
+            pipe.xrange(self.keys.inbox(user_id), count=1)
+            pipe.exists(self.keys.inbox(user_id))
+            pipe.hmget(self.keys.inbox_epoch(user_id), ["epoch", "since", "trimmed"])
+            newest, unread, oldest, exists, (epoch, since, trimmed) = await pipe.execute()
+        return Position(newest[0][0] if newest else None, int(unread), oldest[0][0] if oldest else None,
+                        bool(exists), epoch, since, trimmed)
 
 
 def _decode(entry: store.StreamEntry) -> dict[str, Any]:
