@@ -188,7 +188,7 @@ class Position:
     since: str | None
     """The epoch's first entry id: a client's id below it comes from an earlier stream."""
     trimmed: str | None
-    """The newest entry id the cap removed in this epoch (None: nothing trimmed)."""
+    """The newest entry id the cap removed in this epoch (``0-0``: nothing yet)."""
 
     def resume(self, last_id: str, epoch: str | None = None) -> tuple[bool, str]:
         """Whether a client that last saw ``last_id`` (of ``epoch``, if it knows one) misses nothing by

@@ -50,12 +50,15 @@ class Gateway(Child):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
-    def ws(self, token: str | None, last_event_id: str | None = None, **kwargs: Any) -> WsClient:
+    def ws(self, token: str | None, last_event_id: str | None = None, epoch: str | None = None,
+           **kwargs: Any) -> WsClient:
         query = []
         if token:
             query.append(f"token={token}")
         if last_event_id:
             query.append(f"last_event_id={last_event_id}")
+        if epoch:
+            query.append(f"epoch={epoch}")
         conn = connect(f"{self.ws_url}/v1/ws?{'&'.join(query)}", open_timeout=10, **kwargs)
         return WsClient(conn.__enter__())
 

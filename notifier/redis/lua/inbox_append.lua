@@ -5,9 +5,9 @@
 --       the 4 pieces around its fields (entry id, unread count, notification JSON), a fresh random
 --       epoch, then for each item: notification id, notification JSON, publish (1/0)
 -- The epoch hash records the stream's history for resuming clients (notifier.state.inbox.Position):
--- a stream created afresh (its first entry ever, so also after its keys were lost) gets a new epoch
--- and `since` = its first id; a trim records the newest id it removed as `trimmed`. Both happen
--- only on those rare appends, so the common append costs nothing more.
+-- a stream's first entry (a new stream, one whose keys were lost, or one its deletes emptied) starts
+-- a new epoch with `since` = its id; a trim records the newest id it removed as `trimmed`. Both are
+-- one HSET on those rare appends; the common append costs nothing more.
 -- Returns, for each item in turn: entry id, unread count, 1 if newly added / 0 if it was already there.
 -- On a Redis Cluster a call carries one item (its user's keys share a slot); on one server, many.
 local maxlen, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -26,23 +26,14 @@ for i = 0, #KEYS / 5 - 1 do
     local id = redis.call('XADD', inbox, '*', 'nid', nid, 'n', payload)
     redis.call('HSET', ids, nid, id)
     redis.call('SADD', unread_set, nid)
-    -- Trim in batches (like MAXLEN ~, amortised) but drop the trimmed ids from the hash and the
-    -- unread set in the same step, so the unread count never counts an entry that is gone.
     local len = redis.call('XLEN', inbox)
     if len == 1 then
-      -- the first entry of a new stream, or of one its deletes emptied: entries-added tells them apart
-      local info, added = redis.call('XINFO', 'STREAM', inbox), 0
-      for f = 1, #info, 2 do
-        if info[f] == 'entries-added' then added = info[f + 1] end
-      end
-      if added == 1 then
-        redis.call('DEL', history)
-        redis.call('HSET', history, 'epoch', epoch, 'since', id)
-      else
-        redis.call('HSETNX', history, 'epoch', epoch)
-        redis.call('HSETNX', history, 'since', '0-0')
-      end
+      -- a new stream, or one its deletes emptied: either way a new epoch (a client told it missed
+      -- something reloads its list, which a delete it did not see needs anyway)
+      redis.call('HSET', history, 'epoch', epoch, 'since', id, 'trimmed', '0-0')
     end
+    -- Trim in batches (like MAXLEN ~, amortised) but drop the trimmed ids from the hash and the
+    -- unread set in the same step, so the unread count never counts an entry that is gone.
     if len > maxlen + slack then
       local old = redis.call('XRANGE', inbox, '-', '+', 'COUNT', len - maxlen)
       for _, entry in ipairs(old) do
