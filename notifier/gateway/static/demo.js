@@ -202,6 +202,19 @@ function start(transport) {
   client.on("connected", async (info) => {
     $("user").textContent = `· ${info.user_id}`;
     setBadge(info.unread);
+    if (info.recovered === false) return; // "reload" follows
+    try {
+      await loadFirstPage();
+    } catch (err) {
+      toast("Could not load notifications", err.message, "error");
+    }
+  });
+  // The resume missed entries (trimmed, or the inbox was recreated): what is shown cannot be trusted.
+  client.on("reload", async () => {
+    items = [];
+    arrived.clear();
+    nextCursor = null;
+    render();
     try {
       await loadFirstPage();
     } catch (err) {

@@ -11,10 +11,15 @@
 // (`transport: "websocket"`, token in the query string: keep such tokens short-lived). Either way the
 // client reconnects with exponential backoff and jitter and resumes from the last entry id it saw,
 // so nothing is missed or shown twice. `token` may be a string or a function returning a (promise
-// of a) fresh token, called before every connection attempt.
+// of a) fresh token, called before every connection attempt. It also sends the inbox epoch the last
+// `connected` event named: when the gateway answers that the resume did not recover everything (the
+// inbox cap trimmed entries it had not seen, or the inbox was lost and recreated), the client emits
+// `reload`, and the page should load its list afresh rather than trust what it shows.
 //
 // Events (listen with on(type, fn); fn gets the payload):
-//   connected     {user_id, unread, last_event_id, expires_at, heartbeat}
+//   connected     {user_id, unread, last_event_id, epoch, expires_at, heartbeat, recovered?}
+//                 recovered (only when resuming): true = nothing was missed
+//   reload        {epoch, last_event_id}   after a resume that was not recovered: reload the list
 //   notification  the notification, with entry_id and read
 //   unread        {unread}
 //   error         {error, message, status?}   error "unauthorized" stops reconnecting
@@ -56,14 +61,16 @@ export class NotifierClient {
    * @param {string} [options.baseUrl]  gateway origin ("" = same origin)
    * @param {"sse"|"websocket"} [options.transport]
    * @param {string} [options.lastEventId]  resume after this entry id on the first connection
+   * @param {string} [options.epoch]  the inbox epoch that lastEventId belongs to
    * @param {{initial:number,max:number}} [options.backoff]  milliseconds
    */
-  constructor({ token, baseUrl = "", transport = "sse", lastEventId = null, backoff = DEFAULT_BACKOFF } = {}) {
+  constructor({ token, baseUrl = "", transport = "sse", lastEventId = null, epoch = null, backoff = DEFAULT_BACKOFF } = {}) {
     if (!token) throw new TypeError("NotifierClient needs a token (a string or a function returning one)");
     if (transport !== "sse" && transport !== "websocket") throw new TypeError(`unknown transport ${transport}`);
     this.baseUrl = baseUrl.replace(/\/$/, "");
     this.transport = transport;
     this.lastEventId = lastEventId;
+    this.epoch = epoch;
     this.backoff = backoff;
     this.state = "closed";
     this._token = token;
@@ -150,11 +157,21 @@ export class NotifierClient {
 
   _connected(info) {
     this._attempt = 0;
-    if (info.last_event_id && (!this.lastEventId || compareEntryIds(info.last_event_id, this.lastEventId) > 0)) {
+    const lost = info.recovered === false;
+    if (lost) {
+      this.lastEventId = info.last_event_id; // the gateway's replay point (0-0 for a new inbox)
+    } else if (info.last_event_id && (!this.lastEventId || compareEntryIds(info.last_event_id, this.lastEventId) > 0)) {
       this.lastEventId = info.last_event_id;
     }
+    if (info.epoch) this.epoch = info.epoch;
     this._setState("open");
     this._emit("connected", info);
+    if (lost) this._emit("reload", { epoch: info.epoch, last_event_id: info.last_event_id });
+  }
+
+  /** The live endpoint's query string: the epoch the resume id belongs to, if known. */
+  _resumeQuery() {
+    return this.lastEventId && this.epoch ? `?epoch=${encodeURIComponent(this.epoch)}` : "";
   }
 
   _notification(entryId, notification) {
@@ -187,7 +204,7 @@ export class NotifierClient {
     if (this.lastEventId) headers["Last-Event-ID"] = this.lastEventId;
     let response;
     try {
-      response = await fetch(`${this.baseUrl}/v1/stream`, { headers, signal: controller.signal, cache: "no-store" });
+      response = await fetch(`${this.baseUrl}/v1/stream${this._resumeQuery()}`, { headers, signal: controller.signal, cache: "no-store" });
     } catch (err) {
       if (generation === this._generation) this._retry(generation);
       return;
@@ -231,6 +248,7 @@ export class NotifierClient {
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set("token", token);
     if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
+    if (this.lastEventId && this.epoch) url.searchParams.set("epoch", this.epoch);
     const ws = new WebSocket(url);
     let pinger = null;
     let silence = null;
