@@ -185,6 +185,38 @@ def test_client_reconnects_and_resumes_after_the_gateway_restarts(worker: Worker
         gateway.stop()
 
 
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+def test_the_page_reloads_its_list_when_the_resume_was_not_recovered(browser: object, transport: str) -> None:
+    """The inbox is lost and recreated while the page is away: the gateway answers the resume with
+    ``recovered: false`` and the page shows the new inbox, not what it had kept from the old one."""
+    expect = playwright_api.expect
+    gateway = Gateway().wait_ready()
+    user, box = uid("browser"), Inbox()
+    box.append(user, {"id": uid("welcome"), "type": "test", "title": "Welcome"})
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    try:
+        page.goto(f"{gateway.url}/?token={token(user)}")
+        if transport == "websocket":
+            page.select_option("#transport", "websocket")
+        expect(page.locator("#state")).to_have_text("live", timeout=10_000)
+        box.append(user, {"id": uid("before"), "type": "test", "title": "Arrived before the loss"})
+        expect(page.locator("#list .item")).to_have_count(2, timeout=10_000)
+        gateway.stop()
+        expect(page.locator("#state")).to_have_text("reconnecting…", timeout=10_000)
+        k = box.keys
+        box.r.delete(k.inbox(user), k.inbox_ids(user), k.unread(user), k.inbox_epoch(user))
+        box.append(user, {"id": uid("after"), "type": "test", "title": "After the loss"})
+        gateway = Gateway(port=gateway.port).wait_ready()
+        expect(page.locator("#state")).to_have_text("live", timeout=20_000)
+        expect(page.locator("#list .item", has_text="After the loss")).to_have_count(1, timeout=10_000)
+        expect(page.locator("#list .item")).to_have_count(1)
+        expect(page.locator("#badge")).to_have_text("1")
+    finally:
+        context.close()
+        gateway.stop()
+
+
 def test_preferences_panel_saves_and_shows_errors(stack: Gateway, browser: object) -> None:
     expect = playwright_api.expect
     user = uid("browser")
