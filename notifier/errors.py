@@ -219,6 +219,18 @@ class SlowConsumer(Unavailable):
     advice = "reconnect and resume from the last event id; read events faster, or on a faster link"
 
 
+class InboxReset(Unavailable):
+    """The inbox stream was lost and recreated while a connection was open (Redis came back without
+    its data): the connection ends, and its client's resume is answered ``recovered: false``.
+
+    Met only once a stream is open (SSE ``error`` event, WebSocket close 1013), like :class:`SlowConsumer`.
+    """
+
+    status = 503
+    code = "inbox_reset"
+    advice = "reconnect and resume from the last event id, then reload the list the answer says was not recovered"
+
+
 class LogUnavailable(Unavailable):
     """The delivery log's database (``NOTIFIER_DATABASE_URL``) cannot be read or written right now.
 

@@ -16,6 +16,7 @@ its id comes from a stream that was lost since (then its replay starts over from
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,12 +26,21 @@ from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Send
 
-from notifier.errors import ClientGone, SlowConsumer, TokenExpired
+from notifier.errors import ClientGone, InboxReset, SlowConsumer, TokenExpired
 from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
 from notifier.gateway.metrics import CONNECTIONS, CONNECTS, DELIVERED, RESUMES
 from notifier.gateway.state import GatewayState
 from notifier.gateway.timers import Timer, timers
-from notifier.state.inbox import START, Inbox, NewEntry, UnreadCount, check_entry_id, check_epoch, entry_key
+from notifier.state.inbox import (
+    START,
+    Inbox,
+    NewEntry,
+    Position,
+    UnreadCount,
+    check_entry_id,
+    check_epoch,
+    entry_key,
+)
 
 REPLAY_PAGE = 200
 
@@ -63,6 +73,8 @@ class Feed:
     transport: str = "sse"
     last_id: str | None = None
     """The newest entry id this connection has sent (or was told the client has)."""
+    epoch: str | None = None
+    """The inbox epoch the connection started in (None: the inbox had none yet)."""
     _sub: Subscriber | None = field(default=None, init=False)
     _beat: Timer | None = field(default=None, init=False)
     _beat_due: bool = field(default=False, init=False)
@@ -90,12 +102,12 @@ class Feed:
             check_epoch(epoch)
         self._sub = await self.hub.attach(self.user_id)
         try:
-            async with self.state.redis_slots:
-                position = await self.state.live_inbox.position(self.user_id)
+            position = await self._position()
         except BaseException:
             self.close()
             raise
         connected: dict[str, Any] = {"user_id": self.user_id}
+        self.epoch = position.epoch
         if last_event_id is not None:
             recovered, self.last_id = position.resume(last_event_id, epoch)
             connected["recovered"] = recovered
@@ -222,6 +234,7 @@ class Feed:
     async def process(self, item: Item) -> AsyncIterator[list[Event]]:
         """Turn one hub item into events, dropping what this connection already sent."""
         if item is RESYNC:
+            await self._check_epoch()
             async for batch in self.replay(self.last_id or START):
                 yield batch
             return
@@ -237,6 +250,23 @@ class Feed:
             self.state.delivered.add(self.user_id, item.notification["id"], item.entry_id, self.transport)
         elif isinstance(item, UnreadCount):
             yield [unread_event(item.unread)]
+
+    async def _position(self) -> Position:
+        """Where the inbox stands, its stream given an epoch first if it has none."""
+        async with self.state.redis_slots:
+            position = await self.state.live_inbox.position(self.user_id)
+        if position.exists and position.epoch is None:
+            epoch, since, trimmed = await run_in_threadpool(self.inbox.epoch, self.user_id)
+            position = dataclasses.replace(position, epoch=epoch, since=since, trimmed=trimmed)
+        return position
+
+    async def _check_epoch(self) -> None:
+        """After the hub reconnected to Redis: raise :class:`InboxReset` if the inbox is no longer the
+        stream this connection was replaying (the client's resume then says ``recovered: false``)."""
+        position = await self._position()
+        if self.last_id is not None and not position.resume(self.last_id, self.epoch)[0]:
+            raise InboxReset("the inbox was lost and recreated; reconnect, resume and reload the list")
+        self.epoch = self.epoch or position.epoch
 
     def _advance(self, entry_id: str) -> None:
         if self.last_id is None or entry_key(entry_id) > entry_key(self.last_id):

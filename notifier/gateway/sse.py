@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from notifier.errors import (
     ClientGone,
+    InboxReset,
     SlowConsumer,
     StoreUnavailable,
     TokenExpired,
@@ -93,7 +94,7 @@ async def stream(state: GatewayState, scope: Scope, receive: Receive, send: Send
                     await _write(feed, send, _format(batch))
         except ClientGone:
             pass
-        except (SlowConsumer, TokenExpired) as exc:
+        except (SlowConsumer, TokenExpired, InboxReset) as exc:
             final = format_event("error", {"error": exc.code, "message": str(exc)})
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             final = format_event("error", {"error": StoreUnavailable.code,

@@ -43,6 +43,7 @@ from starlette.websockets import WebSocketDisconnect
 from notifier.deliverylog import emission
 from notifier.errors import (
     ClientGone,
+    InboxReset,
     InvalidToken,
     NotifierError,
     SlowConsumer,
@@ -232,7 +233,7 @@ async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, se
                     await conn.send_events(batch)
     except ClientGone:
         pass
-    except (SlowConsumer, TokenExpired) as exc:
+    except (SlowConsumer, TokenExpired, InboxReset) as exc:
         await conn.close(_close_code(exc), str(exc))
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
         await conn.close(_close_code(StoreUnavailable()), "Redis is unreachable; reconnect and resume shortly")

@@ -159,8 +159,8 @@ _EPOCH = re.compile(r"[0-9a-f]{1,64}")
 
 
 def new_epoch() -> str:
-    """A random epoch for an inbox stream created afresh (one per append call: it only has to differ
-    from the user's previous epochs)."""
+    """A random epoch for an inbox stream that has none (it only has to differ from the user's
+    previous epochs)."""
     return secrets.token_hex(EPOCH_BYTES)
 
 
@@ -183,12 +183,13 @@ class Position:
     exists: bool
     """Whether the stream exists at all (one emptied by deletes does; a lost one does not)."""
     epoch: str | None
-    """The stream's epoch: new whenever the stream is created afresh (None: no stream yet, or one
-    older than epochs that no trim has met since)."""
+    """The stream's epoch: new whenever the stream is created afresh (None: no stream, or one no
+    client has connected to since it was created: :meth:`Inbox.epoch` gives it one)."""
     since: str | None
-    """The epoch's first entry id: a client's id below it comes from an earlier stream."""
+    """The oldest entry id when the epoch began: a client's id below it comes from an earlier stream
+    (or was trimmed), unless the client names this epoch."""
     trimmed: str | None
-    """The newest entry id the cap removed in this epoch (``0-0``: nothing yet)."""
+    """The newest entry id the cap removed from this stream (None: nothing)."""
 
     def resume(self, last_id: str, epoch: str | None = None) -> tuple[bool, str]:
         """Whether a client that last saw ``last_id`` (of ``epoch``, if it knows one) misses nothing by
@@ -196,13 +197,14 @@ class Position:
         another stream (whose ids say nothing about this one's).
 
         ``True`` is a promise: every entry after ``last_id`` is still kept. ``False`` errs on the safe
-        side (an inbox older than epochs, whose trims went unrecorded, is judged by its oldest entry)."""
+        side: an id below the oldest entry when the epoch began counts as lost unless the client names
+        the epoch (its trim may have gone unrecorded, in an inbox older than epochs)."""
         at = entry_key(last_id)
         if not self.exists:  # no stream: it never was, or it was lost (with or without its epoch)
             return at == (0, 0) and epoch is None, START
         if self.epoch is None:
             return (self.oldest is None or at >= entry_key(self.oldest)) and epoch is None, last_id
-        foreign = (epoch is not None and epoch != self.epoch) or (
+        foreign = epoch != self.epoch if epoch is not None else (
             at != (0, 0) and self.since is not None and at < entry_key(self.since))
         if foreign:
             return False, START
@@ -239,7 +241,7 @@ class Inbox:
         per_call = 1 if isinstance(self.r, RedisCluster) else ITEMS_PER_CALL
         calls: list[scripts.ScriptCall] = []
         keys: list[str] = []
-        head: list[Any] = [self.max_len, self.slack, *_NEW_ENTRY_PIECES, new_epoch()]
+        head: list[Any] = [self.max_len, self.slack, *_NEW_ENTRY_PIECES]
         args = list(head)
         for user_id, nid, payload, publish in items:
             keys += self._append_keys(user_id)
@@ -284,6 +286,15 @@ class Inbox:
         deleted, unread = scripts.script("inbox_delete")(self._append_keys(user_id), [*_UNREAD_PIECES, *ids],
                                                          client=self.r)
         return int(deleted), int(unread)
+
+    def epoch(self, user_id: str) -> tuple[str | None, str | None, str | None]:
+        """``(epoch, since, trimmed)`` of the user's inbox stream, giving it an epoch if it has none
+        (all None when there is no stream). Called when a client connects to a stream without one:
+        once per stream, so a broadcast to new inboxes creates no key for it."""
+        k = self.keys
+        epoch, since, trimmed = scripts.script("inbox_epoch")([k.inbox(user_id), k.inbox_epoch(user_id)],
+                                                              [new_epoch()], client=self.r)
+        return epoch or None, since or None, trimmed or None
 
     # Reading ----------------------------------------------------------------------------------
     def live_channel(self, user_id: str) -> str:

@@ -17,6 +17,7 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from websockets.exceptions import ConnectionClosed
 
 from notifier.redis.keys import Keys
 from notifier.state.inbox import Inbox
@@ -207,8 +208,17 @@ def test_resume_after_a_redis_restart_without_persistence_is_not_recovered(priva
         assert same.connected["recovered"] is True, "before the restart nothing was lost"
         same.close()
 
+        open_sse = Client(gw, "sse", user, last_event_id=seen["websocket"][1])
+        open_ws = Client(gw, "websocket", user, last_event_id=seen["websocket"][1])
         restart_without_persistence(private_redis)
         assert box.r.exists(box.keys.inbox(user)) == 0, "the restart lost the inbox"
+        kind, _, data = open_sse.sse.next("error", timeout=30)
+        assert (kind, data["error"]) == ("error", "inbox_reset"), "an open stream is ended, to resume"
+        with pytest.raises(ConnectionClosed) as closed:
+            open_ws.ws.next("notification", timeout=30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        open_sse.close()
+        open_ws.close()
         wait_for(lambda: answers(gw, user), timeout=20, message="the gateway back on Redis")
         fresh = append(box, user, 1, "after")
         for transport, (connected, last_id) in seen.items():
