@@ -157,6 +157,14 @@ def test_unread_badge_follows_reads_made_elsewhere(stack: Gateway, browser: obje
         context.close()
 
 
+def open_demo(page: object, gateway: Gateway, user: str, transport: str) -> None:
+    """The demo page signed in as ``user`` on ``transport``, once it is live."""
+    page.goto(f"{gateway.url}/?token={token(user)}")  # type: ignore[attr-defined]
+    if transport == "websocket":
+        page.select_option("#transport", "websocket")  # type: ignore[attr-defined]
+    playwright_api.expect(page.locator("#state")).to_have_text("live", timeout=10_000)  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("transport", ["sse", "websocket"])
 def test_client_reconnects_and_resumes_after_the_gateway_restarts(worker: Worker, browser: object,
                                                                    transport: str) -> None:
@@ -167,10 +175,7 @@ def test_client_reconnects_and_resumes_after_the_gateway_restarts(worker: Worker
     context = browser.new_context()  # type: ignore[attr-defined]
     page = context.new_page()
     try:
-        page.goto(f"{gateway.url}/?token={token(user)}")
-        if transport == "websocket":
-            page.select_option("#transport", "websocket")
-        expect(page.locator("#state")).to_have_text("live", timeout=10_000)
+        open_demo(page, gateway, user, transport)
         gateway.stop()
         expect(page.locator("#state")).to_have_text("reconnecting…", timeout=10_000)
         send_notification.delay(user, {"type": "test", "title": "Sent while you were away"})
@@ -196,10 +201,7 @@ def test_the_page_reloads_its_list_when_the_resume_was_not_recovered(browser: ob
     context = browser.new_context()  # type: ignore[attr-defined]
     page = context.new_page()
     try:
-        page.goto(f"{gateway.url}/?token={token(user)}")
-        if transport == "websocket":
-            page.select_option("#transport", "websocket")
-        expect(page.locator("#state")).to_have_text("live", timeout=10_000)
+        open_demo(page, gateway, user, transport)
         box.append(user, {"id": uid("before"), "type": "test", "title": "Arrived before the loss"})
         expect(page.locator("#list .item")).to_have_count(2, timeout=10_000)
         gateway.stop()

@@ -67,6 +67,12 @@ class Client:
     def close(self) -> None:
         (self.sse if self.transport == "sse" else self.ws).close()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def append(box: Inbox, user: str, count: int, tag: str = "n") -> list[str]:
     """Append ``count`` notifications; their entry ids, oldest first."""
@@ -76,13 +82,10 @@ def append(box: Inbox, user: str, count: int, tag: str = "n") -> list[str]:
 
 def connect_and_see(gateway: Gateway, transport: str, user: str, box: Inbox) -> tuple[dict[str, Any], str]:
     """A client that connects, sees one live notification and leaves: its connected data and last id."""
-    client = Client(gateway, transport, user)
-    try:
+    with Client(gateway, transport, user) as client:
         entry_id = append(box, user, 1, "seen")[0]
         assert client.notifications(1) == [entry_id]
         return client.connected, entry_id
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -92,20 +95,14 @@ def test_resume_within_the_kept_range_is_recovered_and_replays_what_was_missed(
     first, seen = connect_and_see(gateway, transport, user, box)
     assert "recovered" not in first, "a fresh connection has nothing to recover"
     assert first["epoch"] is None, "an empty inbox has no epoch yet"
-    epoch = Client(gateway, transport, user)
-    try:
-        assert epoch.connected["epoch"], "the inbox got its epoch with its first entry"
-    finally:
-        epoch.close()
+    with Client(gateway, transport, user) as epoch:
+        assert epoch.connected["epoch"], "an inbox with entries has an epoch"
     missed = append(box, user, 5, "missed")
-    client = Client(gateway, transport, user, last_event_id=seen, epoch=epoch.connected["epoch"])
-    try:
+    with Client(gateway, transport, user, last_event_id=seen, epoch=epoch.connected["epoch"]) as client:
         assert client.connected["recovered"] is True
         assert client.connected["last_event_id"] == seen
         assert client.notifications(5) == missed
         assert client.unread() == 6
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -116,18 +113,12 @@ def test_resume_from_an_id_the_cap_trimmed_is_not_recovered(gateway: Gateway, tr
     assert kept == ids[-CAP:], "the cap trimmed the oldest entries"
     epoch = Client(gateway, transport, user).connected["epoch"]
 
-    behind = Client(gateway, transport, user, last_event_id=ids[-CAP - 2], epoch=epoch)
-    try:
+    with Client(gateway, transport, user, last_event_id=ids[-CAP - 2], epoch=epoch) as behind:
         assert behind.connected["recovered"] is False, "the newest trimmed entry was never seen"
         assert behind.notifications(CAP) == kept, "what is kept is still replayed"
-    finally:
-        behind.close()
-    at_edge = Client(gateway, transport, user, last_event_id=ids[-CAP - 1], epoch=epoch)
-    try:
+    with Client(gateway, transport, user, last_event_id=ids[-CAP - 1], epoch=epoch) as at_edge:
         assert at_edge.connected["recovered"] is True, "the client saw every trimmed entry"
         assert at_edge.notifications(CAP) == kept
-    finally:
-        at_edge.close()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -139,21 +130,15 @@ def test_resume_after_the_inbox_keys_were_lost_and_recreated_is_not_recovered(
     k = box.keys
     box.r.delete(k.inbox(user), k.inbox_ids(user), k.unread(user), k.inbox_epoch(user))
 
-    lost = Client(gateway, transport, user, last_event_id=seen, epoch=before["epoch"])
-    try:
+    with Client(gateway, transport, user, last_event_id=seen, epoch=before["epoch"]) as lost:
         assert lost.connected["recovered"] is False, "the stream is gone"
-    finally:
-        lost.close()
     fresh = append(box, user, 2, "new")
     for epoch in (before["epoch"], None):  # the old epoch, or only the old id (a plain EventSource)
-        client = Client(gateway, transport, user, last_event_id=seen, epoch=epoch)
-        try:
+        with Client(gateway, transport, user, last_event_id=seen, epoch=epoch) as client:
             assert client.connected["recovered"] is False
             assert client.connected["epoch"] not in (None, before["epoch"]), "the new stream has a new epoch"
             assert client.connected["last_event_id"] == "0-0", "the replay starts over"
             assert client.notifications(2) == fresh
-        finally:
-            client.close()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -164,12 +149,9 @@ def test_an_inbox_its_user_emptied_starts_a_new_epoch(gateway: Gateway, transpor
     before, seen = connect_and_see(gateway, transport, user, box)
     box.delete(user, [item["id"] for item in box.list(user).items])
     fresh = append(box, user, 1, "after")
-    client = Client(gateway, transport, user, last_event_id=seen, epoch=before["epoch"])
-    try:
+    with Client(gateway, transport, user, last_event_id=seen, epoch=before["epoch"]) as client:
         assert client.connected["recovered"] is False
         assert client.notifications(1) == fresh
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -222,11 +204,8 @@ def test_resume_after_a_redis_restart_without_persistence_is_not_recovered(priva
         wait_for(lambda: answers(gw, user), timeout=20, message="the gateway back on Redis")
         fresh = append(box, user, 1, "after")
         for transport, (connected, last_id) in seen.items():
-            client = Client(gw, transport, user, last_event_id=last_id, epoch=connected["epoch"])
-            try:
+            with Client(gw, transport, user, last_event_id=last_id, epoch=connected["epoch"]) as client:
                 assert client.connected["recovered"] is False, transport
                 assert client.notifications(1) == fresh
-            finally:
-                client.close()
     finally:
         gw.stop()
