@@ -260,6 +260,11 @@ class Feed:
             position = dataclasses.replace(position, epoch=epoch, since=since, trimmed=trimmed)
         return position
 
+    async def recovery(self, last_id: str, epoch: str | None) -> tuple[bool, str]:
+        """For a resume asked for on an open connection: whether nothing after ``last_id`` (of ``epoch``)
+        was lost, and the id to replay after (see :meth:`notifier.state.inbox.Position.resume`)."""
+        return (await self._position()).resume(check_entry_id(last_id), epoch)
+
     async def _check_epoch(self) -> None:
         """After the hub reconnected to Redis: raise :class:`InboxReset` if the inbox is no longer the
         stream this connection was replaying (the client's resume then says ``recovered: false``)."""

@@ -4,7 +4,9 @@ Server to client: ``connected``, ``notification`` (``id`` = inbox entry id), ``u
 ``pong``, ``marked`` and ``error``. Client to server: ``{"type": "ping"}``, ``{"type": "read",
 "ids": [...]}`` (notification ids or entry ids) or ``{"type": "read", "all": true}``, answered by
 ``{"type": "marked", "marked": N, "unknown": [the ids that named nothing], "unread": N}``, and
-``{"type": "resume", "since": "<entry id>"}``; any frame may carry a ``ref`` that the answer echoes.
+``{"type": "resume", "since": "<entry id>", "epoch": "<epoch>"?}``, answered by ``{"type": "resumed",
+"recovered": bool, "last_event_id": where the replay starts}`` and the replay; any frame may carry a
+``ref`` that the answer echoes.
 Resuming at connect time takes ``?last_event_id=`` and ``?epoch=`` (the epoch of the last ``connected``
 frame); the ``connected`` frame then says ``recovered`` (see :mod:`notifier.gateway.feed`).
 A bad frame gets an ``error`` frame and the connection stays up; an oversized one closes it with
@@ -55,7 +57,7 @@ from notifier.gateway.auth import live_claims
 from notifier.gateway.errors import describe_validation
 from notifier.gateway.feed import Event, Feed
 from notifier.gateway.state import GatewayState
-from notifier.state.inbox import check_entry_id
+from notifier.state.inbox import check_entry_id, check_epoch
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,13 @@ class Read(_Frame, MarkRead):
 class Resume(_Frame):
     type: Literal["resume"]
     since: str
+    epoch: str | None = Field(None, description="the inbox epoch `since` belongs to")
 
     @model_validator(mode="after")
     def _entry_id(self) -> Resume:
         check_entry_id(self.since)
+        if self.epoch is not None:
+            check_epoch(self.epoch)
         return self
 
 
@@ -134,8 +139,11 @@ class _Connection:
     async def close(self, code: int, reason: str) -> None:
         await _close(self.send_asgi, code, reason)
 
-    async def replay(self, since: str) -> None:
+    async def replay(self, since: str, first: dict[str, Any] | None = None) -> None:
+        """The entries after ``since``, after the ``first`` frame if given, none of it interleaved with live ones."""
         async with self.lock:
+            if first is not None:
+                await self.send(first)
             async for batch in self.feed.replay(since):
                 await self.send_events(batch)
 
@@ -197,7 +205,11 @@ class _Connection:
             await run_in_threadpool(emission.record, emission.by_user("read", self.feed.user_id, marked.read))
             reply = {"type": "marked", "marked": marked.marked, "unknown": marked.unknown, "unread": marked.unread}
         else:
-            await self.replay(frame.since)
+            recovered, since = await self.feed.recovery(frame.since, frame.epoch)
+            resumed: dict[str, Any] = {"type": "resumed", "recovered": recovered, "last_event_id": since}
+            if frame.ref is not None:
+                resumed["ref"] = frame.ref
+            await self.replay(since, resumed)
             return
         if frame.ref is not None:
             reply["ref"] = frame.ref

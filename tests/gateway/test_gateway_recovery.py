@@ -141,6 +141,22 @@ def test_resume_after_the_inbox_keys_were_lost_and_recreated_is_not_recovered(
             assert client.notifications(2) == fresh
 
 
+def test_a_websocket_resume_frame_says_whether_it_recovered(gateway: Gateway) -> None:
+    user, box = uid(), Inbox(max_len=CAP)
+    ids = append(box, user, 2 * CAP + 1)
+    with Client(gateway, "websocket", user) as client:
+        epoch = client.connected["epoch"]
+        client.ws.send({"type": "resume", "since": ids[-2], "epoch": epoch, "ref": 1})
+        assert client.ws.next("resumed") == {"type": "resumed", "recovered": True, "last_event_id": ids[-2], "ref": 1}
+        assert client.notifications(1) == ids[-1:]
+        client.ws.send({"type": "resume", "since": ids[0], "epoch": epoch})
+        assert client.ws.next("resumed") == {"type": "resumed", "recovered": False, "last_event_id": ids[0]}
+        assert client.notifications(CAP) == ids[-CAP:]
+        client.ws.send({"type": "resume", "since": ids[-2], "epoch": "0123abcd"})
+        assert client.ws.next("resumed") == {"type": "resumed", "recovered": False, "last_event_id": "0-0"}
+        assert client.notifications(CAP) == ids[-CAP:], "another epoch's id: the whole inbox again"
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_an_inbox_its_user_emptied_starts_a_new_epoch(gateway: Gateway, transport: str) -> None:
     """Deletes are not replayed, so a client that did not see its user empty the inbox must reload."""
