@@ -42,8 +42,9 @@ class Keys:
 
     def inbox_epoch(self, user_id: str) -> str:
         """Hash of the inbox stream's history (``notifier.state.inbox.Position``): ``epoch`` (random, new
-        whenever the stream is created afresh), ``since`` (its first entry id) and ``trimmed`` (the newest
-        entry id the cap removed), so a resuming client learns whether it missed anything."""
+        whenever the stream is created afresh), ``since`` (its oldest entry id when the epoch was given)
+        and ``trimmed`` (the newest entry id the cap removed), so a resuming client learns whether it
+        missed anything."""
         return self._user(user_id, "epoch")
 
     def unread(self, user_id: str) -> str:

@@ -6,6 +6,11 @@ size is the unread count. Appends, deletes and mark-read are Lua scripts, so cou
 concurrency and when the cap trims old entries. Entry ids (``1700000000000-0``) are the cursor for
 pagination and for resuming a live stream; :func:`entry_key` orders them.
 
+A stream's history has its own hash (:class:`Position`): the epoch, random and new whenever the
+stream is created afresh, and the newest id the cap trimmed, so a resuming client can be told whether
+it missed anything; the append script keeps it on the rare appends that create or trim a stream,
+and :meth:`Inbox.epoch` gives a stream its epoch when a client first connects.
+
 Each change is announced on the user's live channel as a *live event*, whose JSON shape is defined
 here once: the scripts fill :data:`NEW_ENTRY_EVENT` or :data:`UNREAD_EVENT` (passed to them as
 templates, so an append stays one atomic script call), Python fills the same ones
