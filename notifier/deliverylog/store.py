@@ -20,9 +20,12 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, select
 from notifier.config import get_settings
 from notifier.deliverylog.events import Event
 from notifier.deliverylog.schema import events as events_table
+from notifier.devstack import state_dir
 
-SQLITE_DEFAULT = "sqlite:///notifier-log.sqlite3"
-"""The embedded default: a file in the working directory, so ``notifier dev`` needs no database."""
+SQLITE_FILE = "log.sqlite3"
+"""The embedded default, in notifier's state folder (``$XDG_STATE_HOME/notifier``, beside ``notifier
+dev``'s log): so ``notifier dev`` needs no database, and ``notifier status`` finds the workers' log
+from any working directory."""
 
 CONNECT_TIMEOUT_SECONDS = 5
 """How long connecting to PostgreSQL may take: a drain meeting a database that is away gives up within
@@ -39,7 +42,12 @@ _lock = threading.Lock()
 
 
 def database_url() -> str:
-    return get_settings().database_url or SQLITE_DEFAULT
+    configured = get_settings().database_url
+    if configured:
+        return configured
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / SQLITE_FILE}"
 
 
 def get_engine(url: str | None = None) -> Engine:
