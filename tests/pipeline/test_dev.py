@@ -66,7 +66,7 @@ def test_dev_stack_end_to_end_and_clean_shutdown(tmp_path: Path) -> None:
         out = dev.wait_ready()
         assert "embedded" in out and f"127.0.0.1:{redis_port}" in out
         block = out[out.index("\nredis "):]
-        for name in ("gateway", "demo", "docs", "flower", "token", "logs"):
+        for name in ("gateway", "demo", "docs", "admin", "flower", "token", "logs"):
             assert re.search(rf"^{name}\s+\S+", block, re.M), f"{name} missing from the start-up block:\n{out}"
         assert re.search(r"^welcome\s+sent to demo-user's empty inbox", block, re.M), out
         log = tmp_path / "notifier" / "dev.log"
