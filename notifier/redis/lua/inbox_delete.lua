@@ -1,6 +1,7 @@
 -- Delete notifications from a user's inbox by notification id.
 -- PUBLISH (the command) is defined by notifier/redis/scripts.py: SPUBLISH on a Redis Cluster.
--- KEYS: inbox stream, id hash, unread set, live channel
+-- KEYS: inbox stream, id hash, unread set, live channel, then the state keys it also clears: seen set,
+--       archived set, snoozed sorted set, interacted set
 -- ARGV: the live event's template (notifier.state.inbox.UNREAD_EVENT) as the 2 pieces around its
 --       field (the unread count), then notification ids...
 -- Returns {number deleted, unread count}.
@@ -13,6 +14,10 @@ for i = 3, #ARGV do
     redis.call('HDEL', KEYS[2], nid)
   end
   redis.call('SREM', KEYS[3], nid)
+  redis.call('SREM', KEYS[5], nid)
+  redis.call('SREM', KEYS[6], nid)
+  redis.call('ZREM', KEYS[7], nid)
+  redis.call('SREM', KEYS[8], nid)
 end
 local unread = redis.call('SCARD', KEYS[3])
 if deleted > 0 then
