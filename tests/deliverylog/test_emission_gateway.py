@@ -102,7 +102,8 @@ def test_seen_and_clicked_are_events_of_the_users_own_notifications(gateway: Gat
     with gateway.client(token(user)) as http:
         wait_for(lambda: len(http.get("/v1/notifications").json()["items"]) == 2, message="both in the inbox")
         answer = http.post("/v1/notifications/seen", json={"ids": [*mine, theirs, mine[0]]})
-        assert answer.json() == {"seen": 2, "unknown": [theirs]}
+        assert answer.json() == {"seen": 2, "unknown": [theirs], "marked": 2, "total": 2, "unread": 2, "unseen": 0,
+                                 "archived": 0, "snoozed": 0}
         assert http.post(f"/v1/notifications/{mine[0]}/click", json={"action": "open"}).status_code == 204
         assert http.post(f"/v1/notifications/{mine[1]}/click").status_code == 204
         refused = http.post(f"/v1/notifications/{theirs}/click")

@@ -43,6 +43,7 @@ def test_seen_one_by_one_and_all_with_exact_counts() -> None:
     counts = box.counts(user)
     assert (counts.unseen, counts.unread, counts.total) == (2, 8, 8)
     assert [item["seen"] for item in box.list(user, limit=3).items] == [False, False, True]
+    assert listed(box, user, unseen_only=True) == newer[::-1]
 
 
 def test_archived_leaves_the_default_list_is_read_and_listable() -> None:
@@ -50,6 +51,7 @@ def test_archived_leaves_the_default_list_is_read_and_listable() -> None:
     nids = seed(box, user, 7)
     changed = box.archive(user, nids[1:4])
     assert (changed.marked, changed.counts.archived, changed.counts.total, changed.counts.unread) == (3, 3, 4, 4)
+    assert changed.counts.unseen == 4  # an archived notification is out of the badge too
     assert listed(box, user) == [nids[6], nids[5], nids[4], nids[0]]
     assert listed(box, user, archived=True) == [nids[3], nids[2], nids[1]]
     assert listed(box, user, archived=True, unread_only=True) == []
