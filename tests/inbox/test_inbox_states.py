@@ -13,7 +13,8 @@ def seed(box: Inbox, user: str, count: int) -> list[str]:
     nids = []
     for i in range(count):
         nid = f"n{i}-{uid('s')}"
-        box.append(user, {"id": nid, "type": "test", "title": f"title {i}", "body": "b"}, publish=False)
+        box.append(user, {"id": nid, "type": "test", "title": f"title {i}", "body": "b",
+                          "timestamp": "2026-01-01T00:00:00Z"}, publish=False)
         nids.append(nid)
     return nids
 
