@@ -14,7 +14,7 @@ from tests.support.helpers import uid
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "notifier.cli", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=60)
+                          env=dict(os.environ), timeout=60, check=False)
 
 
 def ids(*args: str) -> list[str]:
