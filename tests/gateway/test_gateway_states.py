@@ -10,7 +10,7 @@ import pytest
 
 from notifier.state.inbox import Inbox
 from tests.gateway.test_gateway_api import seed_entries
-from tests.support.gateway_support import Gateway, WsClient, token
+from tests.support.gateway_support import SSE, Gateway, WsClient, token
 from tests.support.helpers import Worker, start_worker, uid, wait_for
 
 
@@ -134,10 +134,17 @@ def test_a_snooze_hides_until_a_worker_wakes_it_unread_with_a_live_event(worker:
 def test_interacted_set_by_the_library_reaches_live_connections_and_a_resume(gateway: Gateway) -> None:
     user = uid()
     nids = [nid for nid, _ in seed_entries(user, 2)]
-    with gateway.ws(token(user)) as ws:
-        ws.next("connected")
-        assert Inbox().mark_interacted(user, [nids[1]]).marked == 1
-        assert state_frame(ws, "interacted")["ids"] == [nids[1]]
+    stream = SSE(gateway, token(user))
+    try:
+        stream.next("connected")
+        with gateway.ws(token(user)) as ws:
+            ws.next("connected")
+            assert Inbox().mark_interacted(user, [nids[1]]).marked == 1
+            assert state_frame(ws, "interacted")["ids"] == [nids[1]]
+            _, _, data = stream.next("state")
+            assert (data["state"], data["ids"], data["value"]) == ("interacted", [nids[1]], True)
+    finally:
+        stream.close()
     states = replayed(gateway, user, 2)
     assert (states[nids[0]]["interacted"], states[nids[1]]["interacted"]) == (False, True)
 
