@@ -94,6 +94,18 @@ class Marked:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """Exact counts of one inbox. ``total`` is the default list's size (archived and snoozed entries
+    are out of it); ``unread`` and ``unseen`` count only entries in it."""
+
+    total: int
+    unread: int
+    unseen: int
+    archived: int
+    snoozed: int
+
+
+@dataclass(frozen=True)
 class Changed:
     """What a state change did (:meth:`Inbox.mark_seen`, :meth:`Inbox.archive`, ...)."""
 
@@ -104,18 +116,6 @@ class Changed:
     """The ids given that name no notification in the inbox, in the order given."""
     changed: list[str] = field(default_factory=list, repr=False)
     """The notification ids that changed."""
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Exact counts of one inbox. ``total`` is the default list's size (archived and snoozed entries
-    are out of it); ``unread`` and ``unseen`` count only entries in it."""
-
-    total: int
-    unread: int
-    unseen: int
-    archived: int
-    snoozed: int
 
 
 @dataclass(frozen=True)
@@ -333,10 +333,10 @@ class Inbox:
         now = time.time()
         if not now < until <= now + MAX_SNOOZE_SECONDS:
             raise ValidationError(f"until must be in the future, at most {MAX_SNOOZE_SECONDS // 86400} days away")
-        changed = self._change("snooze", user_id, ids, until)
-        if changed.marked:
+        ids = _check_ids(ids)
+        if ids:  # held first: a wake-up with nothing due does nothing, a snooze without one would never end
             Schedule(self.r, self.keys).add(until, WAKE_SNOOZED, [user_id], {}, ROUTER_QUEUE)
-        return changed
+        return self._change("snooze", user_id, ids, until)
 
     def unsnooze(self, user_id: str, ids: Sequence[str] | None = None) -> Changed:
         """Bring snoozed ``ids`` (or all) back now, unread."""

@@ -3,9 +3,11 @@ resume, and a snooze woken by a real worker's scheduler loop."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from notifier.state.inbox import Inbox
@@ -28,6 +30,15 @@ def gateway() -> Iterator[Gateway]:
     gw.stop()
 
 
+@contextlib.contextmanager
+def connections(gateway: Gateway, user: str) -> Iterator[tuple[WsClient, WsClient, httpx.Client]]:
+    """Two connected WebSockets of ``user`` (the one acting, the other watching) and an HTTP client."""
+    with gateway.ws(token(user)) as mine, gateway.ws(token(user)) as other, gateway.client(token(user)) as http:
+        mine.next("connected")
+        other.next("connected")
+        yield mine, other, http
+
+
 def state_frame(ws: WsClient, state: str) -> dict[str, object]:
     frame = ws.next("state", 10)
     assert frame["state"] == state, frame
@@ -41,11 +52,11 @@ def replayed(gateway: Gateway, user: str, count: int) -> dict[str, dict[str, obj
     return {str(item["id"]): item for item in items}
 
 
-def all_pages(http: object, query: str) -> list[str]:
+def all_pages(http: httpx.Client, query: str) -> list[str]:
     """Every id ``GET /v1/notifications?<query>`` lists, one item per page through the cursor."""
     ids, cursor = [], ""
     while True:
-        page = http.get(f"/v1/notifications?limit=1&{query}{cursor}").json()  # type: ignore[attr-defined]
+        page = http.get(f"/v1/notifications?limit=1&{query}{cursor}").json()
         ids += [item["id"] for item in page["items"]]
         if page["next_cursor"] is None:
             return ids
@@ -55,9 +66,7 @@ def all_pages(http: object, query: str) -> list[str]:
 def test_seen_over_http_and_websocket_reaches_the_other_connection_and_a_resume(gateway: Gateway) -> None:
     user = uid()
     nids = [nid for nid, _ in seed_entries(user, 4)]
-    with gateway.ws(token(user)) as mine, gateway.ws(token(user)) as other, gateway.client(token(user)) as http:
-        mine.next("connected")
-        other.next("connected")
+    with connections(gateway, user) as (mine, other, http):
         assert http.get("/v1/notifications/counts").json() == {"total": 4, "unread": 4, "unseen": 4,
                                                                "archived": 0, "snoozed": 0}
         answer = http.post("/v1/notifications/seen", json={"ids": [nids[0], "nope"]}).json()
@@ -79,9 +88,7 @@ def test_seen_over_http_and_websocket_reaches_the_other_connection_and_a_resume(
 def test_archive_and_unarchive_over_http_and_websocket(gateway: Gateway) -> None:
     user = uid()
     nids = [nid for nid, _ in seed_entries(user, 5)]
-    with gateway.ws(token(user)) as mine, gateway.ws(token(user)) as other, gateway.client(token(user)) as http:
-        mine.next("connected")
-        other.next("connected")
+    with connections(gateway, user) as (mine, other, http):
         answer = http.post("/v1/notifications/archive", json={"ids": nids[:3]}).json()
         assert (answer["marked"], answer["archived"], answer["total"], answer["unread"]) == (3, 3, 2, 2)
         for ws in (mine, other):
@@ -110,16 +117,15 @@ def test_a_snooze_hides_until_a_worker_wakes_it_unread_with_a_live_event(worker:
     user = uid()
     nids = [nid for nid, _ in seed_entries(user, 3)]
     Inbox().mark_read(user, [nids[1]])
-    with gateway.ws(token(user)) as mine, gateway.ws(token(user)) as other, gateway.client(token(user)) as http:
-        mine.next("connected")
-        other.next("connected")
-        until = time.time() + 3
+    with connections(gateway, user) as (mine, other, http):
+        until = time.time() + 4
         mine.send({"type": "snooze", "ids": [nids[1]], "until": until, "ref": "z"})
         marked = mine.next("marked")
         assert (marked["state"], marked["snoozed"], marked["total"], marked["unread"]) == ("snooze", 1, 2, 2)
         frame = state_frame(other, "snoozed")
         assert (frame["ids"], frame["value"]) == ([nids[1]], until)
         assert all_pages(http, "") == [nids[2], nids[0]]
+        assert replayed(gateway, user, 3)[nids[1]]["snoozed_until"] == until
         woken = state_frame(other, "snoozed")  # sent by the worker's wake-up, not by this test
         assert (woken["ids"], woken["value"], woken["unread"]) == ([nids[1]], False, 3)
         assert time.time() >= until
