@@ -10,13 +10,16 @@ for them: *seen* is a "seen up to" entry id plus a set of ids seen one by one af
 *interacted* are sets, *snoozed* a sorted set of wake-up times (the wake-up is a task held in
 :class:`~notifier.state.schedule.Schedule`). Archiving or snoozing takes an entry out of the unread
 set; waking puts it back. ``inbox_state.lua`` changes them and takes the counts against the entries
-still kept, so they stay exact under concurrency and trimming too. Entry ids (``1700000000000-0``) are the cursor for
-pagination and for resuming a live stream; :func:`entry_key` orders them.
+still kept, so they stay exact under concurrency and trimming too.
+
+Entry ids (``1700000000000-0``) are the cursor for pagination and for resuming a live stream;
+:func:`entry_key` orders them.
 
 Each change is announced on the user's live channel as a *live event*, whose JSON shape is defined
 here once: the scripts fill :data:`NEW_ENTRY_EVENT` or :data:`UNREAD_EVENT` (passed to them as
-templates, so an append stays one atomic script call), Python fills the same ones
-(:func:`new_entry_event`, :func:`unread_event`) and the gateway reads them with :func:`parse_event`.
+templates, so an append stays one atomic script call) or :data:`STATE_EVENT`, Python fills the same
+ones (:func:`new_entry_event`, :func:`unread_event`, :func:`state_event`) and the gateway reads them
+with :func:`parse_event`.
 Key names come from :mod:`notifier.redis.keys`; which key holds what, and how to read it, is known
 only here (the gateway's event-loop reads are :class:`LiveInbox`'s).
 """
@@ -176,6 +179,13 @@ def new_entry_event(entry_id: str, unread: int, notification_json: str) -> str:
 def unread_event(unread: int) -> str:
     """:data:`UNREAD_EVENT` filled in Python (the scripts fill the same template)."""
     return UNREAD_EVENT % unread
+
+
+def state_event(change: StateChange) -> str:
+    """:data:`STATE_EVENT` filled in Python (``inbox_state.lua`` fills the same template)."""
+    value = ("true" if change.value else "false") if isinstance(change.value, bool) else repr(float(change.value))
+    return STATE_EVENT % (change.state, value, orjson.dumps(change.ids).decode(), "true" if change.all else "false",
+                          change.unread, change.unseen)
 
 
 def parse_event(data: bytes | str) -> LiveEvent | None:

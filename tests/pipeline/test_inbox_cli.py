@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 from notifier.state.inbox import Inbox
-from tests.inbox.test_inbox_states import seed
 from tests.support.helpers import uid
+from tests.unit.test_inbox_states import seed
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
