@@ -45,7 +45,8 @@ class Keys:
         return self._user(user_id, "unread")
 
     def seen_upto(self, user_id: str) -> str:
-        """String: the entry id up to which everything counts as seen (``mark all seen``)."""
+        """Hash: the entry id up to which everything counts as seen (``upto``, set by ``mark all seen``),
+        the stream's entries-added then (``added``) and the entries after it deleted since (``removed``)."""
         return self._user(user_id, "seen_upto")
 
     def seen(self, user_id: str) -> str:

@@ -295,7 +295,7 @@ class Inbox:
             return 0, self.unread_count(user_id)
         k = self.keys
         keys = [*self._append_keys(user_id), k.seen(user_id), k.archived(user_id), k.snoozed(user_id),
-                k.interacted(user_id)]
+                k.interacted(user_id), k.seen_upto(user_id)]
         deleted, unread = scripts.script("inbox_delete")(keys, [*_UNREAD_PIECES, *ids], client=self.r)
         return int(deleted), int(unread)
 
@@ -389,24 +389,55 @@ class Inbox:
             raise ValidationError(f"limit must be between 1 and {MAX_PAGE}")
         if before and entry_key(check_entry_id(before)) == (0, 0):
             return Page([], None)  # nothing is older than 0-0 (and Redis refuses "(0-0" as a bound)
+        if archived:
+            return self._list_archived(user_id, limit, before, unread_only, unseen_only)
         upper = f"({before}" if before else "+"
+        lower = "-"
+        if unseen_only:  # everything up to the seen marker is seen: the scan stops there
+            marker = cast("str | None", self.r.hget(self.keys.seen_upto(user_id), "upto"))
+            if marker:
+                if before and entry_key(before) <= entry_key(marker):
+                    return Page([], None)
+                lower = f"({marker}"
         items: list[dict[str, Any]] = []
         chunk = max(limit * 2, 50)
         while True:
             entries = cast("list[store.StreamEntry]",
-                           self.r.xrevrange(self.keys.inbox(user_id), max=upper, min="-", count=chunk))
+                           self.r.xrevrange(self.keys.inbox(user_id), max=upper, min=lower, count=chunk))
             if not entries:
                 return Page(items, None)
             decoded = self._with_read(user_id, [_decode(e) for e in entries])
             for item in decoded:
-                if (item["archived"] == archived and (archived or item["snoozed_until"] is None)
-                        and not (unread_only and item["read"]) and not (unseen_only and item["seen"])):
+                if _listed(item, unread_only, unseen_only) and not item["archived"] and item["snoozed_until"] is None:
                     items.append(item)
                     if len(items) == limit:
                         return Page(items, item["entry_id"])
             if len(entries) < chunk:
                 return Page(items, None)
             upper = f"({decoded[-1]['entry_id']}"
+
+    def _list_archived(self, user_id: str, limit: int, before: str | None, unread_only: bool,
+                       unseen_only: bool) -> Page:
+        """:meth:`list` of the archived entries, found through their set rather than by scanning the
+        stream (an inbox of 10,000 holds few archived ones, or all)."""
+        k = self.keys
+        nids = cast("list[str]", builtins.list(self.r.smembers(k.archived(user_id))))
+        found = cast("list[str | None]", self.r.hmget(k.inbox_ids(user_id), nids)) if nids else []
+        bound = entry_key(before) if before else None
+        kept = sorted(((entry_key(e), e) for e in found if e and (bound is None or entry_key(e) < bound)),
+                      reverse=True)
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(kept), MAX_PAGE):
+            pipe = self.r.pipeline(transaction=False)
+            for _, entry_id in kept[start:start + MAX_PAGE]:
+                pipe.xrange(k.inbox(user_id), min=entry_id, max=entry_id)
+            entries = [e[0] for e in pipe.execute() if e]
+            for item in self._with_read(user_id, [_decode(e) for e in entries]):
+                if _listed(item, unread_only, unseen_only):
+                    items.append(item)
+                    if len(items) == limit:
+                        return Page(items, item["entry_id"])
+        return Page(items, None)
 
     def since(self, user_id: str, entry_id: str, count: int = 500) -> builtins.list[dict[str, Any]]:
         """Entries after ``entry_id``, oldest first, with ``read``: what a reconnecting client missed."""
@@ -438,7 +469,7 @@ class Inbox:
         k, nids = self.keys, [item["id"] for item in items]
         pipe = self.r.pipeline(transaction=False)
         pipe.smismember(k.unread(user_id), nids)
-        pipe.get(k.seen_upto(user_id))
+        pipe.hget(k.seen_upto(user_id), "upto")
         pipe.smismember(k.seen(user_id), nids)
         pipe.smismember(k.archived(user_id), nids)
         pipe.zmscore(k.snoozed(user_id), nids)
@@ -469,6 +500,10 @@ class LiveInbox:
             pipe.scard(self.keys.unread(user_id))
             newest, unread = await pipe.execute()
         return (newest[0][0] if newest else None), int(unread)
+
+
+def _listed(item: dict[str, Any], unread_only: bool, unseen_only: bool) -> bool:
+    return not (unread_only and item["read"]) and not (unseen_only and item["seen"])
 
 
 def _decode(entry: store.StreamEntry) -> dict[str, Any]:

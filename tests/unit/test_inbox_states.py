@@ -118,3 +118,20 @@ def test_interacted_is_recorded() -> None:
     assert box.mark_interacted(user, [nids[0]]).marked == 1
     assert box.mark_interacted(user, [nids[0]]).marked == 0
     assert [i["interacted"] for i in box.list(user).items] == [False, True]
+
+
+def test_unseen_stays_exact_across_deletes_and_a_trim_past_the_seen_marker() -> None:
+    box, user = Inbox(max_len=10), uid("u")
+    old = seed(box, user, 5)
+    box.mark_seen(user)
+    new = seed(box, user, 3)
+    box.delete(user, [old[0], new[0]])
+    counts = box.counts(user)
+    assert (counts.unseen, counts.total) == (2, 6)
+    assert listed(box, user, unseen_only=True) == new[:0:-1]
+    box.archive(user, [new[1]])
+    assert box.counts(user).unseen == 1
+    seed(box, user, 20)  # the cap trims past the marker: every kept entry is newer than it
+    counts = box.counts(user)
+    assert counts.unseen == counts.total == len(listed(box, user, unseen_only=True)) == len(listed(box, user))
+    assert box.mark_seen(user).counts.unseen == 0

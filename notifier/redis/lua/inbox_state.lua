@@ -1,11 +1,14 @@
 -- Change one state of notifications in a user's inbox (seen, archived, snoozed, interacted), or read
 -- the counts, and tell live connections. Appends touch none of these keys: an entry is unseen when it
--- is newer than the "seen up to" marker and not in the seen set, and every count is taken against the
--- entries still in the inbox, so it stays exact when the cap trims entries whose states are still set
--- (those are pruned here once a set holds more than the cap).
+-- is newer than the "seen up to" marker and not in the seen set (archiving or snoozing one puts it
+-- there, waking takes it out). How many entries are newer than the marker comes from the stream's own
+-- entries-added counter: those added since the marker was set, less those deleted since (kept in the
+-- marker by inbox_delete.lua), at most the stream's length (once the cap trims past the marker, every
+-- kept entry is newer). Every count is taken against the entries still in the inbox, so it stays exact
+-- when the cap trims entries whose states are still set (pruned here once a set outgrows the cap).
 -- An id is a notification id or an inbox entry id (<ms>-<seq>), as in inbox_read.lua.
 -- PUBLISH (the command) is defined by notifier/redis/scripts.py: SPUBLISH on a Redis Cluster.
--- KEYS: inbox stream, id hash, unread set, live channel, seen-up-to string, seen set, archived set,
+-- KEYS: inbox stream, id hash, unread set, live channel, seen marker hash, seen set, archived set,
 --       snoozed sorted set, interacted set
 -- ARGV: operation (seen | archive | unarchive | snooze | unsnooze | wake | interact | counts), the cap,
 --       a value (snooze: until, epoch s; wake: now), the live event's template
@@ -33,7 +36,21 @@ local function nid_of(fields)
 end
 
 local function upto()
-  return redis.call('GET', upto_k) or '0-0'
+  return redis.call('HGET', upto_k, 'upto') or '0-0'
+end
+
+local function entries_added()
+  local info = redis.pcall('XINFO', 'STREAM', inbox)
+  if type(info) ~= 'table' or info.err then return 0 end
+  for i = 1, #info, 2 do
+    if info[i] == 'entries-added' then return info[i + 1] end
+  end
+  return 0
+end
+
+local function set_marker(entry_id)
+  redis.call('HSET', upto_k, 'upto', entry_id, 'added', entries_added(), 'removed', 0)
+  redis.call('DEL', seen_s)
 end
 
 local function newer_than(marker)
@@ -41,20 +58,18 @@ local function newer_than(marker)
   return redis.call('XRANGE', inbox, '(' .. marker, '+')
 end
 
-local function hidden(nid)
-  return redis.call('SISMEMBER', archived_s, nid) == 1 or redis.call('ZSCORE', snoozed_z, nid)
-end
+local present
 
 local function unseen_count()
-  local n = 0
-  for _, entry in ipairs(newer_than(upto())) do
-    local nid = nid_of(entry[2])
-    if redis.call('SISMEMBER', seen_s, nid) == 0 and not hidden(nid) then n = n + 1 end
-  end
-  return n
+  local len, added = redis.call('XLEN', inbox), entries_added()
+  local at, removed = unpack(redis.call('HMGET', upto_k, 'added', 'removed'))
+  at, removed = tonumber(at) or 0, tonumber(removed) or 0
+  local newer = len
+  if added >= at then newer = math.max(0, math.min(len, added - at - removed)) end
+  return newer - present(redis.call('SMEMBERS', seen_s))
 end
 
-local function present(members)
+function present(members)
   local n = 0
   for _, nid in ipairs(members) do
     if redis.call('HEXISTS', ids_h, nid) == 1 then n = n + 1 end
@@ -90,6 +105,11 @@ if not all then
   end
 end
 
+local function seen_too(t)
+  -- archived or snoozed entries leave the unseen count with the default list
+  if after(t[2], upto()) then redis.call('SADD', seen_s, t[1]) end
+end
+
 local function each_entry()
   -- every entry as {nid, entry id}
   local flat = redis.call('HGETALL', ids_h)
@@ -107,8 +127,7 @@ if op == 'seen' then
         local nid = nid_of(entry[2])
         if redis.call('SISMEMBER', seen_s, nid) == 0 then changed[#changed + 1] = nid end
       end
-      redis.call('SET', upto_k, newest[1])
-      redis.call('DEL', seen_s)
+      set_marker(newest[1])
     end
   else
     for _, t in ipairs(targets) do
@@ -121,8 +140,14 @@ elseif op == 'archive' then
   for _, t in ipairs(targets) do
     if redis.call('SADD', archived_s, t[1]) == 1 then changed[#changed + 1] = t[1] end
     redis.call('SREM', unread_s, t[1])
+    if not all then seen_too(t) end
+  end
+  if all then
+    local newest = redis.call('XREVRANGE', inbox, '+', '-', 'COUNT', 1)[1]
+    if newest and after(newest[1], upto()) then set_marker(newest[1]) end
   end
   prune(archived_s)
+  prune(seen_s)
 elseif op == 'unarchive' then
   event_value = 'false'
   if all then
@@ -141,8 +166,10 @@ elseif op == 'snooze' then
   for _, t in ipairs(targets) do
     redis.call('ZADD', snoozed_z, value, t[1])
     redis.call('SREM', unread_s, t[1])
+    seen_too(t)
     changed[#changed + 1] = t[1]
   end
+  prune(seen_s)
 elseif op == 'unsnooze' or op == 'wake' then
   -- back as unread (and unseen, unless "mark all seen" passed it)
   event_value = 'false'
