@@ -6,7 +6,8 @@ size is the unread count. Appends, deletes and mark-read are Lua scripts, so cou
 concurrency and when the cap trims old entries.
 
 The other states (:data:`STATES`) live in keys an append never touches, so a broadcast pays nothing
-for them: *seen* is a "seen up to" entry id plus a set of ids seen one by one after it, *archived* and
+for them: *seen* is a "seen up to" entry id (with the stream's entries-added counter at that point,
+so the entries after it are counted, not scanned) plus a set of ids seen one by one after it, *archived* and
 *interacted* are sets, *snoozed* a sorted set of wake-up times (the wake-up is a task held in
 :class:`~notifier.state.schedule.Schedule`). Archiving or snoozing takes an entry out of the unread
 set; waking puts it back. ``inbox_state.lua`` changes them and takes the counts against the entries
