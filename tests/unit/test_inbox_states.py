@@ -110,6 +110,10 @@ def test_snoozed_is_hidden_then_back_unread() -> None:
     woken = box.wake_due(user, now=until)
     assert (woken.changed, woken.counts.unread, woken.counts.total) == ([nids[1]], 3, 3)
     assert [i["read"] for i in box.list(user).items] == [False, False, False]
+    box.snooze(user, [nids[0]], until)
+    box.archive(user, [nids[0]])
+    woken = box.wake_due(user, now=until)
+    assert (woken.changed, woken.counts.unread, woken.counts.archived, woken.counts.total) == ([nids[0]], 2, 1, 2)
 
 
 def test_interacted_is_recorded() -> None:

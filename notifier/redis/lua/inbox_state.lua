@@ -183,7 +183,8 @@ elseif op == 'unsnooze' or op == 'wake' then
   end
   for _, nid in ipairs(nids) do
     if redis.call('ZREM', snoozed_z, nid) == 1 and redis.call('HEXISTS', ids_h, nid) == 1 then
-      redis.call('SADD', unread_s, nid)
+      -- an archived one stays read: unread counts only what the default list shows
+      if redis.call('SISMEMBER', archived_s, nid) == 0 then redis.call('SADD', unread_s, nid) end
       redis.call('SREM', seen_s, nid)
       changed[#changed + 1] = nid
     end
