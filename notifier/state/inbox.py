@@ -428,9 +428,10 @@ class Inbox:
         kept = sorted(((entry_key(e), e) for e in found if e and (bound is None or entry_key(e) < bound)),
                       reverse=True)
         items: list[dict[str, Any]] = []
-        for start in range(0, len(kept), MAX_PAGE):
+        chunk = max(limit * 2, 50) if unread_only or unseen_only else limit
+        for start in range(0, len(kept), chunk):
             pipe = self.r.pipeline(transaction=False)
-            for _, entry_id in kept[start:start + MAX_PAGE]:
+            for _, entry_id in kept[start:start + chunk]:
                 pipe.xrange(k.inbox(user_id), min=entry_id, max=entry_id)
             entries = [e[0] for e in pipe.execute() if e]
             for item in self._with_read(user_id, [_decode(e) for e in entries]):
