@@ -295,15 +295,17 @@ class Inbox:
         if not ids:
             return 0, self.unread_count(user_id)
         k = self.keys
-        keys = [*self._append_keys(user_id), k.seen(user_id), k.archived(user_id), k.snoozed(user_id),
-                k.interacted(user_id), k.seen_upto(user_id)]
+        keys = [k.inbox(user_id), k.inbox_ids(user_id), k.unread(user_id), k.live(user_id), k.seen(user_id),
+                k.archived(user_id), k.snoozed(user_id), k.interacted(user_id), k.seen_upto(user_id)]
         deleted, unread = scripts.script("inbox_delete")(keys, [*_UNREAD_PIECES, *ids], client=self.r)
         return int(deleted), int(unread)
 
     def _state_keys(self, user_id: str) -> list[str]:
+        """``inbox_state.lua``'s keys, spelled out (not :meth:`_append_keys` plus more: the scripts
+        name keys by position)."""
         k = self.keys
-        return [*self._append_keys(user_id), k.seen_upto(user_id), k.seen(user_id), k.archived(user_id),
-                k.snoozed(user_id), k.interacted(user_id)]
+        return [k.inbox(user_id), k.inbox_ids(user_id), k.unread(user_id), k.live(user_id), k.seen_upto(user_id),
+                k.seen(user_id), k.archived(user_id), k.snoozed(user_id), k.interacted(user_id)]
 
     def _change(self, op: str, user_id: str, ids: Sequence[str] | None, value: float = 0.0) -> Changed:
         """Run ``op`` of ``inbox_state.lua`` on ``ids`` (notification or entry ids), or on all when None."""
