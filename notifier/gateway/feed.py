@@ -27,7 +27,7 @@ from notifier.gateway.hub import RESYNC, Hub, Item, Subscriber
 from notifier.gateway.metrics import CONNECTIONS, CONNECTS, DELIVERED, RESUMES
 from notifier.gateway.state import GatewayState
 from notifier.gateway.timers import Timer, timers
-from notifier.state.inbox import Inbox, NewEntry, UnreadCount, check_entry_id, entry_key
+from notifier.state.inbox import Inbox, NewEntry, StateChange, UnreadCount, check_entry_id, entry_key
 
 START = "0-0"
 """The id before every entry: resuming from it replays the whole inbox."""
@@ -36,7 +36,7 @@ REPLAY_PAGE = 200
 
 @dataclass(frozen=True)
 class Event:
-    """What a transport sends: ``notification`` (with its entry ``id``) or ``unread_count``."""
+    """What a transport sends: ``notification`` (with its entry ``id``), ``unread_count`` or ``state``."""
 
     kind: str
     data: dict[str, Any]
@@ -232,6 +232,8 @@ class Feed:
             self.state.delivered.add(self.user_id, item.notification["id"], item.entry_id, self.transport)
         elif isinstance(item, UnreadCount):
             yield [unread_event(item.unread)]
+        elif isinstance(item, StateChange):
+            yield [Event("state", item.data())]
 
     def _advance(self, entry_id: str) -> None:
         if self.last_id is None or entry_key(entry_id) > entry_key(self.last_id):
