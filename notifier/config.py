@@ -378,8 +378,8 @@ class DeliveryLogSettings(_Section):
     delivery_log: bool = True
     """record every decision and outcome (`notifier status`, `notifier log`, event webhooks); off, no
     event is written"""
-    database_url: str = Field("", json_schema_extra=_shown("SQLite file `notifier-log.sqlite3` in the "
-                                                           "working directory"))
+    database_url: str = Field("", json_schema_extra=_shown("SQLite file `~/.local/state/notifier/"
+                                                           "log.sqlite3` (`$XDG_STATE_HOME`)"))
     """SQLAlchemy URL of the log's database, e.g. `postgresql+psycopg://user@host/db` (run
     `notifier db upgrade` once, and after each upgrade of notifier)"""
     log_retention_days: int = Field(30, ge=1, le=3650)

@@ -45,6 +45,7 @@ def _refuse_old_store(**_: object) -> None:
 import workers.deliver  # noqa: E402  (registers the tasks)
 import workers.deliverylog  # noqa: E402
 import workers.event_webhooks  # noqa: E402
+import workers.inbox  # noqa: E402
 import workers.maintenance  # noqa: E402
 import workers.poison  # noqa: E402
 import workers.router  # noqa: E402

@@ -113,6 +113,7 @@ def _print_block(stack: DevStack, url: str, concurrency: int, gateway: str | Non
                  welcome: str | None, log_path: Path | None) -> None:
     """The start-up summary a person looks for, printed once every child is up."""
     from notifier import tokens
+    from notifier.config import get_settings
 
     click.echo("")
     from notifier.redis.urls import redact
@@ -125,6 +126,8 @@ def _print_block(stack: DevStack, url: str, concurrency: int, gateway: str | Non
         click.echo(f"gateway  {gateway}/")
         click.echo(f"demo     {gateway}/?token={token}")
         click.echo(f"docs     {gateway}/docs")
+        click.echo(f"admin    {gateway}/admin  (" + ("the key is NOTIFIER_API_KEY" if get_settings().api_key else
+                                                     "set NOTIFIER_API_KEY to use it") + ")")
     if flower:
         click.echo(f"flower   {flower}")
     click.echo(f"token    {token}  (user {DEMO_USER}; `notifier token USER` makes more)")

@@ -25,7 +25,7 @@ from notifier.models import CANCEL_KEY, Notification, Preferences, parse_json, v
 from notifier.pipeline.producer import cancel, send_bulk, send_notification
 from notifier.state.devices import Device, Devices, Registration
 from notifier.state.groups import group_recipient
-from notifier.state.inbox import MAX_IDS, MAX_PAGE
+from notifier.state.inbox import MAX_IDS, MAX_PAGE, Changed, Inbox
 from notifier.templates import get_renderer
 from notifier.textlimits import SmsLength, sms_length
 
@@ -51,6 +51,10 @@ class InboxItem(Notification):
     model_config = ConfigDict(extra="allow", frozen=True)
     entry_id: str = Field(description="Inbox entry id: the cursor, and the id to resume a stream from")
     read: bool
+    seen: bool = Field(description="The feed showed it (an archived one counts as seen)")
+    archived: bool
+    snoozed_until: float | None = Field(description="When a snoozed one comes back (epoch s); null if not snoozed")
+    interacted: bool = Field(description="The user took one of its actions")
 
 
 class InboxPage(BaseModel):
@@ -60,6 +64,25 @@ class InboxPage(BaseModel):
 
 class UnreadCount(BaseModel):
     unread: int
+
+
+class Counts(BaseModel):
+    total: int = Field(description="Notifications in the default list (archived and snoozed ones are not)")
+    unread: int
+    unseen: int
+    archived: int
+    snoozed: int
+
+
+class StateAnswer(Counts):
+    """What a state change did, and the counts afterwards."""
+
+    marked: int = Field(description="Notifications whose state changed (ones already in it are not counted)")
+    unknown: list[str] = Field(description="The ids sent that name no notification in your inbox")
+
+
+def state_answer(changed: Changed) -> dict[str, Any]:
+    return {"marked": changed.marked, "unknown": changed.unknown, **asdict(changed.counts)}
 
 
 class MarkRead(BaseModel):
@@ -88,17 +111,25 @@ class MarkedRead(BaseModel):
     unread: int
 
 
-class Seen(BaseModel):
-    """Notifications the user's client showed (a list scrolled past, a toast displayed)."""
+class MarkState(MarkRead):
+    """Either ``ids`` (notification ids or inbox entry ids) or ``all: true``: the body of every state
+    change (seen, archive, unarchive, unsnooze) and of the WebSocket frames of the same name."""
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, min_length=1, max_length=MAX_IDS, description="Notification ids (`id`) or inbox entry ids (`entry_id`)")
+
+
+class Snooze(BaseModel):
+    """Hide ``ids`` until ``until``; they come back unread, announced live."""
 
     model_config = ConfigDict(extra="forbid")
-    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=MAX_IDS,
-                                                                         description="Notification ids (`id`)")
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=MAX_IDS, description="Notification ids (`id`) or inbox entry ids (`entry_id`)")
+    until: float = Field(description="When they come back, epoch seconds (in the future, within a year)")
 
 
-class SeenAnswer(BaseModel):
-    seen: int
-    unknown: list[str] = Field(description="The ids sent that name no notification in your inbox")
+class SeenAnswer(StateAnswer):
+    seen: int = Field(description="The ids sent that name a notification of yours (a `seen` event each)")
 
 
 class Click(BaseModel):
@@ -148,15 +179,25 @@ def list_notifications(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     before: Annotated[str | None, Query(max_length=41, description="Cursor: an entry id from `next_cursor`")] = None,
     unread: Annotated[bool, Query(description="Only unread notifications")] = False,
+    unseen: Annotated[bool, Query(description="Only unseen notifications")] = False,
+    archived: Annotated[bool, Query(description="The archived notifications instead of the others")] = False,
 ) -> Response:
-    """The caller's notifications, newest first, one page at a time."""
-    page = state.inbox.list(user, limit=limit, before=before or None, unread_only=unread)
+    """The caller's notifications, newest first, one page at a time; archived and snoozed ones are
+    left out unless ``archived=true`` (which lists only those archived). Filters combine with paging."""
+    page = state.inbox.list(user, limit=limit, before=before or None, unread_only=unread, unseen_only=unseen,
+                            archived=archived)
     return JSON({"items": page.items, "next_cursor": page.next_cursor})
 
 
 @router.get("/notifications/unread-count", response_model=UnreadCount, tags=["inbox"])
 def unread_count(user: UserId, state: State) -> UnreadCount:
     return UnreadCount(unread=state.inbox.unread_count(user))
+
+
+@router.get("/notifications/counts", response_model=Counts, tags=["inbox"])
+def counts(user: UserId, state: State) -> Response:
+    """Exact counts: the default list's total, unread, unseen (the bell's badge), archived, snoozed."""
+    return JSON(asdict(state.inbox.counts(user)))
 
 
 @router.post("/notifications/read", response_model=MarkedRead, tags=["inbox"])
@@ -171,11 +212,43 @@ def mark_read(user: UserId, state: State, body: MarkRead) -> MarkedRead:
 
 
 @router.post("/notifications/seen", response_model=SeenAnswer, tags=["inbox"])
-def mark_seen(user: UserId, state: State, body: Seen) -> SeenAnswer:
-    """Say that the client showed these notifications: a ``seen`` event each in the delivery log."""
-    known, unknown = state.inbox.present(user, list(dict.fromkeys(body.ids)))
-    emission.record(emission.by_user("seen", user, known))
-    return SeenAnswer(seen=len(known), unknown=unknown)
+def mark_seen(user: UserId, state: State, body: MarkState) -> Response:
+    """Say that the client showed these notifications (or all): they stop counting as unseen, your
+    open connections get a ``state`` event, and each gets a ``seen`` event in the delivery log."""
+    return JSON(record_seen(state.inbox, user, None if body.all else body.ids))
+
+
+def record_seen(inbox: Inbox, user: str, ids: list[str] | None) -> dict[str, Any]:
+    """Mark ``ids`` (or all) seen and log a ``seen`` event for each notification named (for all: each
+    that became seen); the answer's fields (HTTP and the WebSocket's ``seen`` frame)."""
+    changed = inbox.mark_seen(user, ids)
+    named = [] if ids is None else [i for i in dict.fromkeys(ids) if i not in changed.unknown]
+    shown = changed.changed if ids is None else inbox.present(user, named)[0] if named else []
+    emission.record(emission.by_user("seen", user, shown))
+    return {**state_answer(changed), "seen": len(shown)}
+
+
+@router.post("/notifications/archive", response_model=StateAnswer, tags=["inbox"])
+def archive(user: UserId, state: State, body: MarkState) -> Response:
+    """Archive some or all notifications: out of the default list (listed with ``archived=true``), read."""
+    return JSON(state_answer(state.inbox.archive(user, None if body.all else body.ids)))
+
+
+@router.post("/notifications/unarchive", response_model=StateAnswer, tags=["inbox"])
+def unarchive(user: UserId, state: State, body: MarkState) -> Response:
+    return JSON(state_answer(state.inbox.unarchive(user, None if body.all else body.ids)))
+
+
+@router.post("/notifications/snooze", response_model=StateAnswer, tags=["inbox"])
+def snooze(user: UserId, state: State, body: Snooze) -> Response:
+    """Hide notifications until ``until``; then they come back unread and your connections are told."""
+    return JSON(state_answer(state.inbox.snooze(user, body.ids, body.until)))
+
+
+@router.post("/notifications/unsnooze", response_model=StateAnswer, tags=["inbox"])
+def unsnooze(user: UserId, state: State, body: MarkState) -> Response:
+    """Bring snoozed notifications (or all) back now, unread."""
+    return JSON(state_answer(state.inbox.unsnooze(user, None if body.all else body.ids)))
 
 
 @router.post("/notifications/{notification_id}/click", status_code=204, tags=["inbox"],

@@ -36,6 +36,7 @@ from notifier.state.inbox import (
     Inbox,
     NewEntry,
     Position,
+    StateChange,
     UnreadCount,
     check_entry_id,
     check_epoch,
@@ -47,7 +48,7 @@ REPLAY_PAGE = 200
 
 @dataclass(frozen=True)
 class Event:
-    """What a transport sends: ``notification`` (with its entry ``id``) or ``unread_count``."""
+    """What a transport sends: ``notification`` (with its entry ``id``), ``unread_count`` or ``state``."""
 
     kind: str
     data: dict[str, Any]
@@ -250,6 +251,8 @@ class Feed:
             self.state.delivered.add(self.user_id, item.notification["id"], item.entry_id, self.transport)
         elif isinstance(item, UnreadCount):
             yield [unread_event(item.unread)]
+        elif isinstance(item, StateChange):
+            yield [Event("state", item.data())]
 
     async def _position(self) -> Position:
         """Where the inbox stands, its stream given an epoch first if it has none."""

@@ -1,12 +1,15 @@
 """``GET /v1/ws``: the live feed over a WebSocket, with JSON frames both ways.
 
 Server to client: ``connected``, ``notification`` (``id`` = inbox entry id), ``unread_count``,
-``pong``, ``marked`` and ``error``. Client to server: ``{"type": "ping"}``, ``{"type": "read",
-"ids": [...]}`` (notification ids or entry ids) or ``{"type": "read", "all": true}``, answered by
-``{"type": "marked", "marked": N, "unknown": [the ids that named nothing], "unread": N}``, and
-``{"type": "resume", "since": "<entry id>", "epoch": "<epoch>"?}``, answered by ``{"type": "resumed",
-"recovered": bool, "last_event_id": where the replay starts}`` and the replay; any frame may carry a
-``ref`` that the answer echoes.
+``state`` (a state changed on any connection: ``state``, ``value``, ``ids``, ``all``, ``unread``,
+``unseen``), ``pong``, ``marked`` and ``error``. Client to server: ``{"type": "ping"}``,
+``{"type": "read", "ids": [...]}`` (notification ids or entry ids) or ``{"type": "read", "all": true}``,
+answered by ``{"type": "marked", "marked": N, "unknown": [the ids that named nothing], "unread": N}``;
+``seen``, ``archive``, ``unarchive`` and ``unsnooze`` with the same ``ids`` or ``all``, and ``snooze``
+with ``ids`` and ``until``, answered by ``marked`` with its ``state`` and the counts (the HTTP
+answer); and ``{"type": "resume", "since": "<entry id>", "epoch": "<epoch>"?}``, answered by
+``{"type": "resumed", "recovered": bool, "last_event_id": where the replay starts}`` and the replay.
+Any frame may carry a ``ref`` that the answer echoes.
 Resuming at connect time takes ``?last_event_id=`` and ``?epoch=`` (the epoch of the last ``connected``
 frame); the ``connected`` frame then says ``recovered`` (see :mod:`notifier.gateway.feed`).
 A bad frame gets an ``error`` frame and the connection stays up; an oversized one closes it with
@@ -52,7 +55,7 @@ from notifier.errors import (
     StoreUnavailable,
     TokenExpired,
 )
-from notifier.gateway.api import MarkRead
+from notifier.gateway.api import MarkRead, MarkState, Snooze, record_seen, state_answer
 from notifier.gateway.auth import live_claims
 from notifier.gateway.errors import describe_validation
 from notifier.gateway.feed import Event, Feed
@@ -85,6 +88,16 @@ class Read(_Frame, MarkRead):
     type: Literal["read"]
 
 
+class StateFrame(_Frame, MarkState):
+    """``{"type": "seen" | "archive" | "unarchive" | "unsnooze", "ids": [...]}`` or ``"all": true``."""
+
+    type: Literal["seen", "archive", "unarchive", "unsnooze"]
+
+
+class SnoozeFrame(_Frame, Snooze):
+    type: Literal["snooze"]
+
+
 class Resume(_Frame):
     type: Literal["resume"]
     since: str
@@ -98,7 +111,8 @@ class Resume(_Frame):
         return self
 
 
-ClientFrame = TypeAdapter(Annotated[Ping | Read | Resume, Field(discriminator="type")])
+Frame = Ping | Read | StateFrame | SnoozeFrame | Resume
+ClientFrame = TypeAdapter(Annotated[Frame, Field(discriminator="type")])
 
 
 class _Connection:
@@ -195,7 +209,7 @@ class _Connection:
             await self.error("unavailable", "Redis is unreachable; retry shortly", ref)
         return True
 
-    async def dispatch(self, frame: Ping | Read | Resume) -> None:
+    async def dispatch(self, frame: Frame) -> None:
         reply: dict[str, Any]
         if isinstance(frame, Ping):
             reply = {"type": "pong"}
@@ -204,6 +218,8 @@ class _Connection:
                                              None if frame.all else frame.ids)
             await run_in_threadpool(emission.record, emission.by_user("read", self.feed.user_id, marked.read))
             reply = {"type": "marked", "marked": marked.marked, "unknown": marked.unknown, "unread": marked.unread}
+        elif isinstance(frame, (StateFrame, SnoozeFrame)):
+            reply = {"type": "marked", "state": frame.type, **await run_in_threadpool(self.change, frame)}
         else:
             recovered, since = await self.feed.recovery(frame.since, frame.epoch)
             resumed: dict[str, Any] = {"type": "resumed", "recovered": recovered, "last_event_id": since}
@@ -214,6 +230,18 @@ class _Connection:
         if frame.ref is not None:
             reply["ref"] = frame.ref
         await self.send(reply)
+
+
+    def change(self, frame: StateFrame | SnoozeFrame) -> dict[str, Any]:
+        """Carry out a state frame as its HTTP endpoint does (in the thread pool); the answer's fields."""
+        inbox, user = self.state.inbox, self.feed.user_id
+        if isinstance(frame, SnoozeFrame):
+            return state_answer(inbox.snooze(user, frame.ids, frame.until))
+        ids = None if frame.all else frame.ids
+        if frame.type == "seen":
+            return record_seen(inbox, user, ids)
+        change = {"archive": inbox.archive, "unarchive": inbox.unarchive, "unsnooze": inbox.unsnooze}[frame.type]
+        return state_answer(change(user, ids))
 
 
 async def websocket_feed(state: GatewayState, scope: Scope, receive: Receive, send: Send) -> None:

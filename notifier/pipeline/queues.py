@@ -29,6 +29,8 @@ ROUTE_AUDIENCE = "notifier.route_audience"
 """Expand a group or every known user into ``ROUTE_USERS`` batches."""
 ADVANCE = "notifier.workflow.advance"
 """Take the next steps of workflow runs, ``[user_id, run_id, step]`` refs (``workers/workflow.py``)."""
+WAKE_SNOOZED = "notifier.inbox.wake"
+"""Bring back a user's snoozed notifications that are due, ``[user_id]`` (``workers/inbox.py``)."""
 REPLAY = "notifier.replay_dead_letters"
 """Re-enqueue dead-lettered tasks (``notifier dlq replay``)."""
 DRAIN_LOG = "notifier.log.drain"
@@ -51,6 +53,7 @@ ROUTES: dict[str, dict[str, str]] = {
     ROUTE_AUDIENCE: {"queue": ROUTER_QUEUE},
     ADVANCE: {"queue": ROUTER_QUEUE},
     REPLAY: {"queue": ROUTER_QUEUE},
+    WAKE_SNOOZED: {"queue": ROUTER_QUEUE},
     DRAIN_LOG: {"queue": LOG_QUEUE},
     PRUNE_LOG: {"queue": LOG_QUEUE},
     EVENT_WEBHOOK: {"queue": EVENT_WEBHOOKS_QUEUE},

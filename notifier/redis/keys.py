@@ -51,6 +51,27 @@ class Keys:
         """Set of unread notification ids; its size is the unread count."""
         return self._user(user_id, "unread")
 
+    def seen_upto(self, user_id: str) -> str:
+        """Hash: the entry id up to which everything counts as seen (``upto``, set by ``mark all seen``),
+        the stream's entries-added then (``added``) and the entries after it deleted since (``removed``)."""
+        return self._user(user_id, "seen_upto")
+
+    def seen(self, user_id: str) -> str:
+        """Set of notification ids seen one by one, newer than :meth:`seen_upto`."""
+        return self._user(user_id, "seen")
+
+    def archived(self, user_id: str) -> str:
+        """Set of archived notification ids (out of the default list)."""
+        return self._user(user_id, "archived")
+
+    def snoozed(self, user_id: str) -> str:
+        """Sorted set: snoozed notification id -> when it comes back (epoch seconds)."""
+        return self._user(user_id, "snoozed")
+
+    def interacted(self, user_id: str) -> str:
+        """Set of notification ids the user took an action on."""
+        return self._user(user_id, "interacted")
+
     def live(self, user_id: str) -> str:
         """Pub/Sub channel for live delivery to the user's open connections."""
         return self._user(user_id, "live")

@@ -3,8 +3,18 @@
 Each user has a stream of entries (``nid`` = notification id, ``n`` = notification JSON), a hash from
 notification id to entry id (so a redelivered task never appends twice) and a set of unread ids whose
 size is the unread count. Appends, deletes and mark-read are Lua scripts, so counts stay right under
-concurrency and when the cap trims old entries. Entry ids (``1700000000000-0``) are the cursor for
-pagination and for resuming a live stream; :func:`entry_key` orders them.
+concurrency and when the cap trims old entries.
+
+The other states (:data:`STATES`) live in keys an append never touches, so a broadcast pays nothing
+for them: *seen* is a "seen up to" entry id (with the stream's entries-added counter at that point,
+so the entries after it are counted, not scanned) plus a set of ids seen one by one after it, *archived* and
+*interacted* are sets, *snoozed* a sorted set of wake-up times (the wake-up is a task held in
+:class:`~notifier.state.schedule.Schedule`). Archiving or snoozing takes an entry out of the unread
+set; waking puts it back. ``inbox_state.lua`` changes them and takes the counts against the entries
+still kept, so they stay exact under concurrency and trimming too.
+
+Entry ids (``1700000000000-0``) are the cursor for pagination and for resuming a live stream;
+:func:`entry_key` orders them.
 
 A stream's history has its own hash (:class:`Position`): the epoch, random and new whenever the
 stream is created afresh, and the newest id the cap trimmed, so a resuming client can be told whether
@@ -13,8 +23,9 @@ and :meth:`Inbox.epoch` gives a stream its epoch when a client first connects.
 
 Each change is announced on the user's live channel as a *live event*, whose JSON shape is defined
 here once: the scripts fill :data:`NEW_ENTRY_EVENT` or :data:`UNREAD_EVENT` (passed to them as
-templates, so an append stays one atomic script call), Python fills the same ones
-(:func:`new_entry_event`, :func:`unread_event`) and the gateway reads them with :func:`parse_event`.
+templates, so an append stays one atomic script call) or :data:`STATE_EVENT`, Python fills the same
+ones (:func:`new_entry_event`, :func:`unread_event`, :func:`state_event`) and the gateway reads them
+with :func:`parse_event`.
 Key names come from :mod:`notifier.redis.keys`; which key holds what, and how to read it, is known
 only here (the gateway's event-loop reads are :class:`LiveInbox`'s).
 """
@@ -24,6 +35,7 @@ from __future__ import annotations
 import builtins
 import re
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -50,6 +62,12 @@ NEW_ENTRY_EVENT = '{"event":"notification","entry_id":"%s","unread":%d,"notifica
 """The live event of an append: entry id, unread count afterwards, the notification JSON."""
 UNREAD_EVENT = '{"event":"unread_count","unread":%d}'
 """The live event of a mark-read or delete that changed something: the unread count afterwards."""
+STATE_EVENT = '{"event":"state","state":"%s","value":%s,"ids":%s,"all":%s,"unread":%d,"unseen":%d}'
+"""The live event of a state change (:data:`STATES`): the state, its new value (true/false, or the
+snooze's until), the notification ids that changed, whether all were marked, the counts afterwards."""
+STATES = ("seen", "archived", "snoozed", "interacted")
+"""The states besides ``read`` that an entry has."""
+MAX_SNOOZE_SECONDS = 366 * 86400
 
 
 def _pieces(template: str) -> list[str]:
@@ -61,6 +79,7 @@ def _pieces(template: str) -> list[str]:
 
 _NEW_ENTRY_PIECES = _pieces(NEW_ENTRY_EVENT)
 _UNREAD_PIECES = _pieces(UNREAD_EVENT)
+_STATE_PIECES = _pieces(STATE_EVENT)
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,31 @@ class Marked:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """Exact counts of one inbox. ``total`` is the default list's size (archived and snoozed entries
+    are out of it); ``unread`` and ``unseen`` count only entries in it."""
+
+    total: int
+    unread: int
+    unseen: int
+    archived: int
+    snoozed: int
+
+
+@dataclass(frozen=True)
+class Changed:
+    """What a state change did (:meth:`Inbox.mark_seen`, :meth:`Inbox.archive`, ...)."""
+
+    marked: int
+    """Notifications whose state changed (one already in that state is not counted)."""
+    counts: Counts
+    unknown: list[str]
+    """The ids given that name no notification in the inbox, in the order given."""
+    changed: list[str] = field(default_factory=list, repr=False)
+    """The notification ids that changed."""
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
@@ -103,7 +147,8 @@ class NewEntry:
 
     def item(self) -> dict[str, Any]:
         """The entry as an inbox item, the shape :meth:`Inbox.list` returns (new, so unread)."""
-        return {**self.notification, "entry_id": self.entry_id, "read": False}
+        return {**self.notification, "entry_id": self.entry_id, "read": False, "archived": False,
+                "snoozed_until": None, "seen": False, "interacted": False}
 
 
 @dataclass(slots=True)
@@ -113,7 +158,24 @@ class UnreadCount:
     unread: int
 
 
-LiveEvent = NewEntry | UnreadCount
+@dataclass(slots=True)
+class StateChange:
+    """Live event: notifications changed one of :data:`STATES` (``value`` true/false, or the snooze's
+    until in epoch seconds); ``all`` when every notification was marked. Counts afterwards."""
+
+    state: str
+    value: bool | float
+    ids: list[str]
+    all: bool
+    unread: int
+    unseen: int
+
+    def data(self) -> dict[str, Any]:
+        return {"state": self.state, "value": self.value, "ids": self.ids, "all": self.all,
+                "unread": self.unread, "unseen": self.unseen}
+
+
+LiveEvent = NewEntry | UnreadCount | StateChange
 
 
 def new_entry_event(entry_id: str, unread: int, notification_json: str) -> str:
@@ -124,6 +186,13 @@ def new_entry_event(entry_id: str, unread: int, notification_json: str) -> str:
 def unread_event(unread: int) -> str:
     """:data:`UNREAD_EVENT` filled in Python (the scripts fill the same template)."""
     return UNREAD_EVENT % unread
+
+
+def state_event(change: StateChange) -> str:
+    """:data:`STATE_EVENT` filled in Python (``inbox_state.lua`` fills the same template)."""
+    value = ("true" if change.value else "false") if isinstance(change.value, bool) else repr(float(change.value))
+    return STATE_EVENT % (change.state, value, orjson.dumps(change.ids).decode(), "true" if change.all else "false",
+                          change.unread, change.unseen)
 
 
 def parse_event(data: bytes | str) -> LiveEvent | None:
@@ -140,6 +209,11 @@ def parse_event(data: bytes | str) -> LiveEvent | None:
         return NewEntry(entry_id, notification, unread if isinstance(unread, int) else None)
     if kind == "unread_count" and isinstance(unread, int):
         return UnreadCount(unread)
+    if kind == "state" and message.get("state") in STATES and isinstance(unread, int):
+        value, ids, unseen = message.get("value"), message.get("ids"), message.get("unseen")
+        if isinstance(value, (bool, int, float)) and isinstance(ids, builtins.list) and isinstance(unseen, int):
+            return StateChange(message["state"], value, [str(i) for i in ids], bool(message.get("all")), unread,
+                               unseen)
     return None
 
 
@@ -288,8 +362,10 @@ class Inbox:
         ids = _check_ids(ids)
         if not ids:
             return 0, self.unread_count(user_id)
-        deleted, unread = scripts.script("inbox_delete")(self._append_keys(user_id), [*_UNREAD_PIECES, *ids],
-                                                         client=self.r)
+        k = self.keys
+        keys = [k.inbox(user_id), k.inbox_ids(user_id), k.unread(user_id), k.live(user_id), k.seen(user_id),
+                k.archived(user_id), k.snoozed(user_id), k.interacted(user_id), k.seen_upto(user_id)]
+        deleted, unread = scripts.script("inbox_delete")(keys, [*_UNREAD_PIECES, *ids], client=self.r)
         return int(deleted), int(unread)
 
     def epoch(self, user_id: str) -> tuple[str | None, str | None, str | None]:
@@ -300,6 +376,69 @@ class Inbox:
         epoch, since, trimmed = scripts.script("inbox_epoch")([k.inbox(user_id), k.inbox_epoch(user_id)],
                                                               [new_epoch()], client=self.r)
         return epoch or None, since or None, trimmed or None
+
+    def _state_keys(self, user_id: str) -> list[str]:
+        """``inbox_state.lua``'s keys, spelled out (not :meth:`_append_keys` plus more: the scripts
+        name keys by position)."""
+        k = self.keys
+        return [k.inbox(user_id), k.inbox_ids(user_id), k.unread(user_id), k.live(user_id), k.seen_upto(user_id),
+                k.seen(user_id), k.archived(user_id), k.snoozed(user_id), k.interacted(user_id)]
+
+    def _change(self, op: str, user_id: str, ids: Sequence[str] | None, value: float = 0.0) -> Changed:
+        """Run ``op`` of ``inbox_state.lua`` on ``ids`` (notification or entry ids), or on all when None."""
+        if ids is not None:
+            ids = _check_ids(ids)
+            if not ids:
+                return Changed(0, self.counts(user_id), [])
+        marked, unread, unseen, total, archived, snoozed, unknown, changed = scripts.script("inbox_state")(
+            self._state_keys(user_id), [op, self.max_len, repr(float(value)), *_STATE_PIECES, *(ids or [])],
+            client=self.r)
+        return Changed(int(marked), Counts(int(total), int(unread), int(unseen), int(archived), int(snoozed)),
+                       [str(i) for i in unknown], [str(i) for i in changed])
+
+    def counts(self, user_id: str) -> Counts:
+        """Total, unread, unseen, archived and snoozed, exact, in one script call."""
+        return self._change("counts", user_id, None).counts
+
+    def mark_seen(self, user_id: str, ids: Sequence[str] | None = None) -> Changed:
+        """Mark ``ids`` seen (the feed showed them), or everything when None."""
+        return self._change("seen", user_id, ids)
+
+    def archive(self, user_id: str, ids: Sequence[str] | None = None) -> Changed:
+        """Move ``ids`` (or everything) out of the default list, kept and listable; archived is read."""
+        return self._change("archive", user_id, ids)
+
+    def unarchive(self, user_id: str, ids: Sequence[str] | None = None) -> Changed:
+        return self._change("unarchive", user_id, ids)
+
+    def snooze(self, user_id: str, ids: Sequence[str], until: float) -> Changed:
+        """Hide ``ids`` until ``until`` (epoch seconds); then they come back unread, announced live.
+
+        The wake-up is a task held in the Redis schedule, which the workers' scheduler loop releases
+        when due (never a Celery ETA: a long one is redelivered and runs twice).
+        """
+        from notifier.pipeline.queues import ROUTER_QUEUE, WAKE_SNOOZED
+        from notifier.state.schedule import Schedule
+
+        now = time.time()
+        if not now < until <= now + MAX_SNOOZE_SECONDS:
+            raise ValidationError(f"until must be in the future, at most {MAX_SNOOZE_SECONDS // 86400} days away")
+        ids = _check_ids(ids)
+        if ids:  # held first: a wake-up with nothing due does nothing, a snooze without one would never end
+            Schedule(self.r, self.keys).add(until, WAKE_SNOOZED, [user_id], {}, ROUTER_QUEUE)
+        return self._change("snooze", user_id, ids, until)
+
+    def unsnooze(self, user_id: str, ids: Sequence[str] | None = None) -> Changed:
+        """Bring snoozed ``ids`` (or all) back now, unread."""
+        return self._change("unsnooze", user_id, ids)
+
+    def wake_due(self, user_id: str, now: float | None = None) -> Changed:
+        """Bring back every snoozed notification whose time has come (the wake-up task's work)."""
+        return self._change("wake", user_id, None, time.time() if now is None else now)
+
+    def mark_interacted(self, user_id: str, ids: Sequence[str]) -> Changed:
+        """Record that the user took an action on ``ids`` (for the action buttons)."""
+        return self._change("interact", user_id, ids)
 
     # Reading ----------------------------------------------------------------------------------
     def live_channel(self, user_id: str) -> str:
@@ -320,29 +459,66 @@ class Inbox:
         return int(self.r.scard(self.keys.unread(user_id)))
 
     def list(self, user_id: str, limit: int = 20, before: str | None = None,
-             unread_only: bool = False) -> Page:
-        """Newest first, ``limit`` items older than the cursor ``before``; ``next_cursor`` pages on."""
+             unread_only: bool = False, unseen_only: bool = False, archived: bool = False) -> Page:
+        """Newest first, ``limit`` items older than the cursor ``before``; ``next_cursor`` pages on.
+
+        The default list leaves archived and snoozed entries out; ``archived`` lists only the archived
+        ones. ``unread_only`` and ``unseen_only`` narrow either further.
+        """
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be between 1 and {MAX_PAGE}")
         if before and entry_key(check_entry_id(before)) == (0, 0):
             return Page([], None)  # nothing is older than 0-0 (and Redis refuses "(0-0" as a bound)
+        if archived:
+            return self._list_archived(user_id, limit, before, unread_only, unseen_only)
         upper = f"({before}" if before else "+"
+        lower = "-"
+        if unseen_only:  # everything up to the seen marker is seen: the scan stops there
+            marker = cast("str | None", self.r.hget(self.keys.seen_upto(user_id), "upto"))
+            if marker:
+                if before and entry_key(before) <= entry_key(marker):
+                    return Page([], None)
+                lower = f"({marker}"
         items: list[dict[str, Any]] = []
-        chunk = limit if not unread_only else max(limit * 2, 50)
+        chunk = max(limit * 2, 50)
         while True:
             entries = cast("list[store.StreamEntry]",
-                           self.r.xrevrange(self.keys.inbox(user_id), max=upper, min="-", count=chunk))
+                           self.r.xrevrange(self.keys.inbox(user_id), max=upper, min=lower, count=chunk))
             if not entries:
                 return Page(items, None)
             decoded = self._with_read(user_id, [_decode(e) for e in entries])
             for item in decoded:
-                if not item["read"] or not unread_only:
+                if _listed(item, unread_only, unseen_only) and not item["archived"] and item["snoozed_until"] is None:
                     items.append(item)
                     if len(items) == limit:
                         return Page(items, item["entry_id"])
             if len(entries) < chunk:
                 return Page(items, None)
             upper = f"({decoded[-1]['entry_id']}"
+
+    def _list_archived(self, user_id: str, limit: int, before: str | None, unread_only: bool,
+                       unseen_only: bool) -> Page:
+        """:meth:`list` of the archived entries, found through their set rather than by scanning the
+        stream (an inbox of 10,000 holds few archived ones, or all)."""
+        k = self.keys
+        nids = cast("list[str]", builtins.list(self.r.smembers(k.archived(user_id))))
+        found = cast("list[str | None]", self.r.hmget(k.inbox_ids(user_id), nids)) if nids else []
+        bound = entry_key(before) if before else None
+        kept = sorted(((entry_key(e), e) for e in found if e and (bound is None or entry_key(e) < bound)),
+                      reverse=True)
+        items: list[dict[str, Any]] = []
+        chunk = max(limit * 2, 50) if unread_only or unseen_only else limit
+        for start in range(0, len(kept), chunk):
+            pipe = self.r.pipeline(transaction=False)
+            for _, entry_id in kept[start:start + chunk]:
+                pipe.xrange(k.inbox(user_id), min=entry_id, max=entry_id)
+            entries = [e[0] for e in pipe.execute() if e]
+            for item in self._with_read(user_id, [_decode(e) for e in entries]):
+                if _listed(item, unread_only, unseen_only):
+                    items.append(item)
+                    if len(items) == limit:
+                        return Page(items, item["entry_id"])
+        return Page(items, None)
 
     def since(self, user_id: str, entry_id: str, count: int = 500) -> builtins.list[dict[str, Any]]:
         """Entries after ``entry_id``, oldest first, with ``read``: what a reconnecting client missed."""
@@ -365,16 +541,28 @@ class Inbox:
         entries = cast("list[store.StreamEntry]", self.r.xrange(self.keys.inbox(user_id), min=entry_id, max=entry_id))
         if not entries:
             return None
-        item = _decode(entries[0])
-        item["read"] = not self.r.sismember(self.keys.unread(user_id), notification_id)
-        return item
+        return self._with_read(user_id, [_decode(entries[0])])[0]
 
     def _with_read(self, user_id: str, items: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
-        """Set each decoded item's ``read`` flag, in one round trip."""
-        if items:
-            flags = self.r.smismember(self.keys.unread(user_id), [item["id"] for item in items])
-            for item, unread in zip(items, flags, strict=True):
-                item["read"] = not unread
+        """Set each decoded item's ``read`` flag and its :data:`STATES`, in one round trip."""
+        if not items:
+            return items
+        k, nids = self.keys, [item["id"] for item in items]
+        pipe = self.r.pipeline(transaction=False)
+        pipe.smismember(k.unread(user_id), nids)
+        pipe.hget(k.seen_upto(user_id), "upto")
+        pipe.smismember(k.seen(user_id), nids)
+        pipe.smismember(k.archived(user_id), nids)
+        pipe.zmscore(k.snoozed(user_id), nids)
+        pipe.smismember(k.interacted(user_id), nids)
+        unread, upto, seen, archived, snoozed, interacted = pipe.execute()
+        marker = entry_key(upto) if upto else (0, 0)
+        for i, item in enumerate(items):
+            item["read"] = not unread[i]
+            item["archived"] = bool(archived[i])
+            item["snoozed_until"] = snoozed[i]
+            item["seen"] = bool(seen[i]) or entry_key(item["entry_id"]) <= marker or item["archived"]
+            item["interacted"] = bool(interacted[i])
         return items
 
 
@@ -397,6 +585,10 @@ class LiveInbox:
             newest, unread, oldest, exists, (epoch, since, trimmed) = await pipe.execute()
         return Position(newest[0][0] if newest else None, int(unread), oldest[0][0] if oldest else None,
                         bool(exists), epoch, since, trimmed)
+
+
+def _listed(item: dict[str, Any], unread_only: bool, unseen_only: bool) -> bool:
+    return not (unread_only and item["read"]) and not (unseen_only and item["seen"])
 
 
 def _decode(entry: store.StreamEntry) -> dict[str, Any]:

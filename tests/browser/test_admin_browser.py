@@ -6,6 +6,7 @@ Uses the system Chromium (Debian's ``chromium``); skipped where it is not instal
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 
@@ -14,11 +15,12 @@ import pytest
 from notifier.deliverylog.events import Event
 from notifier.state.deadletters import DeadLetters
 from notifier.state.inbox import Inbox
-from tests.browser.test_gateway_browser import ARGS, CHROMIUM, screenshot
+from tests.browser.test_gateway_browser import CHROMIUM, browser, screenshot, worker  # noqa: F401  fixtures
 from tests.deliverylog.logdb import LogDatabase, database
 from tests.support.gateway_support import API_KEY, Gateway
-from tests.support.helpers import Worker, start_worker, uid, wait_for
+from tests.support.helpers import Worker, uid, wait_for
 
+pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -26,21 +28,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 def log_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogDatabase]:
     """The page reads through the admin API, tested on both databases; SQLite is enough here."""
     yield from database("sqlite", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def worker() -> Iterator[Worker]:
-    w = start_worker(queues="router,realtime")
-    yield w
-    w.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield instance
-        instance.close()
 
 
 def test_support_staff_find_a_notification_and_replay_its_dead_letter(

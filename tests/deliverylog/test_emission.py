@@ -9,6 +9,7 @@ import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,22 @@ def timeline(events: list[Event]) -> dict[tuple[str | None, str | None], list[st
     return dict(out)
 
 
-def test_one_notification_on_three_channels_with_a_retry_and_a_pruned_device(worker: Worker, peers: Peers,
-                                                                              smtp: SmtpPeer) -> None:
-    fcm, apns, _ = peers
+@dataclass
+class ThreeChannels:
+    """A send to a user with an email address, two phones and an iPhone: the old phone is gone at FCM
+    (pruned), APNs answers the iPhone 503 once (retried)."""
+
+    user: str
+    address: str
+    phone: str
+    iphone: str
+    kept: str
+    gone: str
+    apple: str
+    nid: str
+
+
+def three_channels(fcm: FcmPeer, apns: ApnsPeer) -> ThreeChannels:
     user = uid()
     address = f"{user}@example.test"
     PreferenceStore().set(user, {"email": address})
@@ -80,11 +94,20 @@ def test_one_notification_on_three_channels_with_a_retry_and_a_pruned_device(wor
     apple = devices.register(user, {"platform": "apns", "token": iphone}).id
     fcm.refuse(old_phone, "unregistered")
     apns.fail(iphone, "unavailable")
-    sent = send_notification.delay(user, {"type": "order_update", "title": "Order shipped", "body": "#12345",
-                                          "channels": ["fcm", "apns", "email"]})
+    nid = send_notification.delay(user, {"type": "order_update", "title": "Order shipped", "body": "#12345",
+                                         "channels": ["fcm", "apns", "email"]}).id
+    return ThreeChannels(user, address, phone, iphone, kept, gone, apple, nid)
+
+
+def test_one_notification_on_three_channels_with_a_retry_and_a_pruned_device(worker: Worker, peers: Peers,
+                                                                              smtp: SmtpPeer) -> None:
+    fcm, apns, _ = peers
+    t = three_channels(fcm, apns)
+    user, address, phone, iphone, kept, gone, apple = t.user, t.address, t.phone, t.iphone, t.kept, t.gone, t.apple
+    devices = Devices()
 
     def done() -> list[Event]:
-        found = events_of(sent.id)
+        found = events_of(t.nid)
         return found if sum(e.kind in ("sent", "pruned") for e in found) == 4 else []
 
     found = wait_for(done, timeout=20, message="sent on every target, the old phone pruned")

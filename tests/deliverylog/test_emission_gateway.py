@@ -102,7 +102,8 @@ def test_seen_and_clicked_are_events_of_the_users_own_notifications(gateway: Gat
     with gateway.client(token(user)) as http:
         wait_for(lambda: len(http.get("/v1/notifications").json()["items"]) == 2, message="both in the inbox")
         answer = http.post("/v1/notifications/seen", json={"ids": [*mine, theirs, mine[0]]})
-        assert answer.json() == {"seen": 2, "unknown": [theirs]}
+        assert answer.json() == {"seen": 2, "unknown": [theirs], "marked": 2, "total": 2, "unread": 2, "unseen": 0,
+                                 "archived": 0, "snoozed": 0}
         assert http.post(f"/v1/notifications/{mine[0]}/click", json={"action": "open"}).status_code == 204
         assert http.post(f"/v1/notifications/{mine[1]}/click").status_code == 204
         refused = http.post(f"/v1/notifications/{theirs}/click")
@@ -120,3 +121,21 @@ def test_seen_and_clicked_are_events_of_the_users_own_notifications(gateway: Gat
     assert sorted(found, key=str) == sorted([("seen", mine[0], {}), ("seen", mine[1], {}),
                                              ("clicked", mine[0], {"action": "open"}), ("clicked", mine[1], {})],
                                             key=str)
+
+
+def test_marking_all_seen_logs_the_notifications_it_made_seen_once_each(gateway: Gateway) -> None:
+    user = uid()
+    ids = [send_notification.delay(user, {"type": "test", "title": f"n{i}", "channels": ["realtime"]}).id
+           for i in range(3)]
+    with gateway.client(token(user)) as http:
+        wait_for(lambda: len(http.get("/v1/notifications").json()["items"]) == 3, message="all in the inbox")
+        assert http.post("/v1/notifications/seen", json={"ids": [ids[0]]}).json()["marked"] == 1
+        answer = http.post("/v1/notifications/seen", json={"all": True}).json()
+        assert (answer["seen"], answer["marked"], answer["unseen"]) == (2, 2, 0)
+        assert http.post("/v1/notifications/seen", json={"all": True}).json()["seen"] == 0
+
+    def logged() -> list[str]:
+        found = [e.notification_id for entry in entries_for({user}) for e in entry if e.kind == "seen"]
+        return found if len(found) >= 3 else []
+
+    assert sorted(wait_for(logged, timeout=10, message="the seen events")) == sorted(ids)

@@ -6,22 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from notifier import send_notification
 from notifier.deliverylog import queries
 from notifier.deliverylog.subscriptions import Subscriptions
-from notifier.state.devices import Devices
-from notifier.state.preferences import PreferenceStore
 from tests.deliverylog.logdb import LogDatabase, log_database
+from tests.deliverylog.test_emission import three_channels
 from tests.peers.apns import ApnsPeer
 from tests.peers.broker import Isolated, isolated
 from tests.peers.fcm import FcmPeer
@@ -65,18 +61,8 @@ def test_a_notifications_timeline_reaches_the_database_and_the_webhooks(
     path = f"/events/{uid('hook')}"
     subscription = Subscriptions().add(receiver.url(path), "sent,retried,pruned")
     receiver.accept(path, subscription.secret)
-    user = uid()
-    address = f"{user}@example.test"
-    PreferenceStore().set(user, {"email": address})
-    devices = Devices()
-    phone, old_phone, iphone = f"fcm-{uuid.uuid4().hex}", f"fcm-{uuid.uuid4().hex}", secrets.token_hex(32)
-    kept = devices.register(user, {"platform": "fcm", "token": phone}).id
-    gone = devices.register(user, {"platform": "fcm", "token": old_phone}).id
-    apple = devices.register(user, {"platform": "apns", "token": iphone}).id
-    fcm.refuse(old_phone, "unregistered")
-    apns.fail(iphone, "unavailable")
-    nid = send_notification.delay(user, {"type": "order_update", "title": "Order shipped", "body": "#12345",
-                                         "channels": ["fcm", "apns", "email"]}).id
+    t = three_channels(fcm, apns)
+    nid, kept, gone, apple, address = t.nid, t.kept, t.gone, t.apple, t.address
 
     def written() -> queries.Timeline | None:
         found = queries.timeline(nid, engine=log_db.engine)

@@ -4,6 +4,7 @@ stays a plain Redis): per-user keys stay in one slot, live events go out with SP
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import redis
@@ -11,7 +12,7 @@ from redis.cluster import RedisCluster
 
 from notifier import broadcast, send_bulk, send_notification
 from notifier.redis.store import get_keys, get_redis
-from notifier.state.inbox import Inbox
+from notifier.state.inbox import Counts, Inbox
 from tests.support.cluster_support import LocalSentinel, cluster_url, redis_cluster, redis_sentinel  # noqa: F401
 from tests.support.helpers import Worker, own_broker_env, uid, wait_for
 
@@ -45,6 +46,12 @@ def test_pipeline_on_redis_cluster(cluster_url: str, worker_factory: Callable[..
     assert set(by_title) == {"broadcast", f"bulk {users[5]}"}
     assert Inbox().mark_read(users[5], [bid]) == 1
     assert Inbox().delete(users[5], [by_title[f"bulk {users[5]}"]["id"]]) == (1, 0)
+    box = Inbox()  # every state key of a user in that user's slot, or these scripts fail with CROSSSLOT
+    assert box.mark_seen(users[6], [bid]).counts.unseen == 1
+    assert box.archive(users[6], [bid]).counts.archived == 1
+    assert [i["id"] for i in box.list(users[6], archived=True).items] == [bid]
+    assert box.snooze(users[6], ["nope"], time.time() + 60).unknown == ["nope"]
+    assert box.mark_seen(users[6]).counts == Counts(total=1, unread=1, unseen=0, archived=1, snoozed=0)
 
     nodes = {client.get_node_from_key(get_keys().inbox(u)).name for u in users}
     assert len(nodes) == 3, "users should spread over every shard"

@@ -57,7 +57,7 @@ def test_dev_stack_end_to_end_and_clean_shutdown(tmp_path: Path) -> None:
     redis_port, gateway_port, flower_port = free_port(), free_port(), free_port()
     url = f"redis://127.0.0.1:{redis_port}/0"
     env = dev_env(tmp_path, NOTIFIER_REDIS_URL=url, NOTIFIER_BROKER_URL=url, NOTIFIER_FLOWER_USER="ops",
-                  NOTIFIER_FLOWER_PASSWORD="pw")
+                  NOTIFIER_FLOWER_PASSWORD="pw", NOTIFIER_DATABASE_URL="")  # the embedded delivery log
     dev = Dev(env, "--port", str(gateway_port), "--flower-port", str(flower_port))
     proc = dev.proc
     secret_file = tmp_path / "notifier" / "dev.env"
@@ -66,7 +66,7 @@ def test_dev_stack_end_to_end_and_clean_shutdown(tmp_path: Path) -> None:
         out = dev.wait_ready()
         assert "embedded" in out and f"127.0.0.1:{redis_port}" in out
         block = out[out.index("\nredis "):]
-        for name in ("gateway", "demo", "docs", "flower", "token", "logs"):
+        for name in ("gateway", "demo", "docs", "admin", "flower", "token", "logs"):
             assert re.search(rf"^{name}\s+\S+", block, re.M), f"{name} missing from the start-up block:\n{out}"
         assert re.search(r"^welcome\s+sent to demo-user's empty inbox", block, re.M), out
         log = tmp_path / "notifier" / "dev.log"
@@ -109,6 +109,16 @@ def test_dev_stack_end_to_end_and_clean_shutdown(tmp_path: Path) -> None:
         listener.join(20)
         assert received and received[-1]["id"] == sent.stdout.strip()
         assert received[-1]["title"] == "live through the dev stack"
+
+        def logged() -> subprocess.CompletedProcess[str]:  # from another folder: the log is in the state folder
+            return subprocess.run([sys.executable, "-m", "notifier.cli", "status", received[-1]["id"], "--json"],
+                                  env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+
+        status = wait_for(lambda: (found := logged()).returncode == 0 and found, timeout=15,
+                          message="the send in the embedded delivery log")
+        states = {(d["channel"], d["target"], d["state"]) for d in json.loads(status.stdout)["deliveries"]}
+        assert {("realtime", None, "queued"), ("realtime", "live", "sent")} <= states, states
+        assert (tmp_path / "notifier" / "log.sqlite3").exists()
         assert httpx.get(f"http://127.0.0.1:{flower_port}/", timeout=5).status_code == 401
 
         assert dev.stop() == 0

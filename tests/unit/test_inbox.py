@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import orjson
 import pytest
@@ -11,10 +12,12 @@ from notifier.redis.store import get_keys, get_redis
 from notifier.state.inbox import (
     Inbox,
     NewEntry,
+    StateChange,
     UnreadCount,
     entry_key,
     new_entry_event,
     parse_event,
+    state_event,
     unread_event,
 )
 from tests.support.helpers import uid
@@ -69,7 +72,13 @@ def test_live_events_built_and_parsed_in_one_place_round_trip() -> None:
         assert parse_event(unknown) is None
     with pytest.raises(ValueError):
         parse_event(b"not json")
-    assert NewEntry("1-0", {"id": "x"}, 1).item() == {"id": "x", "entry_id": "1-0", "read": False}
+    assert NewEntry("1-0", {"id": "x"}, 1).item() == {"id": "x", "entry_id": "1-0", "read": False, "seen": False,
+                                                      "archived": False, "snoozed_until": None, "interacted": False}
+    for change in (StateChange("seen", True, ["a", "b"], False, 3, 1), StateChange("snoozed", 1764770000.25, ["a"],
+                                                                                  False, 0, 0),
+                   StateChange("archived", False, [], True, 2, 2)):
+        assert parse_event(state_event(change)) == change
+    assert parse_event(b'{"event": "state", "state": "later", "ids": [], "unread": 0, "unseen": 0}') is None
 
 
 def test_scripts_publish_the_events_python_builds() -> None:
@@ -100,6 +109,12 @@ def test_scripts_publish_the_events_python_builds() -> None:
         published()
         box.mark_read(user)
         assert parse_event(published()) == UnreadCount(0)
+        box.snooze(user, ["n3"], until := time.time() + 60)
+        assert published() == state_event(StateChange("snoozed", until, ["n3"], False, 0, 1))
+        box.unsnooze(user)
+        assert published() == state_event(StateChange("snoozed", False, ["n3"], True, 1, 2))
+        box.mark_seen(user)
+        assert published() == state_event(StateChange("seen", True, ["n1", "n3"], True, 1, 0))
     finally:
         pubsub.close()
 
