@@ -10,10 +10,7 @@ from __future__ import annotations
 import logging
 
 from notifier.config import get_settings
-from notifier.deliverylog import store
-from notifier.deliverylog.drain import OUTAGE, Drain
 from notifier.deliverylog.events import EventLog
-from notifier.deliverylog.upgrades import ensure_current
 from notifier.deliverylog.webhooks import Outbox
 from notifier.errors import LogDatabaseNotUpgraded
 from notifier.pipeline.periodic import Job
@@ -25,22 +22,31 @@ log = logging.getLogger("notifier.deliverylog")
 
 DRAIN_INTERVAL_SECONDS = 1.0
 PRUNE_INTERVAL_SECONDS = 3600.0
-_NOT_NOW: tuple[type[BaseException], ...] = (LogDatabaseNotUpgraded, *OUTAGE)
 
 
 @app.task(bind=True, base=NotifierTask, name=DRAIN_LOG)
 def drain_log(self: NotifierTask) -> int:
-    """Write the events waiting in Redis to the log's database; returns how many."""
+    """Write the events waiting in Redis to the log's database; returns how many.
+
+    The database's modules (SQLAlchemy, psycopg, Alembic: ~30 MB) are imported here, not when the
+    worker starts, so only a process that runs the log's tasks holds them."""
+    from notifier.deliverylog.drain import Drain
+
     return Drain(enqueue=self.enqueue).run()
 
 
 @app.task(bind=True, base=NotifierTask, name=PRUNE_LOG)
 def prune_log(self: NotifierTask) -> int:
     """Delete the events past retention, in batches; returns how many."""
+    from notifier.deliverylog import store
+    from notifier.deliverylog.drain import OUTAGE
+    from notifier.deliverylog.upgrades import ensure_current
+
+    not_now: tuple[type[BaseException], ...] = (LogDatabaseNotUpgraded, *OUTAGE)
     try:
         ensure_current()
         deleted = store.delete_older_than(store.retention_cutoff())
-    except _NOT_NOW as exc:
+    except not_now as exc:
         log.warning("delivery log retention skipped: %s", exc)
         return 0
     if deleted:

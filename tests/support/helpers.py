@@ -173,12 +173,20 @@ class Worker(CeleryWorker):
         received: Counter[str] = Counter()
         finished: Counter[str] = Counter()
         for match in _TASK_LINE.finditer(self.log()):
-            (received if match["what"] == "received" else finished)[match["id"]] += 1
+            if match["did"]:
+                finished[match["did"]] += 1
+            else:
+                (received if match["what"] == "received" else finished)[match["id"]] += 1
         return received, finished
 
     def received(self, task_name: str) -> list[str]:
         """The ids of the ``task_name`` tasks the worker has received, in the order it received them."""
         return [m["id"] for m in _TASK_LINE.finditer(self.log()) if m["name"] == task_name and m["what"] == "received"]
+
+    def names(self, task_ids: list[str]) -> dict[str, str]:
+        """The task name of each of these ids the worker received (for failure messages)."""
+        wanted = set(task_ids)
+        return {m["id"]: m["name"] for m in _TASK_LINE.finditer(self.log()) if m["id"] in wanted}
 
     def unfinished(self, *task_ids: str) -> list[str]:
         """Those of ``task_ids`` (a send's router task has the notification's id) and of the tasks
@@ -191,11 +199,16 @@ class Worker(CeleryWorker):
         try:
             wait_for(lambda: not self.unfinished(*task_ids), timeout=timeout, message="the worker to finish its tasks")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: {self.unfinished(*task_ids)} unfinished; "
-                                 f"log:\n{self.log()[-3000:]}") from None
+            left = self.unfinished(*task_ids)
+            named = Counter(self.names(left).values())
+            raise AssertionError(f"{exc}: {left} unfinished ({dict(named)}); log:\n{self.log()[-3000:]}") from None
 
 
-_TASK_LINE = re.compile(r"Task (?P<name>[\w.]+)\[(?P<id>[^\]]+)\] (?P<what>\w+)")
+_TASK_LINE = re.compile(r"(?:Task (?P<name>[\w.]+)\[(?P<id>[^\]]+)\] (?P<what>\w+))"
+                        r"|(?:Discarding revoked task: (?P<dname>[\w.]+)\[(?P<did>[^\]]+)\])")
+"""Celery's lines for a task received and finished (succeeded, failed, retry, rejected), and for one
+it discarded unrun (revoked, or past its ``expires``: the log's periodic drains expire when a busy
+worker reaches them late), which is finished too."""
 
 
 def wait_idle(worker: Worker, *task_ids: str, timeout: float = 15) -> None:
