@@ -81,7 +81,8 @@ def connect(url: str, **options: Any) -> redis.Redis:
         from redis.sentinel import Sentinel
 
         timeouts = {"socket_timeout": COMMAND_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
-        sentinel = Sentinel(list(target.hosts), **timeouts,
+        sentinel = Sentinel(list(target.hosts), socket_timeout=COMMAND_TIMEOUT,
+                            socket_connect_timeout=CONNECT_TIMEOUT,
                             sentinel_kwargs={**timeouts, **target.sentinel_credentials})
         return sentinel.master_for(target.service, db=target.db, decode_responses=True, **target.credentials,
                                    **options)
