@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the services the tests talk to are there: Redis (required), RabbitMQ (second broker),
-# and Debian's Chromium for the browser test. Installs with apt-get and starts what does not answer.
+# PostgreSQL (the delivery log's production store), and Debian's Chromium for the browser test. Installs with apt-get and starts what does not answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,17 @@ if ! answers 127.0.0.1 5672; then
   echo "starting rabbitmq-server"
   rabbitmq-server -detached || true
   for _ in $(seq 120); do answers 127.0.0.1 5672 && break; sleep 0.5; done
+fi
+
+if ! answers 127.0.0.1 5432; then
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql
+  version=$(ls /etc/postgresql | sort -n | tail -1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  # The tests connect as postgres over loopback without a password (as on the session machine).
+  grep -q "^host all all 127.0.0.1/32 trust" "$hba" || sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  echo "starting PostgreSQL $version"
+  pg_ctlcluster "$version" main start || pg_ctlcluster "$version" main reload
+  for _ in $(seq 60); do answers 127.0.0.1 5432 && break; sleep 0.5; done
 fi
 
 command -v chromium >/dev/null || apt_install chromium

@@ -35,8 +35,8 @@ def _postgres(name: str) -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001  no PostgreSQL here: the SQLite half still runs
-        pytest.skip(f"no PostgreSQL at {POSTGRES} ({exc})")
+    except Exception as exc:  # noqa: BLE001  scripts/services.sh starts PostgreSQL: its absence is a failure
+        pytest.fail(f"no PostgreSQL at {POSTGRES} ({exc}); scripts/services.sh starts one", pytrace=False)
     try:
         yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
     finally:
