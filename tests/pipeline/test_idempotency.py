@@ -16,6 +16,7 @@ import redis
 
 from notifier import send_notification
 from notifier.config import get_settings
+from notifier.pipeline.producer import producer_app
 from notifier.redis.store import get_keys
 from notifier.state.inbox import Inbox
 from tests.support.helpers import ROOT, Worker, private_env, start_worker, uid, use_env, wait_for
@@ -98,9 +99,17 @@ def test_an_interrupted_publish_gives_the_key_back_at_once(
 
 
 def test_a_routed_send_holds_its_key_for_the_full_ttl(worker: Worker, redis_client: redis.Redis) -> None:
+    """The producer's claim is short until the router takes the send; the router's is the full TTL.
+    The worker stops consuming the router queue while the send waits in it, or an idle worker could
+    route it before the pending TTL is read."""
     user, key = uid(), uid("key")
-    sent = send_notification.delay(user, note("once"), idempotency_key=key)
-    assert redis_client.ttl(get_keys().idempotency(key)) <= get_settings().idempotency_pending_ttl_seconds
+    control, node = producer_app().control, [worker.node.replace("%h", socket.gethostname())]
+    assert control.cancel_consumer("router", destination=node, reply=True, timeout=10)
+    try:
+        sent = send_notification.delay(user, note("once"), idempotency_key=key)
+        assert 0 < redis_client.ttl(get_keys().idempotency(key)) <= get_settings().idempotency_pending_ttl_seconds
+    finally:
+        assert control.add_consumer("router", destination=node, reply=True, timeout=10)
     wait_for(lambda: Inbox().list(user).items, message="delivery")
     ttl = redis_client.ttl(get_keys().idempotency(key))
     assert get_settings().idempotency_ttl_seconds - 60 < ttl <= get_settings().idempotency_ttl_seconds
